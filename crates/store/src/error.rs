@@ -1,0 +1,63 @@
+//! Typed errors of the store. Each maps to exactly one NFS status in the nfs
+//! layer; `Corrupt` and `Io` are server faults, never the client's.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no such file or directory")]
+    NoEnt,
+    #[error("file exists")]
+    Exist,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("permission denied")]
+    Access,
+    #[error("operation not permitted")]
+    Perm,
+    #[error("stale file handle")]
+    Stale,
+    #[error("name too long (max {max_bytes} bytes)")]
+    NameTooLong { max_bytes: usize },
+    #[error("invalid argument: {0}")]
+    Inval(String),
+    #[error("cross-file-system operation")]
+    XDev,
+    #[error("file too large")]
+    FBig,
+    #[error("no space left: {0}")]
+    NoSpace(String),
+    #[error("too many links")]
+    MLink,
+    #[error("not supported: {0}")]
+    NotSupp(String),
+    #[error("ctime guard did not match")]
+    NotSync,
+    #[error("store is read-only: {0}")]
+    ReadOnly(String),
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store corrupt: {0}")]
+    Corrupt(String),
+    #[error("store is shut down")]
+    Closed,
+}
+
+impl StoreError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
