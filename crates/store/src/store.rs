@@ -41,7 +41,7 @@ pub struct Store {
 impl Store {
     /// Creates a new vserver store in an empty (or absent) directory; the
     /// first journal record names the vserver.
-    pub fn create(dir: &Path, name: &str, opts: StoreOptions) -> Result<Store> {
+    pub fn init(dir: &Path, name: &str, opts: StoreOptions) -> Result<Store> {
         todo!()
     }
     /// Opens an existing store: latest valid checkpoint + journal replay.
@@ -60,8 +60,8 @@ impl Store {
     pub fn add_address(&self, addr: AddressSpec) -> Result<Mutation<()>> {
         todo!()
     }
-    /// Creates a file system with its root directory (mode 0755, root-owned
-    /// unless `root_uid`/`root_gid` say otherwise) and its export.
+    /// Creates a file system with its root directory (mode 0755, owned by root
+    /// ) and its export.
     pub fn create_fs(&self, name: &str, export: Export) -> Result<Mutation<FsConfig>> {
         todo!()
     }
