@@ -5,12 +5,21 @@
 //! numbers, generations, timestamps, cookies), then applied; replaying the
 //! same records anywhere yields the same state, attribute for attribute.
 
+pub mod checkpoint;
 pub mod config;
+pub mod data;
 pub mod error;
+pub mod fsck;
+pub mod journal;
+mod ops;
+pub mod perm;
+pub mod record;
+pub mod state;
 pub mod store;
 pub mod types;
 
 pub use config::{AddressSpec, Export, FsConfig, User, VserverConfig};
 pub use error::{Result, StoreError};
+pub use ops::validate;
 pub use store::{Store, StoreOptions};
 pub use types::*;

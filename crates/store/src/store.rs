@@ -1,11 +1,24 @@
-//! The public face of a vserver's store. (API skeleton; bodies land next.)
-#![allow(unused_variables)]
+//! The public face of one vserver's store: open/recover, commit a record,
+//! durability, checkpoints. The file-system operations live in `ops/`, one
+//! file each.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::config::{AddressSpec, Export, FsConfig, User, VserverConfig};
-use crate::error::Result;
+use crate::checkpoint;
+use crate::config::VserverConfig;
+use crate::data::{sync_dir, DataFiles};
+use crate::error::{Result, StoreError};
+use crate::journal::{self, JournalWriter, WriterOptions};
+use crate::record::{Op, Record};
+use crate::state::State;
 use crate::types::*;
+
+/// Written at the top of every store directory, so opening something else
+/// fails clearly.
+pub const FORMAT_FILE: &str = "FORMAT";
+pub const FORMAT_TEXT: &str = "tandem-store 1\n";
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -35,130 +48,249 @@ impl Default for StoreOptions {
 }
 
 pub struct Store {
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: StoreOptions,
+    pub(crate) state: RwLock<State>,
+    pub(crate) data: DataFiles,
+    journal: JournalWriter,
+    verifier: [u8; 8],
+    /// Held for the store's lifetime: one process per store directory.
+    _lock: File,
 }
 
 impl Store {
     /// Creates a new vserver store in an empty (or absent) directory; the
     /// first journal record names the vserver.
     pub fn init(dir: &Path, name: &str, opts: StoreOptions) -> Result<Store> {
-        todo!()
+        crate::ops::validate::vserver_name(name)?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        let non_empty = std::fs::read_dir(dir)
+            .map_err(|e| StoreError::io(dir, e))?
+            .next()
+            .is_some();
+        if non_empty {
+            return Err(StoreError::Exist);
+        }
+        std::fs::create_dir_all(dir.join("journal")).map_err(|e| StoreError::io(dir, e))?;
+        let format = dir.join(FORMAT_FILE);
+        std::fs::write(&format, FORMAT_TEXT).map_err(|e| StoreError::io(&format, e))?;
+        sync_dir(dir)?;
+        let store = Store::open(dir, opts)?;
+        let m = store.commit_op(
+            None,
+            Op::VserverCreated {
+                name: name.to_string(),
+            },
+        )?;
+        store.wait_durable_blocking(m)?;
+        Ok(store)
     }
-    /// Opens an existing store: latest valid checkpoint + journal replay.
-    /// A corrupt journal is a clear error, never a silently shorter store.
+
+    /// Opens an existing store: latest checkpoint + journal replay. A
+    /// corrupt journal is a clear error, never a silently shorter store.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store> {
-        todo!()
+        let format = dir.join(FORMAT_FILE);
+        match std::fs::read_to_string(&format) {
+            Ok(t) if t == FORMAT_TEXT => {}
+            Ok(t) => {
+                return Err(StoreError::Corrupt(format!(
+                    "{}: unsupported store format {:?}",
+                    format.display(),
+                    t.trim()
+                )))
+            }
+            Err(e) => return Err(StoreError::io(&format, e)),
+        }
+        let lock = lock_dir(dir)?;
+        let data = DataFiles::new(dir.join("data"), opts.max_open_files)?;
+        let journal_dir = dir.join("journal");
+        let mut state = checkpoint::read(dir)?.unwrap_or_else(State::empty);
+        let checkpoint_lsn = state.lsn;
+        let outcome = journal::scan(&journal_dir, checkpoint_lsn, |r| {
+            state.apply(r.lsn, &r.record, &data)
+        })?;
+        if let Some((path, keep)) = &outcome.torn_tail {
+            tracing::warn!(segment = %path.display(), keep_bytes = keep, "cutting torn journal tail left by a crash");
+            cut_tail(path, *keep)?;
+        }
+        if outcome.records > 0 || outcome.torn_tail.is_some() {
+            // Not a clean shutdown: writes whose records never became
+            // durable may have extended data files past their size.
+            trim_data_files(&state, &data)?;
+        }
+        // A last segment holding nothing past the state is replaced by the
+        // writer's fresh one.
+        for seg in journal::list_segments(&journal_dir)? {
+            if seg.first_lsn > state.lsn {
+                std::fs::remove_file(&seg.path).map_err(|e| StoreError::io(&seg.path, e))?;
+            }
+        }
+        tracing::info!(dir = %dir.display(), checkpoint_lsn, replayed = outcome.records, lsn = state.lsn, "store opened");
+        let journal = JournalWriter::start(
+            journal_dir,
+            state.lsn + 1,
+            WriterOptions {
+                max_segment_bytes: opts.max_segment_bytes,
+                max_buffered_bytes: opts.max_buffered_bytes,
+            },
+        )?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            opts,
+            state: RwLock::new(state),
+            data,
+            journal,
+            verifier: rand::random(),
+            _lock: lock,
+        })
     }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    // ---- configuration (each a journal record) ----
-    pub fn config(&self) -> VserverConfig {
-        todo!()
-    }
-    pub fn add_address(&self, addr: AddressSpec) -> Result<Mutation<()>> {
-        todo!()
-    }
-    /// Creates a file system with its root directory (mode 0755, owned by root
-    /// ) and its export.
-    pub fn create_fs(&self, name: &str, export: Export) -> Result<Mutation<FsConfig>> {
-        todo!()
-    }
-    pub fn add_user(&self, user: User) -> Result<Mutation<()>> {
-        todo!()
+    pub(crate) fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    // ---- durability ----
+    pub(crate) fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn config(&self) -> VserverConfig {
+        self.read_state().config.clone()
+    }
+
+    /// A copy of the whole metadata state (tests and fsck compare these).
+    pub fn snapshot(&self) -> State {
+        self.read_state().clone()
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.read_state().epoch
+    }
+
+    /// Journals and applies one operation under the state lock held by the
+    /// caller; returns its LSN.
+    pub(crate) fn commit(&self, st: &mut State, req: Option<ReqId>, op: Op) -> Result<Lsn> {
+        let lsn = st.lsn + 1;
+        let record = Record { req, op };
+        self.journal.append(lsn, st.epoch, &record)?;
+        st.apply(lsn, &record, &self.data)?;
+        if self.journal.appended_bytes() >= self.opts.checkpoint_every_bytes {
+            self.checkpoint_locked(st)?;
+        }
+        Ok(lsn)
+    }
+
+    pub(crate) fn commit_op(&self, req: Option<ReqId>, op: Op) -> Result<Lsn> {
+        let mut st = self.write_state();
+        self.commit(&mut st, req, op)
+    }
+
+    fn checkpoint_locked(&self, st: &State) -> Result<()> {
+        self.journal.wait_durable_blocking(st.lsn)?;
+        self.data.sync_dirty()?;
+        checkpoint::write(&self.dir, st)?;
+        self.journal.reset_appended_bytes();
+        if !self.opts.retain_journal {
+            let segments = journal::list_segments(&self.dir.join("journal"))?;
+            for pair in segments.windows(2) {
+                if pair[1].first_lsn <= st.lsn + 1 {
+                    std::fs::remove_file(&pair[0].path)
+                        .map_err(|e| StoreError::io(&pair[0].path, e))?;
+                }
+            }
+        }
+        tracing::debug!(lsn = st.lsn, "checkpoint written");
+        Ok(())
+    }
+
+    /// Writes a checkpoint now.
+    pub fn checkpoint(&self) -> Result<()> {
+        let st = self.write_state();
+        self.checkpoint_locked(&st)
+    }
+
     /// Highest LSN assigned so far.
     pub fn last_lsn(&self) -> Lsn {
-        todo!()
+        self.read_state().lsn
     }
+
     /// Highest LSN known to be on stable storage.
     pub fn durable_lsn(&self) -> Lsn {
-        todo!()
+        self.journal.durable().lsn
     }
+
     pub async fn wait_durable(&self, lsn: Lsn) -> Result<()> {
-        todo!()
+        self.journal.wait_durable(lsn).await
     }
+
     pub fn wait_durable_blocking(&self, lsn: Lsn) -> Result<()> {
-        todo!()
+        self.journal.wait_durable_blocking(lsn)
     }
+
     /// Changes whenever uncommitted data may have been lost: new at every
     /// open of the store.
     pub fn write_verifier(&self) -> [u8; 8] {
-        todo!()
+        self.verifier
     }
+
     /// Flushes, checkpoints and stops the journal writer.
     pub fn close(&self) -> Result<()> {
-        todo!()
+        let result = self.checkpoint();
+        self.journal.close();
+        result
     }
+}
 
-    // ---- file-system reads ----
-    /// Handle -> inode, checking fsid and generation (`Stale` otherwise).
-    pub fn resolve(&self, handle: &Handle) -> Result<Attr> {
-        todo!()
+fn lock_dir(dir: &Path) -> Result<File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("LOCK");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::io(&path, e))?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(StoreError::ReadOnly(format!(
+            "{} is in use by another process",
+            dir.display()
+        )));
     }
-    pub fn root_handle(&self, fsid: Fsid) -> Result<Handle> {
-        todo!()
-    }
-    pub fn getattr(&self, ino: Ino) -> Result<Attr> {
-        todo!()
-    }
-    /// Returns the child's attributes. "." and ".." are understood.
-    pub fn lookup(&self, cred: &Cred, dir: Ino, name: &[u8]) -> Result<Attr> {
-        todo!()
-    }
-    /// Which of the `access::*` bits in `want` the caller holds.
-    pub fn access(&self, cred: &Cred, ino: Ino, want: u32) -> Result<(u32, Attr)> {
-        todo!()
-    }
-    pub fn readlink(&self, cred: &Cred, ino: Ino) -> Result<(Vec<u8>, Attr)> {
-        todo!()
-    }
-    pub fn read(&self, cred: &Cred, ino: Ino, offset: u64, count: u32) -> Result<ReadReply> {
-        todo!()
-    }
-    /// Entries after `cookie` (0 = from the start), at most `max_entries`.
-    pub fn readdir(&self, cred: &Cred, dir: Ino, cookie: u64, max_entries: usize) -> Result<ReadDir> {
-        todo!()
-    }
-    pub fn fsstat(&self, fsid: Fsid) -> Result<FsStat> {
-        todo!()
-    }
+    Ok(f)
+}
 
-    // ---- file-system changes (each one journal record) ----
-    pub fn setattr(&self, ctx: &OpCtx, ino: Ino, set: &SetAttr, guard_ctime: Option<Timestamp>) -> Result<Mutation<Attr>> {
-        todo!()
+fn cut_tail(path: &Path, keep_bytes: u64) -> Result<()> {
+    if keep_bytes == 0 {
+        return std::fs::remove_file(path).map_err(|e| StoreError::io(path, e));
     }
-    /// The caller decides how long to wait for durability (UNSTABLE vs
-    /// FILE_SYNC) with `wait_durable(mutation.lsn)`.
-    pub fn write(&self, ctx: &OpCtx, ino: Ino, offset: u64, data: &[u8]) -> Result<Mutation<Attr>> {
-        todo!()
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| StoreError::io(path, e))?;
+    f.set_len(keep_bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| StoreError::io(path, e))
+}
+
+fn trim_data_files(state: &State, data: &DataFiles) -> Result<()> {
+    for ino in data.list()? {
+        match state.inodes.get(&ino) {
+            Some(inode) if inode.attr.ftype == FileType::Regular => {
+                let path = data.path_of(ino);
+                let len = std::fs::metadata(&path)
+                    .map_err(|e| StoreError::io(&path, e))?
+                    .len();
+                if len > inode.attr.size {
+                    data.set_len(ino, inode.attr.size)?;
+                }
+            }
+            _ => data.remove(ino)?,
+        }
     }
-    pub fn create(&self, ctx: &OpCtx, dir: Ino, name: &[u8], how: CreateHow, set: &SetAttr) -> Result<Mutation<Attr>> {
-        todo!()
-    }
-    pub fn mkdir(&self, ctx: &OpCtx, dir: Ino, name: &[u8], set: &SetAttr) -> Result<Mutation<Attr>> {
-        todo!()
-    }
-    pub fn symlink(&self, ctx: &OpCtx, dir: Ino, name: &[u8], target: &[u8], set: &SetAttr) -> Result<Mutation<Attr>> {
-        todo!()
-    }
-    pub fn mknod(&self, ctx: &OpCtx, dir: Ino, name: &[u8], kind: NodeKind, set: &SetAttr) -> Result<Mutation<Attr>> {
-        todo!()
-    }
-    pub fn remove(&self, ctx: &OpCtx, dir: Ino, name: &[u8]) -> Result<Mutation<()>> {
-        todo!()
-    }
-    pub fn rmdir(&self, ctx: &OpCtx, dir: Ino, name: &[u8]) -> Result<Mutation<()>> {
-        todo!()
-    }
-    /// `pre` in the result holds the source directory's pre-op attributes.
-    pub fn rename(&self, ctx: &OpCtx, from_dir: Ino, from_name: &[u8], to_dir: Ino, to_name: &[u8]) -> Result<Mutation<()>> {
-        todo!()
-    }
-    pub fn link(&self, ctx: &OpCtx, ino: Ino, dir: Ino, name: &[u8]) -> Result<Mutation<Attr>> {
-        todo!()
-    }
+    Ok(())
 }

@@ -1,0 +1,81 @@
+//! Checkpoints bound recovery time: the whole metadata state at one LSN,
+//! written to a temporary file, synced, and renamed over the previous one.
+//! Layout (little-endian): magic "TANDEMC\0" | version u32 | reserved u32 |
+//! lsn u64 | payload_len u64 | crc32c(payload) u32 | reserved u32 | payload
+//! (postcard of `State`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::data::sync_dir;
+use crate::error::{Result, StoreError};
+use crate::state::State;
+
+pub const CHECKPOINT_MAGIC: &[u8; 8] = b"TANDEMC\0";
+pub const CHECKPOINT_VERSION: u32 = 1;
+pub const CHECKPOINT_HEADER_BYTES: usize = 40;
+/// A checkpoint larger than this is refused as corrupt rather than read.
+pub const MAX_CHECKPOINT_BYTES: u64 = 16 << 30;
+
+pub fn checkpoint_path(dir: &Path) -> PathBuf {
+    dir.join("checkpoint")
+}
+
+pub fn write(dir: &Path, state: &State) -> Result<()> {
+    let payload = postcard::to_stdvec(state)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode checkpoint: {e}")))?;
+    let mut header = [0u8; CHECKPOINT_HEADER_BYTES];
+    header[0..8].copy_from_slice(CHECKPOINT_MAGIC);
+    header[8..12].copy_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+    header[16..24].copy_from_slice(&state.lsn.to_le_bytes());
+    header[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+    header[32..36].copy_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    let tmp = dir.join("checkpoint.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    f.write_all(&header)
+        .and_then(|_| f.write_all(&payload))
+        .and_then(|_| f.sync_all())
+        .map_err(|e| StoreError::io(&tmp, e))?;
+    let path = checkpoint_path(dir);
+    std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+    sync_dir(dir)
+}
+
+/// The checkpointed state, or `None` if no checkpoint was ever written.
+pub fn read(dir: &Path) -> Result<Option<State>> {
+    let path = checkpoint_path(dir);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io(&path, e)),
+    };
+    let bad = |why: &str| StoreError::Corrupt(format!("checkpoint {}: {why}", path.display()));
+    if bytes.len() < CHECKPOINT_HEADER_BYTES || &bytes[0..8] != CHECKPOINT_MAGIC {
+        return Err(bad("bad header"));
+    }
+    let u32_at =
+        |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let u64_at = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[i..i + 8]);
+        u64::from_le_bytes(b)
+    };
+    if u32_at(8) != CHECKPOINT_VERSION {
+        return Err(bad(&format!("unsupported version {}", u32_at(8))));
+    }
+    let lsn = u64_at(16);
+    let len = u64_at(24);
+    if len > MAX_CHECKPOINT_BYTES || len != (bytes.len() - CHECKPOINT_HEADER_BYTES) as u64 {
+        return Err(bad("payload length does not match the file"));
+    }
+    let payload = &bytes[CHECKPOINT_HEADER_BYTES..];
+    if crc32c::crc32c(payload) != u32_at(32) {
+        return Err(bad("checksum mismatch"));
+    }
+    let state: State =
+        postcard::from_bytes(payload).map_err(|e| bad(&format!("undecodable: {e}")))?;
+    if state.lsn != lsn {
+        return Err(bad("header LSN differs from the state's"));
+    }
+    Ok(Some(state))
+}

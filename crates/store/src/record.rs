@@ -1,0 +1,103 @@
+//! Journal record payloads. A record states the outcome the active site
+//! decided, not the request: inode numbers, generations, cookies, times and
+//! the post-operation attributes are all in it, so applying it needs no
+//! clock, no random numbers and no counters of the applying site.
+//!
+//! Serialized with postcard; variant and field order is the on-disk format
+//! (docs/formats.md). Append new variants at the end only.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AddressSpec, FsConfig, User};
+use crate::state::Inode;
+use crate::types::{Attr, Ino, ReqId, Timestamp};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The client request that caused it, if any (duplicate detection).
+    pub req: Option<ReqId>,
+    pub op: Op,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    VserverCreated {
+        name: String,
+    },
+    AddressAdded {
+        addr: AddressSpec,
+    },
+    FsCreated {
+        fs: FsConfig,
+        root: Inode,
+    },
+    UserAdded {
+        user: User,
+    },
+    /// New attributes of `ino`; a size change truncates or extends the data.
+    SetAttr {
+        ino: Ino,
+        attr: Attr,
+    },
+    Write {
+        ino: Ino,
+        offset: u64,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        /// Attributes after the write (size, mtime, ctime, cleared set-id bits).
+        attr: Attr,
+    },
+    /// CREATE, MKDIR, SYMLINK and MKNOD: a new inode linked into `dir`.
+    Create {
+        dir: Ino,
+        #[serde(with = "serde_bytes")]
+        name: Vec<u8>,
+        cookie: u64,
+        inode: Inode,
+        time: Timestamp,
+    },
+    /// REMOVE and RMDIR.
+    Unlink {
+        dir: Ino,
+        #[serde(with = "serde_bytes")]
+        name: Vec<u8>,
+        time: Timestamp,
+    },
+    Rename {
+        from_dir: Ino,
+        #[serde(with = "serde_bytes")]
+        from_name: Vec<u8>,
+        to_dir: Ino,
+        #[serde(with = "serde_bytes")]
+        to_name: Vec<u8>,
+        /// Cookie of the entry in `to_dir`.
+        cookie: u64,
+        time: Timestamp,
+    },
+    Link {
+        ino: Ino,
+        dir: Ino,
+        #[serde(with = "serde_bytes")]
+        name: Vec<u8>,
+        cookie: u64,
+        time: Timestamp,
+    },
+}
+
+impl Op {
+    /// Short name for logs and fsck reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::VserverCreated { .. } => "vserver-created",
+            Op::AddressAdded { .. } => "address-added",
+            Op::FsCreated { .. } => "fs-created",
+            Op::UserAdded { .. } => "user-added",
+            Op::SetAttr { .. } => "setattr",
+            Op::Write { .. } => "write",
+            Op::Create { .. } => "create",
+            Op::Unlink { .. } => "unlink",
+            Op::Rename { .. } => "rename",
+            Op::Link { .. } => "link",
+        }
+    }
+}
