@@ -1,1 +1,20 @@
+//! The control layer of a Tandem site: the site's identity and
+//! configuration, the daemon that owns the site's virtual servers, and the
+//! local control API the CLI talks to.
+//!
+//! Everything here sits above `tandem_store` and `tandem_nfs` and never the
+//! other way round (see docs/design.md).
 
+pub mod api;
+pub mod daemon;
+pub mod error;
+pub mod fsck;
+pub mod identity;
+pub mod lock;
+pub mod names;
+pub mod service;
+pub mod site;
+pub mod status;
+pub mod vserver;
+
+pub use error::{ControlError, ErrorKind, Result};

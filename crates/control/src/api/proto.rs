@@ -1,0 +1,100 @@
+//! Messages of the control API. Every request names the operation in `op`;
+//! every response is either `{"result":"ok","reply":...}` or
+//! `{"result":"error","kind":...,"message":...}`.
+
+use serde::{Deserialize, Serialize};
+use tandem_store::{AddressSpec, Export, Lsn, User};
+
+use crate::error::{ControlError, ErrorKind};
+use crate::status::{FsStatus, StatusReport, VserverStatus};
+
+/// Longest response the CLI accepts (a status with a large user map).
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Status {
+        #[serde(default)]
+        vserver: Option<String>,
+    },
+    VserverCreate {
+        name: String,
+        addresses: Vec<AddressSpec>,
+    },
+    FsCreate {
+        vserver: String,
+        name: String,
+        export: Export,
+    },
+    UserAdd {
+        vserver: String,
+        user: User,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Status(StatusReport),
+    VserverCreated(VserverStatus),
+    FsCreated {
+        vserver: String,
+        fs: FsStatus,
+        lsn: Lsn,
+    },
+    UserAdded {
+        vserver: String,
+        user: User,
+        lsn: Lsn,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Ok { reply: Reply },
+    Error { kind: ErrorKind, message: String },
+}
+
+impl From<std::result::Result<Reply, ControlError>> for Response {
+    fn from(r: std::result::Result<Reply, ControlError>) -> Self {
+        match r {
+            Ok(reply) => Response::Ok { reply },
+            Err(e) => Response::Error {
+                kind: e.kind(),
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+impl Response {
+    pub fn into_result(self) -> std::result::Result<Reply, ControlError> {
+        match self {
+            Response::Ok { reply } => Ok(reply),
+            Response::Error { kind, message } => Err(ControlError::Remote { kind, message }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_shape() {
+        let req: Request = serde_json::from_str(r#"{"op":"status","vserver":null}"#).unwrap();
+        assert_eq!(req, Request::Status { vserver: None });
+        let req: Request = serde_json::from_str(r#"{"op":"status"}"#).unwrap();
+        assert_eq!(req, Request::Status { vserver: None });
+        assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"op":"status","x":1}"#).is_err());
+        let resp: Response = Err(ControlError::NoVserver("vs".into())).into();
+        let text = serde_json::to_string(&resp).unwrap();
+        assert_eq!(
+            text,
+            r#"{"result":"error","kind":"not_found","message":"no vserver named vs"}"#
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! The site daemon: owns the site lock, every vserver of the site, and the
+//! control socket. Control-plane changes are serialised by one lock over the
+//! vserver table: they are rare, and ordering them keeps checks (name taken,
+//! address held) free of races.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use tandem_store::config::normalize_export_path;
+use tandem_store::config::{MAX_ADDRESSES, MAX_CLIENT_RULES, MAX_FILESYSTEMS, MAX_GROUPS_PER_USER};
+use tandem_store::{AddressSpec, Export, Lsn, Store, User};
+use tokio::sync::{watch, Mutex};
+use tokio::task::JoinHandle;
+
+use crate::api::proto::{Reply, Request, Response};
+use crate::api::server::ApiServer;
+use crate::error::{ControlError, Result};
+use crate::lock::SiteLock;
+use crate::names::{validate_address, validate_export_path, validate_name};
+use crate::service::ServiceConfig;
+use crate::site::Site;
+use crate::status::{FsStatus, SiteStatus, StatusReport, VserverStatus};
+use crate::vserver::Vserver;
+
+pub struct Daemon {
+    site: Site,
+    service_cfg: ServiceConfig,
+    vservers: Mutex<BTreeMap<String, Vserver>>,
+}
+
+impl Daemon {
+    /// Opens every vserver found in the site's vservers directory.
+    async fn open(site: Site) -> Result<Daemon> {
+        let service_cfg = site.config.server_config();
+        let dir = site.paths.vservers();
+        std::fs::create_dir_all(&dir).map_err(|e| ControlError::io(&dir, e))?;
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| ControlError::io(&dir, e))? {
+            let entry = entry.map_err(|e| ControlError::io(&dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Leftovers (editor backups, a half-removed vserver) are not
+            // vservers; say so rather than fail the site.
+            if validate_name("vserver", &name).is_err() || !entry.path().is_dir() {
+                tracing::warn!(entry = %entry.path().display(), "ignoring entry in vservers directory");
+                continue;
+            }
+            names.push(name);
+        }
+        names.sort();
+        let mut vservers = BTreeMap::new();
+        for name in names {
+            let vs = Vserver::open(&site.paths.vserver(&name), &name, &service_cfg).await;
+            vservers.insert(name, vs);
+        }
+        Ok(Daemon {
+            site,
+            service_cfg,
+            vservers: Mutex::new(vservers),
+        })
+    }
+
+    pub fn site(&self) -> &Site {
+        &self.site
+    }
+
+    /// The open store of a vserver, for in-process users (the demo).
+    pub async fn store(&self, vserver: &str) -> Result<Arc<Store>> {
+        let table = self.vservers.lock().await;
+        let vs = table
+            .get(vserver)
+            .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
+        Ok(vs.store()?.clone())
+    }
+
+    pub async fn handle(&self, req: Request) -> Response {
+        let result = match req {
+            Request::Status { vserver } => self.status(vserver.as_deref()).await.map(Reply::Status),
+            Request::VserverCreate { name, addresses } => self
+                .create_vserver(&name, addresses)
+                .await
+                .map(Reply::VserverCreated),
+            Request::FsCreate {
+                vserver,
+                name,
+                export,
+            } => self
+                .create_fs(&vserver, &name, export)
+                .await
+                .map(|(fs, lsn)| Reply::FsCreated { vserver, fs, lsn }),
+            Request::UserAdd { vserver, user } => {
+                let added = self.add_user(&vserver, user.clone()).await;
+                added.map(|lsn| Reply::UserAdded { vserver, user, lsn })
+            }
+        };
+        if let Err(e) = &result {
+            tracing::info!(error = %e, "control request refused");
+        }
+        result.into()
+    }
+
+    pub async fn status(&self, only: Option<&str>) -> Result<StatusReport> {
+        let table = self.vservers.lock().await;
+        let vservers = match only {
+            Some(name) => vec![table
+                .get(name)
+                .ok_or_else(|| ControlError::NoVserver(name.to_string()))?
+                .status()],
+            None => table.values().map(Vserver::status).collect(),
+        };
+        Ok(StatusReport {
+            site: SiteStatus {
+                name: self.site.config.name.clone(),
+                id: self.site.identity.id.clone(),
+                listen: self.site.config.listen.clone(),
+                data_dir: self.site.paths.root.display().to_string(),
+                daemon_pid: std::process::id(),
+            },
+            vservers,
+        })
+    }
+
+    pub async fn create_vserver(
+        &self,
+        name: &str,
+        addresses: Vec<AddressSpec>,
+    ) -> Result<VserverStatus> {
+        validate_name("vserver name", name)?;
+        if addresses.is_empty() {
+            return Err(ControlError::invalid(
+                "vserver",
+                "needs at least one --address",
+            ));
+        }
+        if addresses.len() > MAX_ADDRESSES {
+            return Err(ControlError::invalid(
+                "vserver",
+                format!("more than {MAX_ADDRESSES} addresses"),
+            ));
+        }
+        for (i, a) in addresses.iter().enumerate() {
+            validate_address(a)?;
+            if addresses[..i].iter().any(|b| b.ip == a.ip) {
+                return Err(ControlError::invalid(
+                    "address",
+                    format!("{} is given twice", a.ip),
+                ));
+            }
+        }
+        let mut table = self.vservers.lock().await;
+        if table.contains_key(name) {
+            return Err(ControlError::VserverExists(name.to_string()));
+        }
+        if table.len() >= self.site.config.control.max_vservers {
+            return Err(ControlError::invalid(
+                "vserver",
+                format!(
+                    "the site already holds control.max_vservers = {} vservers",
+                    self.site.config.control.max_vservers
+                ),
+            ));
+        }
+        for (other, vs) in table.iter() {
+            let Ok(store) = vs.store() else { continue };
+            let held = store.config().addresses;
+            if let Some(a) = addresses.iter().find(|a| held.iter().any(|h| h.ip == a.ip)) {
+                return Err(ControlError::Exists {
+                    what: "address".into(),
+                    detail: format!("{} is held by vserver {other}", a.ip),
+                });
+            }
+        }
+        let dir = self.site.paths.vserver(name);
+        if dir.exists() {
+            return Err(ControlError::Exists {
+                what: "vserver directory".into(),
+                detail: dir.display().to_string(),
+            });
+        }
+        let vs = Vserver::create(&dir, name, addresses, &self.service_cfg).await?;
+        tracing::info!(vserver = name, "vserver created");
+        let status = vs.status();
+        table.insert(name.to_string(), vs);
+        Ok(status)
+    }
+
+    pub async fn create_fs(
+        &self,
+        vserver: &str,
+        name: &str,
+        export: Export,
+    ) -> Result<(FsStatus, Lsn)> {
+        validate_name("file system name", name)?;
+        validate_export_path(&export.path)?;
+        if export.clients.len() > MAX_CLIENT_RULES {
+            return Err(ControlError::invalid(
+                "client networks",
+                format!("more than {MAX_CLIENT_RULES}"),
+            ));
+        }
+        let table = self.vservers.lock().await;
+        let vs = table
+            .get(vserver)
+            .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
+        let cfg = vs.store()?.config();
+        if cfg.filesystems.contains_key(name) {
+            return Err(ControlError::Exists {
+                what: "file system".into(),
+                detail: format!("{name} in vserver {vserver}"),
+            });
+        }
+        if let Some(other) = cfg.fs_by_export_path(&export.path) {
+            return Err(ControlError::Exists {
+                what: "export path".into(),
+                detail: format!(
+                    "{} is already exported by file system {}",
+                    normalize_export_path(&export.path),
+                    other.name
+                ),
+            });
+        }
+        if cfg.filesystems.len() >= MAX_FILESYSTEMS {
+            return Err(ControlError::invalid(
+                "file system",
+                format!("vserver {vserver} already has {MAX_FILESYSTEMS} file systems"),
+            ));
+        }
+        let (fs, lsn) = vs.create_fs(name, export).await?;
+        tracing::info!(vserver, fs = name, fsid = fs.fsid, "file system created");
+        Ok((FsStatus::from_config(&fs), lsn))
+    }
+
+    pub async fn add_user(&self, vserver: &str, user: User) -> Result<Lsn> {
+        validate_name("user name", &user.name)?;
+        if user.groups.len() > MAX_GROUPS_PER_USER {
+            return Err(ControlError::invalid(
+                "groups",
+                format!("more than {MAX_GROUPS_PER_USER} supplementary groups"),
+            ));
+        }
+        let table = self.vservers.lock().await;
+        let vs = table
+            .get(vserver)
+            .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
+        if vs.store()?.config().users.contains_key(&user.name) {
+            return Err(ControlError::Exists {
+                what: "user".into(),
+                detail: format!("{} in vserver {vserver}", user.name),
+            });
+        }
+        let name = user.name.clone();
+        let lsn = vs.add_user(user).await?;
+        tracing::info!(vserver, user = %name, "user added");
+        Ok(lsn)
+    }
+
+    /// Stops every vserver: services first, then the stores.
+    async fn shutdown(&self) {
+        let mut table = self.vservers.lock().await;
+        let all = std::mem::take(&mut *table);
+        for (_, vs) in all {
+            vs.shutdown().await;
+        }
+    }
+}
+
+/// A daemon running inside this process.
+pub struct RunningDaemon {
+    daemon: Arc<Daemon>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    _lock: SiteLock,
+}
+
+impl RunningDaemon {
+    /// Locks the site, opens its vservers and starts the control socket.
+    pub async fn start(site_dir: &Path) -> Result<RunningDaemon> {
+        let site = Site::load(site_dir)?;
+        let lock = SiteLock::acquire(site_dir, &site.paths.lock())?;
+        let server = ApiServer::bind(&site.paths.socket())?;
+        let settings = site.config.control.clone();
+        tracing::info!(
+            site = %site.config.name,
+            id = %site.identity.id,
+            dir = %site_dir.display(),
+            "starting daemon"
+        );
+        let daemon = Arc::new(Daemon::open(site).await?);
+        let (stop, stopped) = watch::channel(false);
+        let server = tokio::spawn(server.serve(daemon.clone(), settings, stopped));
+        Ok(RunningDaemon {
+            daemon,
+            stop,
+            server,
+            _lock: lock,
+        })
+    }
+
+    pub fn daemon(&self) -> &Arc<Daemon> {
+        &self.daemon
+    }
+
+    /// Stops the control socket (requests in progress finish), then the
+    /// vservers; the site lock is released last.
+    pub async fn stop(self) {
+        // Ignored: no receiver means the server already ended.
+        let _ = self.stop.send(true);
+        if let Err(e) = self.server.await {
+            tracing::error!(error = %e, "control server task failed");
+        }
+        self.daemon.shutdown().await;
+        tracing::info!("daemon stopped");
+    }
+}

@@ -1,0 +1,407 @@
+//! A site's data directory and its `site.toml`: where everything lives, and
+//! the settings an operator may change. Every value is checked on load, so a
+//! bad edit is a clear start-up error rather than a surprise later.
+
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ControlError, Result};
+use crate::identity::{self, Identity};
+use crate::names::validate_name;
+
+/// Port other sites reach this one on (replication, next issue).
+pub const DEFAULT_LISTEN_PORT: u16 = 7447;
+pub const DEFAULT_NFS_PORT: u16 = 2049;
+pub const DEFAULT_MOUNT_PORT: u16 = 20048;
+pub const DEFAULT_PORTMAP_PORT: u16 = 111;
+/// site.toml is small; anything bigger is not ours.
+pub const MAX_SITE_TOML_BYTES: u64 = 64 * 1024;
+
+/// Fixed layout of a site's data directory.
+#[derive(Debug, Clone)]
+pub struct SitePaths {
+    pub root: PathBuf,
+}
+
+impl SitePaths {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        SitePaths { root: root.into() }
+    }
+    pub fn site_toml(&self) -> PathBuf {
+        self.root.join("site.toml")
+    }
+    pub fn identity_dir(&self) -> PathBuf {
+        self.root.join("identity")
+    }
+    pub fn cert(&self) -> PathBuf {
+        self.identity_dir().join("cert.pem")
+    }
+    pub fn key(&self) -> PathBuf {
+        self.identity_dir().join("key.pem")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.root.join("control.sock")
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("daemon.lock")
+    }
+    pub fn vservers(&self) -> PathBuf {
+        self.root.join("vservers")
+    }
+    pub fn vserver(&self, name: &str) -> PathBuf {
+        self.vservers().join(name)
+    }
+}
+
+/// NFS service settings, applied to every vserver of the site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NfsSettings {
+    pub nfs_port: u16,
+    pub mount_port: u16,
+    /// Whether to run a PORTMAP v2 service; needs root for port 111.
+    pub portmap: bool,
+    pub portmap_port: u16,
+    pub max_connections: usize,
+    pub max_record_bytes: usize,
+    pub max_requests_per_connection: usize,
+}
+
+impl NfsSettings {
+    /// Portmap is on by default only for root, who alone may bind port 111.
+    pub fn defaults(as_root: bool) -> Self {
+        NfsSettings {
+            nfs_port: DEFAULT_NFS_PORT,
+            mount_port: DEFAULT_MOUNT_PORT,
+            portmap: as_root,
+            portmap_port: DEFAULT_PORTMAP_PORT,
+            max_connections: 1024,
+            // A 1 MiB WRITE plus RPC and NFS headers.
+            max_record_bytes: (1 << 20) + 64 * 1024,
+            max_requests_per_connection: 128,
+        }
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let mut ports = vec![("nfs_port", self.nfs_port), ("mount_port", self.mount_port)];
+        if self.portmap {
+            ports.push(("portmap_port", self.portmap_port));
+        }
+        for (i, (name, port)) in ports.iter().enumerate() {
+            if *port == 0 {
+                return Err(format!("nfs.{name} must not be 0"));
+            }
+            if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port) {
+                return Err(format!("nfs.{name} and nfs.{other} are both {port}"));
+            }
+        }
+        check_range("nfs.max_connections", self.max_connections, 1, 65_536)?;
+        check_range(
+            "nfs.max_record_bytes",
+            self.max_record_bytes,
+            4096,
+            64 << 20,
+        )?;
+        check_range(
+            "nfs.max_requests_per_connection",
+            self.max_requests_per_connection,
+            1,
+            4096,
+        )?;
+        Ok(())
+    }
+}
+
+/// Limits of the local control API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSettings {
+    /// Concurrent CLI connections; more wait.
+    pub max_clients: usize,
+    /// Longest request line accepted on the control socket.
+    pub max_request_bytes: usize,
+    /// A connection idle this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Most vservers one site may hold.
+    pub max_vservers: usize,
+}
+
+impl Default for ControlSettings {
+    fn default() -> Self {
+        ControlSettings {
+            max_clients: 32,
+            max_request_bytes: 64 * 1024,
+            idle_timeout_secs: 60,
+            max_vservers: 256,
+        }
+    }
+}
+
+impl ControlSettings {
+    fn validate(&self) -> std::result::Result<(), String> {
+        check_range("control.max_clients", self.max_clients, 1, 1024)?;
+        check_range(
+            "control.max_request_bytes",
+            self.max_request_bytes,
+            1024,
+            16 << 20,
+        )?;
+        check_range(
+            "control.idle_timeout_secs",
+            self.idle_timeout_secs as usize,
+            1,
+            86_400,
+        )?;
+        check_range("control.max_vservers", self.max_vservers, 1, 4096)?;
+        Ok(())
+    }
+}
+
+fn check_range(
+    name: &str,
+    value: usize,
+    min: usize,
+    max: usize,
+) -> std::result::Result<(), String> {
+    if value < min || value > max {
+        return Err(format!("{name} = {value} is outside {min}..={max}"));
+    }
+    Ok(())
+}
+
+/// The contents of site.toml.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub name: String,
+    /// Where other sites reach this one ("HOST:PORT").
+    pub listen: String,
+    pub nfs: NfsSettings,
+    #[serde(default)]
+    pub control: ControlSettings,
+}
+
+impl SiteConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        validate_name("site name", &self.name).map_err(|e| e.to_string())?;
+        parse_listen(&self.listen).map_err(|e| e.to_string())?;
+        self.nfs.validate()?;
+        self.control.validate()?;
+        Ok(())
+    }
+
+    /// The NFS layer's settings for this site.
+    pub fn server_config(&self) -> crate::service::ServiceConfig {
+        crate::service::ServiceConfig {
+            nfs_port: self.nfs.nfs_port,
+            mount_port: self.nfs.mount_port,
+            portmap_port: self.nfs.portmap.then_some(self.nfs.portmap_port),
+            max_connections: self.nfs.max_connections,
+            max_record_bytes: self.nfs.max_record_bytes,
+            max_requests_per_connection: self.nfs.max_requests_per_connection,
+        }
+    }
+}
+
+/// Accepts "HOST:PORT", "[V6]:PORT", a bare IP or a bare host name (which
+/// get the default port). Host names are kept as text: they are resolved
+/// when used, since addresses may change.
+pub fn parse_listen(text: &str) -> Result<String> {
+    let what = "listen address";
+    if text.parse::<SocketAddr>().is_ok() {
+        return Ok(text.to_string());
+    }
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, DEFAULT_LISTEN_PORT).to_string());
+    }
+    let (host, port) = match text.rsplit_once(':') {
+        Some((h, p)) => {
+            let port: u16 = p
+                .parse()
+                .map_err(|_| ControlError::invalid(what, format!("{p:?} is not a port")))?;
+            (h, port)
+        }
+        None => (text, DEFAULT_LISTEN_PORT),
+    };
+    if port == 0 {
+        return Err(ControlError::invalid(what, "port must not be 0"));
+    }
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !host_ok {
+        return Err(ControlError::invalid(
+            what,
+            format!("{text:?} is not HOST:PORT"),
+        ));
+    }
+    Ok(format!("{host}:{port}"))
+}
+
+/// A loaded site: its configuration and identity.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub paths: SitePaths,
+    pub config: SiteConfig,
+    pub identity: Identity,
+}
+
+impl Site {
+    /// Creates a new site in `dir` (which may exist but must not hold a
+    /// site): site.toml, the TLS identity and the vservers directory.
+    pub fn init(dir: &Path, name: &str, listen: &str, as_root: bool) -> Result<Site> {
+        validate_name("site name", name)?;
+        let listen = parse_listen(listen)?;
+        let paths = SitePaths::new(dir);
+        if paths.site_toml().exists() || paths.identity_dir().exists() {
+            return Err(ControlError::SiteExists(dir.to_path_buf()));
+        }
+        // 0700: the control socket and the key live here.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| ControlError::io(dir, e))?;
+        let config = SiteConfig {
+            name: name.to_string(),
+            listen: listen.clone(),
+            nfs: NfsSettings::defaults(as_root),
+            control: ControlSettings::default(),
+        };
+        let identity = identity::generate(&paths, name, &listen)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(paths.vservers())
+            .map_err(|e| ControlError::io(paths.vservers(), e))?;
+        write_site_toml(&paths.site_toml(), &config)?;
+        Ok(Site {
+            paths,
+            config,
+            identity,
+        })
+    }
+
+    pub fn load(dir: &Path) -> Result<Site> {
+        let paths = SitePaths::new(dir);
+        let toml_path = paths.site_toml();
+        let meta = match fs::metadata(&toml_path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ControlError::NoSite(dir.to_path_buf()))
+            }
+            Err(e) => return Err(ControlError::io(&toml_path, e)),
+        };
+        let bad = |reason: String| ControlError::SiteConfig {
+            path: toml_path.clone(),
+            reason,
+        };
+        if meta.len() > MAX_SITE_TOML_BYTES {
+            return Err(bad(format!("larger than {MAX_SITE_TOML_BYTES} bytes")));
+        }
+        let text = fs::read_to_string(&toml_path).map_err(|e| ControlError::io(&toml_path, e))?;
+        let config: SiteConfig = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        config.validate().map_err(bad)?;
+        let identity = identity::load(&paths)?;
+        Ok(Site {
+            paths,
+            config,
+            identity,
+        })
+    }
+}
+
+/// Writes through a temporary file and a rename so a crash never leaves a
+/// half-written site.toml.
+pub fn write_site_toml(path: &Path, config: &SiteConfig) -> Result<()> {
+    let text = toml::to_string_pretty(config)
+        .map_err(|e| ControlError::Internal(format!("serializing site.toml: {e}")))?;
+    let header = "# Tandem site configuration. Checked on every start; see docs/operating.md.\n";
+    let tmp = path.with_extension("toml.tmp");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| ControlError::io(&tmp, e))?;
+    f.write_all(header.as_bytes())
+        .and_then(|_| f.write_all(text.as_bytes()))
+        .and_then(|_| f.sync_all())
+        .map_err(|e| ControlError::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| ControlError::io(path, e))?;
+    Ok(())
+}
+
+/// Whether this process runs as root (effective uid 0).
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(parse_listen("127.0.0.1").unwrap(), "127.0.0.1:7447");
+        assert_eq!(parse_listen("127.0.0.1:9000").unwrap(), "127.0.0.1:9000");
+        assert_eq!(parse_listen("[::1]:9000").unwrap(), "[::1]:9000");
+        assert_eq!(parse_listen("::1").unwrap(), "[::1]:7447");
+        assert_eq!(
+            parse_listen("site-a.example").unwrap(),
+            "site-a.example:7447"
+        );
+        assert!(parse_listen("host:0").is_err());
+        assert!(parse_listen("host:99999").is_err());
+        assert!(parse_listen("bad host:1").is_err());
+        assert!(parse_listen("").is_err());
+    }
+
+    #[test]
+    fn init_then_load_and_refuse_twice() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        let site = Site::init(&dir, "alpha", "127.0.0.1", false).unwrap();
+        assert!(!site.config.nfs.portmap);
+        let loaded = Site::load(&dir).unwrap();
+        assert_eq!(loaded.config, site.config);
+        assert_eq!(loaded.identity.id, site.identity.id);
+        assert_eq!(loaded.identity.id.len(), 64);
+        assert!(matches!(
+            Site::init(&dir, "alpha", "127.0.0.1", false),
+            Err(ControlError::SiteExists(_))
+        ));
+    }
+
+    #[test]
+    fn bad_site_toml_is_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        Site::init(&dir, "alpha", "127.0.0.1", false).unwrap();
+        let toml_path = SitePaths::new(&dir).site_toml();
+        let text = fs::read_to_string(&toml_path).unwrap();
+        fs::write(
+            &toml_path,
+            text.replace("nfs_port = 2049", "nfs_port = 20048"),
+        )
+        .unwrap();
+        let err = Site::load(&dir).unwrap_err().to_string();
+        assert!(err.contains("nfs.mount_port and nfs.nfs_port"), "{err}");
+        fs::write(&toml_path, "name = [").unwrap();
+        assert!(matches!(
+            Site::load(&dir),
+            Err(ControlError::SiteConfig { .. })
+        ));
+    }
+}

@@ -1,0 +1,93 @@
+//! What `tandem status` reports, as sent over the control API and printed
+//! with `--json`. Field names are part of the CLI's contract.
+
+use serde::{Deserialize, Serialize};
+use tandem_store::{Lsn, User};
+
+use crate::service::Endpoint;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub site: SiteStatus,
+    pub vservers: Vec<VserverStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteStatus {
+    pub name: String,
+    /// Hex SHA-256 of the site certificate.
+    pub id: String,
+    pub listen: String,
+    pub data_dir: String,
+    pub daemon_pid: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VserverState {
+    /// Open and served from this site.
+    Active,
+    /// Its store could not be opened; `error` says why.
+    Failed,
+}
+
+impl std::fmt::Display for VserverState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VserverState::Active => "active",
+            VserverState::Failed => "failed",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VserverStatus {
+    pub name: String,
+    pub state: VserverState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// "IP/PREFIX[@INTERFACE]".
+    pub addresses: Vec<String>,
+    pub filesystems: Vec<FsStatus>,
+    pub users: Vec<User>,
+    pub last_lsn: Lsn,
+    pub durable_lsn: Lsn,
+    /// Addresses being served.
+    pub endpoints: Vec<Endpoint>,
+    /// Addresses that could not be served, and why.
+    pub bind_failures: Vec<BindFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsStatus {
+    pub name: String,
+    pub fsid: u64,
+    /// The path clients mount.
+    pub export: String,
+    pub clients: Vec<ipnet::IpNet>,
+    pub read_only: bool,
+    pub root_squash: bool,
+    pub anon_uid: u32,
+    pub anon_gid: u32,
+}
+
+impl FsStatus {
+    pub fn from_config(fs: &tandem_store::FsConfig) -> Self {
+        FsStatus {
+            name: fs.name.clone(),
+            fsid: fs.fsid,
+            export: fs.export.path.clone(),
+            clients: fs.export.clients.clone(),
+            read_only: fs.export.read_only,
+            root_squash: fs.export.root_squash,
+            anon_uid: fs.export.anon_uid,
+            anon_gid: fs.export.anon_gid,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindFailure {
+    pub address: String,
+    pub error: String,
+}

@@ -1,0 +1,242 @@
+//! One virtual server as the daemon holds it: its open store and the NFS
+//! services on its addresses. Store calls block (fsync), so they run on
+//! tokio's blocking pool, never on the async workers.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tandem_store::{AddressSpec, Export, FsConfig, Lsn, Store, StoreOptions, User};
+
+use crate::error::{ControlError, Result};
+use crate::service::{Service, ServiceConfig};
+use crate::status::{BindFailure, FsStatus, VserverState, VserverStatus};
+
+pub struct Vserver {
+    name: String,
+    state: State,
+}
+
+enum State {
+    Active {
+        store: Arc<Store>,
+        services: Vec<Service>,
+        bind_failures: Vec<BindFailure>,
+    },
+    /// Kept so status can say why, instead of the vserver vanishing.
+    Failed { error: String },
+}
+
+/// Runs a blocking store call off the async workers. A panic inside the
+/// store becomes an error for this one request, not a dead daemon.
+async fn blocking<T: Send + 'static>(
+    vserver: &str,
+    f: impl FnOnce() -> tandem_store::Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| ControlError::store(vserver, e)),
+        Err(e) => Err(ControlError::Internal(format!(
+            "vserver {vserver}: store call failed: {e}"
+        ))),
+    }
+}
+
+impl Vserver {
+    /// Opens an existing vserver and serves it. Never fails: a store that
+    /// cannot be opened is kept as `Failed` with the reason.
+    pub async fn open(dir: &Path, name: &str, cfg: &ServiceConfig) -> Vserver {
+        let owned_dir = dir.to_path_buf();
+        let opened = blocking(name, move || {
+            Store::open(&owned_dir, StoreOptions::default())
+        })
+        .await;
+        match opened {
+            Ok(store) => {
+                let mut vs = Vserver {
+                    name: name.to_string(),
+                    state: State::Active {
+                        store: Arc::new(store),
+                        services: Vec::new(),
+                        bind_failures: Vec::new(),
+                    },
+                };
+                vs.serve_all(cfg).await;
+                vs
+            }
+            Err(e) => {
+                tracing::error!(vserver = name, error = %e, "cannot open vserver store");
+                Vserver {
+                    name: name.to_string(),
+                    state: State::Failed {
+                        error: e.to_string(),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Creates a new vserver store with its addresses, durably, then serves
+    /// it. On failure nothing is left behind.
+    pub async fn create(
+        dir: &Path,
+        name: &str,
+        addresses: Vec<AddressSpec>,
+        cfg: &ServiceConfig,
+    ) -> Result<Vserver> {
+        let owned_dir = dir.to_path_buf();
+        let owned_name = name.to_string();
+        let made = blocking(name, move || {
+            let store = Store::init(&owned_dir, &owned_name, StoreOptions::default())?;
+            let mut last: Lsn = store.last_lsn();
+            for a in addresses {
+                last = store.add_address(a)?.lsn;
+            }
+            store.wait_durable_blocking(last)?;
+            Ok(store)
+        })
+        .await;
+        let store = match made {
+            Ok(s) => s,
+            Err(e) => {
+                if let Err(rm) = std::fs::remove_dir_all(dir) {
+                    if rm.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(vserver = name, error = %rm, "cannot remove half-created vserver");
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let mut vs = Vserver {
+            name: name.to_string(),
+            state: State::Active {
+                store: Arc::new(store),
+                services: Vec::new(),
+                bind_failures: Vec::new(),
+            },
+        };
+        vs.serve_all(cfg).await;
+        Ok(vs)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn store(&self) -> Result<&Arc<Store>> {
+        match &self.state {
+            State::Active { store, .. } => Ok(store),
+            State::Failed { error } => Err(ControlError::Unavailable {
+                vserver: self.name.clone(),
+                reason: format!("not open: {error}"),
+            }),
+        }
+    }
+
+    /// Starts one NFS service per address; an address that cannot be bound
+    /// is logged and remembered, the others still serve.
+    async fn serve_all(&mut self, cfg: &ServiceConfig) {
+        let State::Active {
+            store,
+            services,
+            bind_failures,
+        } = &mut self.state
+        else {
+            return;
+        };
+        let addresses = store.config().addresses;
+        for addr in addresses {
+            match Service::start(store.clone(), addr.ip, cfg).await {
+                Ok(s) => {
+                    tracing::info!(vserver = %self.name, address = %addr, "serving");
+                    services.push(s);
+                }
+                Err(error) => {
+                    tracing::error!(vserver = %self.name, address = %addr, %error, "cannot serve address");
+                    bind_failures.push(BindFailure {
+                        address: addr.to_string(),
+                        error,
+                    });
+                }
+            }
+        }
+    }
+
+    pub async fn create_fs(&self, fs: &str, export: Export) -> Result<(FsConfig, Lsn)> {
+        let store = self.store()?.clone();
+        let fs = fs.to_string();
+        blocking(&self.name, move || {
+            let m = store.create_fs(&fs, export)?;
+            store.wait_durable_blocking(m.lsn)?;
+            Ok((m.value, m.lsn))
+        })
+        .await
+    }
+
+    pub async fn add_user(&self, user: User) -> Result<Lsn> {
+        let store = self.store()?.clone();
+        blocking(&self.name, move || {
+            let m = store.add_user(user)?;
+            store.wait_durable_blocking(m.lsn)?;
+            Ok(m.lsn)
+        })
+        .await
+    }
+
+    pub fn status(&self) -> VserverStatus {
+        match &self.state {
+            State::Active {
+                store,
+                services,
+                bind_failures,
+            } => {
+                let cfg = store.config();
+                VserverStatus {
+                    name: self.name.clone(),
+                    state: VserverState::Active,
+                    error: None,
+                    addresses: cfg.addresses.iter().map(ToString::to_string).collect(),
+                    filesystems: cfg
+                        .filesystems
+                        .values()
+                        .map(FsStatus::from_config)
+                        .collect(),
+                    users: cfg.users.into_values().collect(),
+                    last_lsn: store.last_lsn(),
+                    durable_lsn: store.durable_lsn(),
+                    endpoints: services.iter().flat_map(Service::endpoints).collect(),
+                    bind_failures: bind_failures.clone(),
+                }
+            }
+            State::Failed { error } => VserverStatus {
+                name: self.name.clone(),
+                state: VserverState::Failed,
+                error: Some(error.clone()),
+                addresses: Vec::new(),
+                filesystems: Vec::new(),
+                users: Vec::new(),
+                last_lsn: 0,
+                durable_lsn: 0,
+                endpoints: Vec::new(),
+                bind_failures: Vec::new(),
+            },
+        }
+    }
+
+    /// Stops serving first (no new requests), then closes the store so it
+    /// flushes and checkpoints.
+    pub async fn shutdown(self) {
+        let State::Active {
+            store, services, ..
+        } = self.state
+        else {
+            return;
+        };
+        for s in services {
+            s.shutdown().await;
+        }
+        let name = self.name.clone();
+        match blocking(&self.name, move || store.close()).await {
+            Ok(()) => tracing::info!(vserver = %name, "store closed"),
+            Err(e) => tracing::error!(vserver = %name, error = %e, "closing store failed"),
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! `tandem fsck VS`: offline store check. Exit 0 when clean, 2 when it
+//! found problems, 1 when it could not run (e.g. the daemon is running).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use tandem_control::fsck::check_offline;
+use tandem_control::ControlError;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The vserver to check.
+    vserver: String,
+}
+
+pub async fn run(data: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let data = data.to_path_buf();
+    let vserver = args.vserver.clone();
+    // The check reads the whole store: keep it off the async workers.
+    let report = tokio::task::spawn_blocking(move || check_offline(&data, &vserver))
+        .await
+        .context("fsck task failed")?
+        .map_err(|e| {
+            let hint = match e {
+                ControlError::DaemonRunning { .. } => " (fsck runs offline: stop the daemon first)",
+                _ => "",
+            };
+            anyhow::Error::new(e).context(format!("cannot check vserver {}{hint}", args.vserver))
+        })?;
+    print!("vserver {}: {report}", args.vserver);
+    if report.problems.is_empty() {
+        println!("vserver {}: clean", args.vserver);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "vserver {}: {} problem(s) found",
+            args.vserver,
+            report.problems.len()
+        );
+        Ok(ExitCode::from(2))
+    }
+}

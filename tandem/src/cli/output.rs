@@ -1,0 +1,98 @@
+//! Human-readable rendering shared by the commands.
+
+use tandem_control::api::proto::Reply;
+use tandem_control::service::Endpoint;
+use tandem_control::status::FsStatus;
+use tandem_store::User;
+
+pub fn describe_endpoint(e: &Endpoint) -> String {
+    let portmap = match e.portmap_port {
+        Some(p) => format!(", portmap {p}"),
+        None => String::new(),
+    };
+    format!(
+        "{}: nfs {}, mount {}{portmap}",
+        e.ip, e.nfs_port, e.mount_port
+    )
+}
+
+pub fn describe_fs(fs: &FsStatus) -> String {
+    format!(
+        "fsid {}, export {} ({}, {}, anon {}:{}, clients {})",
+        fs.fsid,
+        fs.export,
+        if fs.read_only { "ro" } else { "rw" },
+        if fs.root_squash {
+            "root squash"
+        } else {
+            "no root squash"
+        },
+        fs.anon_uid,
+        fs.anon_gid,
+        clients(fs),
+    )
+}
+
+pub fn clients(fs: &FsStatus) -> String {
+    if fs.clients.is_empty() {
+        "any".to_string()
+    } else {
+        fs.clients
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+pub fn describe_user(u: &User) -> String {
+    let groups = if u.groups.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", groups {}",
+            u.groups
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    format!("{} (uid {}, gid {}{groups})", u.name, u.uid, u.gid)
+}
+
+/// The daemon answered with a reply of the wrong kind: a version mismatch
+/// between CLI and daemon, most likely.
+pub fn unexpected(reply: &Reply) -> anyhow::Error {
+    anyhow::anyhow!("unexpected answer from the daemon (is it the same tandem version?): {reply:?}")
+}
+
+/// Left-aligned columns, two spaces apart.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let w = widths.get(i).copied().unwrap_or(0);
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push('\n');
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}

@@ -1,0 +1,153 @@
+//! `tandem status [VS] [--json]`
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use tandem_control::api::client;
+use tandem_control::api::proto::{Reply, Request};
+use tandem_control::names::validate_name;
+use tandem_control::status::{StatusReport, VserverStatus};
+
+use super::output::{clients, describe_endpoint, table, unexpected};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Show only this vserver.
+    vserver: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(data: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(vs) = &args.vserver {
+        validate_name("vserver name", vs)?;
+    }
+    let reply = client::call(
+        data,
+        &Request::Status {
+            vserver: args.vserver.clone(),
+        },
+    )
+    .await?;
+    let Reply::Status(report) = reply else {
+        return Err(unexpected(&reply));
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(report: &StatusReport) -> String {
+    let s = &report.site;
+    let mut out = format!(
+        "site {}  (id {})\n  listen {}  data {}  daemon pid {}\n",
+        s.name, s.id, s.listen, s.data_dir, s.daemon_pid
+    );
+    if report.vservers.is_empty() {
+        out.push_str(
+            "\nno vservers (create one with `tandem vserver create NAME --address IP/PREFIX`)\n",
+        );
+        return out;
+    }
+    let rows: Vec<Vec<String>> = report
+        .vservers
+        .iter()
+        .map(|v| {
+            vec![
+                v.name.clone(),
+                v.state.to_string(),
+                v.addresses.join(","),
+                v.filesystems.len().to_string(),
+                v.users.len().to_string(),
+                format!("{}/{}", v.durable_lsn, v.last_lsn),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&table(
+        &[
+            "VSERVER",
+            "STATE",
+            "ADDRESSES",
+            "FS",
+            "USERS",
+            "LSN (durable/last)",
+        ],
+        &rows,
+    ));
+    out.push('\n');
+    for v in &report.vservers {
+        out.push_str(&render_vserver(v));
+    }
+    out
+}
+
+fn render_vserver(v: &VserverStatus) -> String {
+    let mut out = format!("\nvserver {}\n", v.name);
+    if let Some(e) = &v.error {
+        out.push_str(&format!("  error: {e}\n"));
+    }
+    for e in &v.endpoints {
+        out.push_str(&format!("  serving {}\n", describe_endpoint(e)));
+    }
+    for f in &v.bind_failures {
+        out.push_str(&format!("  NOT serving {}: {}\n", f.address, f.error));
+    }
+    if !v.filesystems.is_empty() {
+        let rows: Vec<Vec<String>> = v
+            .filesystems
+            .iter()
+            .map(|fs| {
+                vec![
+                    fs.name.clone(),
+                    fs.fsid.to_string(),
+                    fs.export.clone(),
+                    if fs.read_only { "ro" } else { "rw" }.to_string(),
+                    if fs.root_squash { "yes" } else { "no" }.to_string(),
+                    format!("{}:{}", fs.anon_uid, fs.anon_gid),
+                    clients(fs),
+                ]
+            })
+            .collect();
+        out.push_str(&indent(&table(
+            &[
+                "FS",
+                "FSID",
+                "EXPORT",
+                "ACCESS",
+                "ROOT SQUASH",
+                "ANON",
+                "CLIENTS",
+            ],
+            &rows,
+        )));
+    }
+    if !v.users.is_empty() {
+        let rows: Vec<Vec<String>> = v
+            .users
+            .iter()
+            .map(|u| {
+                vec![
+                    u.name.clone(),
+                    u.uid.to_string(),
+                    u.gid.to_string(),
+                    u.groups
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ]
+            })
+            .collect();
+        out.push_str(&indent(&table(&["USER", "UID", "GID", "GROUPS"], &rows)));
+    }
+    out
+}
+
+fn indent(block: &str) -> String {
+    block.lines().map(|l| format!("  {l}\n")).collect()
+}
