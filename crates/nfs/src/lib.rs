@@ -1,1 +1,174 @@
+//! The NFS layer of Tandem: ONC RPC over TCP, NFSv3 (RFC 1813), MOUNT v3
+//! and a minimal portmapper, turning calls into `tandem_store` calls.
+//!
+//! The store is synchronous, so every store call runs on the blocking pool;
+//! replies that promise durability wait for `Store::wait_durable` first.
 
+mod dispatch;
+mod error;
+mod exports;
+mod handle;
+mod listener;
+mod mount;
+mod nfs3;
+mod portmap;
+mod rpc;
+mod server;
+mod xdr;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tandem_store::{Store, MAX_IO_BYTES};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+pub use error::NfsError;
+
+use dispatch::Service;
+use listener::{bind, Limits};
+use server::Shared;
+
+/// Room for RPC and NFS headers around the largest WRITE payload.
+const RPC_HEADROOM_BYTES: usize = 4096;
+/// Smallest WRITE size we would still advertise.
+const MIN_WRITE_BYTES: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub nfs_port: u16,
+    pub mount_port: u16,
+    pub portmap_port: Option<u16>,
+    pub max_connections: usize,
+    pub max_record_bytes: usize,
+    pub max_requests_per_connection: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            nfs_port: 2049,
+            mount_port: 20048,
+            portmap_port: None,
+            max_connections: 256,
+            max_record_bytes: (1 << 20) + (64 << 10),
+            max_requests_per_connection: 64,
+        }
+    }
+}
+
+/// The ports actually bound on one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub nfs_port: u16,
+    pub mount_port: u16,
+    pub portmap_port: Option<u16>,
+}
+
+pub struct VserverService {
+    endpoints: Vec<Endpoint>,
+    shutdown: watch::Sender<bool>,
+    listeners: Vec<JoinHandle<()>>,
+}
+
+impl VserverService {
+    /// Binds NFS, MOUNT (and portmap if configured) on every address; port 0
+    /// means "pick one" (tests).
+    pub async fn start(
+        store: Arc<Store>,
+        addrs: Vec<IpAddr>,
+        cfg: ServerConfig,
+    ) -> Result<VserverService, NfsError> {
+        let max_write_bytes = validate(&cfg)?;
+        let mut endpoints = Vec::with_capacity(addrs.len());
+        let mut bound = Vec::new();
+        for ip in addrs {
+            let nfs = bind(ip, cfg.nfs_port)?;
+            let mount = bind(ip, cfg.mount_port)?;
+            let portmap = cfg.portmap_port.map(|port| bind(ip, port)).transpose()?;
+            endpoints.push(Endpoint {
+                ip,
+                nfs_port: nfs.port,
+                mount_port: mount.port,
+                portmap_port: portmap.as_ref().map(|p| p.port),
+            });
+            bound.push((nfs, Service::Nfs));
+            bound.push((mount, Service::Mount));
+            if let Some(p) = portmap {
+                bound.push((p, Service::Portmap));
+            }
+        }
+        let shared = Arc::new(Shared {
+            store,
+            mounts: Mutex::new(mount::MountTable::default()),
+            endpoints: endpoints.clone(),
+            max_write_bytes,
+        });
+        let limits = Limits {
+            conn_slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
+            max_record_bytes: cfg.max_record_bytes,
+            max_requests_per_connection: cfg.max_requests_per_connection,
+        };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let listeners = bound
+            .into_iter()
+            .map(|(l, service)| {
+                tokio::spawn(listener::accept_loop(
+                    l.listener,
+                    service,
+                    shared.clone(),
+                    limits.clone(),
+                    shutdown_rx.clone(),
+                ))
+            })
+            .collect();
+        info!(?endpoints, "NFS service started");
+        Ok(VserverService {
+            endpoints,
+            shutdown,
+            listeners,
+        })
+    }
+
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.endpoints.clone()
+    }
+
+    /// Stops accepting, closes every connection and waits for the listeners.
+    pub async fn shutdown(self) {
+        self.shutdown.send_replace(true);
+        for l in self.listeners {
+            if let Err(e) = l.await {
+                tracing::warn!(error = %e, "listener task ended abnormally");
+            }
+        }
+        info!(endpoints = ?self.endpoints, "NFS service stopped");
+    }
+}
+
+fn validate(cfg: &ServerConfig) -> Result<u32, NfsError> {
+    if cfg.max_connections == 0 {
+        return Err(NfsError::Config(
+            "max_connections must be at least 1".into(),
+        ));
+    }
+    if cfg.max_requests_per_connection == 0 {
+        return Err(NfsError::Config(
+            "max_requests_per_connection must be at least 1".into(),
+        ));
+    }
+    let max_write_bytes = cfg
+        .max_record_bytes
+        .saturating_sub(RPC_HEADROOM_BYTES)
+        .min(MAX_IO_BYTES);
+    if max_write_bytes < MIN_WRITE_BYTES {
+        return Err(NfsError::Config(format!(
+            "max_record_bytes must be at least {}",
+            MIN_WRITE_BYTES + RPC_HEADROOM_BYTES
+        )));
+    }
+    u32::try_from(max_write_bytes)
+        .map_err(|_| NfsError::Config("max_record_bytes too large".into()))
+}

@@ -1,0 +1,81 @@
+//! Export rules applied before any store call: which clients may use an
+//! export and which identity their calls run as.
+
+use std::net::IpAddr;
+
+use tandem_store::{Cred, Export};
+
+use crate::rpc::auth::AuthCred;
+
+pub(crate) fn client_allowed(export: &Export, ip: IpAddr) -> bool {
+    // A v4 client reaching a v6 socket shows up as ::ffff:a.b.c.d; rules are
+    // written with plain v4 networks.
+    let ip = ip.to_canonical();
+    export.clients.is_empty() || export.clients.iter().any(|net| net.contains(&ip))
+}
+
+/// The identity the store checks permissions against.
+pub(crate) fn map_cred(export: &Export, auth: &AuthCred) -> Cred {
+    let anon = Cred {
+        uid: export.anon_uid,
+        gid: export.anon_gid,
+        gids: Vec::new(),
+    };
+    match auth {
+        AuthCred::None => anon,
+        AuthCred::Sys(sys) if sys.uid == 0 && export.root_squash => anon,
+        AuthCred::Sys(sys) => Cred {
+            uid: sys.uid,
+            gid: sys.gid,
+            gids: sys.gids.clone(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpc::auth::AuthSys;
+
+    fn export(clients: &[&str], root_squash: bool) -> Export {
+        Export {
+            path: "/data".into(),
+            clients: clients.iter().map(|c| c.parse().unwrap()).collect(),
+            read_only: false,
+            root_squash,
+            anon_uid: 65534,
+            anon_gid: 65533,
+        }
+    }
+
+    fn sys(uid: u32) -> AuthCred {
+        AuthCred::Sys(AuthSys {
+            machine_name: b"h".to_vec(),
+            uid,
+            gid: 5,
+            gids: vec![1, 2],
+        })
+    }
+
+    #[test]
+    fn clients_rules() {
+        let ip = "127.0.0.5".parse().unwrap();
+        assert!(client_allowed(&export(&[], false), ip));
+        assert!(client_allowed(&export(&["127.0.0.0/8"], false), ip));
+        assert!(!client_allowed(&export(&["10.0.0.0/8"], false), ip));
+        let mapped: IpAddr = "::ffff:127.0.0.5".parse().unwrap();
+        assert!(client_allowed(&export(&["127.0.0.0/8"], false), mapped));
+    }
+
+    #[test]
+    fn squash_rules() {
+        let squashed = map_cred(&export(&[], true), &sys(0));
+        assert_eq!(
+            (squashed.uid, squashed.gid, squashed.gids.len()),
+            (65534, 65533, 0)
+        );
+        assert_eq!(map_cred(&export(&[], false), &sys(0)).uid, 0);
+        assert_eq!(map_cred(&export(&[], true), &sys(7)).gids, vec![1, 2]);
+        assert_eq!(map_cred(&export(&[], false), &AuthCred::None).uid, 65534);
+    }
+}

@@ -1,0 +1,154 @@
+//! One TCP connection: records are read in order, each call runs as its
+//! own task (at most `max_requests_per_connection` at once) and replies go
+//! out in completion order, which RPC allows since the xid pairs them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use super::message::{encode_reply, parse_call, CallError};
+use super::record::{read_record, RecordError};
+use crate::dispatch::{dispatch, Call, Service};
+use crate::server::Shared;
+
+/// Replies are buffered up to this size so small ones share a segment.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnLimits {
+    pub(crate) max_record_bytes: usize,
+    pub(crate) max_requests_per_connection: usize,
+}
+
+struct Reply {
+    head: Vec<u8>,
+    body: Vec<u8>,
+}
+
+pub(crate) async fn serve_connection(
+    stream: TcpStream,
+    service: Service,
+    shared: Arc<Shared>,
+    limits: ConnLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (peer, local) = match (stream.peer_addr(), stream.local_addr()) {
+        (Ok(p), Ok(l)) => (p, l),
+        _ => return,
+    };
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(%peer, error = %e, "could not set TCP_NODELAY");
+    }
+    let (mut read_half, write_half) = stream.into_split();
+    let max_requests = limits.max_requests_per_connection.max(1);
+    let (tx, rx) = mpsc::channel::<Reply>(max_requests);
+    let in_flight = Arc::new(Semaphore::new(max_requests));
+
+    let reader = async {
+        let mut tasks = JoinSet::new();
+        let result = loop {
+            // Waiting for a permit before reading is the back-pressure: a
+            // client with too many calls outstanding simply is not read.
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                break Ok(());
+            };
+            let record = match read_record(&mut read_half, limits.max_record_bytes).await {
+                Ok(Some(r)) => r,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            let tx = tx.clone();
+            let shared = shared.clone();
+            tasks.spawn(async move {
+                if let Some(reply) = handle_record(&shared, service, peer, local, record).await {
+                    // A send error means the writer is gone (connection
+                    // closing); the reply has nowhere to go.
+                    let _ = tx.send(reply).await;
+                }
+                drop(permit);
+            });
+            while tasks.try_join_next().is_some() {}
+        };
+        // On a clean close, finish what was asked before hanging up.
+        if result.is_ok() {
+            while tasks.join_next().await.is_some() {}
+        }
+        drop(tx);
+        result
+    };
+    let writer = write_replies(rx, write_half);
+
+    tokio::select! {
+        (read_result, write_result) = async { tokio::join!(reader, writer) } => {
+            match read_result {
+                Ok(()) => debug!(%peer, "connection closed"),
+                Err(RecordError::TooLarge { claimed_bytes, max_record_bytes }) => warn!(
+                    %peer, claimed_bytes, max_record_bytes,
+                    "closing connection: RPC record larger than max_record_bytes"
+                ),
+                Err(e) => debug!(%peer, error = %e, "connection ended"),
+            }
+            if let Err(e) = write_result {
+                debug!(%peer, error = %e, "writing replies failed");
+            }
+        }
+        () = crate::listener::stopped(&mut shutdown) => debug!(%peer, "connection closed by shutdown"),
+    }
+}
+
+async fn write_replies(
+    mut rx: mpsc::Receiver<Reply>,
+    write_half: tokio::net::tcp::OwnedWriteHalf,
+) -> std::io::Result<()> {
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, write_half);
+    while let Some(reply) = rx.recv().await {
+        out.write_all(&reply.head).await?;
+        out.write_all(&reply.body).await?;
+        if rx.is_empty() {
+            out.flush().await?;
+        }
+    }
+    out.flush().await?;
+    out.into_inner().shutdown().await
+}
+
+async fn handle_record(
+    shared: &Arc<Shared>,
+    service: Service,
+    peer: SocketAddr,
+    local: SocketAddr,
+    record: Vec<u8>,
+) -> Option<Reply> {
+    let (xid, status) = match parse_call(&record) {
+        Ok((header, args_offset)) => {
+            let call = Call {
+                xid: header.xid,
+                prog: header.prog,
+                vers: header.vers,
+                proc_num: header.proc_num,
+                auth: header.auth,
+                peer,
+                local,
+            };
+            let args = record.get(args_offset..).unwrap_or(&[]);
+            (call.xid, dispatch(shared, service, &call, args).await)
+        }
+        Err(CallError::Reject { xid, status }) => (xid, status),
+        Err(CallError::Unanswerable) => {
+            debug!(%peer, record_bytes = record.len(), "ignoring record that is not an RPC call");
+            return None;
+        }
+    };
+    match encode_reply(xid, status) {
+        Some((head, body)) => Some(Reply { head, body }),
+        None => {
+            warn!(%peer, xid, "reply too large to encode; dropped");
+            None
+        }
+    }
+}
