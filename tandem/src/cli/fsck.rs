@@ -29,15 +29,11 @@ pub async fn run(data: &Path, args: Args) -> anyhow::Result<ExitCode> {
             anyhow::Error::new(e).context(format!("cannot check vserver {}{hint}", args.vserver))
         })?;
     print!("vserver {}: {report}", args.vserver);
-    if report.problems.is_empty() {
-        println!("vserver {}: clean", args.vserver);
+    if report.is_clean() {
         Ok(ExitCode::SUCCESS)
     } else {
-        println!(
-            "vserver {}: {} problem(s) found",
-            args.vserver,
-            report.problems.len()
-        );
+        let count = report.problems.len() as u64 + report.more_problems;
+        println!("vserver {}: {count} problem(s) found", args.vserver);
         Ok(ExitCode::from(2))
     }
 }
