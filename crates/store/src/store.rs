@@ -33,16 +33,19 @@ pub struct StoreOptions {
     pub max_buffered_bytes: usize,
     /// Open data-file descriptors kept cached.
     pub max_open_files: usize,
+    /// Journal bytes written but not yet synced before a sync is forced.
+    pub max_unsynced_bytes: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             max_segment_bytes: 64 << 20,
-            checkpoint_every_bytes: 512 << 20,
+            checkpoint_every_bytes: 2 << 30,
             retain_journal: false,
             max_buffered_bytes: 64 << 20,
             max_open_files: 1024,
+            max_unsynced_bytes: 256 << 20,
         }
     }
 }
@@ -132,6 +135,7 @@ impl Store {
             WriterOptions {
                 max_segment_bytes: opts.max_segment_bytes,
                 max_buffered_bytes: opts.max_buffered_bytes,
+                max_unsynced_bytes: opts.max_unsynced_bytes,
             },
         )?;
         Ok(Store {

@@ -1,7 +1,9 @@
 //! The journal writer: callers append encoded frames to a shared buffer
 //! (under the store lock, so LSN order is apply order); one thread writes
-//! whatever has gathered and makes it durable with a single fdatasync. Many
-//! concurrent writers therefore share one sync: group commit.
+//! whatever has gathered. It calls fdatasync only when someone waits for
+//! durability (or too much is unsynced), and one sync then covers every
+//! waiter: group commit. UNSTABLE writes, which nobody waits for, thus cost
+//! a page-cache write, and the COMMIT that follows pays one sync for all.
 
 use std::fs::File;
 use std::io::Write;
@@ -21,6 +23,9 @@ use crate::types::Lsn;
 pub struct WriterOptions {
     pub max_segment_bytes: u64,
     pub max_buffered_bytes: usize,
+    /// Sync anyway once this many written bytes are not yet durable, so a
+    /// COMMIT after a long run of UNSTABLE writes has bounded work to do.
+    pub max_unsynced_bytes: u64,
 }
 
 /// What waiters learn: how far the journal is durable, or that it failed.
@@ -35,6 +40,8 @@ struct Pending {
     first_lsn: Lsn,
     last_lsn: Lsn,
     closed: bool,
+    /// Highest LSN some caller waits to see durable.
+    sync_wanted: Lsn,
 }
 
 struct Shared {
@@ -72,6 +79,7 @@ impl JournalWriter {
                 first_lsn: next_lsn,
                 last_lsn: next_lsn.saturating_sub(1),
                 closed: false,
+                sync_wanted: 0,
             }),
             has_work: Condvar::new(),
             has_room: Condvar::new(),
@@ -130,7 +138,21 @@ impl JournalWriter {
         *self.durable_rx.borrow()
     }
 
+    /// Tells the writer thread that someone waits for `lsn`.
+    fn want_sync(&self, lsn: Lsn) {
+        if self.durable().lsn >= lsn {
+            return;
+        }
+        let mut p = lock(&self.shared.pending);
+        if p.sync_wanted < lsn {
+            p.sync_wanted = lsn;
+            drop(p);
+            self.shared.has_work.notify_one();
+        }
+    }
+
     pub async fn wait_durable(&self, lsn: Lsn) -> Result<()> {
+        self.want_sync(lsn);
         let mut rx = self.durable_rx.clone();
         let seen = rx
             .wait_for(|d| d.lsn >= lsn || d.failed)
@@ -146,6 +168,7 @@ impl JournalWriter {
     }
 
     pub fn wait_durable_blocking(&self, lsn: Lsn) -> Result<()> {
+        self.want_sync(lsn);
         let mut d = lock(&self.shared.durable_blocking);
         while d.lsn < lsn && !d.failed {
             d = self
@@ -184,50 +207,73 @@ impl Drop for JournalWriter {
 
 fn flush_loop(shared: Arc<Shared>, dir: PathBuf, mut file: File, mut file_bytes: u64) {
     let mut spare = Vec::new();
+    let mut written_lsn = lock(&shared.pending).last_lsn;
+    let mut synced_lsn = written_lsn;
+    let mut unsynced_bytes = 0u64;
     loop {
-        let (mut batch, first_lsn, last_lsn) = {
+        let (mut batch, first_lsn, last_lsn, sync_wanted, closed) = {
             let mut p = lock(&shared.pending);
-            while p.buf.is_empty() && !p.closed {
+            while p.buf.is_empty() && !p.closed && !(p.sync_wanted > synced_lsn && written_lsn > synced_lsn) {
                 p = shared.has_work.wait(p).unwrap_or_else(|e| e.into_inner());
             }
-            if p.buf.is_empty() && p.closed {
-                return;
-            }
             let batch = std::mem::replace(&mut p.buf, std::mem::take(&mut spare));
-            (batch, p.first_lsn, p.last_lsn)
+            (batch, p.first_lsn, p.last_lsn, p.sync_wanted, p.closed)
         };
         shared.has_room.notify_all();
         let result = (|| -> Result<()> {
-            if file_bytes >= shared.opts.max_segment_bytes {
-                file = create_segment(&dir, first_lsn)?;
-                file_bytes = SEGMENT_HEADER_BYTES as u64;
+            if !batch.is_empty() {
+                if file_bytes >= shared.opts.max_segment_bytes {
+                    // The old segment must be durable before any LSN in
+                    // the new one can be reported durable.
+                    if written_lsn > synced_lsn {
+                        file.sync_data().map_err(|e| StoreError::io(&dir, e))?;
+                        synced_lsn = written_lsn;
+                        unsynced_bytes = 0;
+                    }
+                    file = create_segment(&dir, first_lsn)?;
+                    file_bytes = SEGMENT_HEADER_BYTES as u64;
+                }
+                file.write_all(&batch).map_err(|e| StoreError::io(&dir, e))?;
+                file_bytes += batch.len() as u64;
+                unsynced_bytes += batch.len() as u64;
+                written_lsn = last_lsn;
             }
-            file.write_all(&batch)
-                .and_then(|_| file.sync_data())
-                .map_err(|e| StoreError::io(&dir, e))?;
-            file_bytes += batch.len() as u64;
+            let must_sync = sync_wanted > synced_lsn || closed || unsynced_bytes >= shared.opts.max_unsynced_bytes;
+            if must_sync && written_lsn > synced_lsn {
+                file.sync_data().map_err(|e| StoreError::io(&dir, e))?;
+                synced_lsn = written_lsn;
+                unsynced_bytes = 0;
+            }
             Ok(())
         })();
         let durable = match result {
             Ok(()) => Durable {
-                lsn: last_lsn,
+                lsn: synced_lsn,
                 failed: false,
             },
             Err(e) => {
                 // A journal that cannot be written must stop taking writes:
                 // nothing after this point could be promised durable.
                 tracing::error!(error = %e, "journal write failed; store stops accepting changes");
-                let mut d = *lock(&shared.durable_blocking);
-                d.failed = true;
                 lock(&shared.pending).closed = true;
                 shared.has_room.notify_all();
-                d
+                Durable {
+                    lsn: synced_lsn,
+                    failed: true,
+                }
             }
         };
-        *lock(&shared.durable_blocking) = durable;
-        shared.durable_changed.notify_all();
-        shared.durable_tx.send_replace(durable);
-        if durable.failed {
+        let changed = {
+            let mut d = lock(&shared.durable_blocking);
+            let changed = *d != durable;
+            *d = durable;
+            changed
+        };
+        if changed {
+            shared.durable_changed.notify_all();
+            shared.durable_tx.send_replace(durable);
+        }
+        if durable.failed || (closed && lock(&shared.pending).buf.is_empty() && synced_lsn == written_lsn) {
             return;
         }
         batch.clear();
