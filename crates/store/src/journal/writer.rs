@@ -213,7 +213,10 @@ fn flush_loop(shared: Arc<Shared>, dir: PathBuf, mut file: File, mut file_bytes:
     loop {
         let (mut batch, first_lsn, last_lsn, sync_wanted, closed) = {
             let mut p = lock(&shared.pending);
-            while p.buf.is_empty() && !p.closed && !(p.sync_wanted > synced_lsn && written_lsn > synced_lsn) {
+            while p.buf.is_empty()
+                && !p.closed
+                && !(p.sync_wanted > synced_lsn && written_lsn > synced_lsn)
+            {
                 p = shared.has_work.wait(p).unwrap_or_else(|e| e.into_inner());
             }
             let batch = std::mem::replace(&mut p.buf, std::mem::take(&mut spare));
@@ -233,12 +236,15 @@ fn flush_loop(shared: Arc<Shared>, dir: PathBuf, mut file: File, mut file_bytes:
                     file = create_segment(&dir, first_lsn)?;
                     file_bytes = SEGMENT_HEADER_BYTES as u64;
                 }
-                file.write_all(&batch).map_err(|e| StoreError::io(&dir, e))?;
+                file.write_all(&batch)
+                    .map_err(|e| StoreError::io(&dir, e))?;
                 file_bytes += batch.len() as u64;
                 unsynced_bytes += batch.len() as u64;
                 written_lsn = last_lsn;
             }
-            let must_sync = sync_wanted > synced_lsn || closed || unsynced_bytes >= shared.opts.max_unsynced_bytes;
+            let must_sync = sync_wanted > synced_lsn
+                || closed
+                || unsynced_bytes >= shared.opts.max_unsynced_bytes;
             if must_sync && written_lsn > synced_lsn {
                 file.sync_data().map_err(|e| StoreError::io(&dir, e))?;
                 synced_lsn = written_lsn;
@@ -273,7 +279,9 @@ fn flush_loop(shared: Arc<Shared>, dir: PathBuf, mut file: File, mut file_bytes:
             shared.durable_changed.notify_all();
             shared.durable_tx.send_replace(durable);
         }
-        if durable.failed || (closed && lock(&shared.pending).buf.is_empty() && synced_lsn == written_lsn) {
+        if durable.failed
+            || (closed && lock(&shared.pending).buf.is_empty() && synced_lsn == written_lsn)
+        {
             return;
         }
         batch.clear();
