@@ -1,26 +1,16 @@
-//! The seam between control and the NFS layer: one NFS service per vserver
-//! address, so that an address that cannot be bound fails alone.
-//!
-//! STUB: until `tandem_nfs::VserverService` lands, this binds the ports
-//! (so bind failures and endpoints are real) but serves nothing.
+//! The seam between control and the NFS layer. The daemon starts one NFS
+//! service per vserver address, so that an address that cannot be bound
+//! fails alone while the others serve.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use tandem_nfs::{ServerConfig, VserverService};
 use tandem_store::Store;
-use tokio::net::TcpListener;
 
-/// Mirror of `tandem_nfs::ServerConfig`, built from site.toml.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceConfig {
-    pub nfs_port: u16,
-    pub mount_port: u16,
-    pub portmap_port: Option<u16>,
-    pub max_connections: usize,
-    pub max_record_bytes: usize,
-    pub max_requests_per_connection: usize,
-}
+/// The NFS layer's settings, built from site.toml.
+pub type ServiceConfig = ServerConfig;
 
 /// Where clients reach one address's services.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,42 +21,40 @@ pub struct Endpoint {
     pub portmap_port: Option<u16>,
 }
 
+impl From<tandem_nfs::Endpoint> for Endpoint {
+    fn from(e: tandem_nfs::Endpoint) -> Self {
+        Endpoint {
+            ip: e.ip,
+            nfs_port: e.nfs_port,
+            mount_port: e.mount_port,
+            portmap_port: e.portmap_port,
+        }
+    }
+}
+
 pub struct Service {
-    endpoint: Endpoint,
-    _listeners: Vec<TcpListener>,
+    inner: VserverService,
 }
 
 impl Service {
-    /// Starts NFS, MOUNT (and portmap if configured) on one address.
+    /// Starts NFS, MOUNT (and portmap if configured) on one address. The
+    /// error is text because it is shown in status, not matched on.
     pub async fn start(
-        _store: Arc<Store>,
+        store: Arc<Store>,
         ip: IpAddr,
         cfg: &ServiceConfig,
     ) -> std::result::Result<Service, String> {
-        let mut ports = vec![cfg.nfs_port, cfg.mount_port];
-        ports.extend(cfg.portmap_port);
-        let mut listeners = Vec::new();
-        for port in ports {
-            let addr = SocketAddr::new(ip, port);
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            listeners.push(l);
-        }
-        Ok(Service {
-            endpoint: Endpoint {
-                ip,
-                nfs_port: cfg.nfs_port,
-                mount_port: cfg.mount_port,
-                portmap_port: cfg.portmap_port,
-            },
-            _listeners: listeners,
-        })
+        VserverService::start(store, vec![ip], cfg.clone())
+            .await
+            .map(|inner| Service { inner })
+            .map_err(|e| e.to_string())
     }
 
     pub fn endpoints(&self) -> Vec<Endpoint> {
-        vec![self.endpoint.clone()]
+        self.inner.endpoints().into_iter().map(Endpoint::from).collect()
     }
 
-    pub async fn shutdown(self) {}
+    pub async fn shutdown(self) {
+        self.inner.shutdown().await;
+    }
 }

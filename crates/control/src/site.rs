@@ -104,7 +104,8 @@ impl NfsSettings {
         check_range(
             "nfs.max_record_bytes",
             self.max_record_bytes,
-            4096,
+            // The NFS layer needs a 4 KiB WRITE plus 4 KiB of headers.
+            8192,
             64 << 20,
         )?;
         check_range(

@@ -175,6 +175,13 @@ fn print_instructions(dir: &Path, vs: &VserverStatus, ip: IpAddr) {
     println!("  nfs-cat \"{}\"", url("/README"));
     println!("  nfs-cp /etc/hostname \"{}\"", url("/hostname"));
     println!("  nfs-cp \"{}\" /tmp/hostname.copy", url("/hostname"));
+    if query.is_empty() {
+        // Clients that do not ask the portmapper need the ports spelled out.
+        println!(
+            "  (without the portmapper: nfs-ls \"nfs://{host}{EXPORT}?nfsport={}&mountport={}\")",
+            e.nfs_port, e.mount_port
+        );
+    }
     println!();
     println!("Inspect the site:");
     println!("  tandem --data {} status", dir.display());
