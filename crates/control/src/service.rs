@@ -51,7 +51,11 @@ impl Service {
     }
 
     pub fn endpoints(&self) -> Vec<Endpoint> {
-        self.inner.endpoints().into_iter().map(Endpoint::from).collect()
+        self.inner
+            .endpoints()
+            .into_iter()
+            .map(Endpoint::from)
+            .collect()
     }
 
     pub async fn shutdown(self) {
