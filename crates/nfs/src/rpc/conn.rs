@@ -16,6 +16,8 @@ use super::record::{read_record, RecordError};
 use crate::dispatch::{dispatch, Call, Service};
 use crate::server::Shared;
 
+/// Time allowed to receive the rest of a record once it has started.
+const MAX_RECORD_TIME: std::time::Duration = std::time::Duration::from_secs(60);
 /// Replies are buffered up to this size so small ones share a segment.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -57,11 +59,12 @@ pub(crate) async fn serve_connection(
             let Ok(permit) = in_flight.clone().acquire_owned().await else {
                 break Ok(());
             };
-            let record = match read_record(&mut read_half, limits.max_record_bytes).await {
-                Ok(Some(r)) => r,
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            };
+            let record =
+                match read_record(&mut read_half, limits.max_record_bytes, MAX_RECORD_TIME).await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                };
             let tx = tx.clone();
             let shared = shared.clone();
             tasks.spawn(async move {

@@ -1,6 +1,8 @@
 //! RFC 5531 record marking over TCP: a record is one or more fragments,
 //! each behind a 4-byte header (last-fragment bit + 31-bit length).
 
+use std::time::Duration;
+
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 const LAST_FRAGMENT_BIT: u32 = 0x8000_0000;
@@ -15,33 +17,43 @@ pub(crate) enum RecordError {
     },
     #[error("connection closed in the middle of a record")]
     Truncated,
+    #[error("record not complete within {max_record_secs} s")]
+    TooSlow { max_record_secs: u64 },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
 /// Reads the next whole record. `Ok(None)` is a clean close between records.
+/// Waiting for a record to start is unbounded (NFS clients keep idle
+/// connections), but once started it must be complete within
+/// `max_record_time`, so a trickling peer cannot hold a connection slot.
 pub(crate) async fn read_record<R: AsyncRead + Unpin>(
     reader: &mut R,
     max_record_bytes: usize,
+    max_record_time: Duration,
 ) -> Result<Option<Vec<u8>>, RecordError> {
+    let mut head = [0u8; 4];
+    match reader.read_exact(&mut head).await {
+        Ok(_) => {}
+        // EOF between records is an ordinary close.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    match tokio::time::timeout(max_record_time, read_rest(reader, head, max_record_bytes)).await {
+        Ok(r) => r.map(Some),
+        Err(_) => Err(RecordError::TooSlow {
+            max_record_secs: max_record_time.as_secs(),
+        }),
+    }
+}
+
+async fn read_rest<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    mut head: [u8; 4],
+    max_record_bytes: usize,
+) -> Result<Vec<u8>, RecordError> {
     let mut record = Vec::new();
-    let mut first = true;
     loop {
-        let mut head = [0u8; 4];
-        match reader.read_exact(&mut head).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                // EOF between records is an ordinary close; anywhere else the
-                // peer cut a record short.
-                return if first {
-                    Ok(None)
-                } else {
-                    Err(RecordError::Truncated)
-                };
-            }
-            Err(e) => return Err(e.into()),
-        }
-        first = false;
         let header = u32::from_be_bytes(head);
         let fragment_bytes = (header & FRAGMENT_LEN_MASK) as usize;
         let claimed_bytes = record.len().saturating_add(fragment_bytes);
@@ -55,16 +67,22 @@ pub(crate) async fn read_record<R: AsyncRead + Unpin>(
         }
         let start = record.len();
         record.resize(claimed_bytes, 0);
-        if let Err(e) = reader.read_exact(&mut record[start..]).await {
-            return Err(if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                RecordError::Truncated
-            } else {
-                e.into()
-            });
-        }
+        read_exact_or_truncated(reader, &mut record[start..]).await?;
         if header & LAST_FRAGMENT_BIT != 0 {
-            return Ok(Some(record));
+            return Ok(record);
         }
+        read_exact_or_truncated(reader, &mut head).await?;
+    }
+}
+
+async fn read_exact_or_truncated<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut [u8],
+) -> Result<(), RecordError> {
+    match reader.read_exact(buf).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(RecordError::Truncated),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -81,6 +99,8 @@ pub(crate) fn single_fragment_header(len_bytes: usize) -> Option<[u8; 4]> {
 mod tests {
     use super::*;
 
+    const T: Duration = Duration::from_secs(5);
+
     fn frag(last: bool, data: &[u8]) -> Vec<u8> {
         let mut h = data.len() as u32;
         if last {
@@ -96,9 +116,9 @@ mod tests {
         let mut input = frag(false, b"abcd");
         input.extend(frag(true, b"efgh"));
         let mut r = &input[..];
-        let rec = read_record(&mut r, 100).await.unwrap();
+        let rec = read_record(&mut r, 100, T).await.unwrap();
         assert_eq!(rec.as_deref(), Some(&b"abcdefgh"[..]));
-        assert!(read_record(&mut r, 100).await.unwrap().is_none());
+        assert!(read_record(&mut r, 100, T).await.unwrap().is_none());
     }
 
     #[tokio::test]
@@ -107,7 +127,7 @@ mod tests {
         input.extend(frag(true, &[0; 60]));
         let mut r = &input[..];
         assert!(matches!(
-            read_record(&mut r, 100).await,
+            read_record(&mut r, 100, T).await,
             Err(RecordError::TooLarge { .. })
         ));
     }
@@ -118,8 +138,27 @@ mod tests {
         input.extend_from_slice(&[0; 10]);
         let mut r = &input[..];
         assert!(matches!(
-            read_record(&mut r, 1000).await,
+            read_record(&mut r, 1000, T).await,
             Err(RecordError::Truncated)
         ));
+    }
+}
+
+#[cfg(test)]
+mod slow_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_started_record_must_finish_in_time() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(
+            &mut client,
+            &(100u32 | LAST_FRAGMENT_BIT).to_be_bytes(),
+        )
+        .await
+        .unwrap();
+        let r = read_record(&mut server, 1000, Duration::from_secs(30)).await;
+        assert!(matches!(r, Err(RecordError::TooSlow { .. })));
+        drop(client);
     }
 }
