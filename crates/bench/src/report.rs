@@ -1,0 +1,176 @@
+//! The table printed at the end of a run.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::options::ServerKind;
+
+/// One workload row: each server's rate and Tandem's ratio to Ganesha.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportRow {
+    pub workload: String,
+    pub unit: &'static str,
+    /// Rate per server that ran this row.
+    pub values: Vec<(ServerKind, f64)>,
+    /// Tandem / Ganesha, when both ran.
+    pub ratio: Option<f64>,
+}
+
+impl ReportRow {
+    pub fn value(&self, server: ServerKind) -> Option<f64> {
+        self.values
+            .iter()
+            .find(|(s, _)| *s == server)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// What `tandem bench` prints; `Display` is the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Lines above the table: setup, sizes, fairness notes.
+    pub header: Vec<String>,
+    /// Column order (Tandem first when it ran).
+    pub servers: Vec<ServerKind>,
+    pub rows: Vec<ReportRow>,
+    /// Lines below the table: what each server told us.
+    pub notes: Vec<String>,
+    /// Servers that failed to start or to finish, with the error.
+    pub failures: Vec<String>,
+}
+
+impl BenchReport {
+    /// Every requested server ran every row.
+    pub fn is_complete(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// The smallest Tandem/Ganesha ratio over all rows, if both ran.
+    pub fn min_ratio(&self) -> Option<f64> {
+        self.rows
+            .iter()
+            .filter_map(|r| r.ratio)
+            .min_by(|a, b| a.total_cmp(b))
+    }
+}
+
+fn fmt_rate(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for line in &self.header {
+            writeln!(f, "{line}")?;
+        }
+        if !self.header.is_empty() {
+            writeln!(f)?;
+        }
+        let both = self.servers.contains(&ServerKind::Tandem)
+            && self.servers.contains(&ServerKind::Ganesha);
+        let mut head: Vec<String> = vec!["workload".into(), "unit".into()];
+        head.extend(self.servers.iter().map(|s| s.name().to_string()));
+        if both {
+            head.push("Tandem/Ganesha".into());
+        }
+        let mut cells: Vec<Vec<String>> = vec![head];
+        for r in &self.rows {
+            let mut line = vec![r.workload.clone(), r.unit.to_string()];
+            for s in &self.servers {
+                line.push(r.value(*s).map(fmt_rate).unwrap_or_else(|| "-".into()));
+            }
+            if both {
+                line.push(
+                    r.ratio
+                        .map(|x| format!("{x:.2}"))
+                        .unwrap_or_else(|| "-".into()),
+                );
+            }
+            cells.push(line);
+        }
+        let columns = cells[0].len();
+        let widths: Vec<usize> = (0..columns)
+            .map(|c| cells.iter().map(|l| l[c].len()).max().unwrap_or(0))
+            .collect();
+        for (i, line) in cells.iter().enumerate() {
+            let mut out = String::new();
+            for (c, cell) in line.iter().enumerate() {
+                if c > 0 {
+                    out.push_str("  ");
+                }
+                if c < 2 {
+                    out.push_str(&format!("{cell:<w$}", w = widths[c]));
+                } else {
+                    out.push_str(&format!("{cell:>w$}", w = widths[c]));
+                }
+            }
+            writeln!(f, "{}", out.trim_end())?;
+            if i == 0 {
+                let total = widths.iter().sum::<usize>() + 2 * (columns - 1);
+                writeln!(f, "{}", "-".repeat(total))?;
+            }
+        }
+        if !self.notes.is_empty() {
+            writeln!(f)?;
+            for line in &self.notes {
+                writeln!(f, "{line}")?;
+            }
+        }
+        if !self.failures.is_empty() {
+            writeln!(f)?;
+            for line in &self.failures {
+                writeln!(f, "FAILED: {line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_a_ratio_column_when_both_ran() {
+        let report = BenchReport {
+            header: vec!["h".into()],
+            servers: vec![ServerKind::Tandem, ServerKind::Ganesha],
+            rows: vec![ReportRow {
+                workload: "sequential write".into(),
+                unit: "MiB/s",
+                values: vec![(ServerKind::Tandem, 300.0), (ServerKind::Ganesha, 200.0)],
+                ratio: Some(1.5),
+            }],
+            notes: vec![],
+            failures: vec![],
+        };
+        let text = report.to_string();
+        assert!(text.contains("Tandem/Ganesha"), "{text}");
+        assert!(text.contains("1.50"), "{text}");
+        assert_eq!(report.min_ratio(), Some(1.5));
+    }
+
+    #[test]
+    fn one_server_has_no_ratio() {
+        let report = BenchReport {
+            header: vec![],
+            servers: vec![ServerKind::Ganesha],
+            rows: vec![ReportRow {
+                workload: "x".into(),
+                unit: "ops/s",
+                values: vec![(ServerKind::Ganesha, 12.345)],
+                ratio: None,
+            }],
+            notes: vec![],
+            failures: vec![],
+        };
+        let text = report.to_string();
+        assert!(!text.contains("Tandem/Ganesha"), "{text}");
+        assert!(text.contains("12.3"), "{text}");
+    }
+}
