@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
@@ -18,6 +18,9 @@ use crate::server::Shared;
 
 /// Time allowed to receive the rest of a record once it has started.
 const MAX_RECORD_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+/// Time a client has to take one reply off the socket; one that stops
+/// reading would otherwise pin its replies (and their memory) for ever.
+const MAX_REPLY_WRITE_TIME: std::time::Duration = std::time::Duration::from_secs(60);
 /// Replies are buffered up to this size so small ones share a segment.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -30,6 +33,9 @@ pub(crate) struct ConnLimits {
 struct Reply {
     head: Vec<u8>,
     body: Vec<u8>,
+    /// The call's in-flight slot, released only once the reply is written,
+    /// so replies waiting for a slow reader count against the limit too.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 pub(crate) async fn serve_connection(
@@ -68,12 +74,13 @@ pub(crate) async fn serve_connection(
             let tx = tx.clone();
             let shared = shared.clone();
             tasks.spawn(async move {
-                if let Some(reply) = handle_record(&shared, service, peer, local, record).await {
+                if let Some(mut reply) = handle_record(&shared, service, peer, local, record).await
+                {
+                    reply._slot = Some(permit);
                     // A send error means the writer is gone (connection
                     // closing); the reply has nowhere to go.
                     let _ = tx.send(reply).await;
                 }
-                drop(permit);
             });
             while tasks.try_join_next().is_some() {}
         };
@@ -86,21 +93,34 @@ pub(crate) async fn serve_connection(
     };
     let writer = write_replies(rx, write_half);
 
+    tokio::pin!(reader, writer);
     tokio::select! {
-        (read_result, write_result) = async { tokio::join!(reader, writer) } => {
+        read_result = &mut reader => {
             match read_result {
-                Ok(()) => debug!(%peer, "connection closed"),
+                Ok(()) => {
+                    // Clean close: every call has finished; send what is queued.
+                    tokio::select! {
+                        r = &mut writer => log_write_end(peer, r),
+                        () = crate::listener::stopped(&mut shutdown) => {}
+                    }
+                    debug!(%peer, "connection closed");
+                }
                 Err(RecordError::TooLarge { claimed_bytes, max_record_bytes }) => warn!(
                     %peer, claimed_bytes, max_record_bytes,
                     "closing connection: RPC record larger than max_record_bytes"
                 ),
                 Err(e) => debug!(%peer, error = %e, "connection ended"),
             }
-            if let Err(e) = write_result {
-                debug!(%peer, error = %e, "writing replies failed");
-            }
         }
+        // The writer only ends early on a write error: nobody to answer.
+        write_result = &mut writer => log_write_end(peer, write_result),
         () = crate::listener::stopped(&mut shutdown) => debug!(%peer, "connection closed by shutdown"),
+    }
+}
+
+fn log_write_end(peer: SocketAddr, result: std::io::Result<()>) {
+    if let Err(e) = result {
+        debug!(%peer, error = %e, "writing replies failed; connection closed");
     }
 }
 
@@ -110,10 +130,23 @@ async fn write_replies(
 ) -> std::io::Result<()> {
     let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, write_half);
     while let Some(reply) = rx.recv().await {
-        out.write_all(&reply.head).await?;
-        out.write_all(&reply.body).await?;
-        if rx.is_empty() {
-            out.flush().await?;
+        let written = tokio::time::timeout(MAX_REPLY_WRITE_TIME, async {
+            out.write_all(&reply.head).await?;
+            out.write_all(&reply.body).await?;
+            if rx.is_empty() {
+                out.flush().await?;
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+        match written {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "client did not take a reply in time",
+                ))
+            }
         }
     }
     out.flush().await?;
@@ -148,7 +181,11 @@ async fn handle_record(
         }
     };
     match encode_reply(xid, status) {
-        Some((head, body)) => Some(Reply { head, body }),
+        Some((head, body)) => Some(Reply {
+            head,
+            body,
+            _slot: None,
+        }),
         None => {
             warn!(%peer, xid, "reply too large to encode; dropped");
             None
