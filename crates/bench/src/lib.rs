@@ -184,7 +184,7 @@ fn build_report(
     let mut servers = opts.servers.clone();
     servers.sort();
     let order: Vec<String> = opts.servers.iter().map(|k| k.name().to_string()).collect();
-    let header = vec![
+    let mut header = vec![
         "Tandem NFSv3 benchmark (nfs3_client over TCP loopback, same machine, same disk)".into(),
         format!(
             "data under {}; servers run one after the other: {}",
@@ -209,6 +209,12 @@ fn build_report(
             opts.readdir_entries
         ),
     ];
+    if cfg!(debug_assertions) {
+        header.push(
+            "WARNING: debug build; Tandem's server code is unoptimised, so its numbers mean nothing (build with --release)"
+                .into(),
+        );
+    }
     let rows = ROWS
         .iter()
         .map(|&row| {

@@ -122,7 +122,7 @@ impl Default for BenchOptions {
             random_io_bytes: 4096,
             meta_files: 10_000,
             readdir_entries: 10_000,
-            readdir_rounds: 5,
+            readdir_rounds: 10,
             readdir_dircount: 32 << 10,
             readdir_maxcount: 128 << 10,
             seed: 0x7a4d_656d,
