@@ -93,13 +93,13 @@ impl Store {
     /// corrupt journal is a clear error, never a silently shorter store.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store> {
         let format = dir.join(FORMAT_FILE);
-        match std::fs::read_to_string(&format) {
-            Ok(t) if t == FORMAT_TEXT => {}
+        match std::fs::read(&format) {
+            Ok(t) if t == FORMAT_TEXT.as_bytes() => {}
             Ok(t) => {
                 return Err(StoreError::Corrupt(format!(
                     "{}: unsupported store format {:?}",
                     format.display(),
-                    t.trim()
+                    String::from_utf8_lossy(&t).trim()
                 )))
             }
             Err(e) => return Err(StoreError::io(&format, e)),
@@ -109,6 +109,9 @@ impl Store {
         let journal_dir = dir.join("journal");
         let mut state = checkpoint::read(dir)?.unwrap_or_else(State::empty);
         let checkpoint_lsn = state.lsn;
+        // Check every frame before applying any: replay writes data files,
+        // and a store found corrupt must be left exactly as it was.
+        journal::scan(&journal_dir, checkpoint_lsn, |_| Ok(()))?;
         let outcome = journal::scan(&journal_dir, checkpoint_lsn, |r| {
             state.apply(r.lsn, &r.record, &data)
         })?;

@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 
 use common::*;
 use proptest::prelude::*;
-use tandem_store::fsck::{check_state, FsckReport};
-use tandem_store::*;
 #[allow(clippy::useless_attribute)]
 use std::result::Result;
+use tandem_store::fsck::{check_state, FsckReport};
+use tandem_store::*;
 
 const NAMES: [&[u8]; 4] = [b"a", b"b", b"c", b"d"];
 /// Random paths use only the first few names, so that they collide often.
@@ -23,7 +23,11 @@ const MODES: [u32; 11] = [
 ];
 
 fn creds() -> [Cred; 3] {
-    [Cred::root(), user(1000, 1000, &[]), user(1001, 1001, &[1000])]
+    [
+        Cred::root(),
+        user(1000, 1000, &[]),
+        user(1001, 1001, &[1000]),
+    ]
 }
 
 type R<T> = Result<T, &'static str>;
@@ -397,9 +401,7 @@ impl Model {
             }
             let vn = self.node(v);
             match (&vn.kind, m.is_dir()) {
-                (Kind::Dir { entries, .. }, true) if !entries.is_empty() => {
-                    return Err("NotEmpty")
-                }
+                (Kind::Dir { entries, .. }, true) if !entries.is_empty() => return Err("NotEmpty"),
                 (Kind::Dir { .. }, true) => {}
                 (Kind::Dir { .. }, false) => return Err("IsDir"),
                 (_, true) => return Err("NotDir"),
@@ -603,7 +605,11 @@ fn name(i: usize) -> &'static [u8] {
 }
 
 /// Both sides agree on Ok/Err-kind, or the test fails.
-fn agree<T, U>(what: &str, s: Result<T, StoreError>, m: R<U>) -> Result<Option<(T, U)>, TestCaseError>
+fn agree<T, U>(
+    what: &str,
+    s: Result<T, StoreError>,
+    m: R<U>,
+) -> Result<Option<(T, U)>, TestCaseError>
 where
     T: std::fmt::Debug,
     U: std::fmt::Debug,
@@ -664,9 +670,7 @@ impl Harness {
                     return Ok(());
                 };
                 let (store_how, size) = match *how {
-                    How::Unchecked { truncate } => {
-                        (CreateHow::Unchecked, truncate.then_some(0))
-                    }
+                    How::Unchecked { truncate } => (CreateHow::Unchecked, truncate.then_some(0)),
                     How::Guarded => (CreateHow::Guarded, None),
                     How::Exclusive(v) => (CreateHow::Exclusive([v; 8]), None),
                 };
@@ -730,7 +734,9 @@ impl Harness {
                     NodeKind::Fifo,
                     &SetAttr::default(),
                 );
-                let m = self.model.new_node(c, dir, nm, Kind::Fifo, 0o644, None, ino);
+                let m = self
+                    .model
+                    .new_node(c, dir, nm, Kind::Fifo, 0o644, None, ino);
                 agree(&what, s, m)?;
             }
             Step::Write {
@@ -876,7 +882,9 @@ fn run(steps: &[Step], n_creds: usize) -> Result<(), TestCaseError> {
         h.store
             .setattr(&OpCtx::new(Cred::root()), root, &open_root, None)
             .expect("chmod root");
-        h.model.chmod(&Cred::root(), root, 0o777).expect("model chmod");
+        h.model
+            .chmod(&Cred::root(), root, 0o777)
+            .expect("model chmod");
     }
     for step in steps {
         h.step(step)?;
@@ -922,33 +930,144 @@ fn fixed_sequence_matches_model() {
     use Step::*;
     let p = |v: &[usize]| v.to_vec();
     let steps = vec![
-        Mkdir { cred: 0, path: p(&[0]), mode: None },
-        Mkdir { cred: 0, path: p(&[0, 1]), mode: None },
-        Mkdir { cred: 0, path: p(&[0, 1, 2]), mode: None },
-        Rename { cred: 0, from: p(&[0]), to: p(&[0, 1, 3]) },
-        Rename { cred: 0, from: p(&[0, 1]), to: p(&[0, 1, 2, 3]) },
-        Create { cred: 0, path: p(&[0, 3]), how: How::Guarded, mode: None },
-        Write { cred: 0, path: p(&[0, 3]), offset: 5, data: b"hello".to_vec() },
-        Link { cred: 0, target: p(&[0, 3]), path: p(&[0, 1, 3]) },
-        Link { cred: 0, target: p(&[0, 3]), path: p(&[1]) },
-        Create { cred: 0, path: p(&[2]), how: How::Exclusive(1), mode: None },
-        Create { cred: 0, path: p(&[2]), how: How::Exclusive(1), mode: None },
-        Create { cred: 0, path: p(&[2]), how: How::Exclusive(0), mode: None },
-        Rename { cred: 0, from: p(&[2]), to: p(&[1]) },
-        Mkdir { cred: 0, path: p(&[3]), mode: None },
-        Rename { cred: 0, from: p(&[0, 1, 2]), to: p(&[3]) },
-        Rename { cred: 0, from: p(&[0, 1]), to: p(&[3]) },
-        Rename { cred: 0, from: p(&[1]), to: p(&[0]) },
-        Rename { cred: 0, from: p(&[0, 1, 3]), to: p(&[0, 3]) },
-        Rmdir { cred: 0, path: p(&[0]) },
-        Remove { cred: 0, path: p(&[3]) },
-        Rmdir { cred: 0, path: p(&[3]) },
-        Truncate { cred: 0, path: p(&[0, 3]), size: 7 },
-        Truncate { cred: 0, path: p(&[0, 3]), size: 70_000 },
-        Read { cred: 0, path: p(&[0, 3]), offset: 0, count: 100 },
-        Symlink { cred: 0, path: p(&[2]), target: 1 },
-        Mknod { cred: 0, path: p(&[2, 0]) },
-        Write { cred: 0, path: p(&[2]), offset: 0, data: b"x".to_vec() },
+        Mkdir {
+            cred: 0,
+            path: p(&[0]),
+            mode: None,
+        },
+        Mkdir {
+            cred: 0,
+            path: p(&[0, 1]),
+            mode: None,
+        },
+        Mkdir {
+            cred: 0,
+            path: p(&[0, 1, 2]),
+            mode: None,
+        },
+        Rename {
+            cred: 0,
+            from: p(&[0]),
+            to: p(&[0, 1, 3]),
+        },
+        Rename {
+            cred: 0,
+            from: p(&[0, 1]),
+            to: p(&[0, 1, 2, 3]),
+        },
+        Create {
+            cred: 0,
+            path: p(&[0, 3]),
+            how: How::Guarded,
+            mode: None,
+        },
+        Write {
+            cred: 0,
+            path: p(&[0, 3]),
+            offset: 5,
+            data: b"hello".to_vec(),
+        },
+        Link {
+            cred: 0,
+            target: p(&[0, 3]),
+            path: p(&[0, 1, 3]),
+        },
+        Link {
+            cred: 0,
+            target: p(&[0, 3]),
+            path: p(&[1]),
+        },
+        Create {
+            cred: 0,
+            path: p(&[2]),
+            how: How::Exclusive(1),
+            mode: None,
+        },
+        Create {
+            cred: 0,
+            path: p(&[2]),
+            how: How::Exclusive(1),
+            mode: None,
+        },
+        Create {
+            cred: 0,
+            path: p(&[2]),
+            how: How::Exclusive(0),
+            mode: None,
+        },
+        Rename {
+            cred: 0,
+            from: p(&[2]),
+            to: p(&[1]),
+        },
+        Mkdir {
+            cred: 0,
+            path: p(&[3]),
+            mode: None,
+        },
+        Rename {
+            cred: 0,
+            from: p(&[0, 1, 2]),
+            to: p(&[3]),
+        },
+        Rename {
+            cred: 0,
+            from: p(&[0, 1]),
+            to: p(&[3]),
+        },
+        Rename {
+            cred: 0,
+            from: p(&[1]),
+            to: p(&[0]),
+        },
+        Rename {
+            cred: 0,
+            from: p(&[0, 1, 3]),
+            to: p(&[0, 3]),
+        },
+        Rmdir {
+            cred: 0,
+            path: p(&[0]),
+        },
+        Remove {
+            cred: 0,
+            path: p(&[3]),
+        },
+        Rmdir {
+            cred: 0,
+            path: p(&[3]),
+        },
+        Truncate {
+            cred: 0,
+            path: p(&[0, 3]),
+            size: 7,
+        },
+        Truncate {
+            cred: 0,
+            path: p(&[0, 3]),
+            size: 70_000,
+        },
+        Read {
+            cred: 0,
+            path: p(&[0, 3]),
+            offset: 0,
+            count: 100,
+        },
+        Symlink {
+            cred: 0,
+            path: p(&[2]),
+            target: 1,
+        },
+        Mknod {
+            cred: 0,
+            path: p(&[2, 0]),
+        },
+        Write {
+            cred: 0,
+            path: p(&[2]),
+            offset: 0,
+            data: b"x".to_vec(),
+        },
     ];
     run(&steps, 1).unwrap();
 }

@@ -269,15 +269,13 @@ fn flush_loop(shared: Arc<Shared>, dir: PathBuf, mut file: File, mut file_bytes:
                 }
             }
         };
-        let changed = {
-            let mut d = lock(&shared.durable_blocking);
-            let changed = *d != durable;
-            *d = durable;
-            changed
-        };
+        let changed = *lock(&shared.durable_blocking) != durable;
         if changed {
-            shared.durable_changed.notify_all();
+            // The watch first: a caller woken by `durable_changed` must
+            // already see its LSN in `durable()` (durable_lsn).
             shared.durable_tx.send_replace(durable);
+            *lock(&shared.durable_blocking) = durable;
+            shared.durable_changed.notify_all();
         }
         if durable.failed
             || (closed && lock(&shared.pending).buf.is_empty() && synced_lsn == written_lsn)

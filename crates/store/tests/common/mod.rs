@@ -212,3 +212,23 @@ pub fn user(uid: u32, gid: u32, gids: &[u32]) -> Cred {
         gids: gids.to_vec(),
     }
 }
+
+/// Fails naming each path whose bytes differ between two `dir_bytes`.
+pub fn assert_unchanged(
+    before: &BTreeMap<PathBuf, Vec<u8>>,
+    after: &BTreeMap<PathBuf, Vec<u8>>,
+    what: &str,
+) {
+    let mut diffs = Vec::new();
+    for (path, bytes) in before {
+        match after.get(path) {
+            None => diffs.push(format!("{} removed", path.display())),
+            Some(b) if b != bytes => diffs.push(format!("{} changed", path.display())),
+            _ => {}
+        }
+    }
+    for path in after.keys().filter(|p| !before.contains_key(*p)) {
+        diffs.push(format!("{} added", path.display()));
+    }
+    assert!(diffs.is_empty(), "{what}: {}", diffs.join(", "));
+}
