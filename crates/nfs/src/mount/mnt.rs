@@ -26,8 +26,7 @@ pub(super) async fn call(shared: &Arc<Shared>, call: &Call, args: &[u8]) -> Repl
     let peer_ip = call.peer.ip();
     let lookup_path = path.clone();
     let result = blocking(shared, move |store| {
-        let cfg = store.config();
-        let Some(fs) = cfg.fs_by_export_path(&lookup_path) else {
+        let Some(fs) = store.fs_by_export_path(&lookup_path) else {
             return Err(mountstat3::MNT3ERR_NOENT);
         };
         if !client_allowed(&fs.export, peer_ip) {

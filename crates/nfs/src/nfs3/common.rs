@@ -115,9 +115,10 @@ pub(crate) fn open(
     intent: Intent,
 ) -> Result<Target, nfsstat3> {
     let handle = crate::handle::decode(fh).ok_or(nfsstat3::NFS3ERR_BADHANDLE)?;
-    let cfg = store.config();
     // A handle whose file system is gone is stale, not bad: we made it.
-    let fs = cfg.fs_by_fsid(handle.fsid).ok_or(nfsstat3::NFS3ERR_STALE)?;
+    let fs = store
+        .fs_by_fsid(handle.fsid)
+        .ok_or(nfsstat3::NFS3ERR_STALE)?;
     if !client_allowed(&fs.export, call.peer.ip()) {
         debug!(peer = %call.peer, fsid = handle.fsid, "client not allowed by export rules");
         return Err(nfsstat3::NFS3ERR_ACCES);

@@ -29,3 +29,16 @@ impl Store {
         Ok(self.read_state().inode(ino)?.attr.clone())
     }
 }
+
+impl Store {
+    /// The file system with this fsid: a cheap lookup for every NFS call
+    /// (unlike `config()`, it does not copy the user map).
+    pub fn fs_by_fsid(&self, fsid: Fsid) -> Option<crate::config::FsConfig> {
+        self.read_state().config.fs_by_fsid(fsid).cloned()
+    }
+
+    /// The file system exported at `path` ("/data" and "/data/" alike).
+    pub fn fs_by_export_path(&self, path: &str) -> Option<crate::config::FsConfig> {
+        self.read_state().config.fs_by_export_path(path).cloned()
+    }
+}
