@@ -296,3 +296,24 @@ fn daemon_restart_keeps_config_and_fsck_runs_offline() {
     };
     assert_eq!(strip(&before), strip(&after));
 }
+
+#[test]
+fn a_taken_portmap_port_does_not_stop_nfs_service() {
+    let s = TestSite::init("alpha", "127.77.14.1");
+    // Someone else (a system rpcbind, say) holds the portmap port.
+    let squatter = std::net::TcpListener::bind("127.77.14.11:0").expect("bind squatter");
+    let port = squatter.local_addr().expect("addr").port();
+    s.edit_toml(|t| {
+        let nfs = t["nfs"].as_table_mut().expect("nfs");
+        nfs.insert("portmap".into(), true.into());
+        nfs.insert("portmap_port".into(), i64::from(port).into());
+    });
+    let _d = s.start_daemon();
+    let out = s.tandem(&["vserver", "create", "vs1", "--address", "127.77.14.11/32"]);
+    assert_success(&out, "vserver create");
+    let vs = &s.status_json()["vservers"][0];
+    assert_eq!(vs["endpoints"][0]["nfs_port"], s.nfs_port);
+    assert_eq!(vs["endpoints"][0]["portmap_port"], serde_json::Value::Null);
+    let failure = vs["bind_failures"][0]["address"].as_str().expect("failure");
+    assert!(failure.contains("portmap"), "{failure}");
+}

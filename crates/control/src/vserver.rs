@@ -40,6 +40,39 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Starts the service on one address. Port 111 is often held by a system
+/// rpcbind on the wildcard address; NFS and MOUNT are still worth serving
+/// then (clients can name the ports), so a failure with the portmapper is
+/// retried without it and reported.
+async fn start_service(
+    store: &Arc<Store>,
+    addr: &AddressSpec,
+    cfg: &ServiceConfig,
+) -> std::result::Result<(Service, Option<BindFailure>), String> {
+    let error = match Service::start(store.clone(), addr.ip, cfg).await {
+        Ok(s) => return Ok((s, None)),
+        Err(e) => e,
+    };
+    let Some(port) = cfg.portmap_port else {
+        return Err(error);
+    };
+    let without = ServiceConfig {
+        portmap_port: None,
+        ..cfg.clone()
+    };
+    let s = Service::start(store.clone(), addr.ip, &without)
+        .await
+        .map_err(|_| error.clone())?;
+    tracing::warn!(address = %addr, %error, "serving without the portmapper");
+    Ok((
+        s,
+        Some(BindFailure {
+            address: format!("{addr} portmap port {port}"),
+            error,
+        }),
+    ))
+}
+
 impl Vserver {
     /// Opens an existing vserver and serves it. Never fails: a store that
     /// cannot be opened is kept as `Failed` with the reason.
@@ -144,10 +177,11 @@ impl Vserver {
         };
         let addresses = store.config().addresses;
         for addr in addresses {
-            match Service::start(store.clone(), addr.ip, cfg).await {
-                Ok(s) => {
+            match start_service(store, &addr, cfg).await {
+                Ok((s, portmap_failure)) => {
                     tracing::info!(vserver = %self.name, address = %addr, "serving");
                     services.push(s);
+                    bind_failures.extend(portmap_failure);
                 }
                 Err(error) => {
                     tracing::error!(vserver = %self.name, address = %addr, %error, "cannot serve address");

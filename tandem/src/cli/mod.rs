@@ -12,6 +12,7 @@ mod status;
 mod user;
 mod vserver;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -67,6 +68,8 @@ pub fn init_logging(command: &Command) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only help a person at a terminal, not a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
