@@ -317,3 +317,69 @@ fn a_taken_portmap_port_does_not_stop_nfs_service() {
     let failure = vs["bind_failures"][0]["address"].as_str().expect("failure");
     assert!(failure.contains("portmap"), "{failure}");
 }
+
+#[test]
+fn a_corrupt_store_fails_alone_and_fsck_reports_it() {
+    let s = TestSite::init("alpha", "127.77.15.1");
+    let d = s.start_daemon();
+    for (vs, ip) in [("bad", "127.77.15.11/32"), ("good", "127.77.15.12/32")] {
+        assert_success(&s.tandem(&["vserver", "create", vs, "--address", ip]), "vs");
+        assert_success(
+            &s.tandem(&["fs", "create", vs, "data", "--export", "/data"]),
+            "fs",
+        );
+        assert_success(
+            &s.tandem(&["user", "add", vs, "u", "--uid", "1", "--gid", "1"]),
+            "user",
+        );
+    }
+    // A crash leaves the records in the journal (no checkpoint), then a
+    // damaged byte early in the segment, well before its last record.
+    d.kill();
+    let journal = s.dir.join("vservers/bad/journal");
+    let seg = std::fs::read_dir(&journal)
+        .expect("journal dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .min()
+        .expect("a segment");
+    let mut bytes = std::fs::read(&seg).expect("read segment");
+    let at = bytes.len() / 4;
+    for b in &mut bytes[at..at + 4] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&seg, &bytes).expect("write segment");
+
+    let out = s.tandem(&["fsck", "bad"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("corrupt"), "{}", stdout(&out));
+
+    let _d = s.start_daemon();
+    let st = s.status_json();
+    let by_name = |n: &str| {
+        st["vservers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|v| v["name"] == n))
+            .cloned()
+            .expect("vserver listed")
+    };
+    let bad = by_name("bad");
+    assert_eq!(bad["state"], "failed");
+    assert!(
+        bad["error"].as_str().unwrap_or("").contains("corrupt"),
+        "{bad}"
+    );
+    let good = by_name("good");
+    assert_eq!(good["state"], "active");
+    assert_eq!(good["filesystems"][0]["export"], "/data");
+    assert_fails_with(
+        &s.tandem(&["fs", "create", "bad", "f", "--export", "/f"]),
+        "not open",
+    );
+}

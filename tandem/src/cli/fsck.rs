@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tandem_control::fsck::check_offline;
 use tandem_control::ControlError;
+use tandem_store::StoreError;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,16 +19,26 @@ pub async fn run(data: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let data = data.to_path_buf();
     let vserver = args.vserver.clone();
     // The check reads the whole store: keep it off the async workers.
-    let report = tokio::task::spawn_blocking(move || check_offline(&data, &vserver))
+    let checked = tokio::task::spawn_blocking(move || check_offline(&data, &vserver))
         .await
-        .context("fsck task failed")?
-        .map_err(|e| {
-            let hint = match e {
-                ControlError::DaemonRunning { .. } => " (fsck runs offline: stop the daemon first)",
-                _ => "",
-            };
-            anyhow::Error::new(e).context(format!("cannot check vserver {}{hint}", args.vserver))
-        })?;
+        .context("fsck task failed")?;
+    // A store too damaged to open is a finding, not a failure to check.
+    if let Err(ControlError::Store {
+        source: StoreError::Corrupt(why),
+        ..
+    }) = &checked
+    {
+        println!("vserver {}: problem: store corrupt: {why}", args.vserver);
+        println!("vserver {}: 1 problem(s) found", args.vserver);
+        return Ok(ExitCode::from(2));
+    }
+    let report = checked.map_err(|e| {
+        let hint = match e {
+            ControlError::DaemonRunning { .. } => " (fsck runs offline: stop the daemon first)",
+            _ => "",
+        };
+        anyhow::Error::new(e).context(format!("cannot check vserver {}{hint}", args.vserver))
+    })?;
     print!("vserver {}: {report}", args.vserver);
     if report.is_clean() {
         Ok(ExitCode::SUCCESS)

@@ -253,3 +253,13 @@ pub fn wait_for_line(child: &mut Child, needle: &str) -> Vec<String> {
         }
     }
 }
+
+impl Daemon {
+    /// SIGKILL: a crash, no clean shutdown.
+    pub fn kill(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
