@@ -30,7 +30,8 @@ pub use report::{BenchReport, ReportRow};
 
 use ganesha::{GaneshaOptions, GaneshaServer};
 use tandem_server::TandemServer;
-use workload::{human_bytes, ServerRun, ROWS};
+use target::Target;
+use workload::{Row, Session, ROWS};
 
 /// Runs the bench and returns the report. A server that fails to start or
 /// to complete the workload does not stop the others: its error is in
@@ -84,15 +85,8 @@ fn run_on_this_thread(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
                 .context("creating a work directory under /var/tmp")?,
         ),
     };
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("bench-client")
-        .build()
-        .context("building the client runtime")?;
-
-    let mut runs: Vec<(ServerKind, ServerRun)> = Vec::new();
-    let mut failures = Vec::new();
-    for &kind in &opts.servers {
+    let mut dirs = Vec::new();
+    for kind in &opts.servers {
         let dir = workdir.path().join(kind.name().to_ascii_lowercase());
         if dir.exists() {
             anyhow::bail!(
@@ -101,29 +95,72 @@ fn run_on_this_thread(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
             );
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        dirs.push(dir);
+    }
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bench-client")
+        .build()
+        .context("building the client runtime")?;
+
+    let mut failures = Vec::new();
+    let mut tandem: Option<TandemServer> = None;
+    let mut ganesha: Option<GaneshaServer> = None;
+    let mut targets: Vec<(ServerKind, Target)> = Vec::new();
+    for (&kind, dir) in opts.servers.iter().zip(&dirs) {
         info!(server = %kind, dir = %dir.display(), "starting");
-        let result = match kind {
-            ServerKind::Ganesha => run_ganesha(&client_rt, &dir, opts),
-            ServerKind::Tandem => run_tandem(&client_rt, &dir, opts),
-        };
-        if !opts.keep {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                warn!(dir = %dir.display(), error = %e, "removing a server's data");
-            }
-        }
-        // Let the previous server's dirty pages reach the disk before the
-        // next one starts, so it does not pay for them.
-        sync_disks();
-        match result {
-            Ok(r) => runs.push((kind, r)),
-            Err(e) => {
-                warn!(server = %kind, error = %format!("{e:#}"), "run failed");
-                failures.push(format!("{kind}: {e:#}"));
+        match kind {
+            ServerKind::Tandem => match TandemServer::start(
+                &dir.join("store"),
+                opts.tandem_address,
+                opts.tandem_nfs_port,
+                opts.tandem_mount_port,
+            ) {
+                Ok(s) => {
+                    targets.push((kind, s.target().clone()));
+                    tandem = Some(s);
+                }
+                Err(e) => failures.push(format!("{kind}: {e:#}")),
+            },
+            ServerKind::Ganesha => {
+                let gopts = GaneshaOptions {
+                    binary: opts.ganesha_binary.clone(),
+                    address: opts.ganesha_address,
+                    nfs_port: opts.ganesha_nfs_port,
+                    mount_port: opts.ganesha_mount_port,
+                    start_timeout: opts.ganesha_start_timeout,
+                };
+                match client_rt.block_on(GaneshaServer::start(dir, &gopts)) {
+                    Ok(s) => {
+                        targets.push((kind, s.target().clone()));
+                        ganesha = Some(s);
+                    }
+                    Err(e) => failures.push(format!("{kind}: {e:#}")),
+                }
             }
         }
     }
+
+    let measured = client_rt.block_on(measure(&targets, opts, &mut failures));
+
+    if let Some(mut g) = ganesha {
+        if measured.failed.contains(&ServerKind::Ganesha) {
+            failures.push(format!("Ganesha's log: {}", g.log().display()));
+        }
+        client_rt.block_on(async move { g.stop().await });
+    }
+    if let Some(mut t) = tandem {
+        t.stop();
+    }
     drop(client_rt);
-    let report = build_report(opts, workdir.path(), &runs, failures);
+    if !opts.keep {
+        for dir in &dirs {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                warn!(dir = %dir.display(), error = %e, "removing a server's data");
+            }
+        }
+    }
+    let report = build_report(opts, workdir.path(), measured, failures);
     if opts.keep {
         if let WorkDir::Temp(t) = workdir {
             let kept = t.keep();
@@ -133,41 +170,87 @@ fn run_on_this_thread(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     Ok(report)
 }
 
-fn run_ganesha(
-    rt: &tokio::runtime::Runtime,
-    dir: &Path,
-    opts: &BenchOptions,
-) -> anyhow::Result<ServerRun> {
-    let gopts = GaneshaOptions {
-        binary: opts.ganesha_binary.clone(),
-        address: opts.ganesha_address,
-        nfs_port: opts.ganesha_nfs_port,
-        mount_port: opts.ganesha_mount_port,
-        start_timeout: opts.ganesha_start_timeout,
-    };
-    rt.block_on(async {
-        let mut server = GaneshaServer::start(dir, &gopts).await?;
-        let result = workload::run(server.target(), opts).await;
-        server.stop().await;
-        result.map_err(|e| e.context(format!("Ganesha's log: {}", server.log().display())))
-    })
+/// What the measuring loop hands back: samples per (server, row) and the
+/// servers' notes.
+struct Measured {
+    samples: Vec<(ServerKind, Row, Vec<f64>)>,
+    notes: Vec<String>,
+    failed: Vec<ServerKind>,
 }
 
-fn run_tandem(
-    rt: &tokio::runtime::Runtime,
-    dir: &Path,
+/// Opens a session on every started server, then for each row runs every
+/// server `repeats` times, alternating their order, with a sync(2) before
+/// each timed run. A server that fails is dropped from the rest of the run.
+async fn measure(
+    targets: &[(ServerKind, Target)],
     opts: &BenchOptions,
-) -> anyhow::Result<ServerRun> {
-    let mut server = TandemServer::start(
-        &dir.join("store"),
-        opts.tandem_address,
-        opts.tandem_nfs_port,
-        opts.tandem_mount_port,
-    )?;
-    let target = server.target().clone();
-    let result = rt.block_on(workload::run(&target, opts));
-    server.stop();
-    result
+    failures: &mut Vec<String>,
+) -> Measured {
+    let mut sessions: Vec<Option<(ServerKind, Session)>> = Vec::new();
+    let mut failed = Vec::new();
+    for (kind, target) in targets {
+        match Session::open(target, opts).await {
+            Ok(s) => sessions.push(Some((*kind, s))),
+            Err(e) => {
+                failures.push(format!("{kind}: set-up failed: {e:#}"));
+                failed.push(*kind);
+            }
+        }
+    }
+    let mut samples: Vec<(ServerKind, Row, Vec<f64>)> = Vec::new();
+    for &row in &ROWS {
+        for rep in 0..opts.repeats {
+            let mut order: Vec<usize> = (0..sessions.len()).collect();
+            if rep % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                let Some((kind, session)) = sessions[i].as_mut() else {
+                    continue;
+                };
+                let kind = *kind;
+                if let Err(e) = tokio::task::spawn_blocking(sync_disks).await {
+                    warn!(error = %e, "sync before a run");
+                }
+                match session.run_row(row, rep, opts).await {
+                    Ok(rate) => {
+                        match samples.iter_mut().find(|(k, r, _)| *k == kind && *r == row) {
+                            Some((_, _, v)) => v.push(rate),
+                            None => samples.push((kind, row, vec![rate])),
+                        }
+                    }
+                    Err(e) => {
+                        failures.push(format!("{kind}: {}: {e:#}", row.label(opts)));
+                        failed.push(kind);
+                        if let Some((_, s)) = sessions[i].take() {
+                            drop(s.close(opts).await);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut notes = Vec::new();
+    for (_, s) in sessions.into_iter().flatten() {
+        notes.extend(s.close(opts).await);
+    }
+    Measured {
+        samples,
+        notes,
+        failed,
+    }
+}
+
+/// The median of a non-empty sample (mean of the middle two when even).
+fn median(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
 }
 
 fn sync_disks() {
@@ -178,7 +261,7 @@ fn sync_disks() {
 fn build_report(
     opts: &BenchOptions,
     dir: &Path,
-    runs: &[(ServerKind, ServerRun)],
+    measured: Measured,
     failures: Vec<String>,
 ) -> BenchReport {
     let mut servers = opts.servers.clone();
@@ -186,11 +269,7 @@ fn build_report(
     let order: Vec<String> = opts.servers.iter().map(|k| k.name().to_string()).collect();
     let mut header = vec![
         "Tandem NFSv3 benchmark (nfs3_client over TCP loopback, same machine, same disk)".into(),
-        format!(
-            "data under {}; servers run one after the other: {}",
-            dir.display(),
-            order.join(", ")
-        ),
+        format!("data under {}", dir.display()),
         format!(
             "{} requests in flight (one per connection), AUTH_SYS root, no root squash",
             opts.in_flight
@@ -201,12 +280,9 @@ fn build_report(
             opts.tandem_address, opts.ganesha_address
         ),
         format!(
-            "sizes: sequential {}, random {} x {}, {} files, {} READDIRPLUS entries",
-            human_bytes(opts.seq_bytes),
-            opts.random_writes,
-            human_bytes(u64::from(opts.random_io_bytes)),
-            opts.meta_files,
-            opts.readdir_entries
+            "each rate is the median of {} run(s) per server; servers alternate within a row ({}, then reversed); sync(2) before each run",
+            opts.repeats,
+            order.join(", ")
         ),
     ];
     if cfg!(debug_assertions) {
@@ -218,13 +294,19 @@ fn build_report(
     let rows = ROWS
         .iter()
         .map(|&row| {
-            let values: Vec<(ServerKind, f64)> = servers
+            let samples: Vec<(ServerKind, Vec<f64>)> = servers
                 .iter()
                 .filter_map(|s| {
-                    let run = &runs.iter().find(|(k, _)| k == s)?.1;
-                    let v = run.rates.iter().find(|(r, _)| *r == row)?.1;
-                    Some((*s, v))
+                    measured
+                        .samples
+                        .iter()
+                        .find(|(k, r, _)| k == s && *r == row)
+                        .map(|(k, _, v)| (*k, v.clone()))
                 })
+                .collect();
+            let values: Vec<(ServerKind, f64)> = samples
+                .iter()
+                .filter_map(|(k, v)| Some((*k, median(v)?)))
                 .collect();
             let get = |k: ServerKind| values.iter().find(|(s, _)| *s == k).map(|(_, v)| *v);
             let ratio = match (get(ServerKind::Tandem), get(ServerKind::Ganesha)) {
@@ -235,19 +317,28 @@ fn build_report(
                 workload: row.label(opts),
                 unit: row.unit(),
                 values,
+                samples,
                 ratio,
             }
         })
-        .collect();
-    let notes = runs
-        .iter()
-        .flat_map(|(_, r)| r.notes.iter().cloned())
         .collect();
     BenchReport {
         header,
         servers,
         rows,
-        notes,
+        notes: measured.notes,
         failures,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_samples() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
     }
 }

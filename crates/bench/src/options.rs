@@ -15,6 +15,8 @@ use crate::error::BenchError;
 pub const MAX_IO_BYTES: u32 = 1 << 20;
 /// Most requests kept in flight (one connection each).
 pub const MAX_IN_FLIGHT: usize = 256;
+/// Most repetitions of each row.
+pub const MAX_REPEATS: u32 = 100;
 /// Largest directory the READDIRPLUS row builds.
 pub const MAX_FILES: u64 = 10_000_000;
 
@@ -68,6 +70,10 @@ pub struct BenchOptions {
     pub keep: bool,
     /// Servers to run, in this order, one after the other.
     pub servers: Vec<ServerKind>,
+    /// Times each row is measured per server; the report gives the median.
+    /// Servers alternate within each row (A B, B A, A B, ...) so that
+    /// changing background load hits both alike.
+    pub repeats: u32,
     /// Requests kept in flight; `nfs3_client` has one outstanding call per
     /// connection, so this is also the number of TCP connections.
     pub in_flight: usize,
@@ -114,6 +120,7 @@ impl Default for BenchOptions {
             dir: None,
             keep: false,
             servers: vec![ServerKind::Ganesha, ServerKind::Tandem],
+            repeats: 3,
             in_flight: 8,
             seq_bytes: 1 << 30,
             seq_io_bytes: 1 << 20,
@@ -149,6 +156,7 @@ impl BenchOptions {
             meta_files: 1_000,
             readdir_entries: 1_000,
             readdir_rounds: 3,
+            repeats: 1,
             ..BenchOptions::default()
         }
     }
@@ -163,6 +171,12 @@ impl BenchOptions {
             if self.servers[..i].contains(s) {
                 return bad(format!("server {s} listed twice"));
             }
+        }
+        if self.repeats == 0 || self.repeats > MAX_REPEATS {
+            return bad(format!(
+                "repeats must be 1..={MAX_REPEATS}, got {}",
+                self.repeats
+            ));
         }
         if self.in_flight == 0 || self.in_flight > MAX_IN_FLIGHT {
             return bad(format!(

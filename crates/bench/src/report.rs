@@ -11,8 +11,10 @@ use crate::options::ServerKind;
 pub struct ReportRow {
     pub workload: String,
     pub unit: &'static str,
-    /// Rate per server that ran this row.
+    /// Rate per server that ran this row (median of its samples).
     pub values: Vec<(ServerKind, f64)>,
+    /// Every measurement, per server, in the order taken.
+    pub samples: Vec<(ServerKind, Vec<f64>)>,
     /// Tandem / Ganesha, when both ran.
     pub ratio: Option<f64>,
 }
@@ -145,6 +147,7 @@ mod tests {
                 unit: "MiB/s",
                 values: vec![(ServerKind::Tandem, 300.0), (ServerKind::Ganesha, 200.0)],
                 ratio: Some(1.5),
+                samples: vec![],
             }],
             notes: vec![],
             failures: vec![],
@@ -165,6 +168,7 @@ mod tests {
                 unit: "ops/s",
                 values: vec![(ServerKind::Ganesha, 12.345)],
                 ratio: None,
+                samples: vec![],
             }],
             notes: vec![],
             failures: vec![],

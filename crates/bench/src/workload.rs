@@ -86,13 +86,6 @@ pub fn human_bytes(n: u64) -> String {
     format!("{n} B")
 }
 
-/// One server's measured rates, in [`ROWS`] order, and what it told us.
-#[derive(Debug, Clone)]
-pub struct ServerRun {
-    pub rates: Vec<(Row, f64)>,
-    pub notes: Vec<String>,
-}
-
 /// Work shared by the workers of one phase: an index dispenser and an
 /// abort flag raised by the first failure.
 struct Dispenser {
@@ -198,60 +191,59 @@ fn chunk(pattern: &[u8], i: u64, len: usize) -> &[u8] {
     &pattern[shift..shift + len]
 }
 
-/// Runs all five rows against one server.
-pub async fn run(target: &Target, o: &BenchOptions) -> anyhow::Result<ServerRun> {
-    let server = target.server;
-    let mut m = Mounted::mount(target, o.in_flight).await?;
-    let root = m.root.clone();
-    let mut notes = Vec::new();
+/// One server, mounted and set up, ready to run any row any number of
+/// times. Set-up (files, the populated directory) is untimed.
+pub struct Session {
+    pub server: &'static str,
+    m: Mounted,
+    io: u32,
+    pattern: Arc<Vec<u8>>,
+    seq: nfs_fh3,
+    rnd: nfs_fh3,
+    meta: nfs_fh3,
+    list: nfs_fh3,
+    seq_written: bool,
+    readdir_calls: u64,
+    notes: Vec<String>,
+}
 
-    let info = m.clients[0].fsinfo(&root).await?;
-    let mut io = o.seq_io_bytes;
-    for max in [info.rtmax, info.wtmax] {
-        if max > 0 && max < io {
-            io = max - max % 4;
+impl Session {
+    pub async fn open(target: &Target, o: &BenchOptions) -> anyhow::Result<Session> {
+        let server = target.server;
+        let mut m = Mounted::mount(target, o.in_flight).await?;
+        let root = m.root.clone();
+        let mut notes = Vec::new();
+
+        let info = m.clients[0].fsinfo(&root).await?;
+        let mut io = o.seq_io_bytes;
+        for max in [info.rtmax, info.wtmax] {
+            if max > 0 && max < io {
+                io = max - max % 4;
+            }
         }
-    }
-    if io != o.seq_io_bytes {
-        notes.push(format!(
-            "{server}: rtmax {} / wtmax {}: sequential I/O clamped to {io} bytes",
-            info.rtmax, info.wtmax
-        ));
-    }
-    if u64::from(o.random_io_bytes) > u64::from(info.wtmax) && info.wtmax > 0 {
-        return Err(BenchError::Protocol {
-            server,
-            what: format!(
-                "wtmax {} is below the random write size {}",
-                info.wtmax, o.random_io_bytes
-            ),
+        if io != o.seq_io_bytes {
+            notes.push(format!(
+                "{server}: rtmax {} / wtmax {}: sequential I/O clamped to {io} bytes",
+                info.rtmax, info.wtmax
+            ));
         }
-        .into());
-    }
+        if u64::from(o.random_io_bytes) > u64::from(info.wtmax) && info.wtmax > 0 {
+            return Err(BenchError::Protocol {
+                server,
+                what: format!(
+                    "wtmax {} is below the random write size {}",
+                    info.wtmax, o.random_io_bytes
+                ),
+            }
+            .into());
+        }
+        let mut pattern = vec![0u8; io as usize + 4096];
+        StdRng::seed_from_u64(o.seed).fill_bytes(&mut pattern);
 
-    let mut rng = StdRng::seed_from_u64(o.seed);
-    let mut pattern = vec![0u8; io as usize + 4096];
-    rng.fill_bytes(&mut pattern);
-    let pattern = Arc::new(pattern);
-
-    let mut rates = Vec::with_capacity(ROWS.len());
-    let mib = |bytes: u64, d: Duration| bytes as f64 / (1u64 << 20) as f64 / secs(d);
-
-    // 1. sequential write
-    let seq = m.clients[0].create(&root, "seq.bin", 0o644).await?;
-    let d = seq_write(&mut m.clients, &seq, o.seq_bytes, io, &pattern).await?;
-    info!(server, elapsed = ?d, "sequential write done");
-    rates.push((Row::SeqWrite, mib(o.seq_bytes, d)));
-
-    // 2. sequential read of the same file
-    let d = seq_read(&mut m.clients, &seq, o.seq_bytes, io, &pattern).await?;
-    info!(server, elapsed = ?d, "sequential read done");
-    rates.push((Row::SeqRead, mib(o.seq_bytes, d)));
-
-    // 3. random writes
-    let rnd = m.clients[0].create(&root, "random.bin", 0o644).await?;
-    m.clients[0]
-        .setattr(
+        let c = &mut m.clients[0];
+        let seq = c.create(&root, "seq.bin", 0o644).await?;
+        let rnd = c.create(&root, "random.bin", 0o644).await?;
+        c.setattr(
             &rnd,
             "random.bin",
             sattr3 {
@@ -260,45 +252,110 @@ pub async fn run(target: &Target, o: &BenchOptions) -> anyhow::Result<ServerRun>
             },
         )
         .await?;
-    let slots = o.random_file_bytes / u64::from(o.random_io_bytes);
-    let offsets: Vec<u64> = (0..o.random_writes)
-        .map(|_| rng.gen_range(0..slots) * u64::from(o.random_io_bytes))
-        .collect();
-    let d = random_write(
-        &mut m.clients,
-        &rnd,
-        Arc::new(offsets),
-        o.random_io_bytes,
-        &pattern,
-    )
-    .await?;
-    info!(server, elapsed = ?d, "random write done");
-    rates.push((Row::RandomWrite, o.random_writes as f64 / secs(d)));
+        let meta = c.mkdir(&root, "meta").await?;
+        let list = c.mkdir(&root, "list").await?;
+        populate(&mut m.clients, &list, o.readdir_entries).await?;
+        info!(server, "set up");
+        Ok(Session {
+            server,
+            m,
+            io,
+            pattern: Arc::new(pattern),
+            seq,
+            rnd,
+            meta,
+            list,
+            seq_written: false,
+            readdir_calls: 0,
+            notes,
+        })
+    }
 
-    // 4. create + setattr + remove
-    let meta = m.clients[0].mkdir(&root, "meta").await?;
-    let d = metadata(&mut m.clients, &meta, o.meta_files).await?;
-    info!(server, elapsed = ?d, "metadata done");
-    rates.push((Row::Metadata, (3 * o.meta_files) as f64 / secs(d)));
+    /// Runs one row once (`rep` numbers the repetition) and returns its
+    /// rate in the row's unit.
+    pub async fn run_row(&mut self, row: Row, rep: u32, o: &BenchOptions) -> anyhow::Result<f64> {
+        let server = self.server;
+        let mib = |bytes: u64, d: Duration| bytes as f64 / (1u64 << 20) as f64 / secs(d);
+        let rate = match row {
+            Row::SeqWrite => {
+                let d = seq_write(
+                    &mut self.m.clients,
+                    &self.seq,
+                    o.seq_bytes,
+                    self.io,
+                    &self.pattern,
+                )
+                .await?;
+                self.seq_written = true;
+                info!(server, rep, elapsed = ?d, "sequential write");
+                mib(o.seq_bytes, d)
+            }
+            Row::SeqRead => {
+                if !self.seq_written {
+                    seq_write(
+                        &mut self.m.clients,
+                        &self.seq,
+                        o.seq_bytes,
+                        self.io,
+                        &self.pattern,
+                    )
+                    .await?;
+                    self.seq_written = true;
+                }
+                let d = seq_read(
+                    &mut self.m.clients,
+                    &self.seq,
+                    o.seq_bytes,
+                    self.io,
+                    &self.pattern,
+                )
+                .await?;
+                info!(server, rep, elapsed = ?d, "sequential read");
+                mib(o.seq_bytes, d)
+            }
+            Row::RandomWrite => {
+                let mut rng = StdRng::seed_from_u64(o.seed ^ u64::from(rep).rotate_left(32));
+                let slots = o.random_file_bytes / u64::from(o.random_io_bytes);
+                let offsets: Vec<u64> = (0..o.random_writes)
+                    .map(|_| rng.gen_range(0..slots) * u64::from(o.random_io_bytes))
+                    .collect();
+                let d = random_write(
+                    &mut self.m.clients,
+                    &self.rnd,
+                    Arc::new(offsets),
+                    o.random_io_bytes,
+                    &self.pattern,
+                )
+                .await?;
+                info!(server, rep, elapsed = ?d, "random write");
+                o.random_writes as f64 / secs(d)
+            }
+            Row::Metadata => {
+                let d = metadata(&mut self.m.clients, &self.meta, o.meta_files, rep).await?;
+                info!(server, rep, elapsed = ?d, "create + setattr + remove");
+                (3 * o.meta_files) as f64 / secs(d)
+            }
+            Row::Readdirplus => {
+                let (d, calls) = readdirplus(&mut self.m.clients[0], &self.list, o).await?;
+                self.readdir_calls = calls / u64::from(o.readdir_rounds.max(1));
+                info!(server, rep, elapsed = ?d, calls, "READDIRPLUS");
+                (o.readdir_entries * u64::from(o.readdir_rounds)) as f64 / secs(d)
+            }
+        };
+        Ok(rate)
+    }
 
-    // 5. READDIRPLUS over a populated directory
-    let list = m.clients[0].mkdir(&root, "list").await?;
-    populate(&mut m.clients, &list, o.readdir_entries).await?;
-    let (d, calls) = readdirplus(&mut m.clients[0], &list, o).await?;
-    info!(server, elapsed = ?d, calls, "READDIRPLUS done");
-    notes.push(format!(
-        "{server}: {} READDIRPLUS calls per listing (dircount {}, maxcount {})",
-        calls / u64::from(o.readdir_rounds.max(1)),
-        o.readdir_dircount,
-        o.readdir_maxcount
-    ));
-    rates.push((
-        Row::Readdirplus,
-        (o.readdir_entries * u64::from(o.readdir_rounds)) as f64 / secs(d),
-    ));
-
-    m.unmount().await;
-    Ok(ServerRun { rates, notes })
+    /// Unmounts; returns what the server told us along the way.
+    pub async fn close(mut self, o: &BenchOptions) -> Vec<String> {
+        if self.readdir_calls > 0 {
+            self.notes.push(format!(
+                "{}: {} READDIRPLUS calls per listing (dircount {}, maxcount {})",
+                self.server, self.readdir_calls, o.readdir_dircount, o.readdir_maxcount
+            ));
+        }
+        self.m.unmount().await;
+        self.notes
+    }
 }
 
 fn secs(d: Duration) -> f64 {
@@ -442,6 +499,7 @@ async fn metadata(
     clients: &mut Vec<Client>,
     dir: &nfs_fh3,
     files: u64,
+    rep: u32,
 ) -> Result<Duration, BenchError> {
     let dispenser = Dispenser::new(files);
     let start = Instant::now();
@@ -450,7 +508,7 @@ async fn metadata(
         async move {
             let res = async {
                 while let Some(i) = dispenser.take() {
-                    let name = format!("m{i:07}");
+                    let name = format!("m{rep}-{i:07}");
                     let fh = c.create(&dir, &name, 0o644).await?;
                     c.setattr(
                         &fh,
