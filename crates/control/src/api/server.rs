@@ -68,11 +68,19 @@ impl ApiServer {
         // hands clones of `shutdown` to new connections.
         let mut stopping = shutdown.clone();
         loop {
+            // Take a slot first, so a full house makes new clients wait in
+            // the kernel's backlog while shutdown stays responsive.
+            let permit = tokio::select! {
+                () = stopped(&mut stopping) => break,
+                p = slots.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
             tokio::select! {
                 () = stopped(&mut stopping) => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        let Ok(permit) = slots.clone().acquire_owned().await else { break };
                         let daemon = daemon.clone();
                         let settings = settings.clone();
                         let shutdown = shutdown.clone();
@@ -90,8 +98,9 @@ impl ApiServer {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
             }
+            // Reap finished connections so the set does not grow forever.
+            while conns.try_join_next().is_some() {}
         }
         drop(self.listener);
         if let Err(e) = std::fs::remove_file(&self.path) {
