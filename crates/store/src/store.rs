@@ -182,7 +182,11 @@ impl Store {
     pub(crate) fn commit(&self, st: &mut State, req: Option<ReqId>, op: Op) -> Result<Lsn> {
         let lsn = st.lsn + 1;
         let record = Record { req, op };
+        let destroys = destroys_data(st, &record.op);
         self.journal.append(lsn, st.epoch, &record)?;
+        if destroys {
+            self.journal.wait_durable_blocking(lsn)?;
+        }
         st.apply(lsn, &record, &self.data)?;
         if self.journal.appended_bytes() >= self.opts.checkpoint_every_bytes {
             self.checkpoint_locked(st)?;
@@ -248,6 +252,31 @@ impl Store {
         let result = self.checkpoint();
         self.journal.close();
         result
+    }
+}
+
+/// Whether applying `op` destroys file data that may already be durable: a
+/// truncation, or the last link of a regular file going. Such a record must
+/// be durable before it is applied; were it lost in a crash, recovery would
+/// bring the inode back without its data.
+fn destroys_data(st: &State, op: &Op) -> bool {
+    let last_link_of_file = |dir: Ino, name: &[u8]| {
+        st.dir(dir)
+            .ok()
+            .and_then(|d| d.entries.get(name))
+            .and_then(|slot| st.inodes.get(&slot.ino))
+            .is_some_and(|i| i.attr.ftype == FileType::Regular && i.attr.nlink <= 1)
+    };
+    match op {
+        Op::SetAttr { ino, attr } => st
+            .inodes
+            .get(ino)
+            .is_some_and(|i| i.attr.ftype == FileType::Regular && attr.size < i.attr.size),
+        Op::Unlink { dir, name, .. } => last_link_of_file(*dir, name),
+        Op::Rename {
+            to_dir, to_name, ..
+        } => last_link_of_file(*to_dir, to_name),
+        _ => false,
     }
 }
 

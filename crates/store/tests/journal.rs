@@ -586,3 +586,68 @@ fn journal_stops_at_checkpoint_and_old_segments_go() {
     let store = Store::open(&dir, small_segments()).unwrap();
     assert_eq!(store.snapshot(), state);
 }
+
+/// A record that destroys file data (a shrinking truncate, the last link of
+/// a regular file going) is durable before it takes effect: were it lost in
+/// a crash after its data was gone, recovery would bring the inode back
+/// without its contents. Other records may stay unsynced until someone
+/// waits (UNSTABLE writes).
+#[test]
+fn data_destroying_records_are_durable_before_they_apply() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let (store, fs) = new_store(&dir, opts());
+    let ctx = root_ctx();
+    let set = SetAttr::default();
+    let r = fs.root_ino;
+    let mk = |name: &[u8]| {
+        let ino = store
+            .create(&ctx, r, name, CreateHow::Guarded, &set)
+            .unwrap()
+            .value
+            .ino;
+        store.write(&ctx, ino, 0, b"precious data").unwrap();
+        ino
+    };
+    let size = |s: u64| SetAttr {
+        size: Some(s),
+        ..SetAttr::default()
+    };
+    let f = mk(b"f");
+    let m = store.setattr(&ctx, f, &size(4), None).unwrap();
+    assert!(
+        store.durable_lsn() >= m.lsn,
+        "truncate applied before durable"
+    );
+    // UNCHECKED create with a size truncates too.
+    let m = store
+        .create(&ctx, r, b"f", CreateHow::Unchecked, &size(0))
+        .unwrap();
+    assert!(
+        store.durable_lsn() >= m.lsn,
+        "create-truncate applied early"
+    );
+    // Removing one of two links destroys nothing; removing the last does.
+    let g = mk(b"g");
+    store.link(&ctx, g, r, b"g2").unwrap();
+    store.remove(&ctx, r, b"g").unwrap();
+    let m = store.remove(&ctx, r, b"g2").unwrap();
+    assert!(
+        store.durable_lsn() >= m.lsn,
+        "remove applied before durable"
+    );
+    // Renaming over the last link of a file.
+    mk(b"h");
+    mk(b"i");
+    let m = store.rename(&ctx, r, b"h", r, b"i").unwrap();
+    assert!(store.durable_lsn() >= m.lsn, "rename-over applied early");
+    // The store still recovers to what it had.
+    store.write(&ctx, f, 0, b"kept").unwrap();
+    store.wait_durable_blocking(store.last_lsn()).unwrap();
+    let state = store.snapshot();
+    let contents = all_contents(&store);
+    drop(store);
+    let store = Store::open(&dir, opts()).unwrap();
+    assert_eq!(store.snapshot(), state);
+    assert_eq!(all_contents(&store), contents);
+}
