@@ -62,7 +62,7 @@ pub async fn run(data: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> 
     };
     print_instructions(&dir, &vs, args.ip);
     let sig = terminate.recv().await;
-    println!("\n{sig}: stopping the demo");
+    say!("\n{sig}: stopping the demo");
     running.stop().await;
     Ok(ExitCode::SUCCESS)
 }
@@ -166,25 +166,26 @@ fn print_instructions(dir: &Path, vs: &VserverStatus, ip: IpAddr) {
         format!("?nfsport={}&mountport={}", e.nfs_port, e.mount_port)
     };
     let url = |path: &str| format!("nfs://{host}{EXPORT}{path}{query}");
-    println!();
-    println!("Tandem demo is serving vserver `{VSERVER}` at {host}, export {EXPORT}.");
-    println!("Site data: {}", dir.display());
-    println!();
-    println!("Try, from another terminal (Debian/Ubuntu: apt-get install libnfs-utils):");
-    println!("  nfs-ls \"{}\"", url(""));
-    println!("  nfs-cat \"{}\"", url("/README"));
-    println!("  nfs-cp /etc/hostname \"{}\"", url("/hostname"));
-    println!("  nfs-cp \"{}\" /tmp/hostname.copy", url("/hostname"));
+    say!();
+    say!("Tandem demo is serving vserver `{VSERVER}` at {host}, export {EXPORT}.");
+    say!("Site data: {}", dir.display());
+    say!();
+    say!("Try, from another terminal (Debian/Ubuntu: apt-get install libnfs-utils):");
+    say!("  nfs-ls \"{}\"", url(""));
+    say!("  nfs-cat \"{}\"", url("/README"));
+    say!("  nfs-cp /etc/hostname \"{}\"", url("/hostname"));
+    say!("  nfs-cp \"{}\" /tmp/hostname.copy", url("/hostname"));
     if query.is_empty() {
         // Clients that do not ask the portmapper need the ports spelled out.
-        println!(
+        say!(
             "  (without the portmapper: nfs-ls \"nfs://{host}{EXPORT}?nfsport={}&mountport={}\")",
-            e.nfs_port, e.mount_port
+            e.nfs_port,
+            e.mount_port
         );
     }
-    println!();
-    println!("Inspect the site:");
-    println!("  tandem --data {} status", dir.display());
-    println!();
-    println!("Press Ctrl-C to stop.");
+    say!();
+    say!("Inspect the site:");
+    say!("  tandem --data {} status", dir.display());
+    say!();
+    say!("Press Ctrl-C to stop.");
 }

@@ -87,7 +87,7 @@ async fn create(data: &Path, args: CreateArgs) -> anyhow::Result<ExitCode> {
     let Reply::FsCreated { vserver, fs, .. } = reply else {
         return Err(unexpected(&reply));
     };
-    println!("Created file system {} in vserver {vserver}", fs.name);
-    println!("  {}", describe_fs(&fs));
+    say!("Created file system {} in vserver {vserver}", fs.name);
+    say!("  {}", describe_fs(&fs));
     Ok(ExitCode::SUCCESS)
 }

@@ -28,8 +28,8 @@ pub async fn run(data: &Path, args: Args) -> anyhow::Result<ExitCode> {
         ..
     }) = &checked
     {
-        println!("vserver {}: problem: store corrupt: {why}", args.vserver);
-        println!("vserver {}: 1 problem(s) found", args.vserver);
+        say!("vserver {}: problem: store corrupt: {why}", args.vserver);
+        say!("vserver {}: 1 problem(s) found", args.vserver);
         return Ok(ExitCode::from(2));
     }
     let report = checked.map_err(|e| {
@@ -39,12 +39,12 @@ pub async fn run(data: &Path, args: Args) -> anyhow::Result<ExitCode> {
         };
         anyhow::Error::new(e).context(format!("cannot check vserver {}{hint}", args.vserver))
     })?;
-    print!("vserver {}: {report}", args.vserver);
+    say_raw!("vserver {}: {report}", args.vserver);
     if report.is_clean() {
         Ok(ExitCode::SUCCESS)
     } else {
         let count = report.problems.len() as u64 + report.more_problems;
-        println!("vserver {}: {count} problem(s) found", args.vserver);
+        say!("vserver {}: {count} problem(s) found", args.vserver);
         Ok(ExitCode::from(2))
     }
 }

@@ -19,7 +19,7 @@ pub struct Args {
 pub fn run(data: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let site = Site::init(data, &args.site, &args.listen, running_as_root())
         .with_context(|| format!("cannot create site in {}", data.display()))?;
-    println!(
+    say!(
         "Created site {} in {}\n  id:     {}\n  listen: {}\n  nfs:    port {}, mount port {}, portmap {}",
         site.config.name,
         data.display(),
@@ -33,7 +33,7 @@ pub fn run(data: &Path, args: Args) -> anyhow::Result<ExitCode> {
             "off".to_string()
         },
     );
-    println!(
+    say!(
         "Settings are in {}. Start the site with: tandem daemon --data {}",
         site.paths.site_toml().display(),
         data.display()

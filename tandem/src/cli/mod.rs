@@ -1,6 +1,23 @@
 //! Command-line surface: one module per command group. Commands other than
 //! `init`, `daemon`, `demo` and `fsck` talk to the running daemon.
 
+/// println! panics when stdout is gone (`tandem status | head -1`, or a
+/// demo whose terminal closed); output is best effort, never a crash.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `say!` without the newline.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod daemon;
 mod demo;
 mod fs;

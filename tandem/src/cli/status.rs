@@ -34,9 +34,9 @@ pub async fn run(data: &Path, args: Args) -> anyhow::Result<ExitCode> {
         return Err(unexpected(&reply));
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        say!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", render(&report));
+        say_raw!("{}", render(&report));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -63,6 +63,6 @@ async fn add(data: &Path, args: AddArgs) -> anyhow::Result<ExitCode> {
     let Reply::UserAdded { vserver, user, .. } = reply else {
         return Err(unexpected(&reply));
     };
-    println!("Added user {} to vserver {vserver}", describe_user(&user));
+    say!("Added user {} to vserver {vserver}", describe_user(&user));
     Ok(ExitCode::SUCCESS)
 }

@@ -51,12 +51,12 @@ async fn create(data: &Path, name: String, addresses: Vec<String>) -> anyhow::Re
     let Reply::VserverCreated(vs) = reply else {
         return Err(unexpected(&reply));
     };
-    println!("Created vserver {} ({})", vs.name, vs.addresses.join(", "));
+    say!("Created vserver {} ({})", vs.name, vs.addresses.join(", "));
     for e in &vs.endpoints {
-        println!("  serving {}", describe_endpoint(e));
+        say!("  serving {}", describe_endpoint(e));
     }
     for f in &vs.bind_failures {
-        println!("  NOT serving {}: {}", f.address, f.error);
+        say!("  NOT serving {}: {}", f.address, f.error);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -263,3 +263,122 @@ impl Daemon {
         }
     }
 }
+
+// ---- requirements, external tools, SIGKILL ----
+
+/// True when the suite runs in CI (`CI=true`), where a missing
+/// requirement is a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Whether a test can run: true when `ok`; otherwise skips with a note,
+/// or fails in CI.
+pub fn require(ok: bool, what: &str) -> bool {
+    if ok {
+        return true;
+    }
+    assert!(!in_ci(), "CI=true and this test needs {what}");
+    eprintln!("SKIP: this test needs {what}");
+    false
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether every one of `tools` is an executable on PATH.
+pub fn have_tools(tools: &[&str]) -> bool {
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    tools
+        .iter()
+        .all(|t| std::env::split_paths(&path).any(|d| d.join(t).is_file()))
+}
+
+/// Runs a command to completion with a deadline, its output going through
+/// files (no pipe to fill up), and kills it if it takes longer.
+pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Output {
+    let out = tempfile::tempfile().expect("stdout file");
+    let err = tempfile::tempfile().expect("stderr file");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(err.try_clone().expect("dup"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut v = Vec::new();
+        f.rewind().expect("rewind");
+        f.read_to_end(&mut v).expect("read output");
+        v
+    };
+    Output {
+        status,
+        stdout: read(out),
+        stderr: read(err),
+    }
+}
+
+impl Daemon {
+    /// `kill -9`: no chance to flush or clean up. Returns once reaped.
+    pub fn kill9(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        let pid = i32::try_from(child.id()).expect("pid fits");
+        // SAFETY: plain kill(2) on our own, not yet reaped, child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+        wait_with_deadline(&mut child, "killed daemon")
+    }
+}
+
+/// Creates vserver `vs` at `address` (a /32) with file system `fs` exported
+/// at `export`, root not squashed, open to all of 127.0.0.0/8.
+pub fn create_vserver_and_fs(site: &TestSite, vs: &str, address: &str, fs: &str, export: &str) {
+    let cidr = format!("{address}/32");
+    assert_success(
+        &site.tandem(&["vserver", "create", vs, "--address", &cidr]),
+        "vserver create",
+    );
+    assert_success(
+        &site.tandem(&[
+            "fs",
+            "create",
+            vs,
+            fs,
+            "--export",
+            export,
+            "--no-root-squash",
+            "--clients",
+            "127.0.0.0/8",
+        ]),
+        "fs create",
+    );
+}
+
+/// `tandem fsck VS` with the daemon stopped: must exit 0 and report clean.
+pub fn assert_fsck_clean(site: &TestSite, vs: &str) {
+    let out = site.tandem(&["fsck", vs]);
+    assert_success(&out, "fsck");
+    assert!(
+        stdout(&out).contains("no problems found"),
+        "fsck does not report a clean store:\n{}",
+        stdout(&out)
+    );
+}
