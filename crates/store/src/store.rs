@@ -265,7 +265,10 @@ fn destroys_data(st: &State, op: &Op) -> bool {
             .ok()
             .and_then(|d| d.entries.get(name))
             .and_then(|slot| st.inodes.get(&slot.ino))
-            .is_some_and(|i| i.attr.ftype == FileType::Regular && i.attr.nlink <= 1)
+            .is_some_and(|i| {
+                // An empty file has no data to lose.
+                i.attr.ftype == FileType::Regular && i.attr.nlink <= 1 && i.attr.size > 0
+            })
     };
     match op {
         Op::SetAttr { ino, attr } => st
