@@ -117,6 +117,25 @@ impl fmt::Display for BenchReport {
                 writeln!(f, "{}", "-".repeat(total))?;
             }
         }
+        if self
+            .rows
+            .iter()
+            .any(|r| r.samples.iter().any(|(_, v)| v.len() > 1))
+        {
+            writeln!(f)?;
+            writeln!(f, "samples, in the order taken:")?;
+            for r in &self.rows {
+                let per_server: Vec<String> = r
+                    .samples
+                    .iter()
+                    .map(|(k, v)| {
+                        let v: Vec<String> = v.iter().map(|x| fmt_rate(*x)).collect();
+                        format!("{k} {}", v.join(" "))
+                    })
+                    .collect();
+                writeln!(f, "  {}: {}", r.workload, per_server.join("; "))?;
+            }
+        }
         if !self.notes.is_empty() {
             writeln!(f)?;
             for line in &self.notes {

@@ -191,6 +191,12 @@ fn chunk(pattern: &[u8], i: u64, len: usize) -> &[u8] {
     &pattern[shift..shift + len]
 }
 
+#[derive(Clone, Copy)]
+enum Kind {
+    Seq,
+    Random,
+}
+
 /// One server, mounted and set up, ready to run any row any number of
 /// times. Set-up (files, the populated directory) is untimed.
 pub struct Session {
@@ -198,11 +204,13 @@ pub struct Session {
     m: Mounted,
     io: u32,
     pattern: Arc<Vec<u8>>,
-    seq: nfs_fh3,
-    rnd: nfs_fh3,
+    root: nfs_fh3,
+    /// The file the last sequential write made (name, handle).
+    seq: Option<(String, nfs_fh3)>,
+    /// The file of the last random-write run.
+    rnd: Option<(String, nfs_fh3)>,
     meta: nfs_fh3,
     list: nfs_fh3,
-    seq_written: bool,
     readdir_calls: u64,
     notes: Vec<String>,
 }
@@ -241,17 +249,6 @@ impl Session {
         StdRng::seed_from_u64(o.seed).fill_bytes(&mut pattern);
 
         let c = &mut m.clients[0];
-        let seq = c.create(&root, "seq.bin", 0o644).await?;
-        let rnd = c.create(&root, "random.bin", 0o644).await?;
-        c.setattr(
-            &rnd,
-            "random.bin",
-            sattr3 {
-                size: Nfs3Option::Some(o.random_file_bytes),
-                ..sattr3::default()
-            },
-        )
-        .await?;
         let meta = c.mkdir(&root, "meta").await?;
         let list = c.mkdir(&root, "list").await?;
         populate(&mut m.clients, &list, o.readdir_entries).await?;
@@ -261,11 +258,11 @@ impl Session {
             m,
             io,
             pattern: Arc::new(pattern),
-            seq,
-            rnd,
+            root,
+            seq: None,
+            rnd: None,
             meta,
             list,
-            seq_written: false,
             readdir_calls: 0,
             notes,
         })
@@ -278,33 +275,44 @@ impl Session {
         let mib = |bytes: u64, d: Duration| bytes as f64 / (1u64 << 20) as f64 / secs(d);
         let rate = match row {
             Row::SeqWrite => {
+                // A new file every time (writing into allocated blocks is
+                // another, faster, workload); the previous one is removed
+                // after the timed part.
+                let name = format!("seq-{rep}.bin");
+                let fh = self.m.clients[0].create(&self.root, &name, 0o644).await?;
                 let d = seq_write(
                     &mut self.m.clients,
-                    &self.seq,
+                    &fh,
                     o.seq_bytes,
                     self.io,
                     &self.pattern,
                 )
                 .await?;
-                self.seq_written = true;
                 info!(server, rep, elapsed = ?d, "sequential write");
+                self.replace_file(Kind::Seq, name, fh).await?;
                 mib(o.seq_bytes, d)
             }
             Row::SeqRead => {
-                if !self.seq_written {
-                    seq_write(
-                        &mut self.m.clients,
-                        &self.seq,
-                        o.seq_bytes,
-                        self.io,
-                        &self.pattern,
-                    )
-                    .await?;
-                    self.seq_written = true;
-                }
+                let fh = match &self.seq {
+                    Some((_, fh)) => fh.clone(),
+                    None => {
+                        let name = "seq-read.bin".to_string();
+                        let fh = self.m.clients[0].create(&self.root, &name, 0o644).await?;
+                        seq_write(
+                            &mut self.m.clients,
+                            &fh,
+                            o.seq_bytes,
+                            self.io,
+                            &self.pattern,
+                        )
+                        .await?;
+                        self.replace_file(Kind::Seq, name, fh.clone()).await?;
+                        fh
+                    }
+                };
                 let d = seq_read(
                     &mut self.m.clients,
-                    &self.seq,
+                    &fh,
                     o.seq_bytes,
                     self.io,
                     &self.pattern,
@@ -314,6 +322,18 @@ impl Session {
                 mib(o.seq_bytes, d)
             }
             Row::RandomWrite => {
+                let name = format!("random-{rep}.bin");
+                let c = &mut self.m.clients[0];
+                let fh = c.create(&self.root, &name, 0o644).await?;
+                c.setattr(
+                    &fh,
+                    &name,
+                    sattr3 {
+                        size: Nfs3Option::Some(o.random_file_bytes),
+                        ..sattr3::default()
+                    },
+                )
+                .await?;
                 let mut rng = StdRng::seed_from_u64(o.seed ^ u64::from(rep).rotate_left(32));
                 let slots = o.random_file_bytes / u64::from(o.random_io_bytes);
                 let offsets: Vec<u64> = (0..o.random_writes)
@@ -321,13 +341,14 @@ impl Session {
                     .collect();
                 let d = random_write(
                     &mut self.m.clients,
-                    &self.rnd,
+                    &fh,
                     Arc::new(offsets),
                     o.random_io_bytes,
                     &self.pattern,
                 )
                 .await?;
                 info!(server, rep, elapsed = ?d, "random write");
+                self.replace_file(Kind::Random, name, fh).await?;
                 o.random_writes as f64 / secs(d)
             }
             Row::Metadata => {
@@ -343,6 +364,23 @@ impl Session {
             }
         };
         Ok(rate)
+    }
+
+    /// Remembers the newest file of a kind and removes the one before.
+    async fn replace_file(
+        &mut self,
+        kind: Kind,
+        name: String,
+        fh: nfs_fh3,
+    ) -> Result<(), BenchError> {
+        let slot = match kind {
+            Kind::Seq => &mut self.seq,
+            Kind::Random => &mut self.rnd,
+        };
+        if let Some((old, _)) = slot.replace((name, fh)) {
+            self.m.clients[0].remove(&self.root, &old).await?;
+        }
+        Ok(())
     }
 
     /// Unmounts; returns what the server told us along the way.
