@@ -651,3 +651,25 @@ fn data_destroying_records_are_durable_before_they_apply() {
     assert_eq!(store.snapshot(), state);
     assert_eq!(all_contents(&store), contents);
 }
+
+/// A complete last frame with a bad checksum is damage, not a torn write:
+/// a crash interrupts a write (cut-short frame) or leaves zeros, it never
+/// leaves a whole frame of wrong bytes. Treating it as torn would drop an
+/// acknowledged record silently.
+#[test]
+fn flipped_byte_in_the_very_last_frame_is_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let (store, fs) = new_store(&dir, opts());
+    populate(&store, fs.root_ino);
+    drop(store);
+    let seg = last_segment(&dir);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let last = *frame_offsets(&bytes).last().unwrap();
+    bytes[last + 24 + 1] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    let before = dir_bytes(&dir);
+    let msg = expect_corrupt(&dir, opts());
+    assert!(msg.contains(&format!("at byte {last}")), "{msg}");
+    assert_unchanged(&before, &dir_bytes(&dir), "a failed open changed the store");
+}

@@ -1,11 +1,13 @@
 //! Reads the journal back at start-up, for fsck, and (later) for shipping.
 //!
-//! A crash can leave the end of the last segment torn: a frame cut short, or
-//! a frame whose bytes never reached the disk (zeros). That tail was never
-//! acknowledged as durable and is cut off. Anything else that fails its
-//! checksum (a bad frame followed by data, a bad frame in an older segment,
-//! a gap in LSNs) is corruption: a clear error, never a silently shorter
-//! store.
+//! A process crash can leave the end of the last segment torn: a frame cut
+//! short (the write was interrupted) or, after a power loss, zeros where
+//! the file grew but its blocks never reached the disk. That tail was never
+//! acknowledged as durable and is cut off. A complete frame that fails its
+//! checksum is damage, not a crash: no write we make produces one. So are a
+//! cut-short frame that a valid frame follows (its length field was hit), a
+//! bad frame in an older segment and a gap in LSNs. Damage is a clear
+//! error, never a silently shorter store.
 
 use std::path::{Path, PathBuf};
 
@@ -53,7 +55,9 @@ pub fn scan(
             }
         }
         let bytes = std::fs::read(&seg.path).map_err(|e| StoreError::io(&seg.path, e))?;
-        if is_last && bytes.len() < SEGMENT_HEADER_BYTES && bytes.iter().all(|b| *b == 0) {
+        // The header is written and synced before any frame: a short one
+        // means the crash hit while creating the segment.
+        if is_last && bytes.len() < SEGMENT_HEADER_BYTES {
             outcome.torn_tail = Some((seg.path.clone(), 0));
             break;
         }
@@ -97,7 +101,13 @@ pub fn scan(
                     pos += frame_bytes;
                 }
                 Frame::Bad(why) => {
-                    if is_last && !valid_frame_follows(&bytes, pos + 1, expect_lsn) {
+                    let torn = match why {
+                        BadFrame::Truncated => !valid_frame_follows(&bytes, pos + 1, expect_lsn),
+                        BadFrame::TooLarge | BadFrame::Checksum => {
+                            bytes[pos..].iter().all(|b| *b == 0)
+                        }
+                    };
+                    if is_last && torn {
                         outcome.torn_tail = Some((seg.path.clone(), pos as u64));
                         break;
                     }
