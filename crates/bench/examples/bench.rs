@@ -1,5 +1,5 @@
 //! Runs the bench without the `tandem` binary:
-//! `cargo run --release -p tandem-bench --example bench -- [--quick] [--servers tandem,ganesha] [--dir DIR] [--keep]`
+//! `cargo run --release -p tandem-bench --example bench -- [--quick] [--servers tandem,ganesha] [--dir DIR] [--keep] [--repeats N] [--no-warmup] [--in-flight N]`
 
 use anyhow::Context;
 use tandem_bench::{BenchOptions, ServerKind};
@@ -31,6 +31,10 @@ fn main() -> anyhow::Result<()> {
                     .collect::<Result<_, _>>()?;
             }
             "--dir" => opts.dir = Some(it.next().context("--dir needs a value")?.into()),
+            "--no-warmup" => opts.warmup = false,
+            "--repeats" => {
+                opts.repeats = it.next().context("--repeats needs a value")?.parse()?;
+            }
             "--in-flight" => {
                 opts.in_flight = it.next().context("--in-flight needs a value")?.parse()?;
             }

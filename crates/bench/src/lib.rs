@@ -199,7 +199,9 @@ async fn measure(
     }
     let mut samples: Vec<(ServerKind, Row, Vec<f64>)> = Vec::new();
     for &row in &ROWS {
-        for rep in 0..opts.repeats {
+        // Write rows get one untimed warm-up run per server first.
+        let warmup = u32::from(opts.warmup && matches!(row, Row::SeqWrite | Row::RandomWrite));
+        for rep in 0..opts.repeats + warmup {
             let mut order: Vec<usize> = (0..sessions.len()).collect();
             if rep % 2 == 1 {
                 order.reverse();
@@ -209,10 +211,16 @@ async fn measure(
                     continue;
                 };
                 let kind = *kind;
-                if let Err(e) = tokio::task::spawn_blocking(sync_disks).await {
-                    warn!(error = %e, "sync before a run");
+                let result = async {
+                    session.prepare(row).await?;
+                    if let Err(e) = tokio::task::spawn_blocking(sync_disks).await {
+                        warn!(error = %e, "sync before a run");
+                    }
+                    session.run_row(row, rep, opts).await
                 }
-                match session.run_row(row, rep, opts).await {
+                .await;
+                match result {
+                    Ok(_) if rep < warmup => {}
                     Ok(rate) => {
                         match samples.iter_mut().find(|(k, r, _)| *k == kind && *r == row) {
                             Some((_, _, v)) => v.push(rate),
@@ -283,6 +291,14 @@ fn build_report(
             "each rate is the median of {} run(s) per server; servers alternate within a row ({}, then reversed); sync(2) before each run",
             opts.repeats,
             order.join(", ")
+        ),
+        format!(
+            "write rows: a new file per run, the previous one removed first{}",
+            if opts.warmup {
+                "; one untimed warm-up run per server"
+            } else {
+                ""
+            }
         ),
     ];
     if cfg!(debug_assertions) {

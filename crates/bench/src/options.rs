@@ -74,6 +74,9 @@ pub struct BenchOptions {
     /// Servers alternate within each row (A B, B A, A B, ...) so that
     /// changing background load hits both alike.
     pub repeats: u32,
+    /// One untimed run of each write row per server before the timed
+    /// ones, so no timed run pays for first writes to never-used blocks.
+    pub warmup: bool,
     /// Requests kept in flight; `nfs3_client` has one outstanding call per
     /// connection, so this is also the number of TCP connections.
     pub in_flight: usize,
@@ -121,6 +124,7 @@ impl Default for BenchOptions {
             keep: false,
             servers: vec![ServerKind::Ganesha, ServerKind::Tandem],
             repeats: 3,
+            warmup: true,
             in_flight: 8,
             seq_bytes: 1 << 30,
             seq_io_bytes: 1 << 20,
@@ -157,6 +161,7 @@ impl BenchOptions {
             readdir_entries: 1_000,
             readdir_rounds: 3,
             repeats: 1,
+            warmup: false,
             ..BenchOptions::default()
         }
     }

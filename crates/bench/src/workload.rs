@@ -366,6 +366,22 @@ impl Session {
         Ok(rate)
     }
 
+    /// Untimed, before a run of `row`: removes the file the previous run
+    /// of a write row left, so the file system can reuse its blocks (on
+    /// thin-provisioned disks, first writes to never-used blocks are several
+    /// times slower, which would otherwise decide the row).
+    pub async fn prepare(&mut self, row: Row) -> Result<(), BenchError> {
+        let old = match row {
+            Row::SeqWrite => self.seq.take(),
+            Row::RandomWrite => self.rnd.take(),
+            _ => None,
+        };
+        if let Some((name, _)) = old {
+            self.m.clients[0].remove(&self.root, &name).await?;
+        }
+        Ok(())
+    }
+
     /// Remembers the newest file of a kind and removes the one before.
     async fn replace_file(
         &mut self,
