@@ -1,12 +1,19 @@
 //! `tandem bench`: the same NFSv3 client workload against Tandem and
-//! against NFS-Ganesha on the same machine and disk, one server after the
-//! other, reported as one table of rates and Tandem/Ganesha ratios.
+//! against NFS-Ganesha on the same machine and disk, reported as one table
+//! of rates and Tandem/Ganesha ratios.
 //!
 //! The workload (see `workload.rs`) is driven by the `nfs3_client` crate
 //! over TCP on loopback with `in_flight` connections, one call outstanding
-//! on each. Tandem's NFS service runs in this process on a runtime of its
-//! own; Ganesha is a separate process (see `ganesha.rs`). Nothing here
-//! asserts on time: rates are measured and reported, never judged.
+//! on each. Both servers run at once; each row is measured `repeats` times
+//! per server, alternating which server goes first, and the median is
+//! reported (every sample is printed too). Tandem's NFS service runs in
+//! this process on a runtime of its own; Ganesha is a separate process
+//! (see `ganesha.rs`). Nothing here asserts on time: rates are measured and
+//! reported, never judged.
+//!
+//! Run it in a release build, as root (Ganesha needs root):
+//! `cargo run --release -p tandem-bench --example bench -- [--quick]`, or
+//! through `tandem bench` once the binary wires [`run`] / [`run_async`].
 
 mod client;
 mod error;
@@ -35,9 +42,10 @@ use workload::{Row, Session, ROWS};
 
 /// Runs the bench and returns the report. A server that fails to start or
 /// to complete the workload does not stop the others: its error is in
-/// [`BenchReport::failures`] (check [`BenchReport::is_complete`]). Blocking; safe to call from any
-/// thread, including from inside an async runtime (the work happens on a
-/// thread of its own with its own runtimes).
+/// [`BenchReport::failures`] (check [`BenchReport::is_complete`]).
+/// Blocking; safe to call from any thread, even one driving an async
+/// runtime (the work happens on a thread of its own with its own runtimes),
+/// but async callers should prefer [`run_async`].
 pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     std::thread::Builder::new()
         .name("tandem-bench".into())
