@@ -290,11 +290,21 @@ fn build_report(
             "{} requests in flight (one per connection), AUTH_SYS root, no root squash",
             opts.in_flight
         ),
-        format!(
-            "Tandem: in-process NFS service on its own runtime, address {}; \
-             Ganesha: separate ganesha.nfsd process (FSAL VFS), address {}",
-            opts.tandem_address, opts.ganesha_address
-        ),
+        servers
+            .iter()
+            .map(|k| match k {
+                ServerKind::Tandem => format!(
+                    "Tandem: in-process NFS service on its own runtime, address {}",
+                    opts.tandem_address
+                ),
+                ServerKind::Ganesha => format!(
+                    "Ganesha: separate ganesha.nfsd process (FSAL VFS, {}), address {}",
+                    opts.ganesha_binary.display(),
+                    opts.ganesha_address
+                ),
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
         format!(
             "each rate is the median of {} run(s) per server; servers alternate within a row ({}, then reversed); sync(2) before each run",
             opts.repeats,
