@@ -39,7 +39,7 @@ pub struct GaneshaServer {
 }
 
 /// The config file: one v3-only, TCP-only export of `export`, no NLM, no
-/// RQUOTA, no UDP, no grace period, bound to one address.
+/// RQUOTA, no UDP, no Kerberos, no grace period, bound to one address.
 pub fn config_text(export: &Path, address: IpAddr, nfs_port: u16, mount_port: u16) -> String {
     format!(
         r#"# Written by tandem-bench.
@@ -54,6 +54,9 @@ NFS_CORE_PARAM {{
 }}
 NFSV4 {{
     Graceless = true;
+}}
+NFS_KRB5 {{
+    Active_krb5 = false;
 }}
 EXPORT {{
     Export_Id = 1;
