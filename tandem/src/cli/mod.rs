@@ -18,6 +18,7 @@ macro_rules! say_raw {
     }};
 }
 
+mod bench;
 mod daemon;
 mod demo;
 mod fs;
@@ -71,13 +72,15 @@ pub enum Command {
     Fsck(fsck::Args),
     /// Start a ready-to-use demo site serving an NFS export on 127.0.0.2.
     Demo(demo::Args),
+    /// Run the same NFS workload against Tandem and NFS-Ganesha; print ratios.
+    Bench(bench::Args),
 }
 
 /// Long-running commands log at info; one-shot commands only say what went
 /// wrong. RUST_LOG overrides either.
 pub fn init_logging(command: &Command) {
     let default = match command {
-        Command::Daemon | Command::Demo(_) => "info",
+        Command::Daemon | Command::Demo(_) | Command::Bench(_) => "info",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -101,6 +104,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(&need_data(data)?, args).await,
         Command::Fsck(args) => fsck::run(&need_data(data)?, args).await,
         Command::Demo(args) => demo::run(data, args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 
