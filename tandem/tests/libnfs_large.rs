@@ -1,7 +1,9 @@
 //! As a user would: the C client tools of libnfs-utils (`nfs-cp`, `nfs-ls`,
 //! `nfs-cat`) against a vserver made through the CLI. A 256 MiB random file
-//! goes in and comes back with the same SHA-256, once with explicit ports in
-//! the URL and once through the portmapper on port 111.
+//! goes in and comes back with the same SHA-256 and `nfs-ls` lists it, once
+//! with explicit ports in the URL and once through the portmapper on port
+//! 111. Both need root: libnfs sends the caller's uid (the export's root
+//! directory belongs to root) and port 111 is privileged.
 
 mod common;
 
@@ -101,7 +103,12 @@ fn round_trip(site: &TestSite, name: &str, len: usize, seed: u64, url: &dyn Fn(&
 
 #[test]
 fn libnfs_copies_256_mib_in_and_out_with_explicit_ports() {
-    if !require(have_tools(TOOLS), "libnfs-utils (nfs-cp, nfs-ls, nfs-cat)") {
+    if !require(have_tools(TOOLS), "libnfs-utils (nfs-cp, nfs-ls, nfs-cat)")
+        || !require(
+            is_root(),
+            "root (libnfs sends the caller's uid; the export root belongs to root)",
+        )
+    {
         return;
     }
     let s = TestSite::init("alpha", "127.77.60.1");
@@ -143,10 +150,11 @@ fn libnfs_finds_the_ports_through_the_portmapper() {
     create_vserver_and_fs(&s, "vs", "127.77.61.11", "data", "/data");
     let ep = &s.status_json()["vservers"][0]["endpoints"][0];
     assert_eq!(ep["ip"], "127.77.61.11", "endpoint: {ep}");
+    assert_eq!(ep["portmap_port"], 111, "the portmapper is up: {ep}");
     // No ports in the URL: libnfs asks the portmapper for them.
     let url = |p: &str| format!("nfs://127.77.61.11/data{p}");
 
-    round_trip(&s, "pm.bin", 16 << 20, 0x7a6e_6465_6d02, &url);
+    round_trip(&s, "pm.bin", 256 << 20, 0x7a6e_6465_6d02, &url);
     assert!(d.stop().success(), "clean daemon stop");
     assert_fsck_clean(&s, "vs");
 }
