@@ -11,9 +11,9 @@
 //! acknowledged reply implies. What was in flight at the kill (sent, no
 //! reply) and UNSTABLE writes not yet covered by a COMMIT are uncertain:
 //! after the restart the server may show them done or not, and the model
-//! adopts what it finds, but only among those outcomes. One documented
-//! exception (docs/design.md, Recovery): bytes of a write that was never
-//! acknowledged as durable may survive inside the file's recovered size.
+//! adopts what it finds, but only among those outcomes: whole operations,
+//! never bytes of a write mixed into a state without it (data files change
+//! only once a record is durable, docs/design.md).
 //!
 //! Set TANDEM_CRASH_SEED to replay one run's random choices (the moment of
 //! each kill is drawn from it too, but what is in flight then depends on
@@ -224,12 +224,9 @@ impl Node {
         })
     }
 
-    /// Checks a file's contents after a restart. Exactly one of the possible
-    /// contents is the rule; docs/design.md documents one exception ("bytes
-    /// of an UNSTABLE write that reached a data file but whose record was
-    /// lost can survive inside the file's size"): bytes of a write that was
-    /// never acknowledged as durable may show inside the size that the
-    /// surviving records give. Returns whether such bytes were seen.
+    /// Checks a file's contents after a restart: they must be exactly one of
+    /// the possible contents. Returns whether bytes of unacknowledged writes
+    /// were seen mixed in (always an error now; kept to say so precisely).
     fn check_content(&self, actual: &[u8]) -> Result<bool, String> {
         let possible = self.possible_contents();
         if possible.iter().any(|c| c == actual) {
@@ -244,7 +241,10 @@ impl Node {
             let unexplained =
                 (0..c.len()).find(|&i| actual[i] != c[i] && !self.pending_byte(i, actual[i]));
             match unexplained {
-                None => return Ok(true),
+                None => why.push(format!(
+                    "{} bytes, mixing in bytes of a write that no surviving record holds",
+                    c.len()
+                )),
                 Some(i) => why.push(format!("{} bytes, byte {i} differs", c.len())),
             }
         }

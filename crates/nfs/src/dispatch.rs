@@ -33,7 +33,7 @@ pub(crate) async fn dispatch(
     shared: &Arc<Shared>,
     service: Service,
     call: &Call,
-    args: &[u8],
+    args: &bytes::Bytes,
 ) -> ReplyStatus {
     let (prog, vers) = match service {
         Service::Nfs => (nfs3_types::nfs3::PROGRAM, nfs3_types::nfs3::VERSION),

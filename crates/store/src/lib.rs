@@ -12,6 +12,7 @@ pub mod error;
 pub mod fsck;
 pub mod journal;
 mod ops;
+pub mod pending;
 pub mod perm;
 pub mod record;
 pub mod state;

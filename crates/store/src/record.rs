@@ -42,8 +42,8 @@ pub enum Op {
     Write {
         ino: Ino,
         offset: u64,
-        #[serde(with = "serde_bytes")]
-        data: Vec<u8>,
+        /// Shared, not copied, from the request that carried it.
+        data: bytes::Bytes,
         /// Attributes after the write (size, mtime, ctime, cleared set-id bits).
         attr: Attr,
     },

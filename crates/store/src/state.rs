@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::VserverConfig;
-use crate::data::DataFiles;
 use crate::error::{Result, StoreError};
+use crate::pending::{DataOp, DataSink};
 use crate::record::{Op, Record};
 use crate::types::{Attr, FileType, Fsid, Ino, Lsn, Timestamp};
 
@@ -144,7 +144,7 @@ impl State {
     /// Applies one record. An error here means the journal does not fit
     /// the state it is applied to: corruption, never a client mistake (those
     /// are refused before a record is written).
-    pub fn apply(&mut self, lsn: Lsn, record: &Record, data: &DataFiles) -> Result<()> {
+    pub fn apply(&mut self, lsn: Lsn, record: &Record, data: &dyn DataSink) -> Result<()> {
         if lsn != self.lsn + 1 {
             return Err(StoreError::Corrupt(format!(
                 "record LSN {lsn} does not follow state LSN {}",
@@ -174,7 +174,7 @@ impl State {
                 let old_size = inode.attr.size;
                 inode.attr = attr.clone();
                 if inode.attr.ftype == FileType::Regular && attr.size != old_size {
-                    data.set_len(*ino, attr.size)?;
+                    data.data_op(lsn, *ino, DataOp::SetLen(attr.size))?;
                 }
             }
             Op::Write {
@@ -184,7 +184,11 @@ impl State {
                 attr,
             } => {
                 self.inode_mut(*ino)?.attr = attr.clone();
-                data.write(*ino, *offset, bytes)?;
+                let op = DataOp::Write {
+                    offset: *offset,
+                    data: bytes.clone(),
+                };
+                data.data_op(lsn, *ino, op)?;
             }
             Op::Create {
                 dir,
@@ -207,7 +211,7 @@ impl State {
             }
             Op::Unlink { dir, name, time } => {
                 let slot = self.dir_mut(*dir)?.take(name)?;
-                self.drop_link(slot.ino, *dir, *time, data)?;
+                self.drop_link(lsn, slot.ino, *dir, *time, data)?;
                 self.touch_dir(*dir, *time)?;
             }
             Op::Rename {
@@ -221,7 +225,7 @@ impl State {
                 let moved = self.dir_mut(*from_dir)?.take(from_name)?;
                 if let Some(victim) = self.dir(*to_dir)?.entries.get(to_name.as_slice()).copied() {
                     self.dir_mut(*to_dir)?.take(to_name)?;
-                    self.drop_link(victim.ino, *to_dir, *time, data)?;
+                    self.drop_link(lsn, victim.ino, *to_dir, *time, data)?;
                 }
                 self.dir_mut(*to_dir)?
                     .insert(to_name.clone(), moved.ino, *cookie)?;
@@ -261,7 +265,14 @@ impl State {
 
     /// Removes one link to `ino` (already taken out of `dir`); the inode
     /// and its data go with the last link.
-    fn drop_link(&mut self, ino: Ino, dir: Ino, time: Timestamp, data: &DataFiles) -> Result<()> {
+    fn drop_link(
+        &mut self,
+        lsn: Lsn,
+        ino: Ino,
+        dir: Ino,
+        time: Timestamp,
+        data: &dyn DataSink,
+    ) -> Result<()> {
         let inode = self.inode_mut(ino)?;
         let is_dir = inode.attr.ftype == FileType::Directory;
         if is_dir {
@@ -281,7 +292,7 @@ impl State {
             let ftype = inode.attr.ftype;
             self.inodes.remove(&ino);
             if ftype == FileType::Regular {
-                data.remove(ino)?;
+                data.data_op(lsn, ino, DataOp::Remove)?;
             }
         }
         if is_dir {

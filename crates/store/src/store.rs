@@ -4,13 +4,15 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
 
 use crate::checkpoint;
 use crate::config::VserverConfig;
-use crate::data::{sync_dir, DataFiles};
+use crate::data::{lock, sync_dir, DataFiles};
 use crate::error::{Result, StoreError};
 use crate::journal::{self, JournalWriter, WriterOptions};
+use crate::pending::PendingData;
 use crate::record::{Op, Record};
 use crate::state::State;
 use crate::types::*;
@@ -54,7 +56,13 @@ pub struct Store {
     pub(crate) dir: PathBuf,
     pub(crate) opts: StoreOptions,
     pub(crate) state: RwLock<State>,
-    pub(crate) data: DataFiles,
+    pub(crate) data: Arc<DataFiles>,
+    /// Data changes whose records are not yet durable (see pending.rs).
+    pub(crate) pending: Arc<PendingData>,
+    /// Set when the applier could not write a data file: the store then
+    /// refuses changes (the journal still holds everything).
+    data_failure: Arc<Mutex<Option<String>>>,
+    applier: Mutex<Option<JoinHandle<()>>>,
     journal: JournalWriter,
     verifier: [u8; 8],
     /// Held for the store's lifetime: one process per store directory.
@@ -105,7 +113,7 @@ impl Store {
             Err(e) => return Err(StoreError::io(&format, e)),
         }
         let lock = lock_dir(dir)?;
-        let data = DataFiles::new(dir.join("data"), opts.max_open_files)?;
+        let data = Arc::new(DataFiles::new(dir.join("data"), opts.max_open_files)?);
         let journal_dir = dir.join("journal");
         let mut state = checkpoint::read(dir)?.unwrap_or_else(State::empty);
         let checkpoint_lsn = state.lsn;
@@ -113,7 +121,7 @@ impl Store {
         // and a store found corrupt must be left exactly as it was.
         journal::scan(&journal_dir, checkpoint_lsn, |_| Ok(()))?;
         let outcome = journal::scan(&journal_dir, checkpoint_lsn, |r| {
-            state.apply(r.lsn, &r.record, &data)
+            state.apply(r.lsn, &r.record, &*data)
         })?;
         if let Some((path, keep)) = &outcome.torn_tail {
             tracing::warn!(segment = %path.display(), keep_bytes = keep, "cutting torn journal tail left by a crash");
@@ -141,11 +149,22 @@ impl Store {
                 max_unsynced_bytes: opts.max_unsynced_bytes,
             },
         )?;
+        let pending = Arc::new(PendingData::default());
+        let data_failure = Arc::new(Mutex::new(None));
+        let applier = spawn_applier(
+            journal.durable_waiter(),
+            pending.clone(),
+            data.clone(),
+            data_failure.clone(),
+        )?;
         Ok(Store {
             dir: dir.to_path_buf(),
             opts,
             state: RwLock::new(state),
             data,
+            pending,
+            data_failure,
+            applier: Mutex::new(Some(applier)),
             journal,
             verifier: rand::random(),
             _lock: lock,
@@ -181,13 +200,14 @@ impl Store {
     /// caller; returns its LSN.
     pub(crate) fn commit(&self, st: &mut State, req: Option<ReqId>, op: Op) -> Result<Lsn> {
         let lsn = st.lsn + 1;
-        let record = Record { req, op };
-        let destroys = destroys_data(st, &record.op);
-        self.journal.append(lsn, st.epoch, &record)?;
-        if destroys {
-            self.journal.wait_durable_blocking(lsn)?;
+        if let Some(why) = lock(&self.data_failure).as_ref() {
+            return Err(StoreError::ReadOnly(format!(
+                "data files cannot be written: {why}"
+            )));
         }
-        st.apply(lsn, &record, &self.data)?;
+        let record = Record { req, op };
+        self.journal.append(lsn, st.epoch, &record)?;
+        st.apply(lsn, &record, &*self.pending)?;
         if self.journal.appended_bytes() >= self.opts.checkpoint_every_bytes {
             self.checkpoint_locked(st)?;
         }
@@ -201,6 +221,7 @@ impl Store {
 
     fn checkpoint_locked(&self, st: &State) -> Result<()> {
         self.journal.wait_durable_blocking(st.lsn)?;
+        self.pending.apply_durable(&self.data, st.lsn)?;
         self.data.sync_dirty()?;
         checkpoint::write(&self.dir, st)?;
         self.journal.reset_appended_bytes();
@@ -250,37 +271,58 @@ impl Store {
     /// Flushes, checkpoints and stops the journal writer.
     pub fn close(&self) -> Result<()> {
         let result = self.checkpoint();
-        self.journal.close();
+        self.stop_threads();
         result
+    }
+
+    /// Bytes written by clients that are not yet in the data files.
+    pub fn pending_data_bytes(&self) -> u64 {
+        self.pending.pending_bytes()
+    }
+
+    /// The journal syncs what it holds on close, so the applier can then
+    /// write every waiting change before it stops.
+    fn stop_threads(&self) {
+        self.journal.close();
+        self.pending.close();
+        if let Some(t) = lock(&self.applier).take() {
+            if t.join().is_err() {
+                tracing::error!("data applier thread panicked");
+            }
+        }
     }
 }
 
-/// Whether applying `op` destroys file data that may already be durable: a
-/// truncation, or the last link of a regular file going. Such a record must
-/// be durable before it is applied; were it lost in a crash, recovery would
-/// bring the inode back without its data.
-fn destroys_data(st: &State, op: &Op) -> bool {
-    let last_link_of_file = |dir: Ino, name: &[u8]| {
-        st.dir(dir)
-            .ok()
-            .and_then(|d| d.entries.get(name))
-            .and_then(|slot| st.inodes.get(&slot.ino))
-            .is_some_and(|i| {
-                // An empty file has no data to lose.
-                i.attr.ftype == FileType::Regular && i.attr.nlink <= 1 && i.attr.size > 0
-            })
-    };
-    match op {
-        Op::SetAttr { ino, attr } => st
-            .inodes
-            .get(ino)
-            .is_some_and(|i| i.attr.ftype == FileType::Regular && attr.size < i.attr.size),
-        Op::Unlink { dir, name, .. } => last_link_of_file(*dir, name),
-        Op::Rename {
-            to_dir, to_name, ..
-        } => last_link_of_file(*to_dir, to_name),
-        _ => false,
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.stop_threads();
     }
+}
+
+/// The thread that moves data changes to the files once durable.
+fn spawn_applier(
+    waiter: journal::DurableWaiter,
+    pending: Arc<PendingData>,
+    data: Arc<DataFiles>,
+    failure: Arc<Mutex<Option<String>>>,
+) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("tandem-data".into())
+        .spawn(move || {
+            while let Some(oldest) = pending.wait_oldest() {
+                let durable = waiter.wait(oldest);
+                if durable.failed {
+                    // Nothing more becomes durable; reads keep the overlay.
+                    return;
+                }
+                if let Err(e) = pending.apply_durable(&data, durable.lsn) {
+                    tracing::error!(error = %e, "writing data files failed; store refuses changes");
+                    *lock(&failure) = Some(e.to_string());
+                    return;
+                }
+            }
+        })
+        .map_err(|e| StoreError::io("data applier thread", e))
 }
 
 fn lock_dir(dir: &Path) -> Result<File> {

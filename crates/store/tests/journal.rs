@@ -587,69 +587,72 @@ fn journal_stops_at_checkpoint_and_old_segments_go() {
     assert_eq!(store.snapshot(), state);
 }
 
-/// A record that destroys file data (a shrinking truncate, the last link of
-/// a regular file going) is durable before it takes effect: were it lost in
-/// a crash after its data was gone, recovery would bring the inode back
-/// without its contents. Other records may stay unsynced until someone
-/// waits (UNSTABLE writes).
+/// Data changes reach the data files only once their record is durable
+/// (pending.rs): a write whose record a crash could still lose leaves no
+/// bytes there, and a truncation or removal whose record could be lost
+/// destroys nothing. Reads meanwhile see the overlay.
 #[test]
-fn data_destroying_records_are_durable_before_they_apply() {
+fn data_files_change_only_after_their_record_is_durable() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("s");
     let (store, fs) = new_store(&dir, opts());
     let ctx = root_ctx();
-    let set = SetAttr::default();
     let r = fs.root_ino;
-    let mk = |name: &[u8]| {
-        let ino = store
-            .create(&ctx, r, name, CreateHow::Guarded, &set)
-            .unwrap()
-            .value
-            .ino;
-        store.write(&ctx, ino, 0, b"precious data").unwrap();
-        ino
-    };
-    let size = |s: u64| SetAttr {
-        size: Some(s),
-        ..SetAttr::default()
-    };
-    let f = mk(b"f");
-    let m = store.setattr(&ctx, f, &size(4), None).unwrap();
-    assert!(
-        store.durable_lsn() >= m.lsn,
-        "truncate applied before durable"
-    );
-    // UNCHECKED create with a size truncates too.
-    let m = store
-        .create(&ctx, r, b"f", CreateHow::Unchecked, &size(0))
+    let f = store
+        .create(&ctx, r, b"f", CreateHow::Guarded, &SetAttr::default())
+        .unwrap()
+        .value
+        .ino;
+    let path = dir
+        .join("data")
+        .join(format!("{:02x}", f & 0xff))
+        .join(format!("{f:016x}"));
+    let on_disk = || std::fs::read(&path).unwrap_or_default();
+    let m = store.write(&ctx, f, 0, b"precious data").unwrap();
+    store.wait_durable_blocking(m.lsn).unwrap();
+    poll_until(|| on_disk() == b"precious data", "durable write reaches the data file");
+
+    let trunc = store
+        .setattr(
+            &ctx,
+            f,
+            &SetAttr {
+                size: Some(4),
+                ..SetAttr::default()
+            },
+            None,
+        )
         .unwrap();
-    assert!(
-        store.durable_lsn() >= m.lsn,
-        "create-truncate applied early"
-    );
-    // Removing one of two links destroys nothing; removing the last does.
-    let g = mk(b"g");
-    store.link(&ctx, g, r, b"g2").unwrap();
-    store.remove(&ctx, r, b"g").unwrap();
-    let m = store.remove(&ctx, r, b"g2").unwrap();
-    assert!(
-        store.durable_lsn() >= m.lsn,
-        "remove applied before durable"
-    );
-    // Renaming over the last link of a file.
-    mk(b"h");
-    mk(b"i");
-    let m = store.rename(&ctx, r, b"h", r, b"i").unwrap();
-    assert!(store.durable_lsn() >= m.lsn, "rename-over applied early");
-    // The store still recovers to what it had.
-    store.write(&ctx, f, 0, b"kept").unwrap();
-    store.wait_durable_blocking(store.last_lsn()).unwrap();
+    let late = store.write(&ctx, f, 20, b"XYZ").unwrap();
+    assert!(store.durable_lsn() < trunc.lsn, "nobody asked for a sync");
+    assert_eq!(on_disk(), b"precious data", "undurable changes reached the file");
+    let mut expected = b"prec".to_vec();
+    expected.resize(20, 0);
+    expected.extend_from_slice(b"XYZ");
+    assert_eq!(file_contents(&store, f), expected, "reads see the overlay");
+
+    store.wait_durable_blocking(late.lsn).unwrap();
+    poll_until(|| on_disk() == expected, "durable changes reach the file");
+    assert_eq!(store.pending_data_bytes(), 0);
+
+    let m = store.remove(&ctx, r, b"f").unwrap();
+    assert!(store.durable_lsn() < m.lsn);
+    assert!(path.exists(), "an undurable removal destroyed data");
+    store.wait_durable_blocking(m.lsn).unwrap();
+    poll_until(|| !path.exists(), "a durable removal deletes the data file");
+
     let state = store.snapshot();
-    let contents = all_contents(&store);
     drop(store);
     let store = Store::open(&dir, opts()).unwrap();
     assert_eq!(store.snapshot(), state);
-    assert_eq!(all_contents(&store), contents);
+}
+
+fn poll_until(mut ok: impl FnMut() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ok() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// A complete last frame with a bad checksum is damage, not a torn write:

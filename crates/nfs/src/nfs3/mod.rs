@@ -37,7 +37,11 @@ use crate::dispatch::Call;
 use crate::rpc::message::ReplyStatus;
 use crate::server::Shared;
 
-pub(crate) async fn dispatch(shared: &Arc<Shared>, call: &Call, args: &[u8]) -> ReplyStatus {
+pub(crate) async fn dispatch(
+    shared: &Arc<Shared>,
+    call: &Call,
+    args: &bytes::Bytes,
+) -> ReplyStatus {
     match call.proc_num {
         0 => ReplyStatus::Success(Vec::new()),
         1 => getattr::call(shared, call, args).await,

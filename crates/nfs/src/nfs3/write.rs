@@ -18,7 +18,7 @@ use crate::rpc::message::ReplyStatus;
 use crate::server::Shared;
 use crate::xdr::XdrError;
 
-pub(super) async fn call(shared: &Arc<Shared>, call: &Call, args: &[u8]) -> ReplyStatus {
+pub(super) async fn call(shared: &Arc<Shared>, call: &Call, args: &bytes::Bytes) -> ReplyStatus {
     let parsed = parse_args(args, |r| {
         let fh = args::fh(r)?.to_vec();
         let offset = r.u64()?;
@@ -33,7 +33,7 @@ pub(super) async fn call(shared: &Arc<Shared>, call: &Call, args: &[u8]) -> Repl
         // count and the opaque length should agree; never write more than
         // either says.
         let len = data.len().min(count as usize);
-        Ok((fh, offset, stable, data[..len].to_vec()))
+        Ok((fh, offset, stable, args.slice_ref(&data[..len])))
     });
     let (fh, offset, stable, data) = match parsed {
         Ok(v) => v,
@@ -54,11 +54,12 @@ pub(super) async fn call(shared: &Arc<Shared>, call: &Call, args: &[u8]) -> Repl
                     },
                 ));
             }
-            match store.write(&op_ctx(&call, &t.cred), t.ino(), offset, &data) {
+            let written = u32::try_from(data.len()).unwrap_or(u32::MAX);
+            match store.write_bytes(&op_ctx(&call, &t.cred), t.ino(), offset, data) {
                 Ok(m) => Ok((
                     WRITE3resok {
                         file_wcc: wcc(m.pre, &t.attr, Nfs3Option::Some(fattr(&m.value))),
-                        count: u32::try_from(data.len()).unwrap_or(u32::MAX),
+                        count: written,
                         committed: stable_how::UNSTABLE,
                         verf: writeverf3(store.write_verifier()),
                     },

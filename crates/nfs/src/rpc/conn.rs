@@ -160,6 +160,8 @@ async fn handle_record(
     local: SocketAddr,
     record: Vec<u8>,
 ) -> Option<Reply> {
+    // Shared, not copied: WRITE hands its data to the store as a slice of it.
+    let record = bytes::Bytes::from(record);
     let (xid, status) = match parse_call(&record) {
         Ok((header, args_offset)) => {
             let call = Call {
@@ -171,8 +173,12 @@ async fn handle_record(
                 peer,
                 local,
             };
-            let args = record.get(args_offset..).unwrap_or(&[]);
-            (call.xid, dispatch(shared, service, &call, args).await)
+            let args = if args_offset <= record.len() {
+                record.slice(args_offset..)
+            } else {
+                bytes::Bytes::new()
+            };
+            (call.xid, dispatch(shared, service, &call, &args).await)
         }
         Err(CallError::Reject { xid, status }) => (xid, status),
         Err(CallError::Unanswerable) => {

@@ -10,4 +10,4 @@ pub mod writer;
 pub use frame::{decode_payload, encode_frame, FrameHeader, FRAME_HEADER_BYTES, MAX_PAYLOAD_BYTES};
 pub use reader::{scan, ScanOutcome, ScannedRecord};
 pub use segment::{list_segments, SegmentInfo, SEGMENT_HEADER_BYTES};
-pub use writer::{JournalWriter, WriterOptions};
+pub use writer::{DurableWaiter, JournalWriter, WriterOptions};

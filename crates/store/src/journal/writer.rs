@@ -134,6 +134,11 @@ impl JournalWriter {
         *lock(&self.appended_bytes) = 0;
     }
 
+    /// A handle to wait for durability without asking for a sync.
+    pub fn durable_waiter(&self) -> DurableWaiter {
+        DurableWaiter(self.shared.clone())
+    }
+
     pub fn durable(&self) -> Durable {
         *self.durable_rx.borrow()
     }
@@ -196,6 +201,27 @@ impl JournalWriter {
                 tracing::error!("journal writer thread panicked");
             }
         }
+    }
+}
+
+/// Waits for durability passively: unlike `wait_durable`, it never makes
+/// the writer sync sooner (the data applier must not turn every UNSTABLE
+/// write into a synced one).
+#[derive(Clone)]
+pub struct DurableWaiter(Arc<Shared>);
+
+impl DurableWaiter {
+    /// Blocks until `lsn` is durable or the journal has failed.
+    pub fn wait(&self, lsn: Lsn) -> Durable {
+        let mut d = lock(&self.0.durable_blocking);
+        while d.lsn < lsn && !d.failed {
+            d = self
+                .0
+                .durable_changed
+                .wait(d)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        *d
     }
 }
 

@@ -20,7 +20,7 @@ impl Store {
         require_data(cred, &attr, MAY_READ)?;
         let wanted = (count as usize).min(MAX_IO_BYTES) as u64;
         let len = attr.size.saturating_sub(offset).min(wanted);
-        let data = self.data.read(ino, offset, len as usize)?;
+        let data = self.pending.read(&self.data, ino, offset, len as usize)?;
         Ok(ReadReply {
             eof: offset.saturating_add(len) >= attr.size,
             data,

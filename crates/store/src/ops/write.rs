@@ -8,6 +8,18 @@ impl Store {
     /// The caller decides how long to wait for durability (UNSTABLE vs
     /// FILE_SYNC) with `wait_durable(mutation.lsn)`.
     pub fn write(&self, ctx: &OpCtx, ino: Ino, offset: u64, data: &[u8]) -> Result<Mutation<Attr>> {
+        self.write_bytes(ctx, ino, offset, bytes::Bytes::copy_from_slice(data))
+    }
+
+    /// `write` without copying: the bytes are shared with the journal
+    /// record and the pending data change.
+    pub fn write_bytes(
+        &self,
+        ctx: &OpCtx,
+        ino: Ino,
+        offset: u64,
+        data: bytes::Bytes,
+    ) -> Result<Mutation<Attr>> {
         if data.len() > MAX_IO_BYTES {
             return Err(StoreError::Inval(format!(
                 "write of {} bytes exceeds the {MAX_IO_BYTES}-byte limit",
@@ -48,7 +60,7 @@ impl Store {
             Op::Write {
                 ino,
                 offset,
-                data: data.to_vec(),
+                data,
                 attr: attr.clone(),
             },
         )?;
