@@ -6,6 +6,7 @@
 //! same records anywhere yields the same state, attribute for attribute.
 
 pub mod checkpoint;
+mod checkpointer;
 pub mod config;
 pub mod data;
 pub mod error;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 
 use crate::checkpoint;
+use crate::checkpointer::{self, Checkpointer};
 use crate::config::VserverConfig;
 use crate::data::{lock, sync_dir, DataFiles};
 use crate::error::{Result, StoreError};
@@ -55,7 +56,7 @@ impl Default for StoreOptions {
 pub struct Store {
     pub(crate) dir: PathBuf,
     pub(crate) opts: StoreOptions,
-    pub(crate) state: RwLock<State>,
+    pub(crate) state: Arc<RwLock<State>>,
     pub(crate) data: Arc<DataFiles>,
     /// Data changes whose records are not yet durable (see pending.rs).
     pub(crate) pending: Arc<PendingData>,
@@ -63,6 +64,8 @@ pub struct Store {
     /// refuses changes (the journal still holds everything).
     data_failure: Arc<Mutex<Option<String>>>,
     applier: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Arc<Checkpointer>,
+    checkpoint_thread: Mutex<Option<JoinHandle<()>>>,
     journal: JournalWriter,
     verifier: [u8; 8],
     /// Held for the store's lifetime: one process per store directory.
@@ -157,14 +160,27 @@ impl Store {
             data.clone(),
             data_failure.clone(),
         )?;
+        let state = Arc::new(RwLock::new(state));
+        let checkpointer = Arc::new(Checkpointer::new(
+            dir.to_path_buf(),
+            state.clone(),
+            data.clone(),
+            pending.clone(),
+            journal.durable_waiter(),
+            journal.appended_bytes_counter(),
+            opts.retain_journal,
+        ));
+        let checkpoint_thread = checkpointer::spawn(checkpointer.clone())?;
         Ok(Store {
             dir: dir.to_path_buf(),
             opts,
-            state: RwLock::new(state),
+            state,
             data,
             pending,
             data_failure,
             applier: Mutex::new(Some(applier)),
+            checkpointer,
+            checkpoint_thread: Mutex::new(Some(checkpoint_thread)),
             journal,
             verifier: rand::random(),
             _lock: lock,
@@ -209,7 +225,7 @@ impl Store {
         self.journal.append(lsn, st.epoch, &record)?;
         st.apply(lsn, &record, &*self.pending)?;
         if self.journal.appended_bytes() >= self.opts.checkpoint_every_bytes {
-            self.checkpoint_locked(st)?;
+            self.checkpointer.request();
         }
         Ok(lsn)
     }
@@ -219,29 +235,9 @@ impl Store {
         self.commit(&mut st, req, op)
     }
 
-    fn checkpoint_locked(&self, st: &State) -> Result<()> {
-        self.journal.wait_durable_blocking(st.lsn)?;
-        self.pending.apply_durable(&self.data, st.lsn)?;
-        self.data.sync_dirty()?;
-        checkpoint::write(&self.dir, st)?;
-        self.journal.reset_appended_bytes();
-        if !self.opts.retain_journal {
-            let segments = journal::list_segments(&self.dir.join("journal"))?;
-            for pair in segments.windows(2) {
-                if pair[1].first_lsn <= st.lsn + 1 {
-                    std::fs::remove_file(&pair[0].path)
-                        .map_err(|e| StoreError::io(&pair[0].path, e))?;
-                }
-            }
-        }
-        tracing::debug!(lsn = st.lsn, "checkpoint written");
-        Ok(())
-    }
-
-    /// Writes a checkpoint now.
+    /// Writes a checkpoint now (on this thread).
     pub fn checkpoint(&self) -> Result<()> {
-        let st = self.write_state();
-        self.checkpoint_locked(&st)
+        self.checkpointer.run()
     }
 
     /// Highest LSN assigned so far.
@@ -283,6 +279,12 @@ impl Store {
     /// The journal syncs what it holds on close, so the applier can then
     /// write every waiting change before it stops.
     fn stop_threads(&self) {
+        self.checkpointer.close();
+        if let Some(t) = lock(&self.checkpoint_thread).take() {
+            if t.join().is_err() {
+                tracing::error!("checkpoint thread panicked");
+            }
+        }
         self.journal.close();
         self.pending.close();
         if let Some(t) = lock(&self.applier).take() {

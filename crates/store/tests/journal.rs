@@ -610,7 +610,10 @@ fn data_files_change_only_after_their_record_is_durable() {
     let on_disk = || std::fs::read(&path).unwrap_or_default();
     let m = store.write(&ctx, f, 0, b"precious data").unwrap();
     store.wait_durable_blocking(m.lsn).unwrap();
-    poll_until(|| on_disk() == b"precious data", "durable write reaches the data file");
+    poll_until(
+        || on_disk() == b"precious data",
+        "durable write reaches the data file",
+    );
 
     let trunc = store
         .setattr(
@@ -625,7 +628,11 @@ fn data_files_change_only_after_their_record_is_durable() {
         .unwrap();
     let late = store.write(&ctx, f, 20, b"XYZ").unwrap();
     assert!(store.durable_lsn() < trunc.lsn, "nobody asked for a sync");
-    assert_eq!(on_disk(), b"precious data", "undurable changes reached the file");
+    assert_eq!(
+        on_disk(),
+        b"precious data",
+        "undurable changes reached the file"
+    );
     let mut expected = b"prec".to_vec();
     expected.resize(20, 0);
     expected.extend_from_slice(b"XYZ");
@@ -675,4 +682,62 @@ fn flipped_byte_in_the_very_last_frame_is_corruption() {
     let msg = expect_corrupt(&dir, opts());
     assert!(msg.contains(&format!("at byte {last}")), "{msg}");
     assert_unchanged(&before, &dir_bytes(&dir), "a failed open changed the store");
+}
+
+/// Checkpoints past `checkpoint_every_bytes` happen in the background while
+/// writes go on, old segments go, and recovery from such a checkpoint plus
+/// the journal after it gives the same state.
+#[test]
+fn background_checkpoint_bounds_the_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let o = StoreOptions {
+        max_segment_bytes: 64 << 10,
+        checkpoint_every_bytes: 256 << 10,
+        ..StoreOptions::default()
+    };
+    let (store, fs) = new_store(&dir, o.clone());
+    let ctx = root_ctx();
+    let f = store
+        .create(
+            &ctx,
+            fs.root_ino,
+            b"f",
+            CreateHow::Guarded,
+            &SetAttr::default(),
+        )
+        .unwrap()
+        .value
+        .ino;
+    let ckpt = dir.join("checkpoint");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut i = 0u64;
+    while !ckpt.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background checkpoint"
+        );
+        let m = store
+            .write(&ctx, f, (i % 64) * 4096, &[i as u8; 4096])
+            .unwrap();
+        store.wait_durable_blocking(m.lsn).unwrap();
+        i += 1;
+    }
+    // Keep writing past the checkpoint, then "crash" (no close).
+    for j in 0..32u64 {
+        store.write(&ctx, f, j * 4096, &[0xAB; 4096]).unwrap();
+    }
+    store.wait_durable_blocking(store.last_lsn()).unwrap();
+    let state = store.snapshot();
+    let contents = file_contents(&store, f);
+    drop(store);
+    let first = segments(&dir)[0].clone();
+    assert_ne!(
+        first.file_name().unwrap().to_str().unwrap(),
+        format!("{:020}.seg", 1),
+        "segments before the checkpoint should be gone"
+    );
+    let store = Store::open(&dir, o).unwrap();
+    assert_eq!(store.snapshot(), state);
+    assert_eq!(file_contents(&store, f), contents);
 }

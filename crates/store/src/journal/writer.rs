@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -60,8 +61,8 @@ pub struct JournalWriter {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
     durable_rx: watch::Receiver<Durable>,
-    /// Journal bytes appended since the writer started (for checkpoints).
-    appended_bytes: Mutex<u64>,
+    /// Journal bytes appended since the last checkpoint began.
+    appended_bytes: Arc<AtomicU64>,
 }
 
 impl JournalWriter {
@@ -97,7 +98,7 @@ impl JournalWriter {
             shared,
             thread: Mutex::new(Some(thread)),
             durable_rx,
-            appended_bytes: Mutex::new(0),
+            appended_bytes: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -121,17 +122,18 @@ impl JournalWriter {
         let n = super::frame::encode_frame(&mut p.buf, lsn, epoch, record)?;
         p.last_lsn = lsn;
         drop(p);
-        *lock(&self.appended_bytes) += n as u64;
+        self.appended_bytes.fetch_add(n as u64, Ordering::Relaxed);
         self.shared.has_work.notify_one();
         Ok(())
     }
 
     pub fn appended_bytes(&self) -> u64 {
-        *lock(&self.appended_bytes)
+        self.appended_bytes.load(Ordering::Relaxed)
     }
 
-    pub fn reset_appended_bytes(&self) {
-        *lock(&self.appended_bytes) = 0;
+    /// The counter behind `appended_bytes`, for the checkpointer to reset.
+    pub fn appended_bytes_counter(&self) -> Arc<AtomicU64> {
+        self.appended_bytes.clone()
     }
 
     /// A handle to wait for durability without asking for a sync.
@@ -211,6 +213,25 @@ impl JournalWriter {
 pub struct DurableWaiter(Arc<Shared>);
 
 impl DurableWaiter {
+    /// Like `wait`, but asks the writer to sync (checkpoints need it).
+    pub fn wait_synced(&self, lsn: Lsn) -> Result<()> {
+        {
+            let mut p = lock(&self.0.pending);
+            if p.sync_wanted < lsn {
+                p.sync_wanted = lsn;
+            }
+        }
+        self.0.has_work.notify_one();
+        let d = self.wait(lsn);
+        if d.lsn >= lsn {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt(
+                "journal write failed; see the log".into(),
+            ))
+        }
+    }
+
     /// Blocks until `lsn` is durable or the journal has failed.
     pub fn wait(&self, lsn: Lsn) -> Durable {
         let mut d = lock(&self.0.durable_blocking);

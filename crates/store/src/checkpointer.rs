@@ -1,0 +1,128 @@
+//! Checkpoints run off the request path. A checkpoint needs the state at
+//! one LSN and data files holding at least every change up to it; it takes
+//! the state lock only to copy the state, then (unlocked) waits for that
+//! LSN to be durable, applies the waiting data changes up to it, syncs the
+//! data files and writes the checkpoint. Data files may also hold changes
+//! after that LSN: replaying the journal from it converges regardless.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use crate::checkpoint;
+use crate::data::{lock, DataFiles};
+use crate::error::{Result, StoreError};
+use crate::journal::{self, DurableWaiter};
+use crate::pending::PendingData;
+use crate::state::State;
+
+pub(crate) struct Checkpointer {
+    pub(crate) dir: PathBuf,
+    pub(crate) state: Arc<RwLock<State>>,
+    pub(crate) data: Arc<DataFiles>,
+    pub(crate) pending: Arc<PendingData>,
+    pub(crate) waiter: DurableWaiter,
+    pub(crate) appended_bytes: Arc<AtomicU64>,
+    pub(crate) retain_journal: bool,
+    /// One checkpoint at a time.
+    running: Mutex<()>,
+    wanted: Mutex<Wanted>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Wanted {
+    requested: bool,
+    closed: bool,
+}
+
+impl Checkpointer {
+    pub(crate) fn new(
+        dir: PathBuf,
+        state: Arc<RwLock<State>>,
+        data: Arc<DataFiles>,
+        pending: Arc<PendingData>,
+        waiter: DurableWaiter,
+        appended_bytes: Arc<AtomicU64>,
+        retain_journal: bool,
+    ) -> Self {
+        Checkpointer {
+            dir,
+            state,
+            data,
+            pending,
+            waiter,
+            appended_bytes,
+            retain_journal,
+            running: Mutex::new(()),
+            wanted: Mutex::new(Wanted::default()),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// Asks the background thread for a checkpoint; returns at once.
+    pub(crate) fn request(&self) {
+        let mut w = lock(&self.wanted);
+        if !w.requested {
+            w.requested = true;
+            drop(w);
+            self.wake.notify_one();
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        lock(&self.wanted).closed = true;
+        self.wake.notify_all();
+    }
+
+    /// Takes a checkpoint now, on the calling thread.
+    pub(crate) fn run(&self) -> Result<()> {
+        let _one = lock(&self.running);
+        let state = {
+            let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+            // Counted from here: what is appended during this checkpoint
+            // belongs to the next one.
+            self.appended_bytes.store(0, Ordering::Relaxed);
+            st.clone()
+        };
+        self.waiter.wait_synced(state.lsn)?;
+        self.pending.apply_durable(&self.data, state.lsn)?;
+        self.data.sync_dirty()?;
+        checkpoint::write(&self.dir, &state)?;
+        if !self.retain_journal {
+            let segments = journal::list_segments(&self.dir.join("journal"))?;
+            for pair in segments.windows(2) {
+                if pair[1].first_lsn <= state.lsn + 1 {
+                    std::fs::remove_file(&pair[0].path)
+                        .map_err(|e| StoreError::io(&pair[0].path, e))?;
+                }
+            }
+        }
+        tracing::debug!(lsn = state.lsn, "checkpoint written");
+        Ok(())
+    }
+}
+
+pub(crate) fn spawn(ckpt: Arc<Checkpointer>) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("tandem-checkpoint".into())
+        .spawn(move || loop {
+            {
+                let mut w = lock(&ckpt.wanted);
+                while !w.requested && !w.closed {
+                    w = ckpt.wake.wait(w).unwrap_or_else(|e| e.into_inner());
+                }
+                if w.closed {
+                    return;
+                }
+                w.requested = false;
+            }
+            if let Err(e) = ckpt.run() {
+                // The journal still holds everything; the next request
+                // tries again.
+                tracing::error!(error = %e, "background checkpoint failed");
+            }
+        })
+        .map_err(|e| StoreError::io("checkpoint thread", e))
+}
