@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use super::message::{encode_reply, parse_call, CallError};
+use super::message::{encode_reply, parse_call, CallError, EncodedReply};
 use super::record::{read_record, RecordError};
 use crate::dispatch::{dispatch, Call, Service};
 use crate::server::Shared;
@@ -31,8 +31,7 @@ pub(crate) struct ConnLimits {
 }
 
 struct Reply {
-    head: Vec<u8>,
-    body: Vec<u8>,
+    encoded: EncodedReply,
     /// The call's in-flight slot, released only once the reply is written,
     /// so replies waiting for a slow reader count against the limit too.
     _slot: Option<OwnedSemaphorePermit>,
@@ -131,8 +130,13 @@ async fn write_replies(
     let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, write_half);
     while let Some(reply) = rx.recv().await {
         let written = tokio::time::timeout(MAX_REPLY_WRITE_TIME, async {
-            out.write_all(&reply.head).await?;
-            out.write_all(&reply.body).await?;
+            let r = &reply.encoded;
+            out.write_all(&r.head).await?;
+            out.write_all(&r.body).await?;
+            if !r.data.is_empty() {
+                out.write_all(&r.data).await?;
+                out.write_all(&[0u8; 3][..r.pad_bytes.min(3)]).await?;
+            }
             if rx.is_empty() {
                 out.flush().await?;
             }
@@ -187,9 +191,8 @@ async fn handle_record(
         }
     };
     match encode_reply(xid, status) {
-        Some((head, body)) => Some(Reply {
-            head,
-            body,
+        Some(encoded) => Some(Reply {
+            encoded,
             _slot: None,
         }),
         None => {

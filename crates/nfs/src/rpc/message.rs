@@ -31,8 +31,19 @@ pub(crate) enum CallError {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum ReplyStatus {
     Success(Vec<u8>),
+    /// A result whose XDR ends in one large opaque (READ): `body` holds
+    /// everything up to and including the opaque's length word, `data` the
+    /// bytes, sent as they are so they are not copied again; the XDR padding
+    /// is added when the reply is written.
+    SuccessWithData {
+        body: Vec<u8>,
+        data: Vec<u8>,
+    },
     ProgUnavail,
-    ProgMismatch { low: u32, high: u32 },
+    ProgMismatch {
+        low: u32,
+        high: u32,
+    },
     ProcUnavail,
     GarbageArgs,
     SystemErr,
@@ -77,13 +88,14 @@ pub(crate) fn parse_call(record: &[u8]) -> Result<(CallHeader, usize), CallError
 
 /// Encodes a reply as (record header + RPC reply header, result body), kept
 /// apart so a large READ body is not copied again.
-pub(crate) fn encode_reply(xid: u32, status: ReplyStatus) -> Option<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn encode_reply(xid: u32, status: ReplyStatus) -> Option<EncodedReply> {
     let mut head: Vec<u8> = Vec::with_capacity(40);
     head.extend_from_slice(&[0; 4]);
     let mut put = |v: u32| head.extend_from_slice(&v.to_be_bytes());
     put(xid);
     put(MSG_REPLY);
     let mut body = Vec::new();
+    let mut data = Vec::new();
     match status {
         ReplyStatus::RpcMismatch => {
             put(MSG_DENIED);
@@ -106,6 +118,11 @@ pub(crate) fn encode_reply(xid: u32, status: ReplyStatus) -> Option<(Vec<u8>, Ve
                     put(0);
                     body = b;
                 }
+                ReplyStatus::SuccessWithData { body: b, data: d } => {
+                    put(0);
+                    body = b;
+                    data = d;
+                }
                 ReplyStatus::ProgUnavail => put(1),
                 ReplyStatus::ProgMismatch { low, high } => {
                     put(2);
@@ -118,9 +135,23 @@ pub(crate) fn encode_reply(xid: u32, status: ReplyStatus) -> Option<(Vec<u8>, Ve
             }
         }
     }
-    let fragment = single_fragment_header(head.len() - 4 + body.len())?;
+    let pad_bytes = (4 - data.len() % 4) % 4;
+    let fragment = single_fragment_header(head.len() - 4 + body.len() + data.len() + pad_bytes)?;
     head[..4].copy_from_slice(&fragment);
-    Some((head, body))
+    Some(EncodedReply {
+        head,
+        body,
+        data,
+        pad_bytes,
+    })
+}
+
+/// A reply ready for the wire: `head`, `body`, `data`, then `pad_bytes` zeros.
+pub(crate) struct EncodedReply {
+    pub(crate) head: Vec<u8>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) data: Vec<u8>,
+    pub(crate) pad_bytes: usize,
 }
 
 #[cfg(test)]
@@ -166,9 +197,21 @@ mod tests {
 
     #[test]
     fn reply_header_has_fragment_length() {
-        let (head, body) = encode_reply(7, ReplyStatus::Success(vec![1, 2, 3, 4])).unwrap();
-        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-        assert_eq!(len & 0x7fff_ffff, (head.len() - 4 + body.len()) as u32);
+        let r = encode_reply(7, ReplyStatus::Success(vec![1, 2, 3, 4])).unwrap();
+        let len = u32::from_be_bytes([r.head[0], r.head[1], r.head[2], r.head[3]]);
+        assert_eq!(len & 0x7fff_ffff, (r.head.len() - 4 + r.body.len()) as u32);
         assert_ne!(len & 0x8000_0000, 0);
+        let body = vec![0, 0, 0, 5];
+        let r = encode_reply(
+            7,
+            ReplyStatus::SuccessWithData {
+                body,
+                data: vec![9; 5],
+            },
+        )
+        .unwrap();
+        assert_eq!(r.pad_bytes, 3);
+        let len = u32::from_be_bytes([r.head[0], r.head[1], r.head[2], r.head[3]]);
+        assert_eq!(len & 0x7fff_ffff, (r.head.len() - 4 + 4 + 5 + 3) as u32);
     }
 }
