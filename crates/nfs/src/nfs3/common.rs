@@ -35,6 +35,21 @@ pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce(&Store) -> T + Send + 'static,
 ) -> Result<T, ReplyStatus> {
     let store = shared.store.clone();
+    // On a multi-threaded runtime, block_in_place runs the call right here
+    // and hands this worker's other tasks to another thread: no thread hop
+    // and wake-up per call, which dominated small calls. A current-thread
+    // runtime (tests) cannot do that, so it uses the blocking pool.
+    if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tokio::task::block_in_place(|| f(&store))
+        }))
+        .map_err(|_| {
+            error!("store call panicked");
+            ReplyStatus::SystemErr
+        });
+    }
     tokio::task::spawn_blocking(move || f(&store))
         .await
         .map_err(|e| {
