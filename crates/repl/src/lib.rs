@@ -1,0 +1,6 @@
+//! Replication between sites: the wire protocol, the trusted transport and
+//! the replica side of journal shipping. It moves journal frames, LSNs,
+//! epochs and checksums; it never interprets file-system semantics.
+
+pub mod tls;
+pub mod wire;

@@ -1,0 +1,1 @@
+//! Mutual-TLS transport between paired sites (see docs/formats.md).

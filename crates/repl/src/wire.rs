@@ -1,0 +1,1 @@
+//! Replication messages on the wire (see docs/formats.md).
