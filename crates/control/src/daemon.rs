@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tandem_store::config::normalize_export_path;
@@ -18,6 +19,7 @@ use crate::api::server::ApiServer;
 use crate::error::{ControlError, Result};
 use crate::lock::SiteLock;
 use crate::names::{validate_address, validate_export_path, validate_name};
+use crate::peer::{self, Peer, PeerCheck, PeerListener, PeerTls, MAX_PEERS};
 use crate::service::ServiceConfig;
 use crate::site::Site;
 use crate::status::{FsStatus, SiteStatus, StatusReport, VserverStatus};
@@ -27,6 +29,13 @@ pub struct Daemon {
     site: Site,
     service_cfg: ServiceConfig,
     vservers: Mutex<BTreeMap<String, Vserver>>,
+    /// Paired sites; changes are written to peers.toml before they show
+    /// here or in `peer_tls.allowed`.
+    peers: Mutex<Vec<Peer>>,
+    peer_tls: PeerTls,
+    /// Set when the peer listener could not start (the site still serves
+    /// its vservers; only pairing traffic is affected).
+    peer_listener_error: Option<String>,
 }
 
 impl Daemon {
@@ -53,10 +62,21 @@ impl Daemon {
             let vs = Vserver::open(&site.paths.vserver(&name), &name, &service_cfg).await;
             vservers.insert(name, vs);
         }
+        let peers = peer::load(&site.paths, &site.identity.id)?;
+        let peer_tls = PeerTls {
+            own_id: site.identity.id.clone(),
+            cert_pem: site.identity.cert_pem.clone(),
+            key_pem: peer::load_key_pem(&site.paths)?,
+            allowed: tandem_repl::tls::AllowedIds::new(peers.iter().map(|p| p.id.clone())),
+            refused: Arc::new(AtomicU64::new(0)),
+        };
         Ok(Daemon {
             site,
             service_cfg,
             vservers: Mutex::new(vservers),
+            peers: Mutex::new(peers),
+            peer_tls,
+            peer_listener_error: None,
         })
     }
 
@@ -92,6 +112,10 @@ impl Daemon {
                 let added = self.add_user(&vserver, user.clone()).await;
                 added.map(|lsn| Reply::UserAdded { vserver, user, lsn })
             }
+            Request::PeerAdd { peer } => self.add_peer(peer).await.map(Reply::PeerAdded),
+            Request::PeerList => Ok(Reply::Peers(self.peers.lock().await.clone())),
+            Request::PeerRemove { name } => self.remove_peer(&name).await.map(Reply::PeerRemoved),
+            Request::PeerCheck { name } => self.check_peer(&name).await.map(Reply::PeerChecked),
         };
         if let Err(e) = &result {
             tracing::info!(error = %e, "control request refused");
@@ -115,6 +139,9 @@ impl Daemon {
                 listen: self.site.config.listen.clone(),
                 data_dir: self.site.paths.root.display().to_string(),
                 daemon_pid: std::process::id(),
+                peers: self.peers.lock().await.len(),
+                refused_peer_connections: self.peer_tls.refused.load(Ordering::Relaxed),
+                peer_listener_error: self.peer_listener_error.clone(),
             },
             vservers,
         })
@@ -254,6 +281,65 @@ impl Daemon {
         Ok(lsn)
     }
 
+    /// Pairs a site: durable in peers.toml first, then accepted by the
+    /// listener from the next handshake on.
+    pub async fn add_peer(&self, peer: Peer) -> Result<Peer> {
+        let peer = peer::validate_peer(&peer, &self.site.identity.id)?;
+        let mut peers = self.peers.lock().await;
+        peer::check_unique(&peers, &peer)?;
+        if peers.len() >= MAX_PEERS {
+            return Err(ControlError::invalid(
+                "peer",
+                format!("the site already has {MAX_PEERS} peers"),
+            ));
+        }
+        let mut next = peers.clone();
+        next.push(peer.clone());
+        peer::save(&self.site.paths, &next)?;
+        self.peer_tls
+            .allowed
+            .replace(next.iter().map(|p| p.id.clone()));
+        *peers = next;
+        tracing::info!(peer = %peer.name, addr = %peer.addr, id = %peer.id, "peer added");
+        Ok(peer)
+    }
+
+    /// Unpairs a site. Connections already open stay until they close;
+    /// new handshakes from it are refused at once.
+    pub async fn remove_peer(&self, name: &str) -> Result<Peer> {
+        validate_name("peer name", name)?;
+        let mut peers = self.peers.lock().await;
+        let Some(pos) = peers.iter().position(|p| p.name == name) else {
+            return Err(ControlError::NoPeer(name.to_string()));
+        };
+        let mut next = peers.clone();
+        let removed = next.remove(pos);
+        peer::save(&self.site.paths, &next)?;
+        self.peer_tls
+            .allowed
+            .replace(next.iter().map(|p| p.id.clone()));
+        *peers = next;
+        tracing::info!(peer = %removed.name, id = %removed.id, "peer removed");
+        Ok(removed)
+    }
+
+    /// Connects to a peer with mutual TLS and exchanges a PING/PONG.
+    pub async fn check_peer(&self, name: &str) -> Result<PeerCheck> {
+        validate_name("peer name", name)?;
+        // Cloned so the list is not locked during network waits.
+        let found = self
+            .peers
+            .lock()
+            .await
+            .iter()
+            .find(|p| p.name == name)
+            .cloned();
+        let Some(p) = found else {
+            return Err(ControlError::NoPeer(name.to_string()));
+        };
+        peer::check(&p, &self.peer_tls).await
+    }
+
     /// Stops every vserver: services first, then the stores.
     async fn shutdown(&self) {
         let mut table = self.vservers.lock().await;
@@ -269,6 +355,7 @@ pub struct RunningDaemon {
     daemon: Arc<Daemon>,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
+    peer_server: Option<JoinHandle<()>>,
     _lock: SiteLock,
 }
 
@@ -285,13 +372,30 @@ impl RunningDaemon {
             dir = %site_dir.display(),
             "starting daemon"
         );
-        let daemon = Arc::new(Daemon::open(site).await?);
+        let mut daemon = Daemon::open(site).await?;
+        // A listen address that cannot be bound (taken, not local) must not
+        // stop NFS service: it is logged and shown in status instead.
+        let listen = daemon.site.config.listen.clone();
+        let peer_listener = match PeerListener::bind(&listen, daemon.peer_tls.clone()).await {
+            Ok(l) => {
+                tracing::info!(listen = %listen, "peer listener ready (mutual TLS, paired sites only)");
+                Some(l)
+            }
+            Err(e) => {
+                tracing::error!(listen = %listen, error = %e, "peer listener not started");
+                daemon.peer_listener_error = Some(e.to_string());
+                None
+            }
+        };
+        let daemon = Arc::new(daemon);
         let (stop, stopped) = watch::channel(false);
+        let peer_server = peer_listener.map(|l| tokio::spawn(l.serve(stopped.clone())));
         let server = tokio::spawn(server.serve(daemon.clone(), settings, stopped));
         Ok(RunningDaemon {
             daemon,
             stop,
             server,
+            peer_server,
             _lock: lock,
         })
     }
@@ -307,6 +411,11 @@ impl RunningDaemon {
         let _ = self.stop.send(true);
         if let Err(e) = self.server.await {
             tracing::error!(error = %e, "control server task failed");
+        }
+        if let Some(peer_server) = self.peer_server {
+            if let Err(e) = peer_server.await {
+                tracing::error!(error = %e, "peer listener task failed");
+            }
         }
         self.daemon.shutdown().await;
         tracing::info!("daemon stopped");

@@ -56,6 +56,14 @@ pub enum ControlError {
     },
     #[error("vserver {vserver}: {reason}")]
     Unavailable { vserver: String, reason: String },
+    #[error("no peer named {0} (see `tandem peer list`)")]
+    NoPeer(String),
+    #[error("peer {name} ({addr}): {reason}")]
+    PeerUnreachable {
+        name: String,
+        addr: String,
+        reason: String,
+    },
     #[error("control API: {0}")]
     Protocol(String),
     /// An error the daemon reported, passed through to the CLI.
@@ -93,7 +101,7 @@ impl ControlError {
         match self {
             ControlError::Invalid { .. } => ErrorKind::Invalid,
             ControlError::VserverExists(_) | ControlError::Exists { .. } => ErrorKind::Exists,
-            ControlError::NoVserver(_) => ErrorKind::NotFound,
+            ControlError::NoVserver(_) | ControlError::NoPeer(_) => ErrorKind::NotFound,
             ControlError::Remote { kind, .. } => *kind,
             ControlError::Store { source, .. } => match source {
                 S::Exist => ErrorKind::Exists,

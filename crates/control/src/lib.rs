@@ -12,6 +12,7 @@ pub mod fsck;
 pub mod identity;
 pub mod lock;
 pub mod names;
+pub mod peer;
 pub mod service;
 pub mod site;
 pub mod status;

@@ -50,6 +50,10 @@ impl SitePaths {
     pub fn lock(&self) -> PathBuf {
         self.root.join("daemon.lock")
     }
+    /// Paired sites (see peer.rs).
+    pub fn peers_toml(&self) -> PathBuf {
+        self.root.join("peers.toml")
+    }
     pub fn vservers(&self) -> PathBuf {
         self.root.join("vservers")
     }

@@ -20,6 +20,16 @@ pub struct SiteStatus {
     pub listen: String,
     pub data_dir: String,
     pub daemon_pid: u32,
+    /// Paired sites.
+    #[serde(default)]
+    pub peers: usize,
+    /// Connections to the peer listener whose TLS handshake was refused
+    /// (unpaired site, no or bad certificate, timeout) since the start.
+    #[serde(default)]
+    pub refused_peer_connections: u64,
+    /// Why the peer listener is not running, if it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_listener_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,7 +32,9 @@ use rustls::{
 };
 use sha2::{Digest, Sha256};
 use tokio::net::{TcpStream, ToSocketAddrs};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsConnector;
+// Re-exported so users of the transport need no direct tokio-rustls dependency.
+pub use tokio_rustls::TlsAcceptor;
 
 /// How long a TCP connect to a peer may take.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -354,6 +356,15 @@ pub fn refusal_of(e: &std::io::Error) -> Option<PeerRefused> {
         rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(other))) => {
             other.downcast_ref::<PeerRefused>().cloned()
         }
+        _ => None,
+    }
+}
+
+/// The TLS alert the other side sent, if that is what `e` is: how a client
+/// learns, on its first read, that the server refused its certificate.
+pub fn alert_of(e: &std::io::Error) -> Option<String> {
+    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(alert) => Some(format!("{alert:?}")),
         _ => None,
     }
 }

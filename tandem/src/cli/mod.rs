@@ -25,6 +25,7 @@ mod fs;
 mod fsck;
 mod init;
 mod output;
+mod peer;
 mod signal;
 mod status;
 mod user;
@@ -66,6 +67,9 @@ pub enum Command {
     /// Manage a vserver's user map.
     #[command(subcommand)]
     User(user::Command),
+    /// Pair with other sites (trust for replication).
+    #[command(subcommand)]
+    Peer(peer::Command),
     /// Show the site and its vservers.
     Status(status::Args),
     /// Check a vserver's store offline (the daemon must be stopped).
@@ -101,6 +105,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Vserver(cmd) => vserver::run(&need_data(data)?, cmd).await,
         Command::Fs(cmd) => fs::run(&need_data(data)?, cmd).await,
         Command::User(cmd) => user::run(&need_data(data)?, cmd).await,
+        Command::Peer(cmd) => peer::run(&need_data(data)?, cmd).await,
         Command::Status(args) => status::run(&need_data(data)?, args).await,
         Command::Fsck(args) => fsck::run(&need_data(data)?, args).await,
         Command::Demo(args) => demo::run(data, args).await,

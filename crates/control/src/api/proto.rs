@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use tandem_store::{AddressSpec, Export, Lsn, User};
 
 use crate::error::{ControlError, ErrorKind};
+use crate::peer::{Peer, PeerCheck};
 use crate::status::{FsStatus, StatusReport, VserverStatus};
 
 /// Longest response the CLI accepts (a status with a large user map).
@@ -31,6 +32,16 @@ pub enum Request {
         vserver: String,
         user: User,
     },
+    PeerAdd {
+        peer: Peer,
+    },
+    PeerList,
+    PeerRemove {
+        name: String,
+    },
+    PeerCheck {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +59,10 @@ pub enum Reply {
         user: User,
         lsn: Lsn,
     },
+    PeerAdded(Peer),
+    Peers(Vec<Peer>),
+    PeerRemoved(Peer),
+    PeerChecked(PeerCheck),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
