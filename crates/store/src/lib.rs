@@ -16,6 +16,7 @@ mod ops;
 pub mod pending;
 pub mod perm;
 pub mod record;
+pub mod requests;
 pub mod state;
 pub mod store;
 pub mod types;

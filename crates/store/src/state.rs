@@ -96,6 +96,8 @@ pub struct State {
     pub lsn: Lsn,
     /// Raised at every change of the active site (replication fences on it).
     pub epoch: u64,
+    /// Recent client requests, to answer retransmissions (requests.rs).
+    pub requests: crate::requests::RequestLog,
 }
 
 impl State {
@@ -258,6 +260,9 @@ impl State {
                 attr.ctime = *time;
                 self.touch_dir(*dir, *time)?;
             }
+        }
+        if let Some(req) = &record.req {
+            self.requests.remember(req, lsn, &record.op);
         }
         self.lsn = lsn;
         Ok(())

@@ -5,6 +5,7 @@ use super::validate;
 use crate::error::{Result, StoreError};
 use crate::perm::require_dir_write;
 use crate::record::Op;
+use crate::requests::Kind;
 use crate::state::{Body, Dir, Inode, State};
 use crate::store::Store;
 use crate::types::*;
@@ -20,6 +21,13 @@ impl Store {
     ) -> Result<Mutation<Attr>> {
         validate::entry_name(name)?;
         let mut st = self.write_state();
+        if let Some(done) =
+            super::retransmitted(&st, ctx, (Kind::Create, dir, name, 0, b""), dir, |ino| {
+                super::remembered_attr(&st, ino)
+            })
+        {
+            return done;
+        }
         let pre = st.inode(dir)?.attr.clone();
         if let Some(slot) = st.dir(dir)?.entries.get(name).copied() {
             let existing = st.inode(slot.ino)?;
@@ -181,6 +189,13 @@ impl Store {
         body: Body,
         rdev: (u32, u32),
     ) -> Result<Mutation<Attr>> {
+        if let Some(done) =
+            super::retransmitted(st, ctx, (Kind::Create, dir, name, 0, b""), dir, |ino| {
+                super::remembered_attr(st, ino)
+            })
+        {
+            return done;
+        }
         let cred = &ctx.cred;
         let parent = st.inode(dir)?.attr.clone();
         let d = st.dir(dir)?;

@@ -2,6 +2,7 @@ use super::validate;
 use crate::error::{Result, StoreError};
 use crate::perm::require_dir_write;
 use crate::record::Op;
+use crate::requests::Kind;
 use crate::store::Store;
 use crate::types::*;
 
@@ -9,6 +10,13 @@ impl Store {
     pub fn link(&self, ctx: &OpCtx, ino: Ino, dir: Ino, name: &[u8]) -> Result<Mutation<Attr>> {
         validate::entry_name(name)?;
         let mut st = self.write_state();
+        if let Some(done) =
+            super::retransmitted(&st, ctx, (Kind::Link, dir, name, ino, b""), dir, |ino| {
+                super::remembered_attr(&st, ino)
+            })
+        {
+            return done;
+        }
         let target = st.inode(ino)?.attr.clone();
         let parent = st.inode(dir)?.attr.clone();
         let d = st.dir(dir)?;

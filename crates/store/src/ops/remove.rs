@@ -4,6 +4,7 @@ use super::validate;
 use crate::error::{Result, StoreError};
 use crate::perm::{require_dir_write, require_sticky};
 use crate::record::Op;
+use crate::requests::Kind;
 use crate::state::Body;
 use crate::store::Store;
 use crate::types::*;
@@ -23,6 +24,11 @@ impl Store {
     fn unlink(&self, ctx: &OpCtx, dir: Ino, name: &[u8], want_dir: bool) -> Result<Mutation<()>> {
         validate::entry_name(name)?;
         let mut st = self.write_state();
+        if let Some(done) =
+            super::retransmitted(&st, ctx, (Kind::Unlink, dir, name, 0, b""), dir, |_| Ok(()))
+        {
+            return done;
+        }
         let parent = st.inode(dir)?.attr.clone();
         let slot = *st.dir(dir)?.entries.get(name).ok_or(StoreError::NoEnt)?;
         let victim = st.inode(slot.ino)?;

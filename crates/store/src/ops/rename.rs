@@ -2,6 +2,7 @@ use super::validate;
 use crate::error::{Result, StoreError};
 use crate::perm::{require, require_dir_write, require_sticky, MAY_WRITE};
 use crate::record::Op;
+use crate::requests::Kind;
 use crate::state::{Body, State};
 use crate::store::Store;
 use crate::types::*;
@@ -23,6 +24,10 @@ impl Store {
         validate::entry_name(to_name)?;
         let cred = &ctx.cred;
         let mut st = self.write_state();
+        let key = (Kind::Rename, from_dir, from_name, to_dir, to_name);
+        if let Some(done) = super::retransmitted(&st, ctx, key, from_dir, |_| Ok(())) {
+            return done;
+        }
         let from_attr = st.inode(from_dir)?.attr.clone();
         let to_attr = st.inode(to_dir)?.attr.clone();
         let from = st.dir(from_dir)?;
