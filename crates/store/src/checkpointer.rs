@@ -25,6 +25,10 @@ pub(crate) struct Checkpointer {
     pub(crate) waiter: DurableWaiter,
     pub(crate) appended_bytes: Arc<AtomicU64>,
     pub(crate) retain_journal: bool,
+    /// Highest LSN every replica is known to hold; segments holding later
+    /// LSNs are kept across checkpoints so they can still be shipped.
+    /// `u64::MAX`: no floor (no replica to wait for).
+    pub(crate) retention_floor: AtomicU64,
     /// One checkpoint at a time.
     running: Mutex<()>,
     wanted: Mutex<Wanted>,
@@ -55,6 +59,7 @@ impl Checkpointer {
             waiter,
             appended_bytes,
             retain_journal,
+            retention_floor: AtomicU64::new(u64::MAX),
             running: Mutex::new(()),
             wanted: Mutex::new(Wanted::default()),
             wake: Condvar::new(),
@@ -92,8 +97,12 @@ impl Checkpointer {
         checkpoint::write(&self.dir, &state)?;
         if !self.retain_journal {
             let segments = journal::list_segments(&self.dir.join("journal"))?;
+            // A segment's last LSN is the next one's first minus one; it
+            // may go once both the checkpoint and every replica have it.
+            let floor = self.retention_floor.load(Ordering::Relaxed);
+            let deletable_to = state.lsn.min(floor);
             for pair in segments.windows(2) {
-                if pair[1].first_lsn <= state.lsn + 1 {
+                if pair[1].first_lsn.saturating_sub(1) <= deletable_to {
                     std::fs::remove_file(&pair[0].path)
                         .map_err(|e| StoreError::io(&pair[0].path, e))?;
                 }

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::types::Lsn;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("no such file or directory")]
@@ -49,6 +51,18 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store is shut down")]
     Closed,
+    /// A replication batch from an older epoch: its sender was fenced off
+    /// by a failover (invariant 3).
+    #[error("fenced: our epoch is {ours}, the frames carry epoch {theirs}")]
+    Fenced { ours: u64, theirs: u64 },
+    /// Replicated frames that cannot be taken as they are (bad checksum,
+    /// LSN gap, undecodable payload, wrong role); nothing was applied.
+    #[error("replication refused: {0}")]
+    Replication(String),
+    /// The journal no longer holds the frames asked for (a checkpoint
+    /// deleted them): the replica needs a baseline or a catch-up.
+    #[error("journal no longer holds LSN {lsn} (oldest retained is {oldest_lsn})")]
+    NotRetained { lsn: Lsn, oldest_lsn: Lsn },
 }
 
 impl StoreError {

@@ -62,11 +62,13 @@ pub struct Store {
     pub(crate) pending: Arc<PendingData>,
     /// Set when the applier could not write a data file: the store then
     /// refuses changes (the journal still holds everything).
-    data_failure: Arc<Mutex<Option<String>>>,
+    pub(crate) data_failure: Arc<Mutex<Option<String>>>,
     applier: Mutex<Option<JoinHandle<()>>>,
-    checkpointer: Arc<Checkpointer>,
+    pub(crate) checkpointer: Arc<Checkpointer>,
     checkpoint_thread: Mutex<Option<JoinHandle<()>>>,
-    journal: JournalWriter,
+    pub(crate) journal: JournalWriter,
+    /// Replica or active, and the replica's apply bookkeeping (replica.rs).
+    pub(crate) replication: crate::replica::Replication,
     verifier: [u8; 8],
     /// Held for the store's lifetime: one process per store directory.
     _lock: File,
@@ -124,6 +126,9 @@ impl Store {
         // and a store found corrupt must be left exactly as it was.
         journal::scan(&journal_dir, checkpoint_lsn, |_| Ok(()))?;
         let outcome = journal::scan(&journal_dir, checkpoint_lsn, |r| {
+            // A replica adopts the epoch its frames carry (replica.rs); replay
+            // does the same so a reopened replica equals the running one.
+            state.epoch = state.epoch.max(r.epoch);
             state.apply(r.lsn, &r.record, &*data)
         })?;
         if let Some((path, keep)) = &outcome.torn_tail {
@@ -182,6 +187,7 @@ impl Store {
             checkpointer,
             checkpoint_thread: Mutex::new(Some(checkpoint_thread)),
             journal,
+            replication: crate::replica::Replication::default(),
             verifier: rand::random(),
             _lock: lock,
         })
@@ -220,6 +226,13 @@ impl Store {
             return Err(StoreError::ReadOnly(format!(
                 "data files cannot be written: {why}"
             )));
+        }
+        if self.replication.is_replica() {
+            // A replica changes only through apply_replicated: one writer
+            // per vserver, and that writer is the active site.
+            return Err(StoreError::ReadOnly(
+                "this store is a replica; changes come from the active site".into(),
+            ));
         }
         let record = Record { req, op };
         self.journal.append(lsn, st.epoch, &record)?;

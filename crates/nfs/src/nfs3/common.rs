@@ -86,12 +86,16 @@ pub(crate) fn status(e: &StoreError) -> nfsstat3 {
         StoreError::MLink => NFS3ERR_MLINK,
         StoreError::NotSupp(_) => NFS3ERR_NOTSUPP,
         StoreError::NotSync => NFS3ERR_NOT_SYNC,
-        StoreError::ReadOnly(_) => NFS3ERR_ROFS,
+        // A fenced store no longer takes writes: like a read-only one.
+        StoreError::ReadOnly(_) | StoreError::Fenced { .. } => NFS3ERR_ROFS,
         StoreError::Io { .. } => {
             warn!(error = %e, "store I/O error");
             NFS3ERR_IO
         }
-        StoreError::Corrupt(_) | StoreError::Closed => {
+        StoreError::Corrupt(_)
+        | StoreError::Closed
+        | StoreError::Replication(_)
+        | StoreError::NotRetained { .. } => {
             error!(error = %e, "store fault");
             NFS3ERR_SERVERFAULT
         }

@@ -127,6 +127,39 @@ impl JournalWriter {
         Ok(())
     }
 
+    /// Queues a frame already encoded elsewhere (replication ships frames
+    /// byte for byte, so the replica's journal holds what the active's
+    /// does). The caller has checked it; it must be frame `lsn`, in order.
+    pub fn append_raw(&self, lsn: Lsn, frame: &[u8]) -> Result<()> {
+        let mut p = lock(&self.shared.pending);
+        while p.buf.len() >= self.shared.opts.max_buffered_bytes && !p.closed {
+            p = self
+                .shared
+                .has_room
+                .wait(p)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        if p.closed || self.durable().failed {
+            return Err(StoreError::Closed);
+        }
+        if lsn != p.last_lsn + 1 {
+            return Err(StoreError::Replication(format!(
+                "frame LSN {lsn} does not follow journal LSN {}",
+                p.last_lsn
+            )));
+        }
+        if p.buf.is_empty() {
+            p.first_lsn = lsn;
+        }
+        p.buf.extend_from_slice(frame);
+        p.last_lsn = lsn;
+        drop(p);
+        self.appended_bytes
+            .fetch_add(frame.len() as u64, Ordering::Relaxed);
+        self.shared.has_work.notify_one();
+        Ok(())
+    }
+
     pub fn appended_bytes(&self) -> u64 {
         self.appended_bytes.load(Ordering::Relaxed)
     }

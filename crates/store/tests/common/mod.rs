@@ -51,6 +51,9 @@ pub fn kind(e: &StoreError) -> &'static str {
         StoreError::Io { .. } => "Io",
         StoreError::Corrupt(_) => "Corrupt",
         StoreError::Closed => "Closed",
+        StoreError::Fenced { .. } => "Fenced",
+        StoreError::Replication(_) => "Replication",
+        StoreError::NotRetained { .. } => "NotRetained",
     }
 }
 
