@@ -133,6 +133,10 @@ fn bad_peer_add_inputs_are_clear_errors() {
             "peer address",
         ),
         (
+            vec!["b", "--addr", "127.0.0.9:0", "--id", &other],
+            "port must not be 0",
+        ),
+        (
             vec!["b", "--addr", "0.0.0.0:7000", "--id", &other],
             "cannot be connected to",
         ),

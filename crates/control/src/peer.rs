@@ -72,6 +72,11 @@ pub fn validate_peer(peer: &Peer, own_id: &str) -> Result<Peer> {
         other => other,
     })?;
     if let Ok(sa) = addr.parse::<SocketAddr>() {
+        // parse_listen lets "IP:0" through (fine for binding, never for
+        // connecting).
+        if sa.port() == 0 {
+            return Err(ControlError::invalid("peer address", "port must not be 0"));
+        }
         if sa.ip().is_unspecified() || sa.ip().is_multicast() {
             return Err(ControlError::invalid(
                 "peer address",
