@@ -1,1 +1,660 @@
-//! Replication messages on the wire (see docs/formats.md).
+//! Replication messages on the wire (byte layout: docs/replication-protocol.md).
+//!
+//! Every message is a 16-byte envelope and a payload:
+//! `magic "TNRP" | version u16 | type u16 | len u32 | crc32c u32 | payload`,
+//! little-endian, the CRC covering envelope bytes 0..12 and the payload. The
+//! length is checked against `MAX_MESSAGE_BYTES` before anything is
+//! allocated for the payload, and every field inside against its own limit:
+//! the bytes come from another machine, so a bad one is an error, never a
+//! panic or an unbounded allocation (invariants 7 and 8).
+//!
+//! After any error from `read_message` (including a timeout, which may
+//! leave half a message unread) the stream is out of step: drop the
+//! connection.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tandem_store::journal::{FRAME_HEADER_BYTES, MAX_PAYLOAD_BYTES};
+use tandem_store::{Lsn, RawFrame};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// "TNRP" (Tandem replication protocol), as its bytes appear on the wire.
+pub const MAGIC: [u8; 4] = *b"TNRP";
+/// Version of the envelope and payload layouts below. A reader refuses any
+/// other: it never guesses at a layout it does not know.
+pub const WIRE_VERSION: u16 = 1;
+/// Protocol version a site announces in `Hello`; the sessions' rules (which
+/// messages, in which order) may change without the layout changing.
+pub const PROTOCOL_VERSION: u16 = 1;
+pub const ENVELOPE_BYTES: usize = 16;
+/// Largest payload of one message. A batch carries at least one journal
+/// frame (at most 4 MiB + 24 bytes), so this leaves room for several.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+/// Longest refusal reason or error text.
+pub const MAX_TEXT_BYTES: usize = 4096;
+/// Longest site id (a hex SHA-256 fingerprint is 64).
+pub const MAX_SITE_ID_BYTES: usize = 128;
+/// Longest vserver name (the store's own limit).
+pub const MAX_VSERVER_BYTES: usize = 64;
+/// Most frames in one batch: bounds the per-frame bookkeeping.
+pub const MAX_BATCH_FRAMES: usize = 65_536;
+
+/// Message type numbers (envelope bytes 6..8).
+pub mod msg_type {
+    pub const HELLO: u16 = 1;
+    pub const HELLO_OK: u16 = 2;
+    pub const REFUSE: u16 = 3;
+    pub const BATCH: u16 = 4;
+    pub const ACK: u16 = 5;
+    pub const HEARTBEAT: u16 = 6;
+    pub const ERROR: u16 = 7;
+}
+
+/// Reason codes of `Refuse` and `Error`. Unknown codes are kept as they are
+/// (a newer peer may send more), so they are plain numbers.
+pub mod code {
+    /// The peer speaks a protocol version this site does not.
+    pub const VERSION: u16 = 1;
+    /// No such vserver here, or not one this peer may replicate.
+    pub const UNKNOWN_VSERVER: u16 = 2;
+    /// The message's epoch is lower than ours: its sender was fenced off.
+    pub const FENCED: u16 = 3;
+    /// A frame failed its checks (checksum, length, decoding).
+    pub const BAD_FRAME: u16 = 4;
+    /// LSNs do not follow what the receiver holds.
+    pub const GAP: u16 = 5;
+    /// The sender no longer holds the frames the replica needs.
+    pub const NOT_RETAINED: u16 = 6;
+    /// The receiver is busy (another session for this vserver); retry later.
+    pub const BUSY: u16 = 7;
+    /// Anything else; the text says what.
+    pub const INTERNAL: u16 = 8;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("connection closed by the peer")]
+    Closed,
+    #[error("connection closed in the middle of a message ({got_bytes} of {want_bytes} bytes)")]
+    Truncated { got_bytes: usize, want_bytes: usize },
+    #[error("no complete message within {timeout_ms} ms")]
+    Timeout { timeout_ms: u64 },
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad magic {found:02x?}: not a Tandem replication stream")]
+    BadMagic { found: [u8; 4] },
+    #[error("unsupported message format version {found} (this site speaks {WIRE_VERSION})")]
+    UnsupportedVersion { found: u16 },
+    #[error("unknown message type {found}")]
+    UnknownType { found: u16 },
+    #[error("message of {len_bytes} bytes exceeds the {max_bytes}-byte limit")]
+    TooLarge { len_bytes: u64, max_bytes: usize },
+    #[error(
+        "message checksum mismatch (envelope says {expected:#010x}, content gives {actual:#010x})"
+    )]
+    Checksum { expected: u32, actual: u32 },
+    #[error("malformed {kind} message: {why}")]
+    Malformed { kind: &'static str, why: String },
+}
+
+pub type Result<T> = std::result::Result<T, WireError>;
+
+/// First message of a session, from the site that connects (the active
+/// site, which sends): who it is, which vserver, and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub protocol_version: u16,
+    pub site_id: String,
+    pub vserver: String,
+    pub epoch: u64,
+    /// Sender's last durable LSN.
+    pub last_lsn: Lsn,
+}
+
+/// The receiver accepts the session and says where to resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelloOk {
+    pub protocol_version: u16,
+    /// Receiver's epoch for this vserver.
+    pub epoch: u64,
+    /// Receiver's last durable LSN: the sender ships from `last_lsn + 1`.
+    pub last_lsn: Lsn,
+}
+
+/// Consecutive journal frames, exactly as in the sender's journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub vserver: String,
+    /// Sender's epoch; no frame in the batch carries a higher one.
+    pub epoch: u64,
+    /// At least one; LSNs consecutive.
+    pub frames: Vec<RawFrame>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    /// Highest LSN received (checked, maybe not yet durable).
+    pub received_lsn: Lsn,
+    /// Highest LSN durable in the receiver's journal.
+    pub durable_lsn: Lsn,
+    /// Highest LSN applied (visible to readers at the receiver).
+    pub applied_lsn: Lsn,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Hello(Hello),
+    HelloOk(HelloOk),
+    Refuse { code: u16, reason: String },
+    Batch(Batch),
+    Ack(Ack),
+    Heartbeat { now_ms: u64 },
+    Error { code: u16, text: String },
+}
+
+impl Message {
+    pub fn type_code(&self) -> u16 {
+        match self {
+            Message::Hello(_) => msg_type::HELLO,
+            Message::HelloOk(_) => msg_type::HELLO_OK,
+            Message::Refuse { .. } => msg_type::REFUSE,
+            Message::Batch(_) => msg_type::BATCH,
+            Message::Ack(_) => msg_type::ACK,
+            Message::Heartbeat { .. } => msg_type::HEARTBEAT,
+            Message::Error { .. } => msg_type::ERROR,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        type_name(self.type_code())
+    }
+}
+
+fn type_name(t: u16) -> &'static str {
+    match t {
+        msg_type::HELLO => "Hello",
+        msg_type::HELLO_OK => "HelloOk",
+        msg_type::REFUSE => "Refuse",
+        msg_type::BATCH => "Batch",
+        msg_type::ACK => "Ack",
+        msg_type::HEARTBEAT => "Heartbeat",
+        msg_type::ERROR => "Error",
+        _ => "unknown",
+    }
+}
+
+/// A checked envelope: magic, version and type known, length within limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Envelope {
+    pub msg_type: u16,
+    pub payload_len: usize,
+    pub crc: u32,
+    /// Envelope bytes 0..12, which the CRC covers with the payload.
+    head: [u8; 12],
+}
+
+impl Envelope {
+    /// Checks the 16 envelope bytes; nothing of the payload is needed yet,
+    /// so an oversized or foreign message is refused before it is read.
+    pub fn parse(bytes: &[u8; ENVELOPE_BYTES]) -> Result<Envelope> {
+        let magic = [bytes[0], bytes[1], bytes[2], bytes[3]];
+        if magic != MAGIC {
+            return Err(WireError::BadMagic { found: magic });
+        }
+        let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+        if version != WIRE_VERSION {
+            return Err(WireError::UnsupportedVersion { found: version });
+        }
+        let msg_type = u16::from_le_bytes([bytes[6], bytes[7]]);
+        if type_name(msg_type) == "unknown" {
+            return Err(WireError::UnknownType { found: msg_type });
+        }
+        let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        if len as u64 > MAX_MESSAGE_BYTES as u64 {
+            return Err(WireError::TooLarge {
+                len_bytes: len as u64,
+                max_bytes: MAX_MESSAGE_BYTES,
+            });
+        }
+        let mut head = [0u8; 12];
+        head.copy_from_slice(&bytes[..12]);
+        Ok(Envelope {
+            msg_type,
+            payload_len: len as usize,
+            crc: u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]),
+            head,
+        })
+    }
+
+    /// Checks the payload's checksum, then decodes it.
+    pub fn open(&self, payload: Bytes) -> Result<Message> {
+        if payload.len() != self.payload_len {
+            return Err(WireError::Truncated {
+                got_bytes: ENVELOPE_BYTES + payload.len(),
+                want_bytes: ENVELOPE_BYTES + self.payload_len,
+            });
+        }
+        let actual = crc32c::crc32c_append(crc32c::crc32c(&self.head), &payload);
+        if actual != self.crc {
+            return Err(WireError::Checksum {
+                expected: self.crc,
+                actual,
+            });
+        }
+        decode_payload(self.msg_type, payload)
+    }
+}
+
+/// Encodes one message, envelope included. Refuses what a reader would
+/// refuse (over-long fields, too many frames, too large a message), so a
+/// bug here shows up at the sender, not as a broken session.
+pub fn encode(msg: &Message) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; ENVELOPE_BYTES];
+    let kind = msg.kind();
+    let mut w = Writer {
+        out: &mut out,
+        kind,
+    };
+    match msg {
+        Message::Hello(h) => {
+            w.u16(h.protocol_version);
+            w.site_id(&h.site_id)?;
+            w.vserver(&h.vserver)?;
+            w.u64(h.epoch);
+            w.u64(h.last_lsn);
+        }
+        Message::HelloOk(h) => {
+            w.u16(h.protocol_version);
+            w.u64(h.epoch);
+            w.u64(h.last_lsn);
+        }
+        Message::Refuse { code, reason } => {
+            w.u16(*code);
+            w.text(reason)?;
+        }
+        Message::Batch(b) => {
+            w.vserver(&b.vserver)?;
+            w.u64(b.epoch);
+            check_frames(&b.frames, b.epoch).map_err(|why| malformed(kind, why))?;
+            let first = b.frames.first().map_or(0, |f| f.lsn);
+            w.u64(first);
+            w.u32(b.frames.len() as u32);
+            let total: usize = b.frames.iter().map(|f| f.bytes.len()).sum();
+            if total > MAX_MESSAGE_BYTES {
+                return Err(WireError::TooLarge {
+                    len_bytes: total as u64,
+                    max_bytes: MAX_MESSAGE_BYTES,
+                });
+            }
+            w.out.reserve(total);
+            for f in &b.frames {
+                w.out.extend_from_slice(&f.bytes);
+            }
+        }
+        Message::Ack(a) => {
+            w.u64(a.received_lsn);
+            w.u64(a.durable_lsn);
+            w.u64(a.applied_lsn);
+        }
+        Message::Heartbeat { now_ms } => w.u64(*now_ms),
+        Message::Error { code, text } => {
+            w.u16(*code);
+            w.text(text)?;
+        }
+    }
+    let payload_len = out.len() - ENVELOPE_BYTES;
+    if payload_len > MAX_MESSAGE_BYTES {
+        return Err(WireError::TooLarge {
+            len_bytes: payload_len as u64,
+            max_bytes: MAX_MESSAGE_BYTES,
+        });
+    }
+    out[0..4].copy_from_slice(&MAGIC);
+    out[4..6].copy_from_slice(&WIRE_VERSION.to_le_bytes());
+    out[6..8].copy_from_slice(&msg.type_code().to_le_bytes());
+    out[8..12].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&out[..12]), &out[ENVELOPE_BYTES..]);
+    out[12..16].copy_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// Decodes exactly one whole message (envelope and payload) from `bytes`.
+pub fn decode(bytes: &[u8]) -> Result<Message> {
+    let Some(head) = bytes.get(..ENVELOPE_BYTES) else {
+        return Err(WireError::Truncated {
+            got_bytes: bytes.len(),
+            want_bytes: ENVELOPE_BYTES,
+        });
+    };
+    let mut arr = [0u8; ENVELOPE_BYTES];
+    arr.copy_from_slice(head);
+    let env = Envelope::parse(&arr)?;
+    let payload = &bytes[ENVELOPE_BYTES..];
+    if payload.len() < env.payload_len {
+        return Err(WireError::Truncated {
+            got_bytes: bytes.len(),
+            want_bytes: ENVELOPE_BYTES + env.payload_len,
+        });
+    }
+    if payload.len() > env.payload_len {
+        return Err(malformed(
+            type_name(env.msg_type),
+            format!(
+                "{} bytes after the message",
+                payload.len() - env.payload_len
+            ),
+        ));
+    }
+    env.open(Bytes::copy_from_slice(payload))
+}
+
+/// Reads one message, all of it within `timeout`. `Closed` if the peer
+/// closed the connection cleanly between messages.
+pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R, timeout: Duration) -> Result<Message> {
+    match tokio::time::timeout(timeout, read_message_inner(r)).await {
+        Ok(result) => result,
+        Err(_) => Err(WireError::Timeout {
+            timeout_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
+        }),
+    }
+}
+
+async fn read_message_inner<R: AsyncRead + Unpin>(r: &mut R) -> Result<Message> {
+    let mut head = [0u8; ENVELOPE_BYTES];
+    let got = read_up_to(r, &mut head).await?;
+    if got == 0 {
+        return Err(WireError::Closed);
+    }
+    if got < ENVELOPE_BYTES {
+        return Err(WireError::Truncated {
+            got_bytes: got,
+            want_bytes: ENVELOPE_BYTES,
+        });
+    }
+    // Checked before the payload buffer exists: the length is bounded.
+    let env = Envelope::parse(&head)?;
+    let mut payload = BytesMut::zeroed(env.payload_len);
+    let got = read_up_to(r, &mut payload).await?;
+    if got < env.payload_len {
+        return Err(WireError::Truncated {
+            got_bytes: ENVELOPE_BYTES + got,
+            want_bytes: ENVELOPE_BYTES + env.payload_len,
+        });
+    }
+    env.open(payload.freeze())
+}
+
+/// Fills `buf` unless the stream ends first; returns the bytes read.
+async fn read_up_to<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]).await? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Encodes and writes one message (flushed), all within `timeout`.
+pub async fn write_message<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    msg: &Message,
+    timeout: Duration,
+) -> Result<()> {
+    let bytes = encode(msg)?;
+    let write = async {
+        w.write_all(&bytes).await?;
+        w.flush().await
+    };
+    match tokio::time::timeout(timeout, write).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(WireError::Timeout {
+            timeout_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
+        }),
+    }
+}
+
+fn malformed(kind: &'static str, why: impl Into<String>) -> WireError {
+    WireError::Malformed {
+        kind,
+        why: why.into(),
+    }
+}
+
+/// Frames of a batch: at least one, at most `MAX_BATCH_FRAMES`, LSNs
+/// consecutive, no epoch above the batch's.
+fn check_frames(frames: &[RawFrame], epoch: u64) -> std::result::Result<(), String> {
+    if frames.is_empty() {
+        return Err("a batch needs at least one frame".into());
+    }
+    if frames.len() > MAX_BATCH_FRAMES {
+        return Err(format!(
+            "{} frames exceed the {MAX_BATCH_FRAMES}-frame limit",
+            frames.len()
+        ));
+    }
+    for pair in frames.windows(2) {
+        if pair[0].lsn.checked_add(1) != Some(pair[1].lsn) {
+            return Err(format!(
+                "frame LSN {} follows {}: not consecutive",
+                pair[1].lsn, pair[0].lsn
+            ));
+        }
+    }
+    if let Some(f) = frames.iter().find(|f| f.epoch > epoch) {
+        return Err(format!(
+            "frame LSN {} carries epoch {} above the batch's {epoch}",
+            f.lsn, f.epoch
+        ));
+    }
+    Ok(())
+}
+
+struct Writer<'a> {
+    out: &'a mut Vec<u8>,
+    kind: &'static str,
+}
+
+impl Writer<'_> {
+    fn u16(&mut self, v: u16) {
+        self.out.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.out.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.out.extend_from_slice(&v.to_le_bytes());
+    }
+    fn str(&mut self, field: &str, s: &str, max: usize) -> Result<()> {
+        if s.len() > max {
+            return Err(malformed(
+                self.kind,
+                format!("{field} of {} bytes exceeds {max}", s.len()),
+            ));
+        }
+        self.u16(s.len() as u16);
+        self.out.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+    fn text(&mut self, s: &str) -> Result<()> {
+        self.str("text", s, MAX_TEXT_BYTES)
+    }
+    fn site_id(&mut self, s: &str) -> Result<()> {
+        check_site_id(s).map_err(|why| malformed(self.kind, why))?;
+        self.str("site id", s, MAX_SITE_ID_BYTES)
+    }
+    fn vserver(&mut self, s: &str) -> Result<()> {
+        check_vserver(s).map_err(|why| malformed(self.kind, why))?;
+        self.str("vserver", s, MAX_VSERVER_BYTES)
+    }
+}
+
+fn check_site_id(s: &str) -> std::result::Result<(), String> {
+    if s.is_empty() || s.len() > MAX_SITE_ID_BYTES || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "site id must be 1-{MAX_SITE_ID_BYTES} printable ASCII characters"
+        ));
+    }
+    Ok(())
+}
+
+fn check_vserver(s: &str) -> std::result::Result<(), String> {
+    tandem_store::validate::vserver_name(s).map_err(|e| e.to_string())
+}
+
+/// Reads fields off a payload; every read is bounds-checked.
+struct Reader {
+    buf: Bytes,
+    pos: usize,
+    kind: &'static str,
+}
+
+impl Reader {
+    fn take(&mut self, n: usize, field: &str) -> Result<&[u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
+        let Some(end) = end else {
+            return Err(malformed(self.kind, format!("payload ends inside {field}")));
+        };
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u16(&mut self, field: &str) -> Result<u16> {
+        let b = self.take(2, field)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self, field: &str) -> Result<u32> {
+        let b = self.take(4, field)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self, field: &str) -> Result<u64> {
+        let b = self.take(8, field)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn str(&mut self, field: &str, max: usize) -> Result<String> {
+        let len = self.u16(field)? as usize;
+        if len > max {
+            return Err(malformed(
+                self.kind,
+                format!("{field} of {len} bytes exceeds {max}"),
+            ));
+        }
+        let kind = self.kind;
+        let b = self.take(len, field)?;
+        String::from_utf8(b.to_vec()).map_err(|_| malformed(kind, format!("{field} is not UTF-8")))
+    }
+    fn text(&mut self) -> Result<String> {
+        self.str("text", MAX_TEXT_BYTES)
+    }
+    fn site_id(&mut self) -> Result<String> {
+        let s = self.str("site id", MAX_SITE_ID_BYTES)?;
+        check_site_id(&s).map_err(|why| malformed(self.kind, why))?;
+        Ok(s)
+    }
+    fn vserver(&mut self) -> Result<String> {
+        let s = self.str("vserver", MAX_VSERVER_BYTES)?;
+        check_vserver(&s).map_err(|why| malformed(self.kind, why))?;
+        Ok(s)
+    }
+    /// The rest of the payload as `count` journal frames, each checked
+    /// (length, checksum) and shared with the payload, not copied.
+    fn frames(&mut self, count: usize, first_lsn: Lsn) -> Result<Vec<RawFrame>> {
+        if count > MAX_BATCH_FRAMES {
+            return Err(malformed(
+                self.kind,
+                format!("{count} frames exceed the {MAX_BATCH_FRAMES}-frame limit"),
+            ));
+        }
+        let mut frames = Vec::with_capacity(count);
+        for i in 0..count {
+            let head = self.take(FRAME_HEADER_BYTES, "a frame header")?;
+            let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            if len > MAX_PAYLOAD_BYTES {
+                return Err(malformed(
+                    self.kind,
+                    format!("frame {i}: payload of {len} bytes exceeds {MAX_PAYLOAD_BYTES}"),
+                ));
+            }
+            let start = self.pos - FRAME_HEADER_BYTES;
+            self.take(len, "a frame payload")?;
+            let frame = RawFrame::parse(self.buf.slice(start..self.pos))
+                .map_err(|e| malformed(self.kind, format!("frame {i}: {e}")))?;
+            frames.push(frame);
+        }
+        if frames.first().map(|f| f.lsn) != Some(first_lsn) {
+            return Err(malformed(
+                self.kind,
+                format!("first frame is not LSN {first_lsn}"),
+            ));
+        }
+        Ok(frames)
+    }
+    fn finish(self) -> Result<()> {
+        if self.pos != self.buf.len() {
+            return Err(malformed(
+                self.kind,
+                format!("{} bytes after the last field", self.buf.len() - self.pos),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn decode_payload(msg_type: u16, payload: Bytes) -> Result<Message> {
+    let kind = type_name(msg_type);
+    let mut r = Reader {
+        buf: payload,
+        pos: 0,
+        kind,
+    };
+    let msg = match msg_type {
+        msg_type::HELLO => Message::Hello(Hello {
+            protocol_version: r.u16("protocol version")?,
+            site_id: r.site_id()?,
+            vserver: r.vserver()?,
+            epoch: r.u64("epoch")?,
+            last_lsn: r.u64("last LSN")?,
+        }),
+        msg_type::HELLO_OK => Message::HelloOk(HelloOk {
+            protocol_version: r.u16("protocol version")?,
+            epoch: r.u64("epoch")?,
+            last_lsn: r.u64("last LSN")?,
+        }),
+        msg_type::REFUSE => Message::Refuse {
+            code: r.u16("code")?,
+            reason: r.text()?,
+        },
+        msg_type::BATCH => {
+            let vserver = r.vserver()?;
+            let epoch = r.u64("epoch")?;
+            let first_lsn = r.u64("first LSN")?;
+            let count = r.u32("frame count")? as usize;
+            let frames = r.frames(count, first_lsn)?;
+            check_frames(&frames, epoch).map_err(|why| malformed(kind, why))?;
+            Message::Batch(Batch {
+                vserver,
+                epoch,
+                frames,
+            })
+        }
+        msg_type::ACK => Message::Ack(Ack {
+            received_lsn: r.u64("received LSN")?,
+            durable_lsn: r.u64("durable LSN")?,
+            applied_lsn: r.u64("applied LSN")?,
+        }),
+        msg_type::HEARTBEAT => Message::Heartbeat {
+            now_ms: r.u64("time")?,
+        },
+        msg_type::ERROR => Message::Error {
+            code: r.u16("code")?,
+            text: r.text()?,
+        },
+        other => return Err(WireError::UnknownType { found: other }),
+    };
+    r.finish()?;
+    Ok(msg)
+}
