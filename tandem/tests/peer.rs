@@ -203,3 +203,39 @@ fn peers_survive_restart_and_remove_takes_effect() {
     assert_fails_with(&b.tandem(&["peer", "check", "alpha"]), "refused this site");
     assert_eq!(a.status_json()["site"]["peers"], 0);
 }
+
+#[test]
+fn garbage_on_the_peer_port_is_refused_and_the_daemon_carries_on() {
+    use std::io::{Read, Write};
+    let (a, a_addr) = site("alpha", "127.78.6.1");
+    let d = a.start_daemon();
+    for junk in [
+        &b"GET / HTTP/1.0\r\n\r\n"[..],
+        &[0x16, 0x03, 0x01, 0xff, 0xff][..],
+        &[0u8; 4096][..],
+    ] {
+        let mut s = std::net::TcpStream::connect(&a_addr).expect("connect to peer port");
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        // The daemon may close before reading everything; that is fine.
+        let _ = s.write_all(junk);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    let start = Instant::now();
+    loop {
+        let refused = a.status_json()["site"]["refused_peer_connections"]
+            .as_u64()
+            .expect("counter");
+        if refused >= 3 {
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "refusals not counted: {refused}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!d.log_text().contains("panicked"), "{}", d.log_text());
+    assert!(d.stop().success());
+}

@@ -442,7 +442,12 @@ pub async fn check(peer: &Peer, tls: &PeerTls) -> Result<PeerCheck> {
              Run `tandem peer add NAME --addr ADDR --id {}` at the peer",
             tls.own_id, tls.own_id
         )),
-        None => fail(format!("talking to it: {e}")),
+        // A reset instead of an alert can also be a refusal, depending on
+        // timing; say what to check.
+        None => fail(format!(
+            "talking to it: {e} (check that this site, id {}, is paired there)",
+            tls.own_id
+        )),
     };
     let mut stream = BufReader::new(stream);
     let ping_start = Instant::now();
