@@ -14,6 +14,7 @@
 //! active's, so both recover the same way and a later resync can compare
 //! them frame by frame.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -29,9 +30,11 @@ use crate::journal::{
     decode_payload, list_segments, FrameHeader, SegmentInfo, FRAME_HEADER_BYTES, MAX_PAYLOAD_BYTES,
     SEGMENT_HEADER_BYTES,
 };
-use crate::record::Record;
+use crate::pending::{DataOp, DataSink};
+use crate::record::{Op, Record};
+use crate::state::{Body, State};
 use crate::store::{Store, StoreOptions, FORMAT_FILE, FORMAT_TEXT};
-use crate::types::Lsn;
+use crate::types::{Ino, Lsn};
 
 /// Most frames `apply_replicated` takes in one call: bounds the decoded
 /// records held in memory at once.
@@ -302,6 +305,9 @@ impl Store {
             )));
         }
         let records = check_batch(frames, start_lsn, epoch)?;
+        // Only this thread changes a replica's state, so what the trial
+        // finds still holds when the batch is applied for real.
+        dry_run(&self.read_state(), frames, &records)?;
         let last_lsn = start_lsn + frames.len() as u64;
         for f in frames {
             if let Err(e) = self.journal.append_raw(f.lsn, &f.bytes) {
@@ -366,6 +372,92 @@ fn check_batch(frames: &[RawFrame], state_lsn: Lsn, epoch: u64) -> Result<Vec<Re
         records.push(record);
     }
     Ok(records)
+}
+
+/// Applies the batch to a scratch state holding only the inodes it touches
+/// (copied from `real` as first needed), with data changes discarded. A
+/// record that does not fit the state (a missing inode, a reused cookie,
+/// an entry that is not there) fails here, before anything is written:
+/// without this it would fail halfway through the real apply, after its
+/// frames were already durable in the journal.
+fn dry_run(real: &State, frames: &[RawFrame], records: &[Record]) -> Result<()> {
+    struct Discard;
+    impl DataSink for Discard {
+        fn data_op(&self, _: Lsn, _: Ino, _: DataOp) -> Result<()> {
+            Ok(())
+        }
+    }
+    let mut scratch = State::empty();
+    scratch.next_ino = real.next_ino;
+    scratch.next_fsid = real.next_fsid;
+    scratch.lsn = real.lsn;
+    scratch.epoch = real.epoch;
+    // Inodes the batch removed: never copied in again from `real`.
+    let mut removed: HashSet<Ino> = HashSet::new();
+    let pull = |scratch: &mut State, removed: &HashSet<Ino>, ino: Ino| {
+        if !scratch.inodes.contains_key(&ino) && !removed.contains(&ino) {
+            if let Some(inode) = real.inodes.get(&ino) {
+                scratch.inodes.insert(ino, inode.clone());
+            }
+        }
+    };
+    let entry = |scratch: &State, dir: Ino, name: &[u8]| -> Option<Ino> {
+        match &scratch.inodes.get(&dir)?.body {
+            Body::Dir(d) => d.entries.get(name).map(|slot| slot.ino),
+            _ => None,
+        }
+    };
+    for (frame, record) in frames.iter().zip(records) {
+        // Inodes that may go away with this record, to note if they do.
+        let mut victims: Vec<Ino> = Vec::new();
+        match &record.op {
+            Op::VserverCreated { .. } | Op::AddressAdded { .. } | Op::UserAdded { .. } => {}
+            Op::FsCreated { fs, .. } => pull(&mut scratch, &removed, fs.root_ino),
+            Op::SetAttr { ino, .. } | Op::Write { ino, .. } => pull(&mut scratch, &removed, *ino),
+            Op::Create { dir, inode, .. } => {
+                pull(&mut scratch, &removed, *dir);
+                pull(&mut scratch, &removed, inode.attr.ino);
+            }
+            Op::Unlink { dir, name, .. } => {
+                pull(&mut scratch, &removed, *dir);
+                victims.extend(entry(&scratch, *dir, name));
+            }
+            Op::Rename {
+                from_dir,
+                from_name,
+                to_dir,
+                to_name,
+                ..
+            } => {
+                pull(&mut scratch, &removed, *from_dir);
+                pull(&mut scratch, &removed, *to_dir);
+                victims.extend(entry(&scratch, *from_dir, from_name));
+                victims.extend(entry(&scratch, *to_dir, to_name));
+            }
+            Op::Link { ino, dir, .. } => {
+                pull(&mut scratch, &removed, *ino);
+                pull(&mut scratch, &removed, *dir);
+            }
+        }
+        for &v in &victims {
+            pull(&mut scratch, &removed, v);
+            // A removed directory's parent loses a link: it is the
+            // directory the entry was in, pulled above.
+        }
+        scratch.apply(frame.lsn, record, &Discard).map_err(|e| {
+            StoreError::Replication(format!(
+                "frame LSN {} ({}) does not fit the replica's state: {e}",
+                frame.lsn,
+                record.op.kind()
+            ))
+        })?;
+        for v in victims {
+            if !scratch.inodes.contains_key(&v) {
+                removed.insert(v);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads frames out of segment files for `read_frames`.

@@ -312,6 +312,35 @@ fn bad_frames_are_refused_and_change_nothing() {
     let garbage = vec![rest[0].clone(), frame_with_payload(lsn + 1, 2, &[0xff; 16])];
     refuse(&garbage, "undecodable payload", replication);
 
+    // Well-formed, decodable records that do not fit the replica's state:
+    // refused before anything is written, not half-applied.
+    let state = replica.snapshot();
+    let root = state.config.filesystems["fs1"].root_ino;
+    let attr = state.inodes[&root].attr.clone();
+    let unfit = [
+        record::Op::SetAttr { ino: 999_999, attr },
+        record::Op::Unlink {
+            dir: root,
+            name: b"no-such-entry".to_vec(),
+            time: Timestamp::default(),
+        },
+        record::Op::Link {
+            ino: root,
+            dir: 999_999,
+            name: b"x".to_vec(),
+            cookie: 1 << 40,
+            time: Timestamp::default(),
+        },
+    ];
+    for op in unfit {
+        let record = record::Record { req: None, op };
+        let mut out = Vec::new();
+        encode_frame(&mut out, lsn + 1, 2, &record).expect("encode");
+        let frame = RawFrame::parse(Bytes::from(out)).expect("parse");
+        let batch = vec![rest[0].clone(), frame];
+        refuse(&batch, record.op.kind(), replication);
+    }
+
     // Declared LSN or epoch differing from the frame's header.
     let mut lying = rest[..1].to_vec();
     lying[0].lsn += 1;
@@ -439,4 +468,141 @@ fn read_frames_stops_at_durable_and_budget() {
     let b = active.read_frames(3, 1).expect("b");
     let c = active.read_frames(11, 1).expect("c");
     assert_eq!((a[0].lsn, b[0].lsn, c[0].lsn), (11, 4, 12));
+}
+
+mod random {
+    //! Random histories shipped in random batch sizes: the replica always
+    //! ends equal to the active (this also checks that the trial apply
+    //! before journaling never refuses a batch the real apply takes).
+    use super::*;
+    use proptest::prelude::*;
+
+    const NAMES: [&[u8]; 3] = [b"x", b"y", b"z"];
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Create(Vec<usize>),
+        Mkdir(Vec<usize>),
+        Write(Vec<usize>, u64, u16),
+        Truncate(Vec<usize>, u64),
+        Remove(Vec<usize>),
+        Rmdir(Vec<usize>),
+        Rename(Vec<usize>, Vec<usize>),
+        Link(Vec<usize>, Vec<usize>),
+    }
+
+    fn path_s() -> impl Strategy<Value = Vec<usize>> {
+        prop::collection::vec(0..NAMES.len(), 1..=3)
+    }
+
+    fn step_s() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => path_s().prop_map(Step::Create),
+            3 => path_s().prop_map(Step::Mkdir),
+            4 => (path_s(), 0..(32u64 << 10), 1..2000u16).prop_map(|(p, o, n)| Step::Write(p, o, n)),
+            2 => (path_s(), 0..(40u64 << 10)).prop_map(|(p, s)| Step::Truncate(p, s)),
+            2 => path_s().prop_map(Step::Remove),
+            2 => path_s().prop_map(Step::Rmdir),
+            4 => (path_s(), path_s()).prop_map(|(a, b)| Step::Rename(a, b)),
+            2 => (path_s(), path_s()).prop_map(|(a, b)| Step::Link(a, b)),
+        ]
+    }
+
+    fn resolve(store: &Store, root: Ino, path: &[usize]) -> Option<Ino> {
+        let mut ino = root;
+        for &i in path {
+            ino = store.lookup(&Cred::root(), ino, NAMES[i]).ok()?.ino;
+        }
+        Some(ino)
+    }
+
+    fn parent(store: &Store, root: Ino, path: &[usize]) -> Option<(Ino, &'static [u8])> {
+        let (last, dirs) = path.split_last()?;
+        Some((resolve(store, root, dirs)?, NAMES[*last]))
+    }
+
+    /// Runs one step as root; failures are fine (they write no record).
+    fn run(store: &Store, root: Ino, step: &Step) {
+        let ctx = OpCtx::new(Cred::root());
+        let set = SetAttr::default();
+        match step {
+            Step::Create(p) => {
+                if let Some((d, n)) = parent(store, root, p) {
+                    let _ = store.create(&ctx, d, n, CreateHow::Unchecked, &set);
+                }
+            }
+            Step::Mkdir(p) => {
+                if let Some((d, n)) = parent(store, root, p) {
+                    let _ = store.mkdir(&ctx, d, n, &set);
+                }
+            }
+            Step::Write(p, off, n) => {
+                if let Some(ino) = resolve(store, root, p) {
+                    let data = vec![(*n % 251) as u8; *n as usize];
+                    let _ = store.write(&ctx, ino, *off, &data);
+                }
+            }
+            Step::Truncate(p, size) => {
+                if let Some(ino) = resolve(store, root, p) {
+                    let set = SetAttr {
+                        size: Some(*size),
+                        ..SetAttr::default()
+                    };
+                    let _ = store.setattr(&ctx, ino, &set, None);
+                }
+            }
+            Step::Remove(p) => {
+                if let Some((d, n)) = parent(store, root, p) {
+                    let _ = store.remove(&ctx, d, n);
+                }
+            }
+            Step::Rmdir(p) => {
+                if let Some((d, n)) = parent(store, root, p) {
+                    let _ = store.rmdir(&ctx, d, n);
+                }
+            }
+            Step::Rename(a, b) => {
+                if let (Some((fd, fnm)), Some((td, tn))) =
+                    (parent(store, root, a), parent(store, root, b))
+                {
+                    let _ = store.rename(&ctx, fd, fnm, td, tn);
+                }
+            }
+            Step::Link(a, b) => {
+                if let (Some(ino), Some((d, n))) = (resolve(store, root, a), parent(store, root, b))
+                {
+                    let _ = store.link(&ctx, ino, d, n);
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn random_histories_replicate_exactly(
+            steps in prop::collection::vec(step_s(), 1..80),
+            budget in prop_oneof![Just(0usize), 1usize..20_000, Just(usize::MAX)],
+        ) {
+            let tmp = tempfile::tempdir().expect("tmp");
+            let (active, fs) = new_store(&tmp.path().join("active"), opts());
+            let rdir = tmp.path().join("replica");
+            let replica = Store::init_replica(&rdir, opts()).expect("replica");
+            for (i, step) in steps.iter().enumerate() {
+                run(&active, fs.root_ino, step);
+                if i % 17 == 16 {
+                    // Ship part way, as a live stream would.
+                    active.wait_durable_blocking(active.last_lsn()).expect("durable");
+                    ship(&active, &replica, budget);
+                }
+            }
+            active.wait_durable_blocking(active.last_lsn()).expect("durable");
+            ship(&active, &replica, budget);
+            assert_same(&active, &replica);
+            drop(replica);
+            let replica = Store::open_replica(&rdir, opts()).expect("reopen");
+            assert_same(&active, &replica);
+        }
+    }
 }
