@@ -2,5 +2,6 @@
 //! the replica side of journal shipping. It moves journal frames, LSNs,
 //! epochs and checksums; it never interprets file-system semantics.
 
+pub mod session;
 pub mod tls;
 pub mod wire;

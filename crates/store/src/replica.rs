@@ -263,6 +263,22 @@ impl Store {
         Ok(reader.out)
     }
 
+    /// Waits, without making the journal sync sooner, until some LSN above
+    /// `lsn` is durable; returns the durable LSN. Senders use it to ship
+    /// frames as soon as they are durable (UNSTABLE writes stay cheap).
+    pub async fn wait_durable_past(&self, lsn: Lsn) -> Result<Lsn> {
+        let mut rx = self.journal.durable_changes();
+        let seen = rx
+            .wait_for(|d| d.lsn > lsn || d.failed)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        if seen.lsn > lsn {
+            Ok(seen.lsn)
+        } else {
+            Err(StoreError::Closed)
+        }
+    }
+
     /// Takes a batch of frames from the active site: checks all of them,
     /// appends them to the journal with their LSNs and epochs, waits until
     /// durable, then applies them under one hold of the state lock. If any

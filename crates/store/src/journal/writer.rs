@@ -174,6 +174,12 @@ impl JournalWriter {
         DurableWaiter(self.shared.clone())
     }
 
+    /// Durability changes as they happen, without asking for a sync
+    /// (replication ships frames once durable; it must not force syncs).
+    pub fn durable_changes(&self) -> watch::Receiver<Durable> {
+        self.durable_rx.clone()
+    }
+
     pub fn durable(&self) -> Durable {
         *self.durable_rx.borrow()
     }

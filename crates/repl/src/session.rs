@@ -1,0 +1,391 @@
+//! One replication session over an established connection (the TLS stream
+//! in production, an in-memory pipe in tests): the active site's sender and
+//! the replica's receiver. Message layouts: docs/replication-protocol.md.
+//!
+//! The sender ships durable frames from where the replica says it stands,
+//! keeps up to `window_batches` batches in flight, sends heartbeats, and
+//! raises the store's retention floor as acks arrive (so a checkpoint never
+//! deletes what the replica still lacks). The receiver applies each batch
+//! whole (`Store::apply_replicated`) and acks it. Either side ends the
+//! session at the first problem, with the peer told why when possible;
+//! reconnecting (with backoff) is the caller's job, and resumes from the
+//! replica's LSN in the next HelloOk.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tandem_store::{Lsn, Store, StoreError};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::sync::{mpsc, watch};
+
+use crate::wire::{self, code, Ack, Batch, Hello, HelloOk, Message, WireError};
+
+/// Envelope and batch header bytes left out of a batch's frame budget.
+const BATCH_OVERHEAD_BYTES: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// This site's id (certificate fingerprint), sent in Hello.
+    pub site_id: String,
+    /// Longest time to read or write one message once it has started.
+    pub message_timeout: Duration,
+    /// The sender sends a heartbeat this often; the receiver answers each.
+    pub heartbeat_interval: Duration,
+    /// Silence from the peer for this long means the link is dead.
+    pub idle_timeout: Duration,
+    /// Batches sent but not yet acknowledged, at most.
+    pub window_batches: usize,
+    /// Frame bytes per batch, at most (one frame always fits).
+    pub max_batch_bytes: usize,
+}
+
+impl SessionConfig {
+    pub fn new(site_id: impl Into<String>) -> Self {
+        SessionConfig {
+            site_id: site_id.into(),
+            message_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(5),
+            window_batches: 4,
+            max_batch_bytes: 4 << 20,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("peer refused the session (code {code}): {reason}")]
+    Refused { code: u16, reason: String },
+    #[error("peer reported an error (code {code}): {text}")]
+    Peer { code: u16, text: String },
+    #[error("fenced: our epoch is {ours}, the peer's is {theirs}")]
+    Fenced { ours: u64, theirs: u64 },
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis().try_into().unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Aborts the task when dropped, so a session that ends (or is dropped)
+/// leaves no reader behind.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The wire code for a store error, so the peer learns what went wrong.
+pub fn code_of(e: &StoreError) -> u16 {
+    match e {
+        StoreError::Fenced { .. } => code::FENCED,
+        StoreError::Replication(_) | StoreError::Corrupt(_) => code::BAD_FRAME,
+        StoreError::NotRetained { .. } => code::NOT_RETAINED,
+        _ => code::INTERNAL,
+    }
+}
+
+/// Runs the active site's side until an error ends it (or the future is
+/// dropped). `acked` receives each LSN the replica acknowledges as applied.
+pub async fn send<S>(
+    store: Arc<Store>,
+    conn: S,
+    cfg: &SessionConfig,
+    acked: Option<watch::Sender<Lsn>>,
+) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let vserver = store.config().name;
+    let (mut rd, mut wr) = tokio::io::split(conn);
+    let hello = Message::Hello(Hello {
+        protocol_version: wire::PROTOCOL_VERSION,
+        site_id: cfg.site_id.clone(),
+        vserver: vserver.clone(),
+        epoch: store.epoch(),
+        last_lsn: store.durable_lsn(),
+    });
+    wire::write_message(&mut wr, &hello, cfg.message_timeout).await?;
+    let ok = match wire::read_message(&mut rd, cfg.message_timeout).await? {
+        Message::HelloOk(ok) => ok,
+        Message::Refuse { code, reason } => return Err(SessionError::Refused { code, reason }),
+        other => {
+            return Err(SessionError::Protocol(format!(
+                "expected HelloOk, got {}",
+                other.kind()
+            )))
+        }
+    };
+    let ours = store.epoch();
+    if ok.epoch > ours {
+        // Another site was promoted: this one must stop serving writes
+        // (invariant 3); the caller acts on the error.
+        let text = format!("epoch {ours} is below the replica's ({})", ok.epoch);
+        let _ = send_error(&mut wr, code::FENCED, &text, cfg).await;
+        return Err(SessionError::Fenced {
+            ours,
+            theirs: ok.epoch,
+        });
+    }
+    if ok.last_lsn > store.durable_lsn() {
+        let text = format!(
+            "replica holds LSN {}, past our durable {}: diverged",
+            ok.last_lsn,
+            store.durable_lsn()
+        );
+        let _ = send_error(&mut wr, code::GAP, &text, cfg).await;
+        return Err(SessionError::Protocol(text));
+    }
+    store.set_retention_floor(ok.last_lsn);
+    if let Some(tx) = &acked {
+        tx.send_replace(ok.last_lsn);
+    }
+
+    // Peer messages arrive on their own task, so acks are taken while
+    // batches are being sent.
+    let (tx, mut rx) = mpsc::channel(cfg.window_batches.saturating_mul(2).max(4));
+    let idle = cfg.idle_timeout;
+    let _reader = AbortOnDrop(tokio::spawn(async move {
+        loop {
+            let m = wire::read_message(&mut rd, idle).await;
+            let end = m.is_err();
+            if tx.send(m).await.is_err() || end {
+                return;
+            }
+        }
+    }));
+
+    let max_bytes = cfg
+        .max_batch_bytes
+        .min(wire::MAX_MESSAGE_BYTES - BATCH_OVERHEAD_BYTES);
+    let window = cfg.window_batches.max(1);
+    let mut applied = ok.last_lsn;
+    let mut sent = ok.last_lsn;
+    let mut in_flight: VecDeque<Lsn> = VecDeque::new();
+    let mut heartbeat = tokio::time::interval(cfg.heartbeat_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        while in_flight.len() < window {
+            let s = store.clone();
+            let after = sent;
+            let frames = tokio::task::spawn_blocking(move || s.read_frames(after, max_bytes))
+                .await
+                .map_err(|e| SessionError::Task(e.to_string()))??;
+            let Some(last) = frames.last().map(|f| f.lsn) else {
+                break;
+            };
+            let batch = Message::Batch(Batch {
+                vserver: vserver.clone(),
+                epoch: store.epoch(),
+                frames,
+            });
+            wire::write_message(&mut wr, &batch, cfg.message_timeout).await?;
+            sent = last;
+            in_flight.push_back(last);
+        }
+        tokio::select! {
+            m = rx.recv() => match m {
+                None => return Err(SessionError::Task("reader stopped".into())),
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(Message::Ack(a))) => {
+                    if a.applied_lsn > sent || a.applied_lsn < applied {
+                        return Err(SessionError::Protocol(format!(
+                            "ack of LSN {} outside {applied}..={sent}",
+                            a.applied_lsn
+                        )));
+                    }
+                    applied = a.applied_lsn;
+                    while in_flight.front().is_some_and(|&l| l <= applied) {
+                        in_flight.pop_front();
+                    }
+                    store.set_retention_floor(applied);
+                    if let Some(tx) = &acked {
+                        tx.send_replace(applied);
+                    }
+                }
+                Some(Ok(Message::Heartbeat { .. })) => {}
+                Some(Ok(Message::Error { code, text })) => {
+                    return Err(SessionError::Peer { code, text })
+                }
+                Some(Ok(other)) => {
+                    return Err(SessionError::Protocol(format!(
+                        "unexpected {} from the replica",
+                        other.kind()
+                    )))
+                }
+            },
+            r = store.wait_durable_past(sent), if in_flight.len() < window => {
+                r?;
+            }
+            _ = heartbeat.tick() => {
+                let hb = Message::Heartbeat { now_ms: now_ms() };
+                wire::write_message(&mut wr, &hb, cfg.message_timeout).await?;
+            }
+        }
+    }
+}
+
+async fn send_error<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    code: u16,
+    text: &str,
+    cfg: &SessionConfig,
+) -> Result<(), WireError> {
+    let text: String = text.chars().take(wire::MAX_TEXT_BYTES / 4).collect();
+    let msg = Message::Error { code, text };
+    wire::write_message(wr, &msg, cfg.message_timeout).await?;
+    wr.shutdown().await.map_err(WireError::Io)
+}
+
+async fn refuse<S: AsyncWrite>(
+    wr: &mut WriteHalf<S>,
+    code: u16,
+    reason: String,
+    cfg: &SessionConfig,
+) -> SessionError {
+    let msg = Message::Refuse {
+        code,
+        reason: reason.chars().take(wire::MAX_TEXT_BYTES / 4).collect(),
+    };
+    if let Err(e) = wire::write_message(wr, &msg, cfg.message_timeout).await {
+        tracing::debug!(error = %e, "could not send refusal");
+    }
+    SessionError::Refused { code, reason }
+}
+
+/// Runs the replica's side for `vserver` until the sender closes the
+/// connection (`Ok`) or an error ends it.
+pub async fn receive<S>(
+    store: Arc<Store>,
+    vserver: &str,
+    conn: S,
+    cfg: &SessionConfig,
+) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(conn);
+    let hello = match wire::read_message(&mut rd, cfg.message_timeout).await? {
+        Message::Hello(h) => h,
+        other => {
+            let why = format!("expected Hello, got {}", other.kind());
+            return Err(refuse(&mut wr, code::INTERNAL, why, cfg).await);
+        }
+    };
+    let ours = store.epoch();
+    let refusal = if hello.protocol_version != wire::PROTOCOL_VERSION {
+        Some((
+            code::VERSION,
+            format!(
+                "protocol version {} not spoken here (this site speaks {})",
+                hello.protocol_version,
+                wire::PROTOCOL_VERSION
+            ),
+        ))
+    } else if hello.vserver != vserver {
+        Some((
+            code::UNKNOWN_VSERVER,
+            format!(
+                "this session replicates {vserver:?}, not {:?}",
+                hello.vserver
+            ),
+        ))
+    } else if !store.is_replica() {
+        Some((
+            code::INTERNAL,
+            format!("{vserver:?} is active here, not a replica"),
+        ))
+    } else if hello.epoch < ours {
+        Some((
+            code::FENCED,
+            format!("epoch {} is below ours ({ours})", hello.epoch),
+        ))
+    } else if hello.last_lsn < store.last_lsn() {
+        Some((
+            code::GAP,
+            format!(
+                "sender holds LSN {}, behind ours ({}): diverged",
+                hello.last_lsn,
+                store.last_lsn()
+            ),
+        ))
+    } else {
+        None
+    };
+    if let Some((code, reason)) = refusal {
+        tracing::warn!(site = %hello.site_id, vserver = %hello.vserver, code, %reason, "refusing replication session");
+        return Err(refuse(&mut wr, code, reason, cfg).await);
+    }
+    let ok = Message::HelloOk(HelloOk {
+        protocol_version: wire::PROTOCOL_VERSION,
+        epoch: ours,
+        last_lsn: store.last_lsn(),
+    });
+    wire::write_message(&mut wr, &ok, cfg.message_timeout).await?;
+    loop {
+        let msg = match wire::read_message(&mut rd, cfg.idle_timeout).await {
+            Err(WireError::Closed) => return Ok(()),
+            other => other?,
+        };
+        match msg {
+            Message::Batch(b) => {
+                if b.vserver != vserver {
+                    let text = format!("batch for {:?} in a session for {vserver:?}", b.vserver);
+                    let _ = send_error(&mut wr, code::UNKNOWN_VSERVER, &text, cfg).await;
+                    return Err(SessionError::Protocol(text));
+                }
+                let ours = store.epoch();
+                if b.epoch < ours {
+                    let text = format!("batch epoch {} is below ours ({ours})", b.epoch);
+                    let _ = send_error(&mut wr, code::FENCED, &text, cfg).await;
+                    return Err(SessionError::Fenced {
+                        ours,
+                        theirs: b.epoch,
+                    });
+                }
+                let s = store.clone();
+                let applied = tokio::task::spawn_blocking(move || s.apply_replicated(&b.frames))
+                    .await
+                    .map_err(|e| SessionError::Task(e.to_string()))?;
+                match applied {
+                    Ok(lsn) => {
+                        let ack = Message::Ack(Ack {
+                            received_lsn: lsn,
+                            durable_lsn: lsn,
+                            applied_lsn: lsn,
+                        });
+                        wire::write_message(&mut wr, &ack, cfg.message_timeout).await?;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "refusing replicated batch");
+                        let _ = send_error(&mut wr, code_of(&e), &e.to_string(), cfg).await;
+                        return Err(e.into());
+                    }
+                }
+            }
+            Message::Heartbeat { .. } => {
+                let hb = Message::Heartbeat { now_ms: now_ms() };
+                wire::write_message(&mut wr, &hb, cfg.message_timeout).await?;
+            }
+            Message::Error { code, text } => return Err(SessionError::Peer { code, text }),
+            other => {
+                let text = format!("unexpected {} from the sender", other.kind());
+                let _ = send_error(&mut wr, code::INTERNAL, &text, cfg).await;
+                return Err(SessionError::Protocol(text));
+            }
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Sender and receiver sessions over an in-memory pipe: streaming while
+//! the active site keeps writing, resuming after a broken connection,
+//! refusals (older epoch, wrong vserver), and a dead link detected.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tandem_repl::session::*;
+use tandem_repl::wire::{self, code, HelloOk, Message};
+use tandem_store::journal::{decode_payload, encode_frame};
+use tandem_store::*;
+use tokio::sync::watch;
+
+const SITE: &str = "3f2a9c0d5e6b7a8f3f2a9c0d5e6b7a8f3f2a9c0d5e6b7a8f3f2a9c0d5e6b7a8f";
+
+fn cfg() -> SessionConfig {
+    SessionConfig {
+        site_id: SITE.into(),
+        message_timeout: Duration::from_secs(10),
+        heartbeat_interval: Duration::from_millis(50),
+        idle_timeout: Duration::from_millis(500),
+        window_batches: 3,
+        max_batch_bytes: 16 << 10,
+    }
+}
+
+fn export(path: &str) -> Export {
+    Export {
+        path: path.into(),
+        clients: Vec::new(),
+        read_only: false,
+        root_squash: false,
+        anon_uid: 65534,
+        anon_gid: 65534,
+    }
+}
+
+fn new_active(dir: &std::path::Path) -> (Arc<Store>, Ino) {
+    let store = Store::init(dir, "vs1", StoreOptions::default()).expect("init");
+    let fs = store.create_fs("fs1", export("/fs1")).expect("fs").value;
+    (Arc::new(store), fs.root_ino)
+}
+
+/// Some writes: files with data, a rename, a removal.
+fn write_some(store: &Store, root: Ino, round: u32) {
+    let ctx = OpCtx::new(Cred::root());
+    let set = SetAttr::default();
+    for i in 0..10u32 {
+        let name = format!("r{round}-{i}");
+        let f = store
+            .create(&ctx, root, name.as_bytes(), CreateHow::Unchecked, &set)
+            .expect("create");
+        let data = vec![(round + i) as u8; 3000 * i as usize + 1];
+        store.write(&ctx, f.value.ino, 0, &data).expect("write");
+    }
+    let from = format!("r{round}-1");
+    let to = format!("r{round}-2");
+    store
+        .rename(&ctx, root, from.as_bytes(), root, to.as_bytes())
+        .expect("rename");
+    let gone = format!("r{round}-3");
+    store.remove(&ctx, root, gone.as_bytes()).expect("remove");
+}
+
+async fn wait_for(acked: &mut watch::Receiver<Lsn>, lsn: Lsn) {
+    tokio::time::timeout(Duration::from_secs(20), acked.wait_for(|&a| a >= lsn))
+        .await
+        .expect("replica caught up in time")
+        .expect("sender alive");
+}
+
+fn contents(store: &Store) -> Vec<(Ino, Vec<u8>)> {
+    let st = store.snapshot();
+    st.inodes
+        .iter()
+        .filter(|(_, i)| i.attr.ftype == FileType::Regular)
+        .map(|(&ino, i)| {
+            let data = store
+                .read(&Cred::root(), ino, 0, i.attr.size as u32)
+                .expect("read")
+                .data;
+            (ino, data)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_while_writing_and_resumes_after_a_cut() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (active, root) = new_active(&tmp.path().join("active"));
+    let replica = Arc::new(
+        Store::init_replica(&tmp.path().join("replica"), StoreOptions::default()).expect("replica"),
+    );
+    write_some(&active, root, 0);
+
+    let (a, b) = tokio::io::duplex(64 << 10);
+    let (ack_tx, mut acked) = watch::channel(0);
+    let c = cfg();
+    let sender = tokio::spawn({
+        let active = active.clone();
+        let c = c.clone();
+        async move { send(active, a, &c, Some(ack_tx)).await }
+    });
+    let receiver = tokio::spawn({
+        let replica = replica.clone();
+        let c = c.clone();
+        async move { receive(replica, "vs1", b, &c).await }
+    });
+    // More writes while streaming; each round made durable (like COMMIT).
+    for round in 1..4 {
+        write_some(&active, root, round);
+        active
+            .wait_durable_blocking(active.last_lsn())
+            .expect("durable");
+    }
+    wait_for(&mut acked, active.last_lsn()).await;
+    assert_eq!(replica.snapshot(), active.snapshot());
+    assert_eq!(contents(&replica), contents(&active));
+
+    // Cut the link: both sides end with an error, nothing is corrupted.
+    sender.abort();
+    let _ = sender.await;
+    let r = receiver.await.expect("join");
+    assert!(
+        r.is_ok() || matches!(r, Err(SessionError::Wire(_))),
+        "{r:?}"
+    );
+
+    // The active site goes on alone, then a new session resumes.
+    for round in 4..6 {
+        write_some(&active, root, round);
+    }
+    active
+        .wait_durable_blocking(active.last_lsn())
+        .expect("durable");
+    let (a, b) = tokio::io::duplex(64 << 10);
+    let (ack_tx, mut acked) = watch::channel(0);
+    let sender = tokio::spawn({
+        let active = active.clone();
+        let c = c.clone();
+        async move { send(active, a, &c, Some(ack_tx)).await }
+    });
+    let receiver = tokio::spawn({
+        let replica = replica.clone();
+        let c = c.clone();
+        async move { receive(replica, "vs1", b, &c).await }
+    });
+    wait_for(&mut acked, active.last_lsn()).await;
+    assert_eq!(replica.snapshot(), active.snapshot());
+    assert_eq!(contents(&replica), contents(&active));
+    // Idle for a while: heartbeats keep the session up.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        !sender.is_finished(),
+        "heartbeats keep an idle session alive"
+    );
+    assert!(!receiver.is_finished());
+    sender.abort();
+    let _ = sender.await;
+    let _ = receiver.await;
+}
+
+/// Re-encodes frames with another epoch (what a newly promoted site sends).
+fn with_epoch(frames: &[RawFrame], epoch: u64) -> Vec<RawFrame> {
+    frames
+        .iter()
+        .map(|f| {
+            let record = decode_payload(f.payload()).expect("decode");
+            let mut out = Vec::new();
+            encode_frame(&mut out, f.lsn, epoch, &record).expect("encode");
+            RawFrame::parse(Bytes::from(out)).expect("parse")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_epoch_and_wrong_vserver_are_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (active, root) = new_active(&tmp.path().join("active"));
+    write_some(&active, root, 0);
+    active
+        .wait_durable_blocking(active.last_lsn())
+        .expect("durable");
+    let replica = Arc::new(
+        Store::init_replica(&tmp.path().join("replica"), StoreOptions::default()).expect("replica"),
+    );
+    // The replica has seen epoch 2: the epoch-1 active site is fenced.
+    let frames = active.read_frames(0, 1).expect("frames");
+    replica
+        .apply_replicated(&with_epoch(&frames, 2))
+        .expect("epoch 2");
+    let before = replica.snapshot();
+    let c = cfg();
+
+    let (a, b) = tokio::io::duplex(64 << 10);
+    let (s, r) = tokio::join!(
+        send(active.clone(), a, &c, None),
+        receive(replica.clone(), "vs1", b, &c)
+    );
+    assert!(
+        matches!(
+            s,
+            Err(SessionError::Refused {
+                code: code::FENCED,
+                ..
+            })
+        ),
+        "{s:?}"
+    );
+    assert!(matches!(r, Err(SessionError::Refused { .. })), "{r:?}");
+    assert_eq!(replica.snapshot(), before);
+
+    // A replica set up for another vserver.
+    let (a, b) = tokio::io::duplex(64 << 10);
+    let (s, _r) = tokio::join!(
+        send(active.clone(), a, &c, None),
+        receive(replica.clone(), "other", b, &c)
+    );
+    assert!(
+        matches!(
+            s,
+            Err(SessionError::Refused {
+                code: code::UNKNOWN_VSERVER,
+                ..
+            })
+        ),
+        "{s:?}"
+    );
+
+    // An active store never receives.
+    let (a, b) = tokio::io::duplex(64 << 10);
+    let (s, _r) = tokio::join!(
+        send(active.clone(), a, &c, None),
+        receive(active.clone(), "vs1", b, &c)
+    );
+    assert!(matches!(s, Err(SessionError::Refused { .. })), "{s:?}");
+    assert_eq!(replica.snapshot(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_replica_is_detected() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (active, root) = new_active(&tmp.path().join("active"));
+    write_some(&active, root, 0);
+    active
+        .wait_durable_blocking(active.last_lsn())
+        .expect("durable");
+    let (a, mut b) = tokio::io::duplex(64 << 10);
+    // A peer that answers Hello, then reads everything and says nothing.
+    let peer = tokio::spawn(async move {
+        let t = Duration::from_secs(5);
+        let _hello = wire::read_message(&mut b, t).await.expect("hello");
+        let ok = Message::HelloOk(HelloOk {
+            protocol_version: wire::PROTOCOL_VERSION,
+            epoch: 1,
+            last_lsn: 0,
+        });
+        wire::write_message(&mut b, &ok, t).await.expect("ok");
+        while wire::read_message(&mut b, t).await.is_ok() {}
+    });
+    let c = cfg();
+    let started = std::time::Instant::now();
+    let s = send(active.clone(), a, &c, None).await;
+    assert!(
+        matches!(s, Err(SessionError::Wire(wire::WireError::Timeout { .. }))),
+        "{s:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    peer.abort();
+}
