@@ -36,8 +36,18 @@ fn export(path: &str) -> Export {
     }
 }
 
+/// Small segments and frequent checkpoints: without the retention floor,
+/// checkpoints would delete frames the replica still lacks.
+fn active_opts() -> StoreOptions {
+    StoreOptions {
+        max_segment_bytes: 32 << 10,
+        checkpoint_every_bytes: 64 << 10,
+        ..StoreOptions::default()
+    }
+}
+
 fn new_active(dir: &std::path::Path) -> (Arc<Store>, Ino) {
-    let store = Store::init(dir, "vs1", StoreOptions::default()).expect("init");
+    let store = Store::init(dir, "vs1", active_opts()).expect("init");
     let fs = store.create_fs("fs1", export("/fs1")).expect("fs").value;
     (Arc::new(store), fs.root_ino)
 }
@@ -127,13 +137,21 @@ async fn streams_while_writing_and_resumes_after_a_cut() {
         "{r:?}"
     );
 
-    // The active site goes on alone, then a new session resumes.
+    // The active site goes on alone, checkpointing; the floor the last ack
+    // set keeps every segment the replica lacks. Then a new session resumes.
+    let floor = replica.last_lsn();
     for round in 4..6 {
         write_some(&active, root, round);
+        active
+            .wait_durable_blocking(active.last_lsn())
+            .expect("durable");
+        active.checkpoint().expect("checkpoint");
     }
-    active
-        .wait_durable_blocking(active.last_lsn())
-        .expect("durable");
+    assert!(active.oldest_retained_lsn().expect("oldest") <= floor + 1);
+    assert!(
+        active.oldest_retained_lsn().expect("oldest") > 1,
+        "older segments went"
+    );
     let (a, b) = tokio::io::duplex(64 << 10);
     let (ack_tx, mut acked) = watch::channel(0);
     let sender = tokio::spawn({
