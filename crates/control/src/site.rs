@@ -74,6 +74,14 @@ pub struct NfsSettings {
     pub max_connections: usize,
     pub max_record_bytes: usize,
     pub max_requests_per_connection: usize,
+    /// Requests in progress at once across all connections of one address:
+    /// with max_record_bytes, what bounds request memory.
+    #[serde(default = "default_max_requests_total")]
+    pub max_requests_total: usize,
+}
+
+fn default_max_requests_total() -> usize {
+    256
 }
 
 impl NfsSettings {
@@ -88,6 +96,7 @@ impl NfsSettings {
             // A 1 MiB WRITE plus RPC and NFS headers.
             max_record_bytes: (1 << 20) + 64 * 1024,
             max_requests_per_connection: 128,
+            max_requests_total: default_max_requests_total(),
         }
     }
 
@@ -118,6 +127,7 @@ impl NfsSettings {
             1,
             4096,
         )?;
+        check_range("nfs.max_requests_total", self.max_requests_total, 1, 65_536)?;
         Ok(())
     }
 }
@@ -209,6 +219,7 @@ impl SiteConfig {
             max_connections: self.nfs.max_connections,
             max_record_bytes: self.nfs.max_record_bytes,
             max_requests_per_connection: self.nfs.max_requests_per_connection,
+            max_requests_total: self.nfs.max_requests_total,
         }
     }
 }

@@ -43,6 +43,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub max_record_bytes: usize,
     pub max_requests_per_connection: usize,
+    /// Requests being read, run or answered at once across every connection
+    /// of the service: with `max_record_bytes`, the bound on request memory.
+    pub max_requests_total: usize,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +57,7 @@ impl Default for ServerConfig {
             max_connections: 256,
             max_record_bytes: (1 << 20) + (64 << 10),
             max_requests_per_connection: 64,
+            max_requests_total: 256,
         }
     }
 }
@@ -110,6 +114,7 @@ impl VserverService {
             conn_slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
             max_record_bytes: cfg.max_record_bytes,
             max_requests_per_connection: cfg.max_requests_per_connection,
+            request_slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_requests_total)),
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let listeners = bound
@@ -152,6 +157,11 @@ fn validate(cfg: &ServerConfig) -> Result<u32, NfsError> {
     if cfg.max_connections == 0 {
         return Err(NfsError::Config(
             "max_connections must be at least 1".into(),
+        ));
+    }
+    if cfg.max_requests_total == 0 {
+        return Err(NfsError::Config(
+            "max_requests_total must be at least 1".into(),
         ));
     }
     if cfg.max_requests_per_connection == 0 {

@@ -25,6 +25,8 @@ pub(crate) struct Limits {
     pub(crate) conn_slots: Arc<Semaphore>,
     pub(crate) max_record_bytes: usize,
     pub(crate) max_requests_per_connection: usize,
+    /// One permit per request in progress, shared by every connection.
+    pub(crate) request_slots: Arc<Semaphore>,
 }
 
 pub(crate) struct Bound {
@@ -60,6 +62,7 @@ pub(crate) async fn accept_loop(
     let conn_limits = ConnLimits {
         max_record_bytes: limits.max_record_bytes,
         max_requests_per_connection: limits.max_requests_per_connection,
+        request_slots: limits.request_slots.clone(),
     };
     let mut stop = shutdown.clone();
     loop {
@@ -75,6 +78,7 @@ pub(crate) async fn accept_loop(
                     debug!(%peer, ?service, "connection accepted");
                     let shared = shared.clone();
                     let shutdown = shutdown.clone();
+                    let conn_limits = conn_limits.clone();
                     conns.spawn(async move {
                         serve_connection(stream, service, shared, conn_limits, shutdown).await;
                         drop(slot);

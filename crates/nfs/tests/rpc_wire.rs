@@ -390,3 +390,61 @@ async fn connection_limit_refuses_extra_connections() {
     }
     srv.stop().await;
 }
+
+/// With one service-wide request slot, two connections that each pipeline
+/// many calls are still all answered: the limit serialises, never deadlocks
+/// (a slot is freed once its reply is written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_wide_request_limit_serialises_without_deadlock() {
+    let cfg = tandem_nfs::ServerConfig {
+        max_requests_total: 1,
+        ..test_config()
+    };
+    let srv = start_with_config(vec![("data", export("/data"))], cfg).await;
+    let mut conns = Vec::new();
+    for c in 0..2u32 {
+        let mut s = TcpStream::connect(("127.0.0.1", srv.ep.nfs_port))
+            .await
+            .unwrap();
+        let mut batch = Vec::new();
+        for i in 0..20u32 {
+            batch.extend(RawCall::new(c * 100 + i, NFS, 3, 0).record());
+        }
+        s.write_all(&batch).await.unwrap();
+        conns.push(s);
+    }
+    for (c, s) in conns.iter_mut().enumerate() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            let r = tokio::time::timeout(DEADLINE, read_reply(s))
+                .await
+                .expect("reply in time");
+            seen.insert(r.xid());
+        }
+        let c = c as u32;
+        assert_eq!(seen, (c * 100..c * 100 + 20).collect());
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn zero_request_limit_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tandem_store::Store::init(
+        &dir.path().join("vs"),
+        "vs1",
+        tandem_store::StoreOptions::default(),
+    )
+    .unwrap();
+    let cfg = tandem_nfs::ServerConfig {
+        max_requests_total: 0,
+        ..test_config()
+    };
+    let r = tandem_nfs::VserverService::start(
+        std::sync::Arc::new(store),
+        vec!["127.0.0.1".parse().unwrap()],
+        cfg,
+    )
+    .await;
+    assert!(matches!(r, Err(tandem_nfs::NfsError::Config(_))));
+}

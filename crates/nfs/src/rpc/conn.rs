@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use super::message::{encode_reply, parse_call, CallError, EncodedReply};
-use super::record::{read_record, RecordError};
+use super::record::{read_record_rest, read_record_start, RecordError};
 use crate::dispatch::{dispatch, Call, Service};
 use crate::server::Shared;
 
@@ -24,17 +24,19 @@ const MAX_REPLY_WRITE_TIME: std::time::Duration = std::time::Duration::from_secs
 /// Replies are buffered up to this size so small ones share a segment.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ConnLimits {
     pub(crate) max_record_bytes: usize,
     pub(crate) max_requests_per_connection: usize,
+    /// Service-wide request permits (see `ServerConfig::max_requests_total`).
+    pub(crate) request_slots: Arc<Semaphore>,
 }
 
 struct Reply {
     encoded: EncodedReply,
     /// The call's in-flight slot, released only once the reply is written,
     /// so replies waiting for a slow reader count against the limit too.
-    _slot: Option<OwnedSemaphorePermit>,
+    _slot: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
 }
 
 pub(crate) async fn serve_connection(
@@ -64,18 +66,34 @@ pub(crate) async fn serve_connection(
             let Ok(permit) = in_flight.clone().acquire_owned().await else {
                 break Ok(());
             };
-            let record =
-                match read_record(&mut read_half, limits.max_record_bytes, MAX_RECORD_TIME).await {
-                    Ok(Some(r)) => r,
-                    Ok(None) => break Ok(()),
-                    Err(e) => break Err(e),
-                };
+            let head = match read_record_start(&mut read_half).await {
+                Ok(Some(h)) => h,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            // Then a service-wide permit, taken only once a request has
+            // started (an idle connection must not hold one): many
+            // connections must not add up to unbounded memory either.
+            let Ok(service_permit) = limits.request_slots.clone().acquire_owned().await else {
+                break Ok(());
+            };
+            let record = match read_record_rest(
+                &mut read_half,
+                head,
+                limits.max_record_bytes,
+                MAX_RECORD_TIME,
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => break Err(e),
+            };
             let tx = tx.clone();
             let shared = shared.clone();
             tasks.spawn(async move {
                 if let Some(mut reply) = handle_record(&shared, service, peer, local, record).await
                 {
-                    reply._slot = Some(permit);
+                    reply._slot = Some((permit, service_permit));
                     // A send error means the writer is gone (connection
                     // closing); the reply has nowhere to go.
                     let _ = tx.send(reply).await;

@@ -27,20 +27,44 @@ pub(crate) enum RecordError {
 /// Waiting for a record to start is unbounded (NFS clients keep idle
 /// connections), but once started it must be complete within
 /// `max_record_time`, so a trickling peer cannot hold a connection slot.
+#[cfg(test)]
 pub(crate) async fn read_record<R: AsyncRead + Unpin>(
     reader: &mut R,
     max_record_bytes: usize,
     max_record_time: Duration,
 ) -> Result<Option<Vec<u8>>, RecordError> {
+    let Some(head) = read_record_start(reader).await? else {
+        return Ok(None);
+    };
+    read_record_rest(reader, head, max_record_bytes, max_record_time)
+        .await
+        .map(Some)
+}
+
+/// Waits for the next record to start; returns its first fragment header,
+/// or `None` on a clean close between records. Split from the rest so a
+/// caller can wait for a request without holding resources for one.
+pub(crate) async fn read_record_start<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<Option<[u8; 4]>, RecordError> {
     let mut head = [0u8; 4];
     match reader.read_exact(&mut head).await {
-        Ok(_) => {}
+        Ok(_) => Ok(Some(head)),
         // EOF between records is an ordinary close.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e.into()),
     }
+}
+
+/// Reads the rest of a started record, within `max_record_time`.
+pub(crate) async fn read_record_rest<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    head: [u8; 4],
+    max_record_bytes: usize,
+    max_record_time: Duration,
+) -> Result<Vec<u8>, RecordError> {
     match tokio::time::timeout(max_record_time, read_rest(reader, head, max_record_bytes)).await {
-        Ok(r) => r.map(Some),
+        Ok(r) => r,
         Err(_) => Err(RecordError::TooSlow {
             max_record_secs: max_record_time.as_secs(),
         }),
