@@ -109,7 +109,7 @@ fn check_frame(bytes: &[u8]) -> std::result::Result<FrameHeader, String> {
 #[derive(Default)]
 pub(crate) struct Replication {
     /// A replica refuses local changes; only `apply_replicated` writes.
-    replica: AtomicBool,
+    pub(crate) replica: AtomicBool,
     /// One batch at a time: a batch's LSNs are checked against the state
     /// before it is appended, so two batches must not interleave.
     applying: Mutex<()>,
@@ -137,6 +137,27 @@ impl Replication {
     }
 }
 
+/// Marks a store directory as a replica, so reopening it by any path
+/// (`open` as well as `open_replica`) never makes it writable by accident.
+/// Promotion (failover) will remove it.
+pub const ROLE_FILE: &str = "ROLE";
+pub const ROLE_REPLICA: &str = "replica\n";
+
+/// Whether the directory is marked as a replica; an unknown mark is an
+/// error rather than a guess.
+pub(crate) fn marked_replica(dir: &Path) -> Result<bool> {
+    let role = dir.join(ROLE_FILE);
+    match std::fs::read(&role) {
+        Ok(t) if t == ROLE_REPLICA.as_bytes() => Ok(true),
+        Ok(_) => Err(StoreError::Corrupt(format!(
+            "{}: unknown store role",
+            role.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StoreError::io(&role, e)),
+    }
+}
+
 impl Store {
     /// Creates an empty replica store: no record at all, LSN 0. The active
     /// site's first record (LSN 1, which names the vserver) creates the
@@ -153,6 +174,8 @@ impl Store {
         std::fs::create_dir_all(dir.join("journal")).map_err(|e| StoreError::io(dir, e))?;
         let format = dir.join(FORMAT_FILE);
         std::fs::write(&format, FORMAT_TEXT).map_err(|e| StoreError::io(&format, e))?;
+        let role = dir.join(ROLE_FILE);
+        std::fs::write(&role, ROLE_REPLICA).map_err(|e| StoreError::io(&role, e))?;
         sync_dir(dir)?;
         Store::open_replica(dir, opts)
     }

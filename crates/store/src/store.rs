@@ -117,6 +117,7 @@ impl Store {
             }
             Err(e) => return Err(StoreError::io(&format, e)),
         }
+        let marked_replica = crate::replica::marked_replica(dir)?;
         let lock = lock_dir(dir)?;
         let data = Arc::new(DataFiles::new(dir.join("data"), opts.max_open_files)?);
         let journal_dir = dir.join("journal");
@@ -176,6 +177,12 @@ impl Store {
             opts.retain_journal,
         ));
         let checkpoint_thread = checkpointer::spawn(checkpointer.clone())?;
+        let replication = crate::replica::Replication::default();
+        if marked_replica {
+            replication
+                .replica
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         Ok(Store {
             dir: dir.to_path_buf(),
             opts,
@@ -187,7 +194,7 @@ impl Store {
             checkpointer,
             checkpoint_thread: Mutex::new(Some(checkpoint_thread)),
             journal,
-            replication: crate::replica::Replication::default(),
+            replication,
             verifier: rand::random(),
             _lock: lock,
         })

@@ -606,3 +606,22 @@ mod random {
         }
     }
 }
+
+/// The replica role is recorded in the store directory: reopening it with
+/// plain `open` (as a daemon restart might) still refuses local changes.
+#[test]
+fn replica_role_survives_a_plain_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("r");
+    let replica = Store::init_replica(&dir, StoreOptions::default()).unwrap();
+    assert!(replica.is_replica());
+    drop(replica);
+    let reopened = Store::open(&dir, StoreOptions::default()).unwrap();
+    assert!(reopened.is_replica(), "plain open made a replica writable");
+    drop(reopened);
+    std::fs::write(dir.join("ROLE"), b"primary?\n").unwrap();
+    assert!(matches!(
+        Store::open(&dir, StoreOptions::default()),
+        Err(StoreError::Corrupt(_))
+    ));
+}
