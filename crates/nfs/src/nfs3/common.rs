@@ -237,7 +237,6 @@ pub(crate) struct Made {
     pub(crate) obj: post_op_fh3,
     pub(crate) obj_attributes: post_op_attr,
     pub(crate) dir_wcc: wcc_data,
-    pub(crate) lsn: Lsn,
 }
 
 pub(crate) fn made(store: &Store, dir: &Target, m: Mutation<Attr>) -> Made {
@@ -245,7 +244,6 @@ pub(crate) fn made(store: &Store, dir: &Target, m: Mutation<Attr>) -> Made {
         obj: Nfs3Option::Some(fh_of(&m.value)),
         obj_attributes: Nfs3Option::Some(fattr(&m.value)),
         dir_wcc: wcc(m.pre, &dir.attr, post_attr(store, dir.ino())),
-        lsn: m.lsn,
     }
 }
 

@@ -3,15 +3,13 @@
 
 use std::sync::Arc;
 
-use nfs3_types::nfs3::{nfsstat3, wcc_data, MKNOD3resfail, MKNOD3resok};
+use nfs3_types::nfs3::{nfsstat3, MKNOD3resfail, MKNOD3resok};
 use tandem_store::{NodeKind, SetAttr};
 
 use super::args;
-use super::common::{
-    blocking, check_name, dir_failed, finish, made, op_ctx, open, parse_args, status, Intent,
-    Prepared,
-};
-use crate::dispatch::{success, Call};
+use super::common::{parse_args, status};
+use super::dirchange::make;
+use crate::dispatch::Call;
 use crate::rpc::message::ReplyStatus;
 use crate::server::Shared;
 
@@ -45,52 +43,13 @@ pub(super) async fn call(shared: &Arc<Shared>, call: &Call, args: &[u8]) -> Repl
         Ok(v) => v,
         Err(status) => return status,
     };
-    let call = call.clone();
-    let prepared = blocking(
-        shared,
-        move |store| -> Prepared<MKNOD3resok, MKNOD3resfail> {
-            let dir = open(store, &call, &op.dir, Intent::Modify).map_err(|st| {
-                (
-                    st,
-                    MKNOD3resfail {
-                        dir_wcc: wcc_data::default(),
-                    },
-                )
-            })?;
-            let fail = |st| {
-                (
-                    st,
-                    MKNOD3resfail {
-                        dir_wcc: dir_failed(store, &dir),
-                    },
-                )
-            };
-            check_name(&op.name).map_err(fail)?;
-            let (kind, set): (NodeKind, SetAttr) =
-                what.ok_or_else(|| fail(nfsstat3::NFS3ERR_BADTYPE))?;
-            match store.mknod(&op_ctx(&call, &dir.cred), dir.ino(), &op.name, kind, &set) {
-                Ok(m) => {
-                    let m = made(store, &dir, m);
-                    let ok = MKNOD3resok {
-                        obj: m.obj,
-                        obj_attributes: m.obj_attributes,
-                        dir_wcc: m.dir_wcc,
-                    };
-                    Ok((ok, m.lsn))
-                }
-                Err(e) => Err(fail(status(&e))),
-            }
+    let change = Box::new(
+        move |store: &tandem_store::Store, ctx: &_, dir, name: &[u8]| {
+            let (kind, set): (NodeKind, SetAttr) = what.ok_or(nfsstat3::NFS3ERR_BADTYPE)?;
+            store
+                .mknod(ctx, dir, name, kind, &set)
+                .map_err(|e| status(&e))
         },
-    )
-    .await;
-    let prepared = match prepared {
-        Ok(p) => p,
-        Err(status) => return status,
-    };
-    success(
-        &finish(shared, prepared, |ok| MKNOD3resfail {
-            dir_wcc: ok.dir_wcc,
-        })
-        .await,
-    )
+    );
+    make::<MKNOD3resok, MKNOD3resfail>(shared, call, op, change).await
 }

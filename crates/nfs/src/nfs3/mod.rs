@@ -11,6 +11,7 @@ mod commit;
 pub(crate) mod common;
 mod convert;
 mod create;
+mod dirchange;
 mod dirents;
 mod fsinfo;
 mod fsstat;

@@ -5,11 +5,9 @@ use std::sync::Arc;
 use nfs3_types::nfs3::{nfsstat3, SYMLINK3resfail, SYMLINK3resok};
 
 use super::args;
-use super::common::{
-    blocking, check_name, dir_failed, finish, made, op_ctx, open, parse_args, status, Intent,
-    Prepared,
-};
-use crate::dispatch::{success, Call};
+use super::common::{parse_args, status};
+use super::dirchange::make;
+use crate::dispatch::Call;
 use crate::rpc::message::ReplyStatus;
 use crate::server::Shared;
 
@@ -21,53 +19,15 @@ pub(super) async fn call(shared: &Arc<Shared>, call: &Call, args: &[u8]) -> Repl
         Ok(v) => v,
         Err(status) => return status,
     };
-    let call = call.clone();
-    let prepared = blocking(
-        shared,
-        move |store| -> Prepared<SYMLINK3resok, SYMLINK3resfail> {
-            let dir = open(store, &call, &op.dir, Intent::Modify)
-                .map_err(|st| (st, SYMLINK3resfail::default()))?;
-            let fail = |st| {
-                (
-                    st,
-                    SYMLINK3resfail {
-                        dir_wcc: dir_failed(store, &dir),
-                    },
-                )
-            };
-            check_name(&op.name).map_err(fail)?;
+    let change = Box::new(
+        move |store: &tandem_store::Store, ctx: &_, dir, name: &[u8]| {
             if target.len() > tandem_store::MAX_SYMLINK_BYTES {
-                return Err(fail(nfsstat3::NFS3ERR_NAMETOOLONG));
+                return Err(nfsstat3::NFS3ERR_NAMETOOLONG);
             }
-            match store.symlink(
-                &op_ctx(&call, &dir.cred),
-                dir.ino(),
-                &op.name,
-                &target,
-                &set,
-            ) {
-                Ok(m) => {
-                    let m = made(store, &dir, m);
-                    let ok = SYMLINK3resok {
-                        obj: m.obj,
-                        obj_attributes: m.obj_attributes,
-                        dir_wcc: m.dir_wcc,
-                    };
-                    Ok((ok, m.lsn))
-                }
-                Err(e) => Err(fail(status(&e))),
-            }
+            store
+                .symlink(ctx, dir, name, &target, &set)
+                .map_err(|e| status(&e))
         },
-    )
-    .await;
-    let prepared = match prepared {
-        Ok(p) => p,
-        Err(status) => return status,
-    };
-    success(
-        &finish(shared, prepared, |ok| SYMLINK3resfail {
-            dir_wcc: ok.dir_wcc,
-        })
-        .await,
-    )
+    );
+    make::<SYMLINK3resok, SYMLINK3resfail>(shared, call, op, change).await
 }
