@@ -5,6 +5,7 @@
 //! numbers, generations, timestamps, cookies), then applied; replaying the
 //! same records anywhere yields the same state, attribute for attribute.
 
+pub mod baseline;
 pub mod checkpoint;
 mod checkpointer;
 pub mod config;

@@ -117,6 +117,7 @@ impl Store {
             }
             Err(e) => return Err(StoreError::io(&format, e)),
         }
+        crate::baseline::refuse_if_in_progress(dir)?;
         let marked_replica = crate::replica::marked_replica(dir)?;
         let lock = lock_dir(dir)?;
         let data = Arc::new(DataFiles::new(dir.join("data"), opts.max_open_files)?);
@@ -347,7 +348,7 @@ fn spawn_applier(
         .map_err(|e| StoreError::io("data applier thread", e))
 }
 
-fn lock_dir(dir: &Path) -> Result<File> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
     use std::os::fd::AsRawFd;
     let path = dir.join("LOCK");
     let f = std::fs::OpenOptions::new()
