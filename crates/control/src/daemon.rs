@@ -18,8 +18,10 @@ use crate::api::proto::{Reply, Request, Response};
 use crate::api::server::ApiServer;
 use crate::error::{ControlError, Result};
 use crate::lock::SiteLock;
+use crate::names::parse_address;
 use crate::names::{validate_address, validate_export_path, validate_name};
 use crate::peer::{self, Peer, PeerCheck, PeerListener, PeerTls, MAX_PEERS};
+use crate::replication::{self, Incoming, Outgoing, ReplicationStatus, Sender, MODE_ASYNC};
 use crate::service::ServiceConfig;
 use crate::site::Site;
 use crate::status::{FsStatus, SiteStatus, StatusReport, VserverStatus};
@@ -36,6 +38,12 @@ pub struct Daemon {
     /// Set when the peer listener could not start (the site still serves
     /// its vservers; only pairing traffic is affected).
     peer_listener_error: Option<String>,
+    /// A copy of `peers` the replication senders read without awaiting.
+    peer_snapshot: Arc<std::sync::Mutex<Vec<Peer>>>,
+    /// replication.toml as last written.
+    replication: Mutex<replication::Settings>,
+    /// One sender per vserver this site replicates to a peer.
+    senders: Mutex<BTreeMap<String, Sender>>,
 }
 
 impl Daemon {
@@ -57,9 +65,16 @@ impl Daemon {
             names.push(name);
         }
         names.sort();
+        let replication = replication::load(&site.paths)?;
         let mut vservers = BTreeMap::new();
         for name in names {
-            let vs = Vserver::open(&site.paths.vserver(&name), &name, &service_cfg).await;
+            let mut vs = Vserver::open(&site.paths.vserver(&name), &name, &service_cfg).await;
+            if let Some(inc) = replication.incoming.get(&name) {
+                vs.set_replica_source(&inc.from);
+                if let Some(addr) = &inc.replica_address {
+                    vs.serve_replica_address(addr, &service_cfg).await;
+                }
+            }
             vservers.insert(name, vs);
         }
         let peers = peer::load(&site.paths, &site.identity.id)?;
@@ -74,10 +89,200 @@ impl Daemon {
             site,
             service_cfg,
             vservers: Mutex::new(vservers),
+            peer_snapshot: Arc::new(std::sync::Mutex::new(peers.clone())),
             peers: Mutex::new(peers),
             peer_tls,
             peer_listener_error: None,
+            replication: Mutex::new(replication),
+            senders: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    fn set_peer_snapshot(&self, peers: &[Peer]) {
+        match self.peer_snapshot.lock() {
+            Ok(mut g) => *g = peers.to_vec(),
+            Err(p) => *p.into_inner() = peers.to_vec(),
+        }
+    }
+
+    fn start_sender(&self, vserver: &str, store: Arc<Store>, settings: Outgoing) -> Sender {
+        let snapshot = self.peer_snapshot.clone();
+        let lookup: replication::PeerLookup = Arc::new(move |name: &str| {
+            let peers = match snapshot.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            peers.iter().find(|p| p.name == name).cloned()
+        });
+        tracing::info!(vserver, to = %settings.to, mode = %settings.mode, "replication sender started");
+        replication::start_sender(
+            vserver.to_string(),
+            store,
+            settings,
+            self.peer_tls.clone(),
+            lookup,
+        )
+    }
+
+    /// Starts a sender for every replicated vserver that is active here.
+    async fn start_senders(&self) {
+        let settings = self.replication.lock().await.outgoing.clone();
+        let table = self.vservers.lock().await;
+        let mut senders = self.senders.lock().await;
+        for (name, out) in settings {
+            let Some(vs) = table.get(&name) else {
+                tracing::warn!(vserver = %name, "replication.toml names a vserver this site does not have");
+                continue;
+            };
+            let Ok(store) = vs.store() else { continue };
+            if vs.is_replica() {
+                continue;
+            }
+            let sender = self.start_sender(&name, store.clone(), out);
+            senders.insert(name, sender);
+        }
+    }
+
+    /// `tandem replicate`: records the settings durably, then starts the
+    /// sender. Only async mode exists so far.
+    pub async fn replicate(
+        &self,
+        vserver: &str,
+        to: &str,
+        mode: &str,
+        replica_address: Option<String>,
+    ) -> Result<ReplicationStatus> {
+        validate_name("vserver name", vserver)?;
+        validate_name("peer name", to)?;
+        match mode {
+            MODE_ASYNC => {}
+            "commit-sync" | "sync" => {
+                return Err(ControlError::invalid(
+                    "replication mode",
+                    format!("{mode} is not implemented yet; only async is"),
+                ))
+            }
+            other => {
+                return Err(ControlError::invalid(
+                    "replication mode",
+                    format!("{other:?} is not one of async, commit-sync, sync"),
+                ))
+            }
+        }
+        let replica_address = match replica_address {
+            Some(a) => Some(parse_address(&a)?.to_string()),
+            None => None,
+        };
+        if !self.peers.lock().await.iter().any(|p| p.name == to) {
+            return Err(ControlError::NoPeer(to.to_string()));
+        }
+        let table = self.vservers.lock().await;
+        let vs = table
+            .get(vserver)
+            .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
+        if vs.is_replica() {
+            return Err(ControlError::invalid(
+                "vserver",
+                format!("{vserver} is a replica at this site; replicate it from its active site"),
+            ));
+        }
+        let store = vs.store()?.clone();
+        let mut senders = self.senders.lock().await;
+        if let Some(s) = senders.get(vserver) {
+            return Err(ControlError::Exists {
+                what: "replication".into(),
+                detail: format!("{vserver} is already replicated to {}", s.settings.to),
+            });
+        }
+        let out = Outgoing {
+            to: to.to_string(),
+            mode: mode.to_string(),
+            replica_address,
+        };
+        let mut settings = self.replication.lock().await;
+        let mut next = settings.clone();
+        next.outgoing.insert(vserver.to_string(), out.clone());
+        replication::save(&self.site.paths, &next)?;
+        *settings = next;
+        let sender = self.start_sender(vserver, store.clone(), out);
+        let status = sender.status(&store);
+        senders.insert(vserver.to_string(), sender);
+        Ok(status)
+    }
+
+    /// A peer asks to replicate `vserver` here (the REPLICATE preface):
+    /// returns the store the session runs against and the lock that keeps
+    /// it to one session. A vserver unknown here gets an empty replica
+    /// store; an active one is returned as is, and the session refuses it
+    /// with its own code. Serves `replica_address` read-only if given.
+    pub async fn incoming(
+        &self,
+        peer_id: &str,
+        vserver: &str,
+        replica_address: Option<&str>,
+    ) -> Result<(Arc<Store>, Arc<tokio::sync::Mutex<()>>)> {
+        validate_name("vserver name", vserver)?;
+        let replica_address = match replica_address {
+            Some(a) => Some(parse_address(a)?.to_string()),
+            None => None,
+        };
+        let mut table = self.vservers.lock().await;
+        if let Some(vs) = table.get(vserver) {
+            if !vs.is_replica() {
+                return Ok((vs.store()?.clone(), Arc::new(tokio::sync::Mutex::new(()))));
+            }
+        } else {
+            if table.len() >= self.site.config.control.max_vservers {
+                return Err(ControlError::invalid(
+                    "vserver",
+                    format!(
+                        "the site already holds control.max_vservers = {} vservers",
+                        self.site.config.control.max_vservers
+                    ),
+                ));
+            }
+            let dir = self.site.paths.vserver(vserver);
+            if dir.exists() {
+                return Err(ControlError::Exists {
+                    what: "vserver directory".into(),
+                    detail: dir.display().to_string(),
+                });
+            }
+            let vs = Vserver::create_replica(&dir, vserver).await?;
+            table.insert(vserver.to_string(), vs);
+        }
+        let mut settings = self.replication.lock().await;
+        let known = settings.incoming.get(vserver).cloned();
+        if let Some(k) = &known {
+            if k.from != peer_id {
+                return Err(ControlError::Exists {
+                    what: "replica".into(),
+                    detail: format!("{vserver} here is replicated from site {}", k.from),
+                });
+            }
+        }
+        let entry = Incoming {
+            from: peer_id.to_string(),
+            replica_address: replica_address
+                .clone()
+                .or_else(|| known.as_ref().and_then(|k| k.replica_address.clone())),
+        };
+        if known.as_ref() != Some(&entry) {
+            let mut next = settings.clone();
+            next.incoming.insert(vserver.to_string(), entry.clone());
+            replication::save(&self.site.paths, &next)?;
+            *settings = next;
+        }
+        drop(settings);
+        let vs = table
+            .get_mut(vserver)
+            .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
+        vs.set_replica_source(peer_id);
+        if let Some(addr) = &entry.replica_address {
+            vs.serve_replica_address(addr, &self.service_cfg).await;
+        }
+        vs.replica_session()
+            .ok_or_else(|| ControlError::Internal(format!("{vserver} is not a replica")))
     }
 
     pub fn site(&self) -> &Site {
@@ -116,6 +321,18 @@ impl Daemon {
             Request::PeerList => Ok(Reply::Peers(self.peers.lock().await.clone())),
             Request::PeerRemove { name } => self.remove_peer(&name).await.map(Reply::PeerRemoved),
             Request::PeerCheck { name } => self.check_peer(&name).await.map(Reply::PeerChecked),
+            Request::Replicate {
+                vserver,
+                to,
+                mode,
+                replica_address,
+            } => self
+                .replicate(&vserver, &to, &mode, replica_address)
+                .await
+                .map(|replication| Reply::Replicating {
+                    vserver,
+                    replication: Box::new(replication),
+                }),
         };
         if let Err(e) = &result {
             tracing::info!(error = %e, "control request refused");
@@ -125,13 +342,23 @@ impl Daemon {
 
     pub async fn status(&self, only: Option<&str>) -> Result<StatusReport> {
         let table = self.vservers.lock().await;
-        let vservers = match only {
+        let mut vservers = match only {
             Some(name) => vec![table
                 .get(name)
                 .ok_or_else(|| ControlError::NoVserver(name.to_string()))?
                 .status()],
             None => table.values().map(Vserver::status).collect(),
         };
+        let senders = self.senders.lock().await;
+        for v in &mut vservers {
+            let (Some(sender), Some(vs)) = (senders.get(&v.name), table.get(&v.name)) else {
+                continue;
+            };
+            if let Ok(store) = vs.store() {
+                v.replication = Some(Box::new(sender.status(store)));
+            }
+        }
+        drop(senders);
         Ok(StatusReport {
             site: SiteStatus {
                 name: self.site.config.name.clone(),
@@ -299,6 +526,7 @@ impl Daemon {
         self.peer_tls
             .allowed
             .replace(next.iter().map(|p| p.id.clone()));
+        self.set_peer_snapshot(&next);
         *peers = next;
         tracing::info!(peer = %peer.name, addr = %peer.addr, id = %peer.id, "peer added");
         Ok(peer)
@@ -318,6 +546,7 @@ impl Daemon {
         self.peer_tls
             .allowed
             .replace(next.iter().map(|p| p.id.clone()));
+        self.set_peer_snapshot(&next);
         *peers = next;
         tracing::info!(peer = %removed.name, id = %removed.id, "peer removed");
         Ok(removed)
@@ -342,6 +571,11 @@ impl Daemon {
 
     /// Stops every vserver: services first, then the stores.
     async fn shutdown(&self) {
+        // Senders first: they hold the stores and their connections.
+        let senders = std::mem::take(&mut *self.senders.lock().await);
+        for (_, s) in senders {
+            s.stop().await;
+        }
         let mut table = self.vservers.lock().await;
         let all = std::mem::take(&mut *table);
         for (_, vs) in all {
@@ -388,8 +622,10 @@ impl RunningDaemon {
             }
         };
         let daemon = Arc::new(daemon);
+        daemon.start_senders().await;
         let (stop, stopped) = watch::channel(false);
-        let peer_server = peer_listener.map(|l| tokio::spawn(l.serve(stopped.clone())));
+        let peer_server = peer_listener
+            .map(|l| tokio::spawn(l.serve_with(stopped.clone(), Some(daemon.clone()))));
         let server = tokio::spawn(server.serve(daemon.clone(), settings, stopped));
         Ok(RunningDaemon {
             daemon,

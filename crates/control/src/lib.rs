@@ -13,6 +13,7 @@ pub mod identity;
 pub mod lock;
 pub mod names;
 pub mod peer;
+pub mod replication;
 pub mod service;
 pub mod site;
 pub mod status;

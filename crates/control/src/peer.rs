@@ -261,7 +261,17 @@ impl PeerListener {
 
     /// Serves until `shutdown` turns true; connections in progress are
     /// dropped then (they carry nothing that needs finishing yet).
-    pub async fn serve(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn serve(self, shutdown: watch::Receiver<bool>) {
+        self.serve_with(shutdown, None).await;
+    }
+
+    /// `serve`, and replication sessions into `daemon`'s vservers (without
+    /// a daemon, REPLICATE is refused).
+    pub async fn serve_with(
+        self,
+        mut shutdown: watch::Receiver<bool>,
+        daemon: Option<Arc<crate::daemon::Daemon>>,
+    ) {
         let slots = Arc::new(Semaphore::new(MAX_PEER_CONNECTIONS));
         let mut conns = JoinSet::new();
         loop {
@@ -278,8 +288,9 @@ impl PeerListener {
                     Ok((tcp, addr)) => {
                         let acceptor = self.acceptor.clone();
                         let tls = self.tls.clone();
+                        let daemon = daemon.clone();
                         conns.spawn(async move {
-                            connection(acceptor, tls, tcp, addr).await;
+                            connection(acceptor, tls, tcp, addr, daemon).await;
                             drop(permit);
                         });
                     }
@@ -308,6 +319,7 @@ async fn connection(
     tls: PeerTls,
     tcp: tokio::net::TcpStream,
     addr: SocketAddr,
+    daemon: Option<Arc<crate::daemon::Daemon>>,
 ) {
     let (peer_id, stream) =
         match tls::accept(&acceptor, tcp, addr, tls::DEFAULT_HANDSHAKE_TIMEOUT).await {
@@ -330,9 +342,127 @@ async fn connection(
             }
         };
     tracing::info!(peer_addr = %addr, peer_id = %peer_id, "peer connected");
-    if let Err(e) = serve_pings(stream, &peer_id, &tls.own_id).await {
+    if let Err(e) = serve_peer(stream, &peer_id, &tls.own_id, daemon).await {
         tracing::debug!(peer_addr = %addr, error = %e, "peer connection ended");
     }
+}
+
+/// First bytes of a replication message (the wire envelope's magic).
+const REPL_MAGIC: &[u8] = b"TNRP";
+
+/// Tells the line protocol (PING, REPLICATE) apart from replication
+/// messages by their first bytes, without consuming them.
+async fn serve_peer<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    peer_id: &str,
+    own_id: &str,
+    daemon: Option<Arc<crate::daemon::Daemon>>,
+) -> std::io::Result<()> {
+    let mut stream = BufReader::new(stream);
+    loop {
+        let first = match tokio::time::timeout(PEER_IDLE_TIMEOUT, stream.fill_buf()).await {
+            Err(_) => return Ok(()),
+            Ok(r) => r?,
+        };
+        if first.is_empty() {
+            return Ok(());
+        }
+        if REPL_MAGIC.starts_with(&first[..first.len().min(REPL_MAGIC.len())]) {
+            // A session must be preceded by REPLICATE, which names the
+            // vserver so its store is ready before Hello is read.
+            tracing::warn!(peer_id, "replication message without a REPLICATE preface");
+            let msg = tandem_repl::wire::Message::Refuse {
+                code: tandem_repl::wire::code::INTERNAL,
+                reason: "send \"REPLICATE <vserver> <address|->\" before Hello".into(),
+            };
+            let _ = tandem_repl::wire::write_message(&mut stream, &msg, PING_TIMEOUT).await;
+            return Ok(());
+        }
+        let line = match tokio::time::timeout(PEER_IDLE_TIMEOUT, read_line(&mut stream)).await {
+            Err(_) | Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(Some(l))) => l,
+        };
+        match line.split_once(' ') {
+            // The id in the PING must be the one the handshake proved: a
+            // mismatch means a confused or lying peer.
+            Some(("PING", id)) if id == peer_id => {
+                write_line(&mut stream, &format!("PONG {own_id}")).await?;
+            }
+            Some(("PING", id)) => {
+                tracing::warn!(peer_id, claimed = %truncate(id), "PING names another site id");
+                write_line(&mut stream, "ERR site id differs from certificate").await?;
+                return Ok(());
+            }
+            Some(("REPLICATE", rest)) => {
+                let Some(daemon) = daemon else {
+                    write_line(&mut stream, "ERR this listener takes no replication").await?;
+                    return Ok(());
+                };
+                return serve_replication(stream, peer_id, own_id, &daemon, rest).await;
+            }
+            _ => {
+                tracing::warn!(peer_id, line = %truncate(&line), "unknown message from peer");
+                write_line(&mut stream, "ERR unknown message").await?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// "REPLICATE <vserver> <address|->": readies the replica store, answers
+/// OK, then runs the receiving session on the same connection.
+async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    mut stream: BufReader<S>,
+    peer_id: &str,
+    own_id: &str,
+    daemon: &crate::daemon::Daemon,
+    args: &str,
+) -> std::io::Result<()> {
+    let (vserver, address) = match args.split_once(' ') {
+        Some((v, "-")) => (v, None),
+        Some((v, a)) => (v, Some(a)),
+        None => (args, None),
+    };
+    let (store, lock) = match daemon.incoming(peer_id, vserver, address).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(peer_id, vserver = %truncate(vserver), error = %e, "refusing replication");
+            let text: String = e.to_string().replace('\n', " ").chars().take(200).collect();
+            write_line(&mut stream, &format!("ERR {text}")).await?;
+            return Ok(());
+        }
+    };
+    let Ok(_session) = lock.try_lock_owned() else {
+        write_line(
+            &mut stream,
+            &format!("ERR BUSY: another session for {vserver} is running; retry later"),
+        )
+        .await?;
+        return Ok(());
+    };
+    write_line(&mut stream, "OK").await?;
+    tracing::info!(
+        peer_id,
+        vserver,
+        lsn = store.last_lsn(),
+        "replication session starting"
+    );
+    let cfg = tandem_repl::session::SessionConfig::new(own_id.to_string());
+    match tandem_repl::session::receive(store.clone(), vserver, stream, &cfg).await {
+        Ok(()) => {
+            tracing::info!(
+                peer_id,
+                vserver,
+                lsn = store.last_lsn(),
+                "replication session closed by the sender"
+            )
+        }
+        Err(e) => {
+            tracing::warn!(peer_id, vserver, lsn = store.last_lsn(), error = %e, "replication session ended")
+        }
+    }
+    Ok(())
 }
 
 /// Reads one bounded line; None at end of stream.
@@ -362,38 +492,6 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
 async fn write_line<W: AsyncWrite + Unpin>(w: &mut W, line: &str) -> std::io::Result<()> {
     w.write_all(format!("{line}\n").as_bytes()).await?;
     w.flush().await
-}
-
-async fn serve_pings<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
-    peer_id: &str,
-    own_id: &str,
-) -> std::io::Result<()> {
-    let mut stream = BufReader::new(stream);
-    loop {
-        let line = match tokio::time::timeout(PEER_IDLE_TIMEOUT, read_line(&mut stream)).await {
-            Err(_) | Ok(Ok(None)) => return Ok(()),
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(Some(l))) => l,
-        };
-        match line.split_once(' ') {
-            // The id in the PING must be the one the handshake proved: a
-            // mismatch means a confused or lying peer.
-            Some(("PING", id)) if id == peer_id => {
-                write_line(&mut stream, &format!("PONG {own_id}")).await?;
-            }
-            Some(("PING", id)) => {
-                tracing::warn!(peer_id, claimed = %truncate(id), "PING names another site id");
-                write_line(&mut stream, "ERR site id differs from certificate").await?;
-                return Ok(());
-            }
-            _ => {
-                tracing::warn!(peer_id, line = %truncate(&line), "unknown message from peer");
-                write_line(&mut stream, "ERR unknown message").await?;
-                return Ok(());
-            }
-        }
-    }
 }
 
 /// The outcome of `peer check`.

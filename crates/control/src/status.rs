@@ -39,6 +39,8 @@ pub enum VserverState {
     Active,
     /// Its store could not be opened; `error` says why.
     Failed,
+    /// A copy of a vserver active at another site (read-only here).
+    Replica,
 }
 
 impl std::fmt::Display for VserverState {
@@ -46,6 +48,7 @@ impl std::fmt::Display for VserverState {
         f.write_str(match self {
             VserverState::Active => "active",
             VserverState::Failed => "failed",
+            VserverState::Replica => "replica",
         })
     }
 }
@@ -66,6 +69,10 @@ pub struct VserverStatus {
     pub endpoints: Vec<Endpoint>,
     /// Addresses that could not be served, and why.
     pub bind_failures: Vec<BindFailure>,
+    /// Replication to or from another site, if any (boxed: large, and
+    /// most vservers have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<Box<crate::replication::ReplicationStatus>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use tandem_store::{AddressSpec, Export, FsConfig, Lsn, Store, StoreOptions, User};
 
 use crate::error::{ControlError, Result};
+use crate::names::parse_address;
+use crate::replication::ReplicationStatus;
 use crate::service::{Service, ServiceConfig};
 use crate::status::{BindFailure, FsStatus, VserverState, VserverStatus};
 
@@ -21,6 +23,19 @@ enum State {
         store: Arc<Store>,
         services: Vec<Service>,
         bind_failures: Vec<BindFailure>,
+    },
+    /// A copy of a vserver active at another site: its store takes changes
+    /// only from replication, and it is served (read-only) only on its
+    /// replica address, never on the vserver's own addresses.
+    Replica {
+        store: Arc<Store>,
+        services: Vec<Service>,
+        bind_failures: Vec<BindFailure>,
+        /// Held by the one replication session running for it.
+        session: Arc<tokio::sync::Mutex<()>>,
+        /// Site id of the sender, once known.
+        from: Option<String>,
+        replica_address: Option<String>,
     },
     /// Kept so status can say why, instead of the vserver vanishing.
     Failed { error: String },
@@ -83,6 +98,10 @@ impl Vserver {
         })
         .await;
         match opened {
+            Ok(store) if store.is_replica() => {
+                tracing::info!(vserver = name, lsn = store.last_lsn(), "replica opened");
+                Vserver::replica(name, store)
+            }
             Ok(store) => {
                 let mut vs = Vserver {
                     name: name.to_string(),
@@ -150,13 +169,106 @@ impl Vserver {
         Ok(vs)
     }
 
+    fn replica(name: &str, store: Store) -> Vserver {
+        Vserver {
+            name: name.to_string(),
+            state: State::Replica {
+                store: Arc::new(store),
+                services: Vec::new(),
+                bind_failures: Vec::new(),
+                session: Arc::new(tokio::sync::Mutex::new(())),
+                from: None,
+                replica_address: None,
+            },
+        }
+    }
+
+    /// Creates an empty replica store (LSN 0) for a vserver another site
+    /// starts replicating here. Nothing is served until an address is set.
+    pub async fn create_replica(dir: &Path, name: &str) -> Result<Vserver> {
+        let owned_dir = dir.to_path_buf();
+        let store = blocking(name, move || {
+            Store::init_replica(&owned_dir, StoreOptions::default())
+        })
+        .await?;
+        tracing::info!(vserver = name, "replica store created");
+        Ok(Vserver::replica(name, store))
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    pub fn is_replica(&self) -> bool {
+        matches!(self.state, State::Replica { .. })
+    }
+
+    /// The replica's store and its session lock (None if not a replica).
+    pub fn replica_session(&self) -> Option<(Arc<Store>, Arc<tokio::sync::Mutex<()>>)> {
+        match &self.state {
+            State::Replica { store, session, .. } => Some((store.clone(), session.clone())),
+            _ => None,
+        }
+    }
+
+    /// Records which site sends this replica (shown in status).
+    pub fn set_replica_source(&mut self, site_id: &str) {
+        if let State::Replica { from, .. } = &mut self.state {
+            *from = Some(site_id.to_string());
+        }
+    }
+
+    /// Serves the replica read-only on `address` ("IP/PREFIX[@IF]"), once;
+    /// a later different address replaces it. The store refuses every
+    /// change, so NFS writes there get ROFS.
+    pub async fn serve_replica_address(&mut self, address: &str, cfg: &ServiceConfig) {
+        let State::Replica {
+            store,
+            services,
+            bind_failures,
+            replica_address,
+            ..
+        } = &mut self.state
+        else {
+            return;
+        };
+        if replica_address.as_deref() == Some(address) && !services.is_empty() {
+            return;
+        }
+        for s in services.drain(..) {
+            s.shutdown().await;
+        }
+        bind_failures.clear();
+        *replica_address = Some(address.to_string());
+        let spec = match parse_address(address) {
+            Ok(a) => a,
+            Err(e) => {
+                bind_failures.push(BindFailure {
+                    address: address.to_string(),
+                    error: e.to_string(),
+                });
+                return;
+            }
+        };
+        match start_service(store, &spec, cfg).await {
+            Ok((s, portmap_failure)) => {
+                tracing::info!(vserver = %self.name, address, "serving replica read-only");
+                services.push(s);
+                bind_failures.extend(portmap_failure);
+            }
+            Err(error) => {
+                tracing::error!(vserver = %self.name, address, %error, "cannot serve replica address");
+                bind_failures.push(BindFailure {
+                    address: address.to_string(),
+                    error,
+                });
+            }
+        }
+    }
+
     pub fn store(&self) -> Result<&Arc<Store>> {
         match &self.state {
-            State::Active { store, .. } => Ok(store),
+            State::Active { store, .. } | State::Replica { store, .. } => Ok(store),
             State::Failed { error } => Err(ControlError::Unavailable {
                 vserver: self.name.clone(),
                 reason: format!("not open: {error}"),
@@ -238,6 +350,45 @@ impl Vserver {
                     durable_lsn: store.durable_lsn(),
                     endpoints: services.iter().flat_map(Service::endpoints).collect(),
                     bind_failures: bind_failures.clone(),
+                    replication: None,
+                }
+            }
+            State::Replica {
+                store,
+                services,
+                bind_failures,
+                session,
+                from,
+                replica_address,
+            } => {
+                let cfg = store.config();
+                let receiving = session.try_lock().is_err();
+                VserverStatus {
+                    name: self.name.clone(),
+                    state: VserverState::Replica,
+                    error: None,
+                    addresses: cfg.addresses.iter().map(ToString::to_string).collect(),
+                    filesystems: cfg
+                        .filesystems
+                        .values()
+                        .map(FsStatus::from_config)
+                        .collect(),
+                    users: cfg.users.into_values().collect(),
+                    last_lsn: store.last_lsn(),
+                    durable_lsn: store.durable_lsn(),
+                    endpoints: services.iter().flat_map(Service::endpoints).collect(),
+                    bind_failures: bind_failures.clone(),
+                    replication: Some(Box::new(ReplicationStatus {
+                        to: None,
+                        from: from.clone(),
+                        mode: crate::replication::MODE_ASYNC.to_string(),
+                        state: if receiving { "receiving" } else { "replica" }.to_string(),
+                        replica_lsn: store.last_lsn(),
+                        lag_records: 0,
+                        last_error: None,
+                        connected_since_unix_ms: None,
+                        replica_address: replica_address.clone(),
+                    })),
                 }
             }
             State::Failed { error } => VserverStatus {
@@ -251,6 +402,7 @@ impl Vserver {
                 durable_lsn: 0,
                 endpoints: Vec::new(),
                 bind_failures: Vec::new(),
+                replication: None,
             },
         }
     }
@@ -258,11 +410,14 @@ impl Vserver {
     /// Stops serving first (no new requests), then closes the store so it
     /// flushes and checkpoints.
     pub async fn shutdown(self) {
-        let State::Active {
-            store, services, ..
-        } = self.state
-        else {
-            return;
+        let (store, services) = match self.state {
+            State::Active {
+                store, services, ..
+            }
+            | State::Replica {
+                store, services, ..
+            } => (store, services),
+            State::Failed { .. } => return,
         };
         for s in services {
             s.shutdown().await;

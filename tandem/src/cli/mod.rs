@@ -26,6 +26,7 @@ mod fsck;
 mod init;
 mod output;
 mod peer;
+mod replicate;
 mod signal;
 mod status;
 mod user;
@@ -70,6 +71,8 @@ pub enum Command {
     /// Pair with other sites (trust for replication).
     #[command(subcommand)]
     Peer(peer::Command),
+    /// Replicate a vserver to a paired site (its replica is created there).
+    Replicate(replicate::Args),
     /// Show the site and its vservers.
     Status(status::Args),
     /// Check a vserver's store offline (the daemon must be stopped).
@@ -106,6 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fs(cmd) => fs::run(&need_data(data)?, cmd).await,
         Command::User(cmd) => user::run(&need_data(data)?, cmd).await,
         Command::Peer(cmd) => peer::run(&need_data(data)?, cmd).await,
+        Command::Replicate(args) => replicate::run(&need_data(data)?, args).await,
         Command::Status(args) => status::run(&need_data(data)?, args).await,
         Command::Fsck(args) => fsck::run(&need_data(data)?, args).await,
         Command::Demo(args) => demo::run(data, args).await,

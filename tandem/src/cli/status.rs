@@ -97,6 +97,26 @@ fn render_vserver(v: &VserverStatus) -> String {
     for f in &v.bind_failures {
         out.push_str(&format!("  NOT serving {}: {}\n", f.address, f.error));
     }
+    if let Some(r) = &v.replication {
+        match (&r.to, &r.from) {
+            (Some(to), _) => out.push_str(&format!(
+                "  replication to {to} ({}): {}, replica at LSN {}, {} records behind\n",
+                r.mode, r.state, r.replica_lsn, r.lag_records
+            )),
+            (None, from) => out.push_str(&format!(
+                "  replica of site {}: {}, applied LSN {}\n",
+                from.as_deref().unwrap_or("(not yet connected)"),
+                r.state,
+                r.replica_lsn
+            )),
+        }
+        if let Some(a) = &r.replica_address {
+            out.push_str(&format!("  replica address {a}\n"));
+        }
+        if let Some(e) = &r.last_error {
+            out.push_str(&format!("  replication error: {e}\n"));
+        }
+    }
     if !v.filesystems.is_empty() {
         let rows: Vec<Vec<String>> = v
             .filesystems

@@ -7,6 +7,7 @@ use tandem_store::{AddressSpec, Export, Lsn, User};
 
 use crate::error::{ControlError, ErrorKind};
 use crate::peer::{Peer, PeerCheck};
+use crate::replication::ReplicationStatus;
 use crate::status::{FsStatus, StatusReport, VserverStatus};
 
 /// Longest response the CLI accepts (a status with a large user map).
@@ -42,6 +43,14 @@ pub enum Request {
     PeerCheck {
         name: String,
     },
+    Replicate {
+        vserver: String,
+        /// Peer name.
+        to: String,
+        mode: String,
+        #[serde(default)]
+        replica_address: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +72,11 @@ pub enum Reply {
     Peers(Vec<Peer>),
     PeerRemoved(Peer),
     PeerChecked(PeerCheck),
+    Replicating {
+        vserver: String,
+        /// Boxed: much larger than the other replies.
+        replication: Box<ReplicationStatus>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,529 @@
+//! Replication as the daemon runs it: the site's replication settings
+//! (`replication.toml`), one sender task per replicated vserver at the
+//! active site, and the status both sides report.
+//!
+//! The wire session itself (Hello, batches, acks, fencing) is
+//! `tandem_repl::session`; this module only connects, reconnects with
+//! backoff, and keeps the figures `tandem status` shows.
+//!
+//! Before the session's Hello, the sender sends one line on the same TLS
+//! connection, "REPLICATE <vserver> <replica address or ->\n", answered by
+//! "OK\n" or "ERR <reason>\n". It names the vserver (so the replica site can
+//! open or create its replica store before the session starts) and carries
+//! the replica address, for which Hello has no field.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tandem_repl::session::{self, SessionConfig, SessionError};
+use tandem_repl::tls::{self, TlsError};
+use tandem_repl::wire::code;
+use tandem_store::{Lsn, Store, StoreError};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::watch;
+
+use crate::error::{ControlError, Result};
+use crate::peer::{Peer, PeerTls};
+use crate::site::SitePaths;
+
+/// replication.toml holds a few short entries per vserver.
+pub const MAX_REPLICATION_TOML_BYTES: u64 = 256 * 1024;
+/// First wait after a failed session; doubled after each failure.
+pub const BACKOFF_MIN_MS: u64 = 100;
+/// Longest wait between attempts (also the wait while a baseline is needed
+/// or the peer refuses: retrying faster would not change the answer).
+pub const BACKOFF_MAX_MS: u64 = 5_000;
+/// A session that streamed at least this long resets the backoff.
+pub const STABLE_SESSION_MS: u64 = 5_000;
+/// How long the REPLICATE preface may take, sent to answered.
+pub const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The REPLICATE line: word, vserver (64), address (~60), separators.
+pub const MAX_PREFACE_LINE_BYTES: usize = 256;
+/// Longest error text kept in status.
+const MAX_ERROR_CHARS: usize = 512;
+
+/// Replication modes. Only `async` is implemented; the others are refused
+/// when asked for, so nobody believes they have a guarantee they do not.
+pub const MODE_ASYNC: &str = "async";
+
+/// The active site's settings for one replicated vserver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outgoing {
+    /// Peer name (peers.toml).
+    pub to: String,
+    pub mode: String,
+    /// "IP/PREFIX[@INTERFACE]" the replica site serves the copy on, read-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_address: Option<String>,
+}
+
+/// The replica site's settings for one replica vserver.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Incoming {
+    /// Site id of the site that sends it.
+    pub from: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_address: Option<String>,
+}
+
+/// replication.toml: what this site sends and what it keeps for others.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub outgoing: BTreeMap<String, Outgoing>,
+    #[serde(default)]
+    pub incoming: BTreeMap<String, Incoming>,
+}
+
+/// Reads replication.toml; a missing file is no replication.
+pub fn load(paths: &SitePaths) -> Result<Settings> {
+    let path = paths.root.join("replication.toml");
+    let bad = |reason: String| ControlError::SiteConfig {
+        path: path.clone(),
+        reason,
+    };
+    let meta = match fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
+        Err(e) => return Err(ControlError::io(&path, e)),
+    };
+    if meta.len() > MAX_REPLICATION_TOML_BYTES {
+        return Err(bad(format!(
+            "larger than {MAX_REPLICATION_TOML_BYTES} bytes"
+        )));
+    }
+    let text = fs::read_to_string(&path).map_err(|e| ControlError::io(&path, e))?;
+    toml::from_str(&text).map_err(|e| bad(e.to_string()))
+}
+
+/// Writes replication.toml atomically (temporary file, fsync, rename,
+/// directory fsync): a crash leaves the old settings or the new ones.
+pub fn save(paths: &SitePaths, settings: &Settings) -> Result<()> {
+    let path = paths.root.join("replication.toml");
+    let text = toml::to_string_pretty(settings)
+        .map_err(|e| ControlError::Internal(format!("serializing replication.toml: {e}")))?;
+    let header = "# Replication settings, written by the daemon (`tandem replicate`). See docs/operating.md.\n";
+    let tmp = path.with_extension("toml.tmp");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| ControlError::io(&tmp, e))?;
+    f.write_all(header.as_bytes())
+        .and_then(|_| f.write_all(text.as_bytes()))
+        .and_then(|_| f.sync_all())
+        .map_err(|e| ControlError::io(&tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| ControlError::io(&path, e))?;
+    fs::File::open(&paths.root)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| ControlError::io(&paths.root, e))
+}
+
+/// Replication as `tandem status` shows it under a vserver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationStatus {
+    /// Peer the vserver is sent to (active site).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Site id it comes from (replica site).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    pub mode: String,
+    /// Active site: connecting, streaming, disconnected, needs-baseline,
+    /// refused. Replica site: replica (receiving while a session runs).
+    pub state: String,
+    /// Highest LSN the replica acknowledged as applied (active site), or
+    /// applied here (replica site).
+    pub replica_lsn: Lsn,
+    /// Records the replica lacks: last LSN here minus `replica_lsn`.
+    pub lag_records: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the current session started streaming, ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_since_unix_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_address: Option<String>,
+}
+
+/// The sender's live figures, shared with status.
+#[derive(Debug, Clone)]
+pub struct SenderState {
+    pub state: &'static str,
+    pub replica_lsn: Lsn,
+    pub last_error: Option<String>,
+    pub connected_since_unix_ms: Option<u64>,
+}
+
+/// One replicated vserver's sender: its task and its status.
+pub struct Sender {
+    pub settings: Outgoing,
+    shared: Arc<Mutex<SenderState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sender {
+    pub fn status(&self, store: &Store) -> ReplicationStatus {
+        let s = match self.shared.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        ReplicationStatus {
+            to: Some(self.settings.to.clone()),
+            from: None,
+            mode: self.settings.mode.clone(),
+            state: s.state.to_string(),
+            replica_lsn: s.replica_lsn,
+            lag_records: store.last_lsn().saturating_sub(s.replica_lsn),
+            last_error: s.last_error,
+            connected_since_unix_ms: s.connected_since_unix_ms,
+            replica_address: self.settings.replica_address.clone(),
+        }
+    }
+
+    /// Ends the task; the session's connection closes with it.
+    pub async fn stop(self) {
+        self.task.abort();
+        // A JoinError here is the abort itself.
+        let _ = self.task.await;
+    }
+}
+
+/// Where the sender finds its peer each attempt (the list may change).
+pub type PeerLookup = Arc<dyn Fn(&str) -> Option<Peer> + Send + Sync>;
+
+/// Starts the sender for `vserver`.
+pub fn start_sender(
+    vserver: String,
+    store: Arc<Store>,
+    settings: Outgoing,
+    tls: PeerTls,
+    peers: PeerLookup,
+) -> Sender {
+    let shared = Arc::new(Mutex::new(SenderState {
+        state: "connecting",
+        replica_lsn: 0,
+        last_error: None,
+        connected_since_unix_ms: None,
+    }));
+    let task = tokio::spawn(run_sender(
+        vserver,
+        store,
+        settings.clone(),
+        tls,
+        peers,
+        shared.clone(),
+    ));
+    Sender {
+        settings,
+        shared,
+        task,
+    }
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Up to a quarter of `ms` added, from the clock's nanoseconds: enough to
+/// keep many senders from retrying in step, without a random generator.
+fn jittered(ms: u64) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()))
+        .unwrap_or(0);
+    let extra = nanos % (ms / 4 + 1);
+    Duration::from_millis(ms + extra)
+}
+
+fn short(text: String) -> String {
+    if text.chars().count() <= MAX_ERROR_CHARS {
+        text
+    } else {
+        text.chars().take(MAX_ERROR_CHARS).collect()
+    }
+}
+
+fn update(shared: &Mutex<SenderState>, f: impl FnOnce(&mut SenderState)) {
+    match shared.lock() {
+        Ok(mut g) => f(&mut g),
+        Err(p) => f(&mut p.into_inner()),
+    }
+}
+
+/// What one attempt ended with, and how the next should wait.
+enum Outcome {
+    /// Retry with the growing backoff.
+    Retry { state: &'static str, error: String },
+    /// Retry only slowly: the same answer is likely for a while.
+    Slow { state: &'static str, error: String },
+}
+
+async fn run_sender(
+    vserver: String,
+    store: Arc<Store>,
+    settings: Outgoing,
+    tls: PeerTls,
+    peers: PeerLookup,
+    shared: Arc<Mutex<SenderState>>,
+) {
+    let mut backoff_ms = BACKOFF_MIN_MS;
+    loop {
+        update(&shared, |s| {
+            s.state = "connecting";
+            s.connected_since_unix_ms = None;
+        });
+        let started = Instant::now();
+        let outcome = attempt(&vserver, &store, &settings, &tls, &peers, &shared).await;
+        let streamed_long = started.elapsed() >= Duration::from_millis(STABLE_SESSION_MS);
+        if streamed_long {
+            backoff_ms = BACKOFF_MIN_MS;
+        }
+        let (state, error, wait_ms) = match outcome {
+            Outcome::Retry { state, error } => (state, error, backoff_ms),
+            Outcome::Slow { state, error } => (state, error, BACKOFF_MAX_MS),
+        };
+        tracing::warn!(vserver = %vserver, to = %settings.to, state, error = %error, retry_in_ms = wait_ms, "replication session ended");
+        update(&shared, |s| {
+            s.state = state;
+            s.last_error = Some(short(error));
+            s.connected_since_unix_ms = None;
+        });
+        tokio::time::sleep(jittered(wait_ms)).await;
+        backoff_ms = (backoff_ms.saturating_mul(2)).min(BACKOFF_MAX_MS);
+    }
+}
+
+async fn attempt(
+    vserver: &str,
+    store: &Arc<Store>,
+    settings: &Outgoing,
+    peer_tls: &PeerTls,
+    peers: &PeerLookup,
+    shared: &Arc<Mutex<SenderState>>,
+) -> Outcome {
+    let Some(peer) = peers(&settings.to) else {
+        return Outcome::Slow {
+            state: "disconnected",
+            error: format!(
+                "peer {} is not paired (see `tandem peer list`)",
+                settings.to
+            ),
+        };
+    };
+    let config = match tls::client_config(&peer_tls.cert_pem, &peer_tls.key_pem, &peer.id) {
+        Ok(c) => c,
+        Err(e) => {
+            return Outcome::Slow {
+                state: "disconnected",
+                error: e.to_string(),
+            }
+        }
+    };
+    let stream = match tls::connect(
+        peer.addr.as_str(),
+        config,
+        tls::DEFAULT_CONNECT_TIMEOUT,
+        tls::DEFAULT_HANDSHAKE_TIMEOUT,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            let error = match e {
+                TlsError::Handshake {
+                    presented: Some(p), ..
+                } => format!(
+                    "peer {} at {} presented site id {p}, not the paired id {}",
+                    peer.name, peer.addr, peer.id
+                ),
+                other => format!("peer {} at {}: {other}", peer.name, peer.addr),
+            };
+            return Outcome::Retry {
+                state: "disconnected",
+                error,
+            };
+        }
+    };
+    let mut stream = BufReader::new(stream);
+    let address = settings.replica_address.as_deref().unwrap_or("-");
+    let preface = async {
+        stream
+            .write_all(format!("REPLICATE {vserver} {address}\n").as_bytes())
+            .await?;
+        stream.flush().await?;
+        let mut line = Vec::new();
+        (&mut stream)
+            .take(MAX_PREFACE_LINE_BYTES as u64)
+            .read_until(b'\n', &mut line)
+            .await?;
+        Ok::<_, std::io::Error>(line)
+    };
+    let line = match tokio::time::timeout(PREFACE_TIMEOUT, preface).await {
+        Err(_) => {
+            return Outcome::Retry {
+                state: "disconnected",
+                error: format!(
+                    "peer {} did not answer the REPLICATE preface within {} ms",
+                    peer.name,
+                    PREFACE_TIMEOUT.as_millis()
+                ),
+            }
+        }
+        Ok(Err(e)) => {
+            let error = match tls::alert_of(&e) {
+                Some(alert) => format!(
+                    "peer {} refused this site (id {}) with TLS alert {alert}; is this site paired there?",
+                    peer.name, peer_tls.own_id
+                ),
+                None => format!("peer {}: {e}", peer.name),
+            };
+            return Outcome::Retry {
+                state: "disconnected",
+                error,
+            };
+        }
+        Ok(Ok(l)) => String::from_utf8_lossy(&l).trim_end().to_string(),
+    };
+    if line != "OK" {
+        let reason = line.strip_prefix("ERR ").unwrap_or(&line);
+        return Outcome::Slow {
+            state: "refused",
+            error: format!(
+                "peer {} refused to replicate {vserver}: {reason}",
+                peer.name
+            ),
+        };
+    }
+
+    let (tx, mut rx) = watch::channel::<Lsn>(0);
+    let cfg = SessionConfig::new(peer_tls.own_id.clone());
+    let session = session::send(store.clone(), stream, &cfg, Some(tx));
+    tokio::pin!(session);
+    let mut streaming = false;
+    let result = loop {
+        tokio::select! {
+            r = &mut session => break r,
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    // The sender half lives in the session; it ends with it.
+                    continue;
+                }
+                let lsn = *rx.borrow_and_update();
+                let first = !streaming;
+                streaming = true;
+                update(shared, |s| {
+                    s.replica_lsn = lsn;
+                    if first {
+                        s.state = "streaming";
+                        s.last_error = None;
+                        s.connected_since_unix_ms = Some(now_unix_ms());
+                    }
+                });
+                if first {
+                    tracing::info!(vserver, to = %peer.name, replica_lsn = lsn, "replication streaming");
+                }
+            }
+        }
+    };
+    classify(result, &peer)
+}
+
+fn classify(result: std::result::Result<(), SessionError>, peer: &Peer) -> Outcome {
+    let e = match result {
+        Ok(()) => {
+            return Outcome::Retry {
+                state: "disconnected",
+                error: format!("peer {} closed the session", peer.name),
+            }
+        }
+        Err(e) => e,
+    };
+    match &e {
+        SessionError::Store(StoreError::NotRetained { .. }) => Outcome::Slow {
+            state: "needs-baseline",
+            error: format!(
+                "{e}: the replica needs records this site's journal no longer holds; \
+                 a baseline (initial copy) is needed and is not implemented yet"
+            ),
+        },
+        SessionError::Refused { code: c, .. } | SessionError::Peer { code: c, .. }
+            if *c == code::NOT_RETAINED =>
+        {
+            Outcome::Slow {
+                state: "needs-baseline",
+                error: e.to_string(),
+            }
+        }
+        SessionError::Refused { code: c, .. } if *c == code::BUSY => Outcome::Retry {
+            state: "disconnected",
+            error: e.to_string(),
+        },
+        SessionError::Refused { .. } | SessionError::Fenced { .. } => Outcome::Slow {
+            state: "refused",
+            error: e.to_string(),
+        },
+        _ => Outcome::Retry {
+            state: "disconnected",
+            error: e.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_round_trip_and_bad_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = SitePaths::new(tmp.path());
+        assert_eq!(load(&paths).unwrap(), Settings::default());
+        let mut s = Settings::default();
+        s.outgoing.insert(
+            "vs".into(),
+            Outgoing {
+                to: "beta".into(),
+                mode: MODE_ASYNC.into(),
+                replica_address: Some("127.0.0.9/32".into()),
+            },
+        );
+        s.incoming.insert(
+            "other".into(),
+            Incoming {
+                from: "ab".into(),
+                replica_address: None,
+            },
+        );
+        save(&paths, &s).unwrap();
+        assert_eq!(load(&paths).unwrap(), s);
+        fs::write(
+            tmp.path().join("replication.toml"),
+            "[outgoing.vs]\nto = 1\n",
+        )
+        .unwrap();
+        let e = load(&paths).unwrap_err().to_string();
+        assert!(e.contains("replication.toml"), "{e}");
+    }
+
+    #[test]
+    fn jitter_stays_within_a_quarter() {
+        for ms in [0, 1, 100, 5_000] {
+            let d = jittered(ms).as_millis() as u64;
+            assert!(d >= ms && d <= ms + ms / 4, "{ms} -> {d}");
+        }
+    }
+}

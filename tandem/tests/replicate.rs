@@ -1,0 +1,484 @@
+//! Replication through the real binary: two paired sites on their own
+//! loopback addresses; a vserver written through NFS at the active site is
+//! streamed to the other, which serves it read-only on a replica address
+//! with the same file handles.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use nfs3_client::nfs3_types::nfs3::*;
+use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
+use nfs3_client::nfs3_types::xdr_codec::Opaque;
+use nfs3_client::{Nfs3Connection, Nfs3ConnectionBuilder, RpcError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A TCP connection for nfs3_client whose reads fail at end of stream
+/// (see crash.rs: nfs3_client's own spins on a closed socket).
+struct Tcp(TcpStream);
+
+impl nfs3_client::io::AsyncRead for Tcp {
+    async fn async_read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf).await?;
+        if n == 0 && !buf.is_empty() {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(n)
+    }
+}
+
+impl nfs3_client::io::AsyncWrite for Tcp {
+    async fn async_write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).await
+    }
+}
+
+struct TcpConnector;
+
+impl nfs3_client::net::Connector for TcpConnector {
+    type Connection = Tcp;
+
+    async fn connect(&self, addr: std::net::SocketAddr) -> std::io::Result<Tcp> {
+        Ok(Tcp(TcpStream::connect(addr).await?))
+    }
+
+    async fn connect_with_port(
+        &self,
+        _addr: std::net::SocketAddr,
+        _local_port: u16,
+    ) -> std::io::Result<Tcp> {
+        unreachable!("connects from unprivileged ports only")
+    }
+}
+
+type Conn = Nfs3Connection<Tcp>;
+
+/// No NFS call may take longer than this.
+const OP_DEADLINE: Duration = Duration::from_secs(30);
+
+fn root_cred() -> opaque_auth<'static> {
+    opaque_auth::auth_unix(&auth_unix {
+        stamp: 1,
+        machinename: Opaque::owned(b"replicate-test".to_vec()),
+        uid: 0,
+        gid: 0,
+        gids: vec![],
+    })
+}
+
+fn dirop<'a>(dir: &nfs_fh3, name: &'a str) -> diropargs3<'a> {
+    diropargs3 {
+        dir: dir.clone(),
+        name: filename3(Opaque::borrowed(name.as_bytes())),
+    }
+}
+
+/// Mounts /data at `ip` with `site`'s ports, retrying until it is served.
+async fn mount(site: &TestSite, ip: &str) -> Conn {
+    let start = Instant::now();
+    loop {
+        let r = Nfs3ConnectionBuilder::new(TcpConnector, ip, "/data")
+            .connect_from_privileged_port(false)
+            .mount_port(site.mount_port)
+            .nfs3_port(site.nfs_port)
+            .credential(root_cred())
+            .mount()
+            .await;
+        match r {
+            Ok(c) => return c,
+            Err(e) => {
+                assert!(start.elapsed() < DEADLINE, "cannot mount {ip}:/data: {e:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn call<T, E: std::fmt::Debug>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<Nfs3Result<T, E>, RpcError>>,
+) -> Result<T, nfsstat3> {
+    match tokio::time::timeout(OP_DEADLINE, fut).await {
+        Err(_) => panic!("{what}: no reply within {OP_DEADLINE:?}"),
+        Ok(Err(e)) => panic!("{what}: transport: {e:?}"),
+        Ok(Ok(Nfs3Result::Ok(v))) => Ok(v),
+        Ok(Ok(Nfs3Result::Err((st, _)))) => Err(st),
+    }
+}
+
+async fn must<T, E: std::fmt::Debug>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<Nfs3Result<T, E>, RpcError>>,
+) -> T {
+    match call(what, fut).await {
+        Ok(v) => v,
+        Err(st) => panic!("{what}: {st:?}"),
+    }
+}
+
+/// Creates `name` in the export's root and writes `data` with FILE_SYNC.
+async fn write_file(c: &mut Conn, name: &str, data: &[u8]) -> nfs_fh3 {
+    let root = c.root_nfs_fh3();
+    let r = must(
+        "CREATE",
+        c.create(&CREATE3args {
+            where_: dirop(&root, name),
+            how: createhow3::UNCHECKED(sattr3 {
+                mode: Nfs3Option::Some(0o644),
+                ..Default::default()
+            }),
+        }),
+    )
+    .await;
+    let Nfs3Option::Some(fh) = r.obj else {
+        panic!("CREATE without a handle");
+    };
+    for (i, chunk) in data.chunks(64 << 10).enumerate() {
+        let w = must(
+            "WRITE",
+            c.write(&WRITE3args {
+                file: fh.clone(),
+                offset: (i * (64 << 10)) as u64,
+                count: chunk.len() as u32,
+                stable: stable_how::FILE_SYNC,
+                data: Opaque::borrowed(chunk),
+            }),
+        )
+        .await;
+        assert_eq!(w.count as usize, chunk.len());
+    }
+    fh
+}
+
+async fn lookup(c: &mut Conn, name: &str) -> nfs_fh3 {
+    let root = c.root_nfs_fh3();
+    must(
+        "LOOKUP",
+        c.lookup(&LOOKUP3args {
+            what: dirop(&root, name),
+        }),
+    )
+    .await
+    .object
+}
+
+async fn read_all(c: &mut Conn, fh: &nfs_fh3) -> Vec<u8> {
+    let mut data = Vec::new();
+    loop {
+        let r = must(
+            "READ",
+            c.read(&READ3args {
+                file: fh.clone(),
+                offset: data.len() as u64,
+                count: 1 << 20,
+            }),
+        )
+        .await;
+        data.extend_from_slice(r.data.as_ref());
+        if r.eof || r.count == 0 {
+            return data;
+        }
+    }
+}
+
+/// Deterministic, not very compressible bytes.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A site whose peer listener is on `ip` and a free port.
+fn site(name: &str, ip: &str) -> (TestSite, String) {
+    let addr = format!("{ip}:{}", free_port());
+    (TestSite::init(name, &addr), addr)
+}
+
+fn site_id(s: &TestSite) -> String {
+    s.status_json()["site"]["id"]
+        .as_str()
+        .expect("site id")
+        .to_string()
+}
+
+fn pair_both(a: &TestSite, a_addr: &str, b: &TestSite, b_addr: &str) {
+    let (a_id, b_id) = (site_id(a), site_id(b));
+    let out = a.tandem(&["peer", "add", "beta", "--addr", b_addr, "--id", &b_id]);
+    assert_success(&out, "peer add beta");
+    let out = b.tandem(&["peer", "add", "alpha", "--addr", a_addr, "--id", &a_id]);
+    assert_success(&out, "peer add alpha");
+}
+
+/// The named vserver's entry in `status --json`.
+fn vserver_status(s: &TestSite, vs: &str) -> Option<serde_json::Value> {
+    s.status_json()["vservers"]
+        .as_array()
+        .and_then(|v| v.iter().find(|x| x["name"] == vs).cloned())
+}
+
+/// Polls until the replica at `b` has applied everything `a` holds and
+/// `a` has seen the ack; returns that LSN.
+fn wait_converged(a: &TestSite, b: &TestSite, vs: &str, logs: &dyn Fn() -> String) -> u64 {
+    let start = Instant::now();
+    loop {
+        let va = vserver_status(a, vs).expect("vserver at the active site");
+        let last = va["last_lsn"].as_u64().expect("last_lsn");
+        let acked = va["replication"]["replica_lsn"].as_u64().unwrap_or(0);
+        let at_b = vserver_status(b, vs);
+        let applied = at_b
+            .as_ref()
+            .and_then(|v| v["last_lsn"].as_u64())
+            .unwrap_or(0);
+        if last > 0 && applied == last && acked == last {
+            let vb = at_b.expect("replica status");
+            assert_eq!(vb["state"], "replica", "{vb}");
+            assert_eq!(vb["replication"]["replica_lsn"], last, "{vb}");
+            assert_eq!(va["replication"]["state"], "streaming", "{va}");
+            assert_eq!(va["replication"]["lag_records"], 0, "{va}");
+            return last;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "replica not converged: active {va}\nreplica {at_b:?}\nlogs:\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn streams_to_replica_with_same_handles_and_resumes_after_kill9() {
+    const VS_ADDR: &str = "127.79.1.11";
+    const REPLICA_ADDR: &str = "127.79.1.12";
+    let (a, a_addr) = site("alpha", "127.79.1.1");
+    let (b, b_addr) = site("beta", "127.79.1.2");
+    let da = a.start_daemon();
+    let db = b.start_daemon();
+    pair_both(&a, &a_addr, &b, &b_addr);
+    create_vserver_and_fs(&a, "vs", VS_ADDR, "data", "/data");
+    let rt = runtime();
+
+    let first = pattern(300 << 10, 1);
+    let small = b"hello from alpha\n".to_vec();
+    let (fh_first, fh_small) = rt.block_on(async {
+        let mut c = mount(&a, VS_ADDR).await;
+        let f1 = write_file(&mut c, "first.bin", &first).await;
+        let f2 = write_file(&mut c, "small.txt", &small).await;
+        (f1, f2)
+    });
+
+    let out = a.tandem(&[
+        "replicate",
+        "vs",
+        "--to",
+        "beta",
+        "--replica-address",
+        &format!("{REPLICA_ADDR}/32"),
+    ]);
+    assert_success(&out, "replicate");
+    assert!(
+        stdout(&out).contains("Replicating vs to beta"),
+        "{}",
+        stdout(&out)
+    );
+    let logs = |da: &Daemon, db: &Daemon| format!("A:\n{}\nB:\n{}", da.log_text(), db.log_text());
+    wait_converged(&a, &b, "vs", &|| logs(&da, &db));
+
+    // The same bytes through the replica address, by lookup and by the
+    // handles the active site gave out.
+    rt.block_on(async {
+        let mut c = mount(&b, REPLICA_ADDR).await;
+        let fh = lookup(&mut c, "first.bin").await;
+        assert_eq!(fh, fh_first, "handle differs at the replica");
+        assert_eq!(read_all(&mut c, &fh_first).await, first);
+        assert_eq!(read_all(&mut c, &fh_small).await, small);
+        // Writes to the replica are refused.
+        let st = call(
+            "WRITE at replica",
+            c.write(&WRITE3args {
+                file: fh_small.clone(),
+                offset: 0,
+                count: 1,
+                stable: stable_how::FILE_SYNC,
+                data: Opaque::borrowed(b"x"),
+            }),
+        )
+        .await
+        .err();
+        assert!(
+            matches!(st, Some(nfsstat3::NFS3ERR_ROFS | nfsstat3::NFS3ERR_ACCES)),
+            "write at the replica: {st:?}"
+        );
+        let root = c.root_nfs_fh3();
+        let st = call(
+            "CREATE at replica",
+            c.create(&CREATE3args {
+                where_: dirop(&root, "nope"),
+                how: createhow3::UNCHECKED(sattr3::default()),
+            }),
+        )
+        .await
+        .err();
+        assert!(
+            matches!(st, Some(nfsstat3::NFS3ERR_ROFS | nfsstat3::NFS3ERR_ACCES)),
+            "create at the replica: {st:?}"
+        );
+    });
+    // The vserver's own address is not claimed at the replica site.
+    let vb = vserver_status(&b, "vs").expect("replica");
+    let endpoints = vb["endpoints"].as_array().expect("endpoints");
+    assert!(
+        endpoints.iter().all(|e| e["ip"] == REPLICA_ADDR),
+        "replica serves more than its replica address: {vb}"
+    );
+
+    // kill -9 the replica while the active site keeps writing, restart it:
+    // the sender reconnects and the replica converges.
+    db.kill9();
+    let second = pattern(200 << 10, 2);
+    let fh_second = rt.block_on(async {
+        let mut c = mount(&a, VS_ADDR).await;
+        write_file(&mut c, "second.bin", &second).await
+    });
+    // The sender notices the lost peer and says so.
+    let start = Instant::now();
+    loop {
+        let st = vserver_status(&a, "vs").expect("active");
+        if st["replication"]["state"] != "streaming" {
+            assert!(st["replication"]["last_error"].is_string(), "{st}");
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "still streaming to a dead peer: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let db = b.start_daemon();
+    wait_converged(&a, &b, "vs", &|| logs(&da, &db));
+    rt.block_on(async {
+        let mut c = mount(&b, REPLICA_ADDR).await;
+        assert_eq!(read_all(&mut c, &fh_second).await, second);
+        assert_eq!(read_all(&mut c, &fh_first).await, first);
+    });
+
+    // Status in text form names the replication on both sides.
+    let text = stdout(&a.tandem(&["status"]));
+    assert!(
+        text.contains("replication to beta (async): streaming"),
+        "{text}"
+    );
+    let text = stdout(&b.tandem(&["status"]));
+    assert!(text.contains("replica of site"), "{text}");
+    drop(db);
+    drop(da);
+}
+
+/// Polls the active site's status until replication of `vs` is in `state`.
+fn wait_state(a: &TestSite, vs: &str, state: &str, logs: &dyn Fn() -> String) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let v = vserver_status(a, vs).expect("vserver");
+        if v["replication"]["state"] == state {
+            return v;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "replication never reached {state}: {v}\nlogs:\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn bad_requests_and_refusals_are_clear() {
+    let (a, a_addr) = site("alpha", "127.79.2.1");
+    let (b, b_addr) = site("beta", "127.79.2.2");
+    let da = a.start_daemon();
+    let db = b.start_daemon();
+    pair_both(&a, &a_addr, &b, &b_addr);
+    create_vserver_and_fs(&a, "vs", "127.79.2.11", "data", "/data");
+    // The same name active at the other site: replicating over it is refused.
+    create_vserver_and_fs(&b, "vs", "127.79.2.21", "data", "/data");
+
+    let out = a.tandem(&["replicate", "vs", "--to", "nobody"]);
+    assert_fails_with(&out, "no peer named nobody");
+    let out = a.tandem(&["replicate", "nope", "--to", "beta"]);
+    assert_fails_with(&out, "no vserver named nope");
+    for mode in ["sync", "commit-sync"] {
+        let out = a.tandem(&["replicate", "vs", "--to", "beta", "--mode", mode]);
+        assert_fails_with(&out, "not implemented yet");
+    }
+    let out = a.tandem(&[
+        "replicate",
+        "vs",
+        "--to",
+        "beta",
+        "--replica-address",
+        "1.2.3",
+    ]);
+    assert_fails_with(&out, "address");
+
+    assert_success(&a.tandem(&["replicate", "vs", "--to", "beta"]), "replicate");
+    let out = a.tandem(&["replicate", "vs", "--to", "beta"]);
+    assert_fails_with(&out, "already replicated");
+    let logs = || format!("A:\n{}\nB:\n{}", da.log_text(), db.log_text());
+    let v = wait_state(&a, "vs", "refused", &logs);
+    let err = v["replication"]["last_error"].as_str().unwrap_or_default();
+    assert!(err.contains("active here"), "{v}");
+    // The other site's own vserver is untouched.
+    let vb = vserver_status(&b, "vs").expect("vs at beta");
+    assert_eq!(vb["state"], "active", "{vb}");
+}
+
+#[test]
+fn lost_journal_start_needs_baseline_and_settings_survive_restart() {
+    let (a, a_addr) = site("alpha", "127.79.3.1");
+    let (b, b_addr) = site("beta", "127.79.3.2");
+    let da = a.start_daemon();
+    let db = b.start_daemon();
+    pair_both(&a, &a_addr, &b, &b_addr);
+    create_vserver_and_fs(&a, "vs", "127.79.3.11", "data", "/data");
+    // A clean stop checkpoints. The segments it covers go once the journal
+    // has moved past them (2 GiB of records later); delete them here as
+    // such a checkpoint would, so LSN 1 is no longer in the journal.
+    assert!(da.stop().success());
+    let journal = a.dir.join("vservers/vs/journal");
+    let mut removed = 0;
+    for e in std::fs::read_dir(&journal).expect("journal dir") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "seg") {
+            std::fs::remove_file(&p).expect("remove segment");
+            removed += 1;
+        }
+    }
+    assert!(removed > 0, "no journal segment in {}", journal.display());
+    let da = a.start_daemon();
+    assert_success(&a.tandem(&["replicate", "vs", "--to", "beta"]), "replicate");
+    let logs = |da: &Daemon| format!("A:\n{}\nB:\n{}", da.log_text(), db.log_text());
+    let v = wait_state(&a, "vs", "needs-baseline", &|| logs(&da));
+    let err = v["replication"]["last_error"].as_str().unwrap_or_default();
+    assert!(err.contains("baseline"), "{v}");
+    // The setting is durable: after a restart the sender runs again.
+    assert!(da.stop().success());
+    let da = a.start_daemon();
+    let v = wait_state(&a, "vs", "needs-baseline", &|| logs(&da));
+    assert_eq!(v["replication"]["to"], "beta", "{v}");
+}
