@@ -304,6 +304,9 @@ impl PeerListener {
             while conns.try_join_next().is_some() {}
         }
         conns.abort_all();
+        // Wait until the aborted sessions have dropped their stores, so the
+        // daemon closes each store with no session left holding it.
+        while conns.join_next().await.is_some() {}
     }
 }
 

@@ -400,6 +400,14 @@ async fn attempt(
     };
     if line != "OK" {
         let reason = line.strip_prefix("ERR ").unwrap_or(&line);
+        if reason.starts_with("BUSY") {
+            // The replica still runs the previous session (it ends at its
+            // idle timeout): worth retrying soon.
+            return Outcome::Retry {
+                state: "disconnected",
+                error: format!("peer {}: {reason}", peer.name),
+            };
+        }
         return Outcome::Slow {
             state: "refused",
             error: format!(
