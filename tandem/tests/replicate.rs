@@ -378,6 +378,42 @@ fn streams_to_replica_with_same_handles_and_resumes_after_kill9() {
         assert_eq!(read_all(&mut c, &fh_first).await, first);
     });
 
+    // Mid-stream this time: B dies while a larger file is being shipped.
+    let third = pattern(3 << 20, 3);
+    let fh_third = rt.block_on(async {
+        let mut c = mount(&a, VS_ADDR).await;
+        let writer = write_file(&mut c, "third.bin", &third);
+        tokio::pin!(writer);
+        // Let part of the file reach the journal (and the sender) first.
+        let fh = tokio::select! {
+            fh = &mut writer => Some(fh),
+            () = tokio::time::sleep(Duration::from_millis(150)) => None,
+        };
+        db.kill9();
+        match fh {
+            Some(fh) => fh,
+            None => writer.await,
+        }
+    });
+    let db = b.start_daemon();
+    wait_converged(&a, &b, "vs", &|| logs(&da, &db));
+
+    // And the active site: kill -9, restart, write more; the sender
+    // resumes from the replica's LSN.
+    da.kill9();
+    let da = a.start_daemon();
+    let fourth = pattern(50 << 10, 4);
+    let fh_fourth = rt.block_on(async {
+        let mut c = mount(&a, VS_ADDR).await;
+        write_file(&mut c, "fourth.bin", &fourth).await
+    });
+    wait_converged(&a, &b, "vs", &|| logs(&da, &db));
+    rt.block_on(async {
+        let mut c = mount(&b, REPLICA_ADDR).await;
+        assert_eq!(read_all(&mut c, &fh_third).await, third);
+        assert_eq!(read_all(&mut c, &fh_fourth).await, fourth);
+    });
+
     // Status in text form names the replication on both sides.
     let text = stdout(&a.tandem(&["status"]));
     assert!(
