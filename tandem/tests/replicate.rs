@@ -518,3 +518,24 @@ fn lost_journal_start_needs_baseline_and_settings_survive_restart() {
     let v = wait_state(&a, "vs", "needs-baseline", &|| logs(&da));
     assert_eq!(v["replication"]["to"], "beta", "{v}");
 }
+
+#[test]
+fn peer_that_does_not_trust_us_is_a_clear_error() {
+    let (a, _a_addr) = site("alpha", "127.79.4.1");
+    let (b, b_addr) = site("beta", "127.79.4.2");
+    let da = a.start_daemon();
+    let db = b.start_daemon();
+    // alpha trusts beta, but beta was never told about alpha.
+    let b_id = site_id(&b);
+    let out = a.tandem(&["peer", "add", "beta", "--addr", &b_addr, "--id", &b_id]);
+    assert_success(&out, "peer add beta");
+    create_vserver_and_fs(&a, "vs", "127.79.4.11", "data", "/data");
+    assert_success(&a.tandem(&["replicate", "vs", "--to", "beta"]), "replicate");
+    let logs = || format!("A:\n{}\nB:\n{}", da.log_text(), db.log_text());
+    let v = wait_state(&a, "vs", "disconnected", &logs);
+    let err = v["replication"]["last_error"].as_str().unwrap_or_default();
+    assert!(err.contains("beta"), "{v}");
+    assert!(err.contains("is this site paired there"), "{v}");
+    // Nothing was created at beta.
+    assert!(vserver_status(&b, "vs").is_none(), "{}", logs());
+}
