@@ -2,6 +2,7 @@
 //! the replica side of journal shipping. It moves journal frames, LSNs,
 //! epochs and checksums; it never interprets file-system semantics.
 
+pub mod baseline;
 pub mod session;
 pub mod tls;
 pub mod wire;

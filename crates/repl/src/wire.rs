@@ -39,6 +39,13 @@ pub const MAX_SITE_ID_BYTES: usize = 128;
 pub const MAX_VSERVER_BYTES: usize = 64;
 /// Most frames in one batch: bounds the per-frame bookkeeping.
 pub const MAX_BATCH_FRAMES: usize = 65_536;
+/// Largest piece of file data in one `BaselineChunk` (the store's limit).
+pub const MAX_BASELINE_CHUNK_BYTES: usize = tandem_store::baseline::MAX_BASELINE_CHUNK_BYTES;
+/// Largest piece of the encoded state in one `BaselineState`.
+pub const MAX_BASELINE_STATE_PIECE_BYTES: usize =
+    tandem_store::baseline::MAX_BASELINE_STATE_PIECE_BYTES;
+/// Largest encoded state a baseline announces (the checkpoint limit).
+pub const MAX_BASELINE_STATE_BYTES: u64 = tandem_store::checkpoint::MAX_CHECKPOINT_BYTES;
 
 /// Message type numbers (envelope bytes 6..8).
 pub mod msg_type {
@@ -49,6 +56,13 @@ pub mod msg_type {
     pub const ACK: u16 = 5;
     pub const HEARTBEAT: u16 = 6;
     pub const ERROR: u16 = 7;
+    // Baseline (the first copy of a vserver): a block of its own, so the
+    // streaming types can grow without renumbering.
+    pub const BASELINE_START: u16 = 16;
+    pub const BASELINE_RESUME: u16 = 17;
+    pub const BASELINE_STATE: u16 = 18;
+    pub const BASELINE_CHUNK: u16 = 19;
+    pub const BASELINE_DONE: u16 = 20;
 }
 
 /// Reason codes of `Refuse` and `Error`. Unknown codes are kept as they are
@@ -142,15 +156,68 @@ pub struct Ack {
     pub applied_lsn: Lsn,
 }
 
+/// Opens a baseline, from the active site: the state at `lsn` (its
+/// length and CRC identify it, so a broken copy can resume) and what the
+/// copy covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaselineStart {
+    pub vserver: String,
+    pub epoch: u64,
+    pub lsn: Lsn,
+    pub state_len: u64,
+    pub state_crc: u32,
+    /// Regular files to copy.
+    pub files: u64,
+    /// Sum of their sizes at `lsn`.
+    pub total_bytes: u64,
+}
+
+/// The replica's answer to `BaselineStart`: where to (re)start. A fresh
+/// copy is all zeros with `state_received` false.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BaselineResume {
+    pub lsn: Lsn,
+    /// The replica holds the whole state already: send no `BaselineState`.
+    pub state_received: bool,
+    pub next_ino: u64,
+    pub next_offset: u64,
+    pub done_bytes: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     Hello(Hello),
     HelloOk(HelloOk),
-    Refuse { code: u16, reason: String },
+    Refuse {
+        code: u16,
+        reason: String,
+    },
     Batch(Batch),
     Ack(Ack),
-    Heartbeat { now_ms: u64 },
-    Error { code: u16, text: String },
+    Heartbeat {
+        now_ms: u64,
+    },
+    Error {
+        code: u16,
+        text: String,
+    },
+    BaselineStart(BaselineStart),
+    BaselineResume(BaselineResume),
+    /// A piece of the encoded state, pieces in order from offset 0.
+    BaselineState {
+        offset: u64,
+        data: Bytes,
+    },
+    /// A piece of a file's data as read at the active site.
+    BaselineChunk {
+        ino: u64,
+        offset: u64,
+        data: Bytes,
+    },
+    /// Everything is sent; the replica finishes and answers `Ack` at `lsn`.
+    BaselineDone {
+        lsn: Lsn,
+    },
 }
 
 impl Message {
@@ -163,6 +230,11 @@ impl Message {
             Message::Ack(_) => msg_type::ACK,
             Message::Heartbeat { .. } => msg_type::HEARTBEAT,
             Message::Error { .. } => msg_type::ERROR,
+            Message::BaselineStart(_) => msg_type::BASELINE_START,
+            Message::BaselineResume(_) => msg_type::BASELINE_RESUME,
+            Message::BaselineState { .. } => msg_type::BASELINE_STATE,
+            Message::BaselineChunk { .. } => msg_type::BASELINE_CHUNK,
+            Message::BaselineDone { .. } => msg_type::BASELINE_DONE,
         }
     }
 
@@ -180,6 +252,11 @@ fn type_name(t: u16) -> &'static str {
         msg_type::ACK => "Ack",
         msg_type::HEARTBEAT => "Heartbeat",
         msg_type::ERROR => "Error",
+        msg_type::BASELINE_START => "BaselineStart",
+        msg_type::BASELINE_RESUME => "BaselineResume",
+        msg_type::BASELINE_STATE => "BaselineState",
+        msg_type::BASELINE_CHUNK => "BaselineChunk",
+        msg_type::BASELINE_DONE => "BaselineDone",
         _ => "unknown",
     }
 }
@@ -302,6 +379,39 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>> {
             w.u16(*code);
             w.text(text)?;
         }
+        Message::BaselineStart(b) => {
+            w.vserver(&b.vserver)?;
+            w.u64(b.epoch);
+            w.u64(b.lsn);
+            if b.state_len > MAX_BASELINE_STATE_BYTES {
+                return Err(malformed(kind, state_too_large(b.state_len)));
+            }
+            w.u64(b.state_len);
+            w.u32(b.state_crc);
+            w.u64(b.files);
+            w.u64(b.total_bytes);
+        }
+        Message::BaselineResume(r) => {
+            w.u64(r.lsn);
+            w.out.push(u8::from(r.state_received));
+            w.u64(r.next_ino);
+            w.u64(r.next_offset);
+            w.u64(r.done_bytes);
+        }
+        Message::BaselineState { offset, data } => {
+            check_piece(data.len(), MAX_BASELINE_STATE_PIECE_BYTES)
+                .map_err(|why| malformed(kind, why))?;
+            w.u64(*offset);
+            w.out.extend_from_slice(data);
+        }
+        Message::BaselineChunk { ino, offset, data } => {
+            check_piece(data.len(), MAX_BASELINE_CHUNK_BYTES)
+                .map_err(|why| malformed(kind, why))?;
+            w.u64(*ino);
+            w.u64(*offset);
+            w.out.extend_from_slice(data);
+        }
+        Message::BaselineDone { lsn } => w.u64(*lsn),
     }
     let payload_len = out.len() - ENVELOPE_BYTES;
     if payload_len > MAX_MESSAGE_BYTES {
@@ -452,6 +562,21 @@ fn check_frames(frames: &[RawFrame], epoch: u64) -> std::result::Result<(), Stri
     Ok(())
 }
 
+fn state_too_large(len: u64) -> String {
+    format!("state of {len} bytes exceeds the {MAX_BASELINE_STATE_BYTES}-byte limit")
+}
+
+/// A baseline piece: not empty (it would make no progress), within its limit.
+fn check_piece(len: usize, max: usize) -> std::result::Result<(), String> {
+    if len == 0 {
+        return Err("empty piece".into());
+    }
+    if len > max {
+        return Err(format!("piece of {len} bytes exceeds the {max}-byte limit"));
+    }
+    Ok(())
+}
+
 struct Writer<'a> {
     out: &'a mut Vec<u8>,
     kind: &'static str,
@@ -593,6 +718,22 @@ impl Reader {
         }
         Ok(frames)
     }
+    fn bool(&mut self, field: &str) -> Result<bool> {
+        match self.take(1, field)?[0] {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(malformed(
+                self.kind,
+                format!("{field} is {other}, not 0 or 1"),
+            )),
+        }
+    }
+    /// The rest of the payload, shared with it (not copied).
+    fn rest(&mut self) -> Bytes {
+        let rest = self.buf.slice(self.pos..);
+        self.pos = self.buf.len();
+        rest
+    }
     fn finish(self) -> Result<()> {
         if self.pos != self.buf.len() {
             return Err(malformed(
@@ -653,6 +794,44 @@ fn decode_payload(msg_type: u16, payload: Bytes) -> Result<Message> {
             code: r.u16("code")?,
             text: r.text()?,
         },
+        msg_type::BASELINE_START => {
+            let start = BaselineStart {
+                vserver: r.vserver()?,
+                epoch: r.u64("epoch")?,
+                lsn: r.u64("LSN")?,
+                state_len: r.u64("state length")?,
+                state_crc: r.u32("state CRC")?,
+                files: r.u64("file count")?,
+                total_bytes: r.u64("total bytes")?,
+            };
+            if start.state_len > MAX_BASELINE_STATE_BYTES {
+                return Err(malformed(kind, state_too_large(start.state_len)));
+            }
+            Message::BaselineStart(start)
+        }
+        msg_type::BASELINE_RESUME => Message::BaselineResume(BaselineResume {
+            lsn: r.u64("LSN")?,
+            state_received: r.bool("state received")?,
+            next_ino: r.u64("next inode")?,
+            next_offset: r.u64("next offset")?,
+            done_bytes: r.u64("done bytes")?,
+        }),
+        msg_type::BASELINE_STATE => {
+            let offset = r.u64("offset")?;
+            let data = r.rest();
+            check_piece(data.len(), MAX_BASELINE_STATE_PIECE_BYTES)
+                .map_err(|why| malformed(kind, why))?;
+            Message::BaselineState { offset, data }
+        }
+        msg_type::BASELINE_CHUNK => {
+            let ino = r.u64("inode")?;
+            let offset = r.u64("offset")?;
+            let data = r.rest();
+            check_piece(data.len(), MAX_BASELINE_CHUNK_BYTES)
+                .map_err(|why| malformed(kind, why))?;
+            Message::BaselineChunk { ino, offset, data }
+        }
+        msg_type::BASELINE_DONE => Message::BaselineDone { lsn: r.u64("LSN")? },
         other => return Err(WireError::UnknownType { found: other }),
     };
     r.finish()?;

