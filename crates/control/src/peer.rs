@@ -37,8 +37,10 @@ pub const MAX_PEERS: usize = 64;
 pub const MAX_PEERS_TOML_BYTES: u64 = 64 * 1024;
 /// Concurrent connections on the peer listener; more wait in the backlog.
 pub const MAX_PEER_CONNECTIONS: usize = 64;
-/// A PING or PONG line: the word, a space, a site id, a newline.
-pub const MAX_PING_LINE_BYTES: usize = 128;
+/// A line of the peer line protocol: PING/PONG (word, site id) or
+/// REPLICATE (word, vserver name up to 64, an IPv6 address with prefix and
+/// interface), with room to spare.
+pub const MAX_PING_LINE_BYTES: usize = 256;
 /// How long a paired connection may sit idle between messages.
 pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `peer check` waits for the PONG.
@@ -627,6 +629,50 @@ mod tests {
         assert!(check_unique(&list, &peer("c", "127.0.0.4:1", B)).is_err());
         assert!(check_unique(&list, &peer("c", "127.0.0.3:7447", &"c".repeat(64))).is_err());
         assert!(check_unique(&list, &peer("c", "127.0.0.4:1", &"c".repeat(64))).is_ok());
+    }
+
+    /// The listener's first-bytes dispatch, without a daemon behind it.
+    #[tokio::test]
+    async fn line_protocol_and_replication_are_told_apart() {
+        // A replication message with no REPLICATE preface: a wire Refuse.
+        let (mut client, server) = tokio::io::duplex(4096);
+        let serving = tokio::spawn(async move { serve_peer(server, A, B, None).await });
+        let first = tandem_repl::wire::Message::Heartbeat { now_ms: 1 };
+        tandem_repl::wire::write_message(&mut client, &first, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let answer = tandem_repl::wire::read_message(&mut client, Duration::from_secs(5))
+            .await
+            .unwrap();
+        match answer {
+            tandem_repl::wire::Message::Refuse { reason, .. } => {
+                assert!(reason.contains("REPLICATE"), "{reason}")
+            }
+            other => panic!("expected Refuse, got {}", other.kind()),
+        }
+        serving.await.unwrap().unwrap();
+
+        // PING, then REPLICATE on a listener that takes no replication.
+        let (client, server) = tokio::io::duplex(4096);
+        let serving = tokio::spawn(async move { serve_peer(server, A, B, None).await });
+        let mut client = BufReader::new(client);
+        write_line(&mut client, &format!("PING {A}")).await.unwrap();
+        assert_eq!(
+            read_line(&mut client).await.unwrap().unwrap(),
+            format!("PONG {B}")
+        );
+        write_line(&mut client, "REPLICATE vs -").await.unwrap();
+        let line = read_line(&mut client).await.unwrap().unwrap();
+        assert!(line.starts_with("ERR "), "{line}");
+        serving.await.unwrap().unwrap();
+
+        // An over-long line is an error, not a buffer that grows.
+        let (client, server) = tokio::io::duplex(4096);
+        let serving = tokio::spawn(async move { serve_peer(server, A, B, None).await });
+        let mut client = BufReader::new(client);
+        let long = format!("REPLICATE {}", "x".repeat(MAX_PING_LINE_BYTES + 10));
+        write_line(&mut client, &long).await.unwrap();
+        assert!(serving.await.unwrap().is_err());
     }
 
     #[test]
