@@ -105,6 +105,8 @@ impl Store {
     /// Opens an existing store: latest checkpoint + journal replay. A
     /// corrupt journal is a clear error, never a silently shorter store.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store> {
+        // First: a baseline that stopped early may not have its FORMAT yet.
+        crate::baseline::refuse_if_in_progress(dir)?;
         let format = dir.join(FORMAT_FILE);
         match std::fs::read(&format) {
             Ok(t) if t == FORMAT_TEXT.as_bytes() => {}
@@ -117,7 +119,6 @@ impl Store {
             }
             Err(e) => return Err(StoreError::io(&format, e)),
         }
-        crate::baseline::refuse_if_in_progress(dir)?;
         let marked_replica = crate::replica::marked_replica(dir)?;
         let lock = lock_dir(dir)?;
         let data = Arc::new(DataFiles::new(dir.join("data"), opts.max_open_files)?);

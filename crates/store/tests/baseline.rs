@@ -594,3 +594,39 @@ fn bad_baseline_input_is_refused_and_nothing_opens() {
         Err(StoreError::NoEnt)
     ));
 }
+
+#[test]
+fn unreadable_progress_mark_is_refused_by_open_and_started_over() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (active, _) = history(&tmp.path().join("active"));
+    let snap = active.baseline_begin().expect("baseline");
+    // What a crash leaves if it strikes while the mark is all there is.
+    let dir = tmp.path().join("replica");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join(BASELINE_FILE), b"garbage").expect("write mark");
+    assert!(matches!(
+        Store::open(&dir, opts()),
+        Err(StoreError::Replication(_))
+    ));
+    assert!(matches!(
+        baseline_in_progress(&dir),
+        Err(StoreError::Corrupt(_))
+    ));
+    let mut install =
+        BaselineInstall::begin(&dir, snap.lsn, snap.state.len() as u64, snap.state_crc)
+            .expect("begin over a bad mark");
+    assert!(!install.resumed());
+    send_state(&snap, &mut install, 1 << 20);
+    let mut nothing = |_: usize| {};
+    assert!(copy(
+        &active,
+        &snap,
+        &mut install,
+        1 << 20,
+        usize::MAX,
+        &mut nothing
+    ));
+    let replica = install.finish(snap.lsn, opts()).expect("finish");
+    ship(&active, &replica);
+    assert_same(&active, &replica);
+}
