@@ -484,19 +484,11 @@ fn bad_requests_and_refusals_are_clear() {
     assert_eq!(vb["state"], "active", "{vb}");
 }
 
-#[test]
-fn lost_journal_start_needs_baseline_and_settings_survive_restart() {
-    let (a, a_addr) = site("alpha", "127.79.3.1");
-    let (b, b_addr) = site("beta", "127.79.3.2");
-    let da = a.start_daemon();
-    let db = b.start_daemon();
-    pair_both(&a, &a_addr, &b, &b_addr);
-    create_vserver_and_fs(&a, "vs", "127.79.3.11", "data", "/data");
-    // A clean stop checkpoints. The segments it covers go once the journal
-    // has moved past them (2 GiB of records later); delete them here as
-    // such a checkpoint would, so LSN 1 is no longer in the journal.
-    assert!(da.stop().success());
-    let journal = a.dir.join("vservers/vs/journal");
+/// Deletes the journal segments of `vs` at a stopped site, as a checkpoint
+/// does once the journal has moved past them (2 GiB of records later), so
+/// the journal no longer holds its start.
+fn drop_journal_segments(site: &TestSite, vs: &str) {
+    let journal = site.dir.join(format!("vservers/{vs}/journal"));
     let mut removed = 0;
     for e in std::fs::read_dir(&journal).expect("journal dir") {
         let p = e.expect("entry").path();
@@ -506,16 +498,82 @@ fn lost_journal_start_needs_baseline_and_settings_survive_restart() {
         }
     }
     assert!(removed > 0, "no journal segment in {}", journal.display());
+}
+
+#[test]
+fn lost_journal_start_takes_a_baseline_then_streams() {
+    const VS_ADDR: &str = "127.79.3.11";
+    const REPLICA_ADDR: &str = "127.79.3.12";
+    let (a, a_addr) = site("alpha", "127.79.3.1");
+    let (b, b_addr) = site("beta", "127.79.3.2");
     let da = a.start_daemon();
-    assert_success(&a.tandem(&["replicate", "vs", "--to", "beta"]), "replicate");
-    let logs = |da: &Daemon| format!("A:\n{}\nB:\n{}", da.log_text(), db.log_text());
-    let v = wait_state(&a, "vs", "needs-baseline", &|| logs(&da));
-    let err = v["replication"]["last_error"].as_str().unwrap_or_default();
-    assert!(err.contains("baseline"), "{v}");
-    // The setting is durable: after a restart the sender runs again.
+    let db = b.start_daemon();
+    pair_both(&a, &a_addr, &b, &b_addr);
+    create_vserver_and_fs(&a, "vs", VS_ADDR, "data", "/data");
+    let rt = runtime();
+    let first = pattern(1 << 20, 5);
+    let fh_first = rt.block_on(async {
+        let mut c = mount(&a, VS_ADDR).await;
+        write_file(&mut c, "first.bin", &first).await
+    });
+    assert!(da.stop().success());
+    drop_journal_segments(&a, "vs");
+    let da = a.start_daemon();
+    let replica = format!("{REPLICA_ADDR}/32");
+    let out = a.tandem(&[
+        "replicate",
+        "vs",
+        "--to",
+        "beta",
+        "--replica-address",
+        &replica,
+    ]);
+    assert_success(&out, "replicate");
+    // Written while the baseline may be running: arrives by streaming.
+    let second = pattern(100 << 10, 6);
+    let fh_second = rt.block_on(async {
+        let mut c = mount(&a, VS_ADDR).await;
+        write_file(&mut c, "second.bin", &second).await
+    });
+    let logs = |da: &Daemon, db: &Daemon| format!("A:\n{}\nB:\n{}", da.log_text(), db.log_text());
+    wait_converged(&a, &b, "vs", &|| logs(&da, &db));
+    rt.block_on(async {
+        let mut c = mount(&b, REPLICA_ADDR).await;
+        assert_eq!(read_all(&mut c, &fh_first).await, first);
+        assert_eq!(read_all(&mut c, &fh_second).await, second);
+    });
+
+    // The settings are durable: after a clean restart of both, streaming
+    // goes on.
+    assert!(db.stop().success());
     assert!(da.stop().success());
     let da = a.start_daemon();
-    let v = wait_state(&a, "vs", "needs-baseline", &|| logs(&da));
+    let db = b.start_daemon();
+    let third = pattern(10 << 10, 7);
+    let fh_third = rt.block_on(async {
+        let mut c = mount(&a, VS_ADDR).await;
+        write_file(&mut c, "third.bin", &third).await
+    });
+    wait_converged(&a, &b, "vs", &|| logs(&da, &db));
+    rt.block_on(async {
+        let mut c = mount(&b, REPLICA_ADDR).await;
+        assert_eq!(read_all(&mut c, &fh_third).await, third);
+    });
+
+    // A replica that holds records but fell behind the journal's start
+    // cannot take a baseline: needs-baseline, clearly, no crash loop.
+    assert!(db.stop().success());
+    rt.block_on(async {
+        let mut c = mount(&a, VS_ADDR).await;
+        write_file(&mut c, "fourth.bin", b"more").await
+    });
+    assert!(da.stop().success());
+    drop_journal_segments(&a, "vs");
+    let da = a.start_daemon();
+    let db = b.start_daemon();
+    let v = wait_state(&a, "vs", "needs-baseline", &|| logs(&da, &db));
+    let err = v["replication"]["last_error"].as_str().unwrap_or_default();
+    assert!(err.contains("baseline"), "{v}");
     assert_eq!(v["replication"]["to"], "beta", "{v}");
 }
 

@@ -27,6 +27,15 @@ use crate::site::Site;
 use crate::status::{FsStatus, SiteStatus, StatusReport, VserverStatus};
 use crate::vserver::Vserver;
 
+/// What a replication session at this site runs against.
+pub enum IncomingTarget {
+    /// An open store: a replica (or an active vserver, which the session
+    /// refuses with its own code).
+    Store(Arc<Store>),
+    /// A replica whose baseline is unfinished: only a baseline can go on.
+    Baseline,
+}
+
 pub struct Daemon {
     site: Site,
     service_cfg: ServiceConfig,
@@ -220,7 +229,7 @@ impl Daemon {
         peer_id: &str,
         vserver: &str,
         replica_address: Option<&str>,
-    ) -> Result<(Arc<Store>, Arc<tokio::sync::Mutex<()>>)> {
+    ) -> Result<(IncomingTarget, Arc<tokio::sync::Mutex<()>>)> {
         validate_name("vserver name", vserver)?;
         let replica_address = match replica_address {
             Some(a) => Some(parse_address(a)?.to_string()),
@@ -228,8 +237,11 @@ impl Daemon {
         };
         let mut table = self.vservers.lock().await;
         if let Some(vs) = table.get(vserver) {
-            if !vs.is_replica() {
-                return Ok((vs.store()?.clone(), Arc::new(tokio::sync::Mutex::new(()))));
+            if !vs.is_replica() && !vs.in_baseline() {
+                return Ok((
+                    IncomingTarget::Store(vs.store()?.clone()),
+                    Arc::new(tokio::sync::Mutex::new(())),
+                ));
             }
         } else {
             if table.len() >= self.site.config.control.max_vservers {
@@ -281,8 +293,54 @@ impl Daemon {
         if let Some(addr) = &entry.replica_address {
             vs.serve_replica_address(addr, &self.service_cfg).await;
         }
-        vs.replica_session()
-            .ok_or_else(|| ControlError::Internal(format!("{vserver} is not a replica")))
+        let lock = vs
+            .session_lock()
+            .ok_or_else(|| ControlError::Internal(format!("{vserver} is not a replica")))?;
+        if vs.in_baseline() {
+            return Ok((IncomingTarget::Baseline, lock));
+        }
+        Ok((IncomingTarget::Store(vs.store()?.clone()), lock))
+    }
+
+    /// Readies a replica that never received a record for a baseline:
+    /// stops serving it and closes its store. Returns its directory.
+    pub async fn begin_baseline(&self, vserver: &str) -> Result<std::path::PathBuf> {
+        let mut table = self.vservers.lock().await;
+        let vs = table
+            .get_mut(vserver)
+            .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
+        if !vs.is_replica() && !vs.in_baseline() {
+            return Err(ControlError::invalid(
+                "vserver",
+                format!("{vserver} is not a replica here"),
+            ));
+        }
+        let dir = self.site.paths.vserver(vserver);
+        if !vs.in_baseline() {
+            vs.begin_baseline(&dir).await?;
+        }
+        Ok(dir)
+    }
+
+    /// A baseline arrived whole: the vserver is a replica of `store` from
+    /// now on, served on its replica address if it has one.
+    pub async fn finish_baseline(&self, vserver: &str, store: Store) -> Result<Arc<Store>> {
+        let address = self
+            .replication
+            .lock()
+            .await
+            .incoming
+            .get(vserver)
+            .and_then(|i| i.replica_address.clone());
+        let mut table = self.vservers.lock().await;
+        let vs = table
+            .get_mut(vserver)
+            .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
+        vs.finish_baseline(store);
+        if let Some(a) = &address {
+            vs.serve_replica_address(a, &self.service_cfg).await;
+        }
+        Ok(vs.store()?.clone())
     }
 
     pub fn site(&self) -> &Site {

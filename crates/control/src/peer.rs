@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::daemon::IncomingTarget;
 use crate::error::{ControlError, Result};
 use crate::names::validate_name;
 use crate::site::{parse_listen, SitePaths};
@@ -429,7 +430,7 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
         Some((v, a)) => (v, Some(a)),
         None => (args, None),
     };
-    let (store, lock) = match daemon.incoming(peer_id, vserver, address).await {
+    let (target, lock) = match daemon.incoming(peer_id, vserver, address).await {
         Ok(x) => x,
         Err(e) => {
             tracing::warn!(peer_id, vserver = %truncate(vserver), error = %e, "refusing replication");
@@ -446,14 +447,51 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
         .await?;
         return Ok(());
     };
-    write_line(&mut stream, "OK").await?;
+    // "OK <lsn>", plus "baseline" when only a baseline can go on: the
+    // sender chooses between streaming and a baseline from this.
+    let answer = match &target {
+        IncomingTarget::Store(store) => format!("OK {}", store.last_lsn()),
+        IncomingTarget::Baseline => "OK 0 baseline".to_string(),
+    };
+    write_line(&mut stream, &answer).await?;
+    let cfg = tandem_repl::session::SessionConfig::new(own_id.to_string());
+    let first = match tokio::time::timeout(PEER_IDLE_TIMEOUT, stream.fill_buf()).await {
+        Err(_) => return Ok(()),
+        Ok(r) => r?,
+    };
+    let store = if first.starts_with(REPL_MAGIC) {
+        match target {
+            IncomingTarget::Store(store) => store,
+            IncomingTarget::Baseline => {
+                let msg = tandem_repl::wire::Message::Refuse {
+                    code: tandem_repl::wire::code::NOT_RETAINED,
+                    reason: format!("{vserver} here has an unfinished baseline; send a baseline"),
+                };
+                let _ = tandem_repl::wire::write_message(&mut stream, &msg, PING_TIMEOUT).await;
+                return Ok(());
+            }
+        }
+    } else {
+        let line = match tokio::time::timeout(PEER_IDLE_TIMEOUT, read_line(&mut stream)).await {
+            Err(_) | Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(Some(l))) => l,
+        };
+        if line != "BASELINE" {
+            tracing::warn!(peer_id, line = %truncate(&line), "unexpected line after REPLICATE");
+            return Ok(());
+        }
+        match receive_baseline(&mut stream, peer_id, daemon, vserver).await {
+            Some(store) => store,
+            None => return Ok(()),
+        }
+    };
     tracing::info!(
         peer_id,
         vserver,
         lsn = store.last_lsn(),
         "replication session starting"
     );
-    let cfg = tandem_repl::session::SessionConfig::new(own_id.to_string());
     match tandem_repl::session::receive(store.clone(), vserver, stream, &cfg).await {
         Ok(()) => {
             tracing::info!(
@@ -468,6 +506,59 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
         }
     }
     Ok(())
+}
+
+/// Receives a baseline into the replica's directory; the replica store it
+/// yields, or None after logging why (the sender is told where possible).
+async fn receive_baseline<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    peer_id: &str,
+    daemon: &crate::daemon::Daemon,
+    vserver: &str,
+) -> Option<Arc<tandem_store::Store>> {
+    let cfg = tandem_repl::baseline::BaselineConfig::default();
+    let dir = match daemon.begin_baseline(vserver).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(peer_id, vserver, error = %e, "refusing baseline");
+            let msg = tandem_repl::wire::Message::Error {
+                code: tandem_repl::wire::code::INTERNAL,
+                text: e.to_string().chars().take(1000).collect(),
+            };
+            let _ = tandem_repl::wire::write_message(stream, &msg, PING_TIMEOUT).await;
+            return None;
+        }
+    };
+    tracing::info!(peer_id, vserver, "receiving baseline");
+    let received = tandem_repl::baseline::receive_baseline(
+        stream,
+        &dir,
+        vserver,
+        tandem_store::StoreOptions::default(),
+        &cfg,
+        None,
+    )
+    .await;
+    let store = match received {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(peer_id, vserver, error = %e, "baseline ended unfinished");
+            return None;
+        }
+    };
+    tracing::info!(
+        peer_id,
+        vserver,
+        lsn = store.last_lsn(),
+        "baseline installed"
+    );
+    match daemon.finish_baseline(vserver, store).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(peer_id, vserver, error = %e, "baseline installed but not opened");
+            None
+        }
+    }
 }
 
 /// Reads one bounded line; None at end of stream.

@@ -20,9 +20,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use tandem_repl::baseline::{self, BaselineConfig};
 use tandem_repl::session::{self, SessionConfig, SessionError};
 use tandem_repl::tls::{self, TlsError};
 use tandem_repl::wire::code;
+use tandem_store::baseline::BaselineSnapshot;
 use tandem_store::{Lsn, Store, StoreError};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
@@ -139,8 +141,9 @@ pub struct ReplicationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     pub mode: String,
-    /// Active site: connecting, streaming, disconnected, needs-baseline,
-    /// refused. Replica site: replica (receiving while a session runs).
+    /// Active site: connecting, baseline, streaming, disconnected,
+    /// needs-baseline, refused. Replica site: replica (receiving while a
+    /// session runs), baseline (being copied) or baseline-unfinished.
     pub state: String,
     /// Highest LSN the replica acknowledged as applied (active site), or
     /// applied here (replica site).
@@ -281,13 +284,25 @@ async fn run_sender(
     shared: Arc<Mutex<SenderState>>,
 ) {
     let mut backoff_ms = BACKOFF_MIN_MS;
+    // Kept across attempts so a broken baseline resumes (the replica
+    // resumes only the same snapshot); dropped once one is installed.
+    let mut snapshot: Option<Arc<BaselineSnapshot>> = None;
     loop {
         update(&shared, |s| {
             s.state = "connecting";
             s.connected_since_unix_ms = None;
         });
         let started = Instant::now();
-        let outcome = attempt(&vserver, &store, &settings, &tls, &peers, &shared).await;
+        let outcome = attempt(
+            &vserver,
+            &store,
+            &settings,
+            &tls,
+            &peers,
+            &shared,
+            &mut snapshot,
+        )
+        .await;
         let streamed_long = started.elapsed() >= Duration::from_millis(STABLE_SESSION_MS);
         if streamed_long {
             backoff_ms = BACKOFF_MIN_MS;
@@ -314,6 +329,7 @@ async fn attempt(
     peer_tls: &PeerTls,
     peers: &PeerLookup,
     shared: &Arc<Mutex<SenderState>>,
+    snapshot: &mut Option<Arc<BaselineSnapshot>>,
 ) -> Outcome {
     let Some(peer) = peers(&settings.to) else {
         return Outcome::Slow {
@@ -398,7 +414,8 @@ async fn attempt(
         }
         Ok(Ok(l)) => String::from_utf8_lossy(&l).trim_end().to_string(),
     };
-    if line != "OK" {
+    let mut words = line.split(' ');
+    if words.next() != Some("OK") {
         let reason = line.strip_prefix("ERR ").unwrap_or(&line);
         if reason.starts_with("BUSY") {
             // The replica still runs the previous session (it ends at its
@@ -415,6 +432,85 @@ async fn attempt(
                 peer.name
             ),
         };
+    }
+
+    // "OK <replica lsn> [baseline]": stream from the replica's LSN if the
+    // journal still holds what follows it, else a baseline.
+    let replica_lsn = words.next().and_then(|w| w.parse::<Lsn>().ok());
+    let wants_baseline = words.next() == Some("baseline");
+    let oldest = match store.oldest_retained_lsn() {
+        Ok(o) => o,
+        Err(e) => {
+            return Outcome::Retry {
+                state: "disconnected",
+                error: format!("reading the journal: {e}"),
+            }
+        }
+    };
+    let behind_journal = replica_lsn.is_some_and(|l| l.saturating_add(1) < oldest);
+    if wants_baseline || behind_journal {
+        if replica_lsn != Some(0) {
+            return Outcome::Slow {
+                state: "needs-baseline",
+                error: format!(
+                    "the replica at {} holds LSN {}, but this journal starts at LSN {oldest}; \
+                     a baseline needs an empty replica (remove {vserver} there)",
+                    peer.name,
+                    replica_lsn.unwrap_or_default()
+                ),
+            };
+        }
+        update(shared, |s| s.state = "baseline");
+        let snap = match snapshot.clone() {
+            Some(s) => s,
+            None => {
+                let st = store.clone();
+                match tokio::task::spawn_blocking(move || st.baseline_begin()).await {
+                    Ok(Ok(s)) => {
+                        let s = Arc::new(s);
+                        *snapshot = Some(s.clone());
+                        s
+                    }
+                    Ok(Err(e)) => {
+                        return Outcome::Retry {
+                            state: "disconnected",
+                            error: format!("starting a baseline: {e}"),
+                        }
+                    }
+                    Err(e) => {
+                        return Outcome::Retry {
+                            state: "disconnected",
+                            error: format!("starting a baseline: {e}"),
+                        }
+                    }
+                }
+            }
+        };
+        tracing::info!(vserver, to = %peer.name, lsn = snap.lsn, bytes = snap.total_bytes, "sending baseline");
+        let sent = async {
+            stream.write_all(b"BASELINE\n").await?;
+            stream.flush().await
+        };
+        if let Err(e) = sent.await {
+            return Outcome::Retry {
+                state: "disconnected",
+                error: format!("peer {}: {e}", peer.name),
+            };
+        }
+        let cfg = BaselineConfig::default();
+        match baseline::send_baseline(&mut stream, store.clone(), snap, &cfg, None).await {
+            Ok(lsn) => {
+                *snapshot = None;
+                update(shared, |s| s.replica_lsn = lsn);
+                tracing::info!(vserver, to = %peer.name, lsn, "baseline installed at the replica");
+            }
+            Err(e) => {
+                return Outcome::Retry {
+                    state: "disconnected",
+                    error: format!("baseline to {}: {e}", peer.name),
+                }
+            }
+        }
     }
 
     let (tx, mut rx) = watch::channel::<Lsn>(0);
@@ -464,8 +560,9 @@ fn classify(result: std::result::Result<(), SessionError>, peer: &Peer) -> Outco
         SessionError::Store(StoreError::NotRetained { .. }) => Outcome::Slow {
             state: "needs-baseline",
             error: format!(
-                "{e}: the replica needs records this site's journal no longer holds; \
-                 a baseline (initial copy) is needed and is not implemented yet"
+                "{e}: the replica needs records this site's journal no longer holds, \
+                 and holds records itself, so no baseline can be sent into it \
+                 (remove the replica at the peer to take a new baseline)"
             ),
         },
         SessionError::Refused { code: c, .. } | SessionError::Peer { code: c, .. }

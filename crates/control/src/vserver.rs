@@ -37,6 +37,13 @@ enum State {
         from: Option<String>,
         replica_address: Option<String>,
     },
+    /// A replica whose first copy (baseline) is being received or was cut
+    /// short: its directory is not a store yet, so nothing is served.
+    Baseline {
+        session: Arc<tokio::sync::Mutex<()>>,
+        from: Option<String>,
+        replica_address: Option<String>,
+    },
     /// Kept so status can say why, instead of the vserver vanishing.
     Failed { error: String },
 }
@@ -114,6 +121,15 @@ impl Vserver {
                 vs.serve_all(cfg).await;
                 vs
             }
+            Err(e)
+                if matches!(
+                    tandem_store::baseline::baseline_in_progress(dir),
+                    Ok(Some(_))
+                ) =>
+            {
+                tracing::info!(vserver = name, error = %e, "replica baseline unfinished; it resumes when its site reconnects");
+                Vserver::baseline(name, Arc::new(tokio::sync::Mutex::new(())), None, None)
+            }
             Err(e) => {
                 tracing::error!(vserver = name, error = %e, "cannot open vserver store");
                 Vserver {
@@ -183,6 +199,96 @@ impl Vserver {
         }
     }
 
+    fn baseline(
+        name: &str,
+        session: Arc<tokio::sync::Mutex<()>>,
+        from: Option<String>,
+        replica_address: Option<String>,
+    ) -> Vserver {
+        Vserver {
+            name: name.to_string(),
+            state: State::Baseline {
+                session,
+                from,
+                replica_address,
+            },
+        }
+    }
+
+    /// Whether this is a replica whose baseline has not finished.
+    pub fn in_baseline(&self) -> bool {
+        matches!(self.state, State::Baseline { .. })
+    }
+
+    /// The session lock of a replica, baseline or not.
+    pub fn session_lock(&self) -> Option<Arc<tokio::sync::Mutex<()>>> {
+        match &self.state {
+            State::Replica { session, .. } | State::Baseline { session, .. } => {
+                Some(session.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Stops serving a replica that never received a record and closes
+    /// its store, leaving its directory to a baseline. The vserver stays
+    /// (in baseline state) with the same session lock.
+    pub async fn begin_baseline(&mut self, dir: &Path) -> Result<()> {
+        let State::Replica {
+            store,
+            services,
+            session,
+            from,
+            replica_address,
+            ..
+        } = &mut self.state
+        else {
+            return Ok(());
+        };
+        if store.last_lsn() != 0 {
+            return Err(ControlError::Unavailable {
+                vserver: self.name.clone(),
+                reason: format!(
+                    "the replica holds records up to LSN {}; a baseline needs an empty replica",
+                    store.last_lsn()
+                ),
+            });
+        }
+        for s in services.drain(..) {
+            s.shutdown().await;
+        }
+        let store = store.clone();
+        let next = State::Baseline {
+            session: session.clone(),
+            from: from.take(),
+            replica_address: replica_address.take(),
+        };
+        self.state = next;
+        blocking(&self.name, move || store.close()).await?;
+        // Closing wrote a checkpoint at LSN 0, which a baseline refuses to
+        // overwrite; the directory holds no record, so nothing is lost by
+        // removing it. A crash before the baseline marks it again leaves
+        // no vserver, and the next connection creates a fresh replica.
+        std::fs::remove_dir_all(dir).map_err(|e| ControlError::io(dir, e))
+    }
+
+    /// A finished baseline: the vserver becomes a replica of `store` again
+    /// (not served until `serve_replica_address`).
+    pub fn finish_baseline(&mut self, store: Store) {
+        let (session, from) = match &mut self.state {
+            State::Baseline { session, from, .. } => (session.clone(), from.take()),
+            _ => return,
+        };
+        self.state = State::Replica {
+            store: Arc::new(store),
+            services: Vec::new(),
+            bind_failures: Vec::new(),
+            session,
+            from,
+            replica_address: None,
+        };
+    }
+
     /// Creates an empty replica store (LSN 0) for a vserver another site
     /// starts replicating here. Nothing is served until an address is set.
     pub async fn create_replica(dir: &Path, name: &str) -> Result<Vserver> {
@@ -213,7 +319,7 @@ impl Vserver {
 
     /// Records which site sends this replica (shown in status).
     pub fn set_replica_source(&mut self, site_id: &str) {
-        if let State::Replica { from, .. } = &mut self.state {
+        if let State::Replica { from, .. } | State::Baseline { from, .. } = &mut self.state {
             *from = Some(site_id.to_string());
         }
     }
@@ -222,6 +328,14 @@ impl Vserver {
     /// a later different address replaces it. The store refuses every
     /// change, so NFS writes there get ROFS.
     pub async fn serve_replica_address(&mut self, address: &str, cfg: &ServiceConfig) {
+        if let State::Baseline {
+            replica_address, ..
+        } = &mut self.state
+        {
+            // Served once the baseline has made it a store.
+            *replica_address = Some(address.to_string());
+            return;
+        }
         let State::Replica {
             store,
             services,
@@ -272,6 +386,10 @@ impl Vserver {
             State::Failed { error } => Err(ControlError::Unavailable {
                 vserver: self.name.clone(),
                 reason: format!("not open: {error}"),
+            }),
+            State::Baseline { .. } => Err(ControlError::Unavailable {
+                vserver: self.name.clone(),
+                reason: "replica baseline in progress".into(),
             }),
         }
     }
@@ -391,6 +509,38 @@ impl Vserver {
                     })),
                 }
             }
+            State::Baseline {
+                session,
+                from,
+                replica_address,
+            } => VserverStatus {
+                name: self.name.clone(),
+                state: VserverState::Replica,
+                error: None,
+                addresses: Vec::new(),
+                filesystems: Vec::new(),
+                users: Vec::new(),
+                last_lsn: 0,
+                durable_lsn: 0,
+                endpoints: Vec::new(),
+                bind_failures: Vec::new(),
+                replication: Some(Box::new(ReplicationStatus {
+                    to: None,
+                    from: from.clone(),
+                    mode: crate::replication::MODE_ASYNC.to_string(),
+                    state: if session.try_lock().is_err() {
+                        "baseline"
+                    } else {
+                        "baseline-unfinished"
+                    }
+                    .to_string(),
+                    replica_lsn: 0,
+                    lag_records: 0,
+                    last_error: None,
+                    connected_since_unix_ms: None,
+                    replica_address: replica_address.clone(),
+                })),
+            },
             State::Failed { error } => VserverStatus {
                 name: self.name.clone(),
                 state: VserverState::Failed,
@@ -417,7 +567,7 @@ impl Vserver {
             | State::Replica {
                 store, services, ..
             } => (store, services),
-            State::Failed { .. } => return,
+            State::Failed { .. } | State::Baseline { .. } => return,
         };
         for s in services {
             s.shutdown().await;
