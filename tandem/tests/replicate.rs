@@ -511,7 +511,7 @@ fn lost_journal_start_takes_a_baseline_then_streams() {
     pair_both(&a, &a_addr, &b, &b_addr);
     create_vserver_and_fs(&a, "vs", VS_ADDR, "data", "/data");
     let rt = runtime();
-    let first = pattern(1 << 20, 5);
+    let first = pattern(6 << 20, 5);
     let fh_first = rt.block_on(async {
         let mut c = mount(&a, VS_ADDR).await;
         write_file(&mut c, "first.bin", &first).await
@@ -529,6 +529,18 @@ fn lost_journal_start_takes_a_baseline_then_streams() {
         &replica,
     ]);
     assert_success(&out, "replicate");
+    // kill -9 the replica once the baseline has started (or as soon as
+    // it is seen): it restarts and the copy completes.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        let st = vserver_status(&a, "vs").expect("active");
+        if st["replication"]["state"] != "connecting" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    db.kill9();
+    let db = b.start_daemon();
     // Written while the baseline may be running: arrives by streaming.
     let second = pattern(100 << 10, 6);
     let fh_second = rt.block_on(async {

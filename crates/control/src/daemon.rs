@@ -318,6 +318,10 @@ impl Daemon {
         let dir = self.site.paths.vserver(vserver);
         if !vs.in_baseline() {
             vs.begin_baseline(&dir).await?;
+        } else if matches!(tandem_store::baseline::baseline_in_progress(&dir), Ok(None)) {
+            // No progress mark: a baseline that stopped before writing one
+            // left a directory with no record in it; start clean.
+            crate::vserver::discard_empty_replica_dir(&dir)?;
         }
         Ok(dir)
     }

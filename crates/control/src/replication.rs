@@ -8,9 +8,13 @@
 //!
 //! Before the session's Hello, the sender sends one line on the same TLS
 //! connection, "REPLICATE <vserver> <replica address or ->\n", answered by
-//! "OK\n" or "ERR <reason>\n". It names the vserver (so the replica site can
-//! open or create its replica store before the session starts) and carries
-//! the replica address, for which Hello has no field.
+//! "OK <replica lsn>[ baseline]\n" or "ERR <reason>\n". It names the vserver
+//! (so the replica site can open or create its replica store before the
+//! session starts) and carries the replica address, for which Hello has no
+//! field. If the journal here no longer holds what follows the replica's
+//! LSN (or the replica holds an unfinished baseline), and the replica never
+//! received a record, the sender sends "BASELINE\n" and a baseline
+//! (`tandem_repl::baseline`) before the session, on the same connection.
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -95,6 +95,50 @@ async fn start_service(
     ))
 }
 
+/// `vservers/.NAME.what`: beside the vserver's directory, and never taken
+/// for a vserver (names do not start with '.').
+fn side_dir(dir: &Path, what: &str) -> std::path::PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dir.with_file_name(format!(".{name}.{what}"))
+}
+
+/// A directory without FORMAT, progress mark, checkpoint or journal
+/// segment: a baseline that stopped before writing its progress mark. It
+/// holds no record, so a new baseline may replace it.
+fn holds_nothing(dir: &Path) -> bool {
+    let none = |p: &str| !dir.join(p).exists();
+    let no_segments = match std::fs::read_dir(dir.join("journal")) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    none("FORMAT") && none("BASELINE") && none("checkpoint") && no_segments
+}
+
+/// Discards a replica directory that holds no record (see `holds_nothing`
+/// and `begin_baseline`): renamed away first, so a crash leaves all or none.
+pub fn discard_empty_replica_dir(dir: &Path) -> Result<()> {
+    let discard = side_dir(dir, "discarded");
+    remove_leftover(&discard)?;
+    match std::fs::rename(dir, &discard) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(ControlError::io(dir, e)),
+    }
+    std::fs::remove_dir_all(&discard).map_err(|e| ControlError::io(&discard, e))
+}
+
+/// Removes what an interrupted create or discard left behind.
+fn remove_leftover(path: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ControlError::io(path, e)),
+    }
+}
+
 impl Vserver {
     /// Opens an existing vserver and serves it. Never fails: a store that
     /// cannot be opened is kept as `Failed` with the reason.
@@ -125,7 +169,7 @@ impl Vserver {
                 if matches!(
                     tandem_store::baseline::baseline_in_progress(dir),
                     Ok(Some(_))
-                ) =>
+                ) || holds_nothing(dir) =>
             {
                 tracing::info!(vserver = name, error = %e, "replica baseline unfinished; it resumes when its site reconnects");
                 Vserver::baseline(name, Arc::new(tokio::sync::Mutex::new(())), None, None)
@@ -267,9 +311,9 @@ impl Vserver {
         blocking(&self.name, move || store.close()).await?;
         // Closing wrote a checkpoint at LSN 0, which a baseline refuses to
         // overwrite; the directory holds no record, so nothing is lost by
-        // removing it. A crash before the baseline marks it again leaves
-        // no vserver, and the next connection creates a fresh replica.
-        std::fs::remove_dir_all(dir).map_err(|e| ControlError::io(dir, e))
+        // removing it. Renamed away first, so a crash leaves either the
+        // whole replica or none (the next connection then creates one).
+        discard_empty_replica_dir(dir)
     }
 
     /// A finished baseline: the vserver becomes a replica of `store` again
@@ -292,9 +336,18 @@ impl Vserver {
     /// Creates an empty replica store (LSN 0) for a vserver another site
     /// starts replicating here. Nothing is served until an address is set.
     pub async fn create_replica(dir: &Path, name: &str) -> Result<Vserver> {
+        // Built beside its place and renamed into it, so a crash never
+        // leaves a half-made replica that cannot be opened.
+        let new = side_dir(dir, "new");
+        remove_leftover(&new)?;
         let owned_dir = dir.to_path_buf();
         let store = blocking(name, move || {
-            Store::init_replica(&owned_dir, StoreOptions::default())
+            // Dropped, not closed: closing would checkpoint LSN 0, and a
+            // baseline only goes into a replica without a checkpoint.
+            drop(Store::init_replica(&new, StoreOptions::default())?);
+            std::fs::rename(&new, &owned_dir)
+                .map_err(|e| tandem_store::StoreError::io(&owned_dir, e))?;
+            Store::open_replica(&owned_dir, StoreOptions::default())
         })
         .await?;
         tracing::info!(vserver = name, "replica store created");
@@ -307,14 +360,6 @@ impl Vserver {
 
     pub fn is_replica(&self) -> bool {
         matches!(self.state, State::Replica { .. })
-    }
-
-    /// The replica's store and its session lock (None if not a replica).
-    pub fn replica_session(&self) -> Option<(Arc<Store>, Arc<tokio::sync::Mutex<()>>)> {
-        match &self.state {
-            State::Replica { store, session, .. } => Some((store.clone(), session.clone())),
-            _ => None,
-        }
     }
 
     /// Records which site sends this replica (shown in status).
