@@ -29,8 +29,7 @@ use crate::vserver::Vserver;
 
 /// What a replication session at this site runs against.
 pub enum IncomingTarget {
-    /// An open store: a replica (or an active vserver, which the session
-    /// refuses with its own code).
+    /// A replica's open store.
     Store(Arc<Store>),
     /// A replica whose baseline is unfinished: only a baseline can go on.
     Baseline,
@@ -222,8 +221,8 @@ impl Daemon {
     /// A peer asks to replicate `vserver` here (the REPLICATE preface):
     /// returns the store the session runs against and the lock that keeps
     /// it to one session. A vserver unknown here gets an empty replica
-    /// store; an active one is returned as is, and the session refuses it
-    /// with its own code. Serves `replica_address` read-only if given.
+    /// store; an active one is refused. Serves `replica_address` read-only
+    /// if given.
     pub async fn incoming(
         &self,
         peer_id: &str,
@@ -238,10 +237,15 @@ impl Daemon {
         let mut table = self.vservers.lock().await;
         if let Some(vs) = table.get(vserver) {
             if !vs.is_replica() && !vs.in_baseline() {
-                return Ok((
-                    IncomingTarget::Store(vs.store()?.clone()),
-                    Arc::new(tokio::sync::Mutex::new(())),
-                ));
+                // Refused before any session: whatever the journals hold,
+                // an active vserver is never overwritten by another site.
+                vs.store()?;
+                return Err(ControlError::Exists {
+                    what: "vserver".into(),
+                    detail: format!(
+                        "{vserver} is active here, not a replica; refusing to replicate over it"
+                    ),
+                });
             }
         } else {
             if table.len() >= self.site.config.control.max_vservers {
