@@ -551,6 +551,14 @@ fn lost_journal_start_takes_a_baseline_then_streams() {
     });
     let logs = |da: &Daemon, db: &Daemon| format!("A:\n{}\nB:\n{}", da.log_text(), db.log_text());
     wait_converged(&a, &b, "vs", &|| logs(&da, &db));
+    let v = vserver_status(&a, "vs").expect("active");
+    let total = v["replication"]["baseline_total_bytes"].as_u64();
+    assert!(total >= Some(first.len() as u64), "{v}");
+    assert_eq!(
+        v["replication"]["baseline_done_bytes"].as_u64(),
+        total,
+        "{v}"
+    );
     rt.block_on(async {
         let mut c = mount(&b, REPLICA_ADDR).await;
         assert_eq!(read_all(&mut c, &fh_first).await, first);

@@ -161,6 +161,12 @@ pub struct ReplicationStatus {
     pub connected_since_unix_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_address: Option<String>,
+    /// The last baseline's file bytes copied and to copy (active site),
+    /// once one has started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_done_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_total_bytes: Option<u64>,
 }
 
 /// The sender's live figures, shared with status.
@@ -168,6 +174,9 @@ pub struct ReplicationStatus {
 pub struct SenderState {
     pub state: &'static str,
     pub replica_lsn: Lsn,
+    /// Progress of the last baseline sent (file bytes copied, of total).
+    pub baseline_done_bytes: Option<u64>,
+    pub baseline_total_bytes: Option<u64>,
     pub last_error: Option<String>,
     pub connected_since_unix_ms: Option<u64>,
 }
@@ -195,6 +204,8 @@ impl Sender {
             last_error: s.last_error,
             connected_since_unix_ms: s.connected_since_unix_ms,
             replica_address: self.settings.replica_address.clone(),
+            baseline_done_bytes: s.baseline_done_bytes,
+            baseline_total_bytes: s.baseline_total_bytes,
         }
     }
 
@@ -220,6 +231,8 @@ pub fn start_sender(
     let shared = Arc::new(Mutex::new(SenderState {
         state: "connecting",
         replica_lsn: 0,
+        baseline_done_bytes: None,
+        baseline_total_bytes: None,
         last_error: None,
         connected_since_unix_ms: None,
     }));
@@ -502,7 +515,25 @@ async fn attempt(
             };
         }
         let cfg = BaselineConfig::default();
-        match baseline::send_baseline(&mut stream, store.clone(), snap, &cfg, None).await {
+        let (ptx, mut prx) = watch::channel(baseline::BaselineStatus::default());
+        let sending = baseline::send_baseline(&mut stream, store.clone(), snap, &cfg, Some(&ptx));
+        tokio::pin!(sending);
+        let result = loop {
+            tokio::select! {
+                r = &mut sending => break r,
+                changed = prx.changed() => {
+                    if changed.is_err() {
+                        continue;
+                    }
+                    let p = *prx.borrow_and_update();
+                    update(shared, |s| {
+                        s.baseline_done_bytes = Some(p.done_bytes);
+                        s.baseline_total_bytes = Some(p.total_bytes);
+                    });
+                }
+            }
+        };
+        match result {
             Ok(lsn) => {
                 *snapshot = None;
                 update(shared, |s| s.replica_lsn = lsn);

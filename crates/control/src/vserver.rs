@@ -551,6 +551,8 @@ impl Vserver {
                         last_error: None,
                         connected_since_unix_ms: None,
                         replica_address: replica_address.clone(),
+                        baseline_done_bytes: None,
+                        baseline_total_bytes: None,
                     })),
                 }
             }
@@ -584,6 +586,8 @@ impl Vserver {
                     last_error: None,
                     connected_since_unix_ms: None,
                     replica_address: replica_address.clone(),
+                    baseline_done_bytes: None,
+                    baseline_total_bytes: None,
                 })),
             },
             State::Failed { error } => VserverStatus {

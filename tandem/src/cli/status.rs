@@ -110,6 +110,13 @@ fn render_vserver(v: &VserverStatus) -> String {
                 r.replica_lsn
             )),
         }
+        if let (Some(done), Some(total)) = (r.baseline_done_bytes, r.baseline_total_bytes) {
+            out.push_str(&format!(
+                "  baseline: {:.1} of {:.1} MiB copied\n",
+                done as f64 / f64::from(1u32 << 20),
+                total as f64 / f64::from(1u32 << 20)
+            ));
+        }
         if let Some(a) = &r.replica_address {
             out.push_str(&format!("  replica address {a}\n"));
         }
