@@ -1,4 +1,5 @@
-//! `tandem demo`: starts, creates the demo vserver, prints the client
+//! `tandem demo`: starts, creates the demo vserver, replicates it to a
+//! disaster-recovery site that serves the copy read-only, prints the client
 //! commands, and stops cleanly on SIGTERM.
 
 mod common;
@@ -14,7 +15,7 @@ fn demo_serves_and_prints_client_commands() {
     let mut child = Command::new(BIN)
         .arg("--data")
         .arg(&s.dir)
-        .args(["demo", "--ip", "127.77.30.2"])
+        .args(["demo", "--ip", "127.77.30.2", "--dr-ip", "127.77.30.3"])
         .env_remove("TANDEM_DATA")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -29,6 +30,11 @@ fn demo_serves_and_prints_client_commands() {
     );
     assert!(text.contains(&format!("nfs-ls \"{url}\"")), "{text}");
     assert!(text.contains("nfs-cp"), "{text}");
+    let dr_url = format!(
+        "nfs://127.77.30.3/data/README?nfsport={}&mountport={}",
+        s.nfs_port, s.mount_port
+    );
+    assert!(text.contains(&format!("nfs-cat \"{dr_url}\"")), "{text}");
 
     let st = s.status_json();
     let vs = &st["vservers"][0];
@@ -36,6 +42,19 @@ fn demo_serves_and_prints_client_commands() {
     assert_eq!(vs["filesystems"][0]["export"], "/data");
     assert_eq!(vs["filesystems"][0]["root_squash"], false);
     assert_eq!(vs["endpoints"][0]["ip"], "127.77.30.2");
+    assert_eq!(vs["replication"]["to"], "dr", "{st}");
+
+    // The DR site holds the replica, caught up (the demo waits for that
+    // before printing), and serves it on its own address.
+    let dr_dir = s.dir.with_file_name("site-dr");
+    let out = run(&dr_dir, &["status", "--json"]);
+    assert_success(&out, "DR status");
+    let dr: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rvs = &dr["vservers"][0];
+    assert_eq!(rvs["name"], "demo", "{dr}");
+    assert_eq!(rvs["state"], "replica", "{dr}");
+    assert_eq!(rvs["last_lsn"], vs["last_lsn"], "{dr}");
+    assert_eq!(rvs["endpoints"][0]["ip"], "127.77.30.3", "{dr}");
 
     terminate(&child);
     let status = wait_with_deadline(&mut child, "demo");

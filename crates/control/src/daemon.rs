@@ -384,7 +384,7 @@ impl Daemon {
                 added.map(|lsn| Reply::UserAdded { vserver, user, lsn })
             }
             Request::PeerAdd { peer } => self.add_peer(peer).await.map(Reply::PeerAdded),
-            Request::PeerList => Ok(Reply::Peers(self.peers.lock().await.clone())),
+            Request::PeerList => Ok(Reply::Peers(self.peers().await)),
             Request::PeerRemove { name } => self.remove_peer(&name).await.map(Reply::PeerRemoved),
             Request::PeerCheck { name } => self.check_peer(&name).await.map(Reply::PeerChecked),
             Request::Replicate {
@@ -572,6 +572,11 @@ impl Daemon {
         let lsn = vs.add_user(user).await?;
         tracing::info!(vserver, user = %name, "user added");
         Ok(lsn)
+    }
+
+    /// The paired sites.
+    pub async fn peers(&self) -> Vec<Peer> {
+        self.peers.lock().await.clone()
     }
 
     /// Pairs a site: durable in peers.toml first, then accepted by the

@@ -307,6 +307,19 @@ impl Site {
         })
     }
 
+    /// Writes `config` back to site.toml (atomically, as at init); the
+    /// daemon reads it at start.
+    pub fn save(&self) -> Result<()> {
+        self.config
+            .nfs
+            .validate()
+            .map_err(|reason| ControlError::SiteConfig {
+                path: self.paths.site_toml(),
+                reason,
+            })?;
+        write_site_toml(&self.paths.site_toml(), &self.config)
+    }
+
     pub fn load(dir: &Path) -> Result<Site> {
         let paths = SitePaths::new(dir);
         let toml_path = paths.site_toml();

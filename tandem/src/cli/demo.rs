@@ -1,14 +1,19 @@
-//! `tandem demo`: the newcomer's first command. A site, a vserver on a
-//! loopback address, a writable export with a README in it, and the client
-//! commands to try, all in one process, until Ctrl-C.
+//! `tandem demo`: the newcomer's first command. Two sites in one process:
+//! the active one serves a vserver on a loopback address (a writable export
+//! with a README in it); a disaster-recovery site, paired with it over
+//! mutual TLS, receives the vserver by replication and serves the copy
+//! read-only on a second address. It prints the client commands to try and
+//! runs until Ctrl-C.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use tandem_control::daemon::{Daemon, RunningDaemon};
+use tandem_control::peer::Peer;
 use tandem_control::site::{running_as_root, Site};
 use tandem_control::status::VserverStatus;
 use tandem_store::config::NOBODY;
@@ -24,11 +29,24 @@ This file lives in the file system `data` of the virtual server `demo`.\n\
 Everything written here goes through Tandem's journal: try copying a file\n\
 in with nfs-cp, restarting `tandem demo --data DIR`, and reading it back.\n";
 
+const ACTIVE_LISTEN: &str = "127.0.0.1:7447";
+const DR_PEER: &str = "dr";
+const ACTIVE_PEER: &str = "active";
+/// How long the demo waits for the first copy to reach the DR site.
+const REPLICA_WAIT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Loopback address the demo vserver serves on.
     #[arg(long, default_value = "127.0.0.2")]
     ip: IpAddr,
+    /// Loopback address of the disaster-recovery site: it listens for its
+    /// peer there and serves the replica read-only.
+    #[arg(long, default_value = "127.0.0.3")]
+    dr_ip: IpAddr,
+    /// Only the active site: no DR site, no replication.
+    #[arg(long)]
+    no_dr: bool,
 }
 
 pub async fn run(data: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> {
@@ -46,7 +64,7 @@ pub async fn run(data: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> 
         }
     };
     if !dir.join("site.toml").exists() {
-        Site::init(&dir, "demo-site", "127.0.0.1", running_as_root())
+        Site::init(&dir, "demo-site", ACTIVE_LISTEN, running_as_root())
             .with_context(|| format!("cannot create the demo site in {}", dir.display()))?;
     }
     let running = RunningDaemon::start(&dir)
@@ -60,11 +78,156 @@ pub async fn run(data: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> 
             return Err(e);
         }
     };
+    let dr = if args.no_dr {
+        None
+    } else {
+        let dr_dir = dir.with_file_name(format!(
+            "{}-dr",
+            dir.file_name().and_then(|n| n.to_str()).unwrap_or("site")
+        ));
+        match start_dr(running.daemon(), &dr_dir, args.dr_ip).await {
+            Ok(d) => Some((dr_dir, d)),
+            Err(e) => {
+                running.stop().await;
+                return Err(e);
+            }
+        }
+    };
     print_instructions(&dir, &vs, args.ip);
+    if let Some((dr_dir, _)) = &dr {
+        print_dr_instructions(dr_dir, &vs, args.dr_ip);
+    }
+    say!("Press Ctrl-C to stop.");
     let sig = terminate.recv().await;
     say!("\n{sig}: stopping the demo");
+    if let Some((_, d)) = dr {
+        d.stop().await;
+    }
     running.stop().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the DR site, pairs the two sites both ways, replicates the demo
+/// vserver to it and waits until the copy has caught up.
+async fn start_dr(
+    active: &Arc<Daemon>,
+    dr_dir: &Path,
+    dr_ip: IpAddr,
+) -> anyhow::Result<RunningDaemon> {
+    let active_listen = active.site().config.listen.clone();
+    // Same port as the active site's listener, on the DR address.
+    let port = active_listen
+        .rsplit_once(':')
+        .map(|(_, p)| p)
+        .unwrap_or("7447");
+    let dr_listen = match dr_ip {
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    };
+    if !dr_dir.join("site.toml").exists() {
+        let mut site = Site::init(dr_dir, "demo-dr", &dr_listen, running_as_root())
+            .with_context(|| format!("cannot create the DR site in {}", dr_dir.display()))?;
+        // The same NFS ports as the active site (on another address), so one
+        // set of client commands works for both.
+        site.config.nfs = active.site().config.nfs.clone();
+        site.save()
+            .with_context(|| format!("cannot configure the DR site in {}", dr_dir.display()))?;
+    }
+    let dr = RunningDaemon::start(dr_dir)
+        .await
+        .with_context(|| format!("cannot start the DR site in {}", dr_dir.display()))?;
+    let result = async {
+        let pairs = [
+            (
+                active,
+                DR_PEER,
+                dr_listen.clone(),
+                dr.daemon().site().identity.id.clone(),
+            ),
+            (
+                dr.daemon(),
+                ACTIVE_PEER,
+                active_listen.clone(),
+                active.site().identity.id.clone(),
+            ),
+        ];
+        for (daemon, name, addr, id) in pairs {
+            let known = daemon.peers().await.iter().any(|p| p.name == name);
+            if !known {
+                daemon
+                    .add_peer(Peer {
+                        name: name.to_string(),
+                        addr,
+                        id,
+                    })
+                    .await
+                    .with_context(|| format!("pairing the demo sites ({name})"))?;
+            }
+        }
+        let prefix = if dr_ip.is_ipv4() { 32 } else { 128 };
+        let replicated = active
+            .status(Some(VSERVER))
+            .await?
+            .vservers
+            .iter()
+            .any(|v| v.replication.is_some());
+        if !replicated {
+            active
+                .replicate(VSERVER, DR_PEER, "async", Some(format!("{dr_ip}/{prefix}")))
+                .await
+                .context("replicating the demo vserver to the DR site")?;
+        }
+        wait_for_replica(active, dr.daemon()).await
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(dr),
+        Err(e) => {
+            dr.stop().await;
+            Err(e)
+        }
+    }
+}
+
+/// Polls (with a deadline) until the DR site has applied everything the
+/// active site has, so the printed commands find the README there.
+async fn wait_for_replica(active: &Arc<Daemon>, dr: &Arc<Daemon>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let want = active
+            .status(Some(VSERVER))
+            .await?
+            .vservers
+            .first()
+            .map(|v| v.last_lsn)
+            .unwrap_or(0);
+        let have = dr
+            .status(Some(VSERVER))
+            .await
+            .ok()
+            .and_then(|r| r.vservers.into_iter().next())
+            .map(|v| v.last_lsn)
+            .unwrap_or(0);
+        if want > 0 && have >= want {
+            return Ok(());
+        }
+        if started.elapsed() > REPLICA_WAIT {
+            let why = active
+                .status(Some(VSERVER))
+                .await?
+                .vservers
+                .first()
+                .and_then(|v| v.replication.as_ref())
+                .and_then(|r| r.last_error.clone())
+                .unwrap_or_else(|| "no error reported".into());
+            bail!(
+                "the DR copy did not catch up within {}s (at LSN {have} of {want}): {why}. \
+                 Run with --no-dr for the active site alone.",
+                REPLICA_WAIT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Creates (or finds) the demo vserver, its file system and its README.
@@ -187,5 +350,26 @@ fn print_instructions(dir: &Path, vs: &VserverStatus, ip: IpAddr) {
     say!("Inspect the site:");
     say!("  tandem --data {} status", dir.display());
     say!();
-    say!("Press Ctrl-C to stop.");
+}
+
+fn print_dr_instructions(dr_dir: &Path, vs: &VserverStatus, dr_ip: IpAddr) {
+    let Some(e) = vs.endpoints.first() else {
+        return;
+    };
+    let host = match dr_ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    // Both sites use the same NFS ports (site.toml defaults).
+    let query = if e.portmap_port == Some(111) {
+        String::new()
+    } else {
+        format!("?nfsport={}&mountport={}", e.nfs_port, e.mount_port)
+    };
+    say!("Disaster-recovery site `demo-dr` holds a replica of `{VSERVER}`, kept up to date");
+    say!("over mutual TLS, and serves it read-only at {host}:");
+    say!("  nfs-cat \"nfs://{host}{EXPORT}/README{query}\"");
+    say!("  nfs-ls \"nfs://{host}{EXPORT}{query}\"     # copy a file in at the active site, then look here");
+    say!("  tandem --data {} status", dr_dir.display());
+    say!();
 }
