@@ -315,19 +315,30 @@ fn write_readme(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The host part of an NFS URL for `ip`.
+fn url_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// URL query naming the ports, unless the portmapper on 111 finds them.
+/// Both demo sites use the same ports (the DR site copies the active's).
+fn port_query(e: &tandem_control::service::Endpoint) -> String {
+    if e.portmap_port == Some(111) {
+        String::new()
+    } else {
+        format!("?nfsport={}&mountport={}", e.nfs_port, e.mount_port)
+    }
+}
+
 fn print_instructions(dir: &Path, vs: &VserverStatus, ip: IpAddr) {
     let Some(e) = vs.endpoints.first() else {
         return;
     };
-    let host = match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
-    };
-    let query = if e.portmap_port == Some(111) {
-        String::new()
-    } else {
-        format!("?nfsport={}&mountport={}", e.nfs_port, e.mount_port)
-    };
+    let host = url_host(ip);
+    let query = port_query(e);
     let url = |path: &str| format!("nfs://{host}{EXPORT}{path}{query}");
     say!();
     say!("Tandem demo is serving vserver `{VSERVER}` at {host}, export {EXPORT}.");
@@ -356,16 +367,8 @@ fn print_dr_instructions(dr_dir: &Path, vs: &VserverStatus, dr_ip: IpAddr) {
     let Some(e) = vs.endpoints.first() else {
         return;
     };
-    let host = match dr_ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
-    };
-    // Both sites use the same NFS ports (site.toml defaults).
-    let query = if e.portmap_port == Some(111) {
-        String::new()
-    } else {
-        format!("?nfsport={}&mountport={}", e.nfs_port, e.mount_port)
-    };
+    let host = url_host(dr_ip);
+    let query = port_query(e);
     say!("Disaster-recovery site `demo-dr` holds a replica of `{VSERVER}`, kept up to date");
     say!("over mutual TLS, and serves it read-only at {host}:");
     say!("  nfs-cat \"nfs://{host}{EXPORT}/README{query}\"");
