@@ -460,10 +460,8 @@ fn bad_requests_and_refusals_are_clear() {
     assert_fails_with(&out, "no peer named nobody");
     let out = a.tandem(&["replicate", "nope", "--to", "beta"]);
     assert_fails_with(&out, "no vserver named nope");
-    for mode in ["sync", "commit-sync"] {
-        let out = a.tandem(&["replicate", "vs", "--to", "beta", "--mode", mode]);
-        assert_fails_with(&out, "not implemented yet");
-    }
+    let out = a.tandem(&["replicate", "vs", "--to", "beta", "--mode", "eventually"]);
+    assert_fails_with(&out, "eventually");
     let out = a.tandem(&[
         "replicate",
         "vs",

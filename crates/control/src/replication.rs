@@ -29,7 +29,8 @@ use tandem_repl::session::{self, SessionConfig, SessionError};
 use tandem_repl::tls::{self, TlsError};
 use tandem_repl::wire::code;
 use tandem_store::baseline::BaselineSnapshot;
-use tandem_store::{Lsn, Store, StoreError};
+use tandem_store::replica_sync::DEFAULT_SYNC_TIMEOUT_MS;
+use tandem_store::{Lsn, OnReplicaLoss, Store, StoreError, SyncMode, SyncPolicy};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
@@ -53,9 +54,16 @@ pub const MAX_PREFACE_LINE_BYTES: usize = 256;
 /// Longest error text kept in status.
 const MAX_ERROR_CHARS: usize = 512;
 
-/// Replication modes. Only `async` is implemented; the others are refused
-/// when asked for, so nobody believes they have a guarantee they do not.
+/// Replication modes (ARCHITECTURE.md, "Replication modes").
 pub const MODE_ASYNC: &str = "async";
+pub const MODE_COMMIT_SYNC: &str = "commit-sync";
+pub const MODE_SYNC: &str = "sync";
+/// What a commit-sync or sync reply does when the replica's ack is late.
+pub const ON_LOSS_DEGRADE: &str = "degrade";
+pub const ON_LOSS_BLOCK: &str = "block";
+/// Longest `sync_timeout_ms` accepted: past this a client has long given
+/// up on the reply, so a larger figure is a mistake.
+pub const MAX_SYNC_TIMEOUT_MS: u64 = 600_000;
 
 /// The active site's settings for one replicated vserver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +75,53 @@ pub struct Outgoing {
     /// "IP/PREFIX[@INTERFACE]" the replica site serves the copy on, read-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_address: Option<String>,
+    /// commit-sync and sync: how long a reply waits for the replica's ack
+    /// before `on_replica_loss` applies (default DEFAULT_SYNC_TIMEOUT_MS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_timeout_ms: Option<u64>,
+    /// commit-sync and sync: "degrade" (default) or "block".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_replica_loss: Option<String>,
+}
+
+impl Outgoing {
+    /// The store's policy for these settings; an unknown word (a hand-edited
+    /// file) is an error rather than a weaker guarantee.
+    pub fn policy(&self) -> Result<SyncPolicy> {
+        let mode = match self.mode.as_str() {
+            MODE_ASYNC => SyncMode::Async,
+            MODE_COMMIT_SYNC => SyncMode::CommitSync,
+            MODE_SYNC => SyncMode::Sync,
+            other => {
+                return Err(ControlError::invalid(
+                    "replication mode",
+                    format!("{other:?} is not one of async, commit-sync, sync"),
+                ))
+            }
+        };
+        let on_replica_loss = match self.on_replica_loss.as_deref() {
+            None | Some(ON_LOSS_DEGRADE) => OnReplicaLoss::Degrade,
+            Some(ON_LOSS_BLOCK) => OnReplicaLoss::Block,
+            Some(other) => {
+                return Err(ControlError::invalid(
+                    "on-replica-loss",
+                    format!("{other:?} is not one of degrade, block"),
+                ))
+            }
+        };
+        let sync_timeout_ms = self.sync_timeout_ms.unwrap_or(DEFAULT_SYNC_TIMEOUT_MS);
+        if sync_timeout_ms == 0 || sync_timeout_ms > MAX_SYNC_TIMEOUT_MS {
+            return Err(ControlError::invalid(
+                "sync timeout",
+                format!("{sync_timeout_ms} ms is not within 1..={MAX_SYNC_TIMEOUT_MS} ms"),
+            ));
+        }
+        Ok(SyncPolicy {
+            mode,
+            sync_timeout_ms,
+            on_replica_loss,
+        })
+    }
 }
 
 /// The replica site's settings for one replica vserver.
@@ -167,6 +222,18 @@ pub struct ReplicationStatus {
     pub baseline_done_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline_total_bytes: Option<u64>,
+    /// commit-sync and sync (active site): "degrade" or "block".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_replica_loss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_timeout_ms: Option<u64>,
+    /// The alert: replies currently go out without the replica's ack
+    /// (commit-sync or sync degraded to async until the replica catches up).
+    #[serde(default)]
+    pub degraded: bool,
+    /// Replies sent without the replica's ack since the vserver opened.
+    #[serde(default)]
+    pub degraded_replies: u64,
 }
 
 /// The sender's live figures, shared with status.
@@ -184,6 +251,7 @@ pub struct SenderState {
 /// One replicated vserver's sender: its task and its status.
 pub struct Sender {
     pub settings: Outgoing,
+    store: Arc<Store>,
     shared: Arc<Mutex<SenderState>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -194,6 +262,9 @@ impl Sender {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         };
+        let synchronous = self.settings.mode != MODE_ASYNC;
+        let policy = store.sync_policy();
+        let (degraded, degraded_replies) = store.replication_degraded();
         ReplicationStatus {
             to: Some(self.settings.to.clone()),
             from: None,
@@ -206,11 +277,23 @@ impl Sender {
             replica_address: self.settings.replica_address.clone(),
             baseline_done_bytes: s.baseline_done_bytes,
             baseline_total_bytes: s.baseline_total_bytes,
+            on_replica_loss: synchronous.then(|| {
+                match policy.on_replica_loss {
+                    OnReplicaLoss::Degrade => ON_LOSS_DEGRADE,
+                    OnReplicaLoss::Block => ON_LOSS_BLOCK,
+                }
+                .to_string()
+            }),
+            sync_timeout_ms: synchronous.then_some(policy.sync_timeout_ms),
+            degraded,
+            degraded_replies,
         }
     }
 
-    /// Ends the task; the session's connection closes with it.
+    /// Ends the task; the session's connection closes with it. Replies no
+    /// longer wait for a replica nothing sends to.
     pub async fn stop(self) {
+        self.store.set_replication_mode(SyncPolicy::default());
         self.task.abort();
         // A JoinError here is the abort itself.
         let _ = self.task.await;
@@ -220,14 +303,17 @@ impl Sender {
 /// Where the sender finds its peer each attempt (the list may change).
 pub type PeerLookup = Arc<dyn Fn(&str) -> Option<Peer> + Send + Sync>;
 
-/// Starts the sender for `vserver`.
+/// Starts the sender for `vserver`, and makes the store's replies wait by
+/// its mode (checked by the caller: `Outgoing::policy`).
 pub fn start_sender(
     vserver: String,
     store: Arc<Store>,
     settings: Outgoing,
+    policy: SyncPolicy,
     tls: PeerTls,
     peers: PeerLookup,
 ) -> Sender {
+    store.set_replication_mode(policy);
     let shared = Arc::new(Mutex::new(SenderState {
         state: "connecting",
         replica_lsn: 0,
@@ -238,7 +324,7 @@ pub fn start_sender(
     }));
     let task = tokio::spawn(run_sender(
         vserver,
-        store,
+        store.clone(),
         settings.clone(),
         tls,
         peers,
@@ -246,6 +332,7 @@ pub fn start_sender(
     ));
     Sender {
         settings,
+        store,
         shared,
         task,
     }
@@ -536,6 +623,7 @@ async fn attempt(
         match result {
             Ok(lsn) => {
                 *snapshot = None;
+                store.set_replica_acked(lsn);
                 update(shared, |s| s.replica_lsn = lsn);
                 tracing::info!(vserver, to = %peer.name, lsn, "baseline installed at the replica");
             }
@@ -562,6 +650,8 @@ async fn attempt(
                     continue;
                 }
                 let lsn = *rx.borrow_and_update();
+                // Replies waiting in commit-sync or sync mode go on from here.
+                store.set_replica_acked(lsn);
                 let first = !streaming;
                 streaming = true;
                 update(shared, |s| {
@@ -637,8 +727,10 @@ mod tests {
             "vs".into(),
             Outgoing {
                 to: "beta".into(),
-                mode: MODE_ASYNC.into(),
+                mode: MODE_COMMIT_SYNC.into(),
                 replica_address: Some("127.0.0.9/32".into()),
+                sync_timeout_ms: Some(700),
+                on_replica_loss: Some(ON_LOSS_BLOCK.into()),
             },
         );
         s.incoming.insert(
@@ -650,6 +742,16 @@ mod tests {
         );
         save(&paths, &s).unwrap();
         assert_eq!(load(&paths).unwrap(), s);
+        let p = s.outgoing["vs"].policy().unwrap();
+        assert_eq!(p.mode, SyncMode::CommitSync);
+        assert_eq!(p.sync_timeout_ms, 700);
+        assert_eq!(p.on_replica_loss, OnReplicaLoss::Block);
+        let mut bad = s.outgoing["vs"].clone();
+        bad.on_replica_loss = Some("shrug".into());
+        assert!(bad.policy().is_err());
+        bad.on_replica_loss = None;
+        bad.mode = "eventually".into();
+        assert!(bad.policy().is_err());
         fs::write(
             tmp.path().join("replication.toml"),
             "[outgoing.vs]\nto = 1\n",

@@ -553,6 +553,10 @@ impl Vserver {
                         replica_address: replica_address.clone(),
                         baseline_done_bytes: None,
                         baseline_total_bytes: None,
+                        on_replica_loss: None,
+                        sync_timeout_ms: None,
+                        degraded: false,
+                        degraded_replies: 0,
                     })),
                 }
             }
@@ -588,6 +592,10 @@ impl Vserver {
                     replica_address: replica_address.clone(),
                     baseline_done_bytes: None,
                     baseline_total_bytes: None,
+                    on_replica_loss: None,
+                    sync_timeout_ms: None,
+                    degraded: false,
+                    degraded_replies: 0,
                 })),
             },
             State::Failed { error } => VserverStatus {

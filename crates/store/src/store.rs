@@ -69,6 +69,8 @@ pub struct Store {
     pub(crate) journal: JournalWriter,
     /// Replica or active, and the replica's apply bookkeeping (replica.rs).
     pub(crate) replication: crate::replica::Replication,
+    /// The replica's ack and the mode replies wait by (replica_sync.rs).
+    pub(crate) sync: crate::replica_sync::ReplicaSync,
     verifier: [u8; 8],
     /// Held for the store's lifetime: one process per store directory.
     _lock: File,
@@ -197,6 +199,7 @@ impl Store {
             checkpoint_thread: Mutex::new(Some(checkpoint_thread)),
             journal,
             replication,
+            sync: crate::replica_sync::ReplicaSync::default(),
             verifier: rand::random(),
             _lock: lock,
         })

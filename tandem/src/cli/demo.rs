@@ -173,7 +173,14 @@ async fn start_dr(
             .any(|v| v.replication.is_some());
         if !replicated {
             active
-                .replicate(VSERVER, DR_PEER, "async", Some(format!("{dr_ip}/{prefix}")))
+                .replicate(
+                    VSERVER,
+                    DR_PEER,
+                    "async",
+                    Some(format!("{dr_ip}/{prefix}")),
+                    None,
+                    None,
+                )
                 .await
                 .context("replicating the demo vserver to the DR site")?;
         }

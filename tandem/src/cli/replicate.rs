@@ -1,4 +1,5 @@
-//! `tandem replicate VS --to PEER [--mode async] [--replica-address IP/PREFIX]`
+//! `tandem replicate VS --to PEER [--mode async|commit-sync|sync]
+//! [--sync-timeout-ms N] [--on-replica-loss degrade|block] [--replica-address IP/PREFIX]`
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -17,10 +18,19 @@ pub struct Args {
     /// The paired site to replicate to (a name from `tandem peer list`).
     #[arg(long, value_name = "PEER")]
     to: String,
-    /// async: stable replies wait for the local journal only. commit-sync
-    /// and sync are not implemented yet and are refused.
+    /// async: stable replies wait for the local journal only. commit-sync:
+    /// COMMIT, FILE_SYNC writes and namespace changes also wait for the
+    /// replica's durable ack. sync: every write waits for it.
     #[arg(long, default_value = "async", value_parser = ["async", "commit-sync", "sync"])]
     mode: String,
+    /// commit-sync and sync: how long a reply waits for the replica's ack
+    /// before --on-replica-loss applies [default: 5000].
+    #[arg(long, value_name = "MS")]
+    sync_timeout_ms: Option<u64>,
+    /// commit-sync and sync: degrade (reply without the replica, raise an
+    /// alert, return to the mode once it caught up) or block (keep waiting).
+    #[arg(long, value_parser = ["degrade", "block"])]
+    on_replica_loss: Option<String>,
     /// Serve the copy read-only over NFS on this address at the peer:
     /// IP/PREFIX[@INTERFACE].
     #[arg(long, value_name = "IP/PREFIX")]
@@ -40,6 +50,8 @@ pub async fn run(data: &Path, args: Args) -> anyhow::Result<ExitCode> {
             to: args.to.clone(),
             mode: args.mode.clone(),
             replica_address: args.replica_address.clone(),
+            sync_timeout_ms: args.sync_timeout_ms,
+            on_replica_loss: args.on_replica_loss.clone(),
         },
     )
     .await

@@ -110,6 +110,13 @@ fn render_vserver(v: &VserverStatus) -> String {
                 r.replica_lsn
             )),
         }
+        if r.degraded {
+            out.push_str(&format!(
+                "  ALERT: replica acks are late; replying without them (degraded to async) \
+                 until it catches up ({} replies so far)\n",
+                r.degraded_replies
+            ));
+        }
         if let (Some(done), Some(total)) = (r.baseline_done_bytes, r.baseline_total_bytes) {
             out.push_str(&format!(
                 "  baseline: {:.1} of {:.1} MiB copied\n",

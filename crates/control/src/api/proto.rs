@@ -50,6 +50,12 @@ pub enum Request {
         mode: String,
         #[serde(default)]
         replica_address: Option<String>,
+        /// commit-sync and sync: ms a reply waits for the replica's ack.
+        #[serde(default)]
+        sync_timeout_ms: Option<u64>,
+        /// commit-sync and sync: "degrade" or "block".
+        #[serde(default)]
+        on_replica_loss: Option<String>,
     },
 }
 

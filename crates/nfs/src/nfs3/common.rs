@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use nfs3_types::nfs3::{nfsstat3, post_op_attr, post_op_fh3, wcc_data, Nfs3Option, Nfs3Result};
 use tandem_store::{
-    Attr, Cred, Handle, Ino, Lsn, Mutation, OpCtx, ReqId, Store, StoreError, WccAttr,
+    Attr, Cred, Handle, Ino, Lsn, Mutation, OpCtx, ReplyKind, ReqId, Store, StoreError, WccAttr,
 };
 use tracing::{debug, error, warn};
 
@@ -58,9 +58,24 @@ pub(crate) async fn blocking<T: Send + 'static>(
         })
 }
 
-/// Waits until `lsn` is durable (invariant 1) before a reply may say so.
+/// Waits until `lsn` is durable (invariant 1) before a reply may say so,
+/// and, in commit-sync and sync replication, until the replica says so too.
 pub(crate) async fn durable(shared: &Arc<Shared>, lsn: Lsn) -> Result<(), nfsstat3> {
-    shared.store.wait_durable(lsn).await.map_err(|e| {
+    durable_for(shared, lsn, ReplyKind::Stable).await
+}
+
+/// `durable` for a reply of the given kind: an UNSTABLE write waits for
+/// the replica only in sync mode (the store decides by its policy).
+pub(crate) async fn durable_for(
+    shared: &Arc<Shared>,
+    lsn: Lsn,
+    kind: ReplyKind,
+) -> Result<(), nfsstat3> {
+    let waited = async {
+        shared.store.wait_durable(lsn).await?;
+        shared.store.wait_replica_for_reply(lsn, kind).await
+    };
+    waited.await.map_err(|e| {
         error!(lsn, error = %e, "waiting for durability failed");
         status(&e)
     })

@@ -1,4 +1,5 @@
-//! WRITE: UNSTABLE replies at once; DATA_SYNC and FILE_SYNC reply only
+//! WRITE: UNSTABLE replies at once (in sync replication, once the replica
+//! acknowledged it); DATA_SYNC and FILE_SYNC reply only
 //! once the record is durable, and then say FILE_SYNC (data and metadata
 //! share one journal record).
 
@@ -10,13 +11,15 @@ use nfs3_types::nfs3::{
 
 use super::args;
 use super::common::{
-    blocking, finish, op_ctx, open, parse_args, post_attr, status, wcc, wcc_after, Intent, Prepared,
+    blocking, durable_for, finish, op_ctx, open, parse_args, post_attr, status, wcc, wcc_after,
+    Intent, Prepared,
 };
 use super::convert::fattr;
 use crate::dispatch::{success, Call};
 use crate::rpc::message::ReplyStatus;
 use crate::server::Shared;
 use crate::xdr::XdrError;
+use tandem_store::{ReplyKind, SyncMode};
 
 pub(super) async fn call(shared: &Arc<Shared>, call: &Call, args: &bytes::Bytes) -> ReplyStatus {
     let parsed = parse_args(args, |r| {
@@ -81,6 +84,19 @@ pub(super) async fn call(shared: &Arc<Shared>, call: &Call, args: &bytes::Bytes)
     };
     let res = if stable == stable_how::UNSTABLE {
         match prepared {
+            // In sync mode even an UNSTABLE write waits for the replica
+            // (it still says UNSTABLE: the client's COMMIT logic is unchanged).
+            Ok((ok, lsn)) if shared.store.sync_policy().mode == SyncMode::Sync => {
+                match durable_for(shared, lsn, ReplyKind::Unstable).await {
+                    Ok(()) => Nfs3Result::Ok(ok),
+                    Err(st) => Nfs3Result::Err((
+                        st,
+                        WRITE3resfail {
+                            file_wcc: ok.file_wcc,
+                        },
+                    )),
+                }
+            }
             Ok((ok, _lsn)) => Nfs3Result::Ok(ok),
             Err(e) => Nfs3Result::Err(e),
         }

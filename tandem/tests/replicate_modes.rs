@@ -1,0 +1,553 @@
+//! Replication modes through the real binary (ARCHITECTURE.md,
+//! "Replication modes"): in commit-sync, a COMMIT waits for the replica's
+//! durable ack (blocking, or degrading to async after `sync_timeout_ms`),
+//! and after a `kill -9` of the active site every committed byte is at the
+//! replica; in sync, even an UNSTABLE write waits.
+//!
+//! The replica withholds its acks by being SIGSTOPped (its process is
+//! frozen, its sockets stay open), which is what a hung peer looks like.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use nfs3_client::nfs3_types::nfs3::*;
+use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
+use nfs3_client::nfs3_types::xdr_codec::Opaque;
+use nfs3_client::{Nfs3Connection, Nfs3ConnectionBuilder, RpcError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A TCP connection for nfs3_client whose reads fail at end of stream
+/// (see crash.rs: nfs3_client's own spins on a closed socket).
+struct Tcp(TcpStream);
+
+impl nfs3_client::io::AsyncRead for Tcp {
+    async fn async_read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf).await?;
+        if n == 0 && !buf.is_empty() {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(n)
+    }
+}
+
+impl nfs3_client::io::AsyncWrite for Tcp {
+    async fn async_write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).await
+    }
+}
+
+struct TcpConnector;
+
+impl nfs3_client::net::Connector for TcpConnector {
+    type Connection = Tcp;
+
+    async fn connect(&self, addr: std::net::SocketAddr) -> std::io::Result<Tcp> {
+        Ok(Tcp(TcpStream::connect(addr).await?))
+    }
+
+    async fn connect_with_port(
+        &self,
+        _addr: std::net::SocketAddr,
+        _local_port: u16,
+    ) -> std::io::Result<Tcp> {
+        unreachable!("connects from unprivileged ports only")
+    }
+}
+
+type Conn = Nfs3Connection<Tcp>;
+
+/// No NFS call may take longer than this.
+const OP_DEADLINE: Duration = Duration::from_secs(30);
+
+fn root_cred() -> opaque_auth<'static> {
+    opaque_auth::auth_unix(&auth_unix {
+        stamp: 1,
+        machinename: Opaque::owned(b"replicate-test".to_vec()),
+        uid: 0,
+        gid: 0,
+        gids: vec![],
+    })
+}
+
+fn dirop<'a>(dir: &nfs_fh3, name: &'a str) -> diropargs3<'a> {
+    diropargs3 {
+        dir: dir.clone(),
+        name: filename3(Opaque::borrowed(name.as_bytes())),
+    }
+}
+
+/// Mounts /data at `ip` with `site`'s ports, retrying until it is served.
+async fn mount(site: &TestSite, ip: &str) -> Conn {
+    let start = Instant::now();
+    loop {
+        let r = Nfs3ConnectionBuilder::new(TcpConnector, ip, "/data")
+            .connect_from_privileged_port(false)
+            .mount_port(site.mount_port)
+            .nfs3_port(site.nfs_port)
+            .credential(root_cred())
+            .mount()
+            .await;
+        match r {
+            Ok(c) => return c,
+            Err(e) => {
+                assert!(start.elapsed() < DEADLINE, "cannot mount {ip}:/data: {e:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn call<T, E: std::fmt::Debug>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<Nfs3Result<T, E>, RpcError>>,
+) -> Result<T, nfsstat3> {
+    match tokio::time::timeout(OP_DEADLINE, fut).await {
+        Err(_) => panic!("{what}: no reply within {OP_DEADLINE:?}"),
+        Ok(Err(e)) => panic!("{what}: transport: {e:?}"),
+        Ok(Ok(Nfs3Result::Ok(v))) => Ok(v),
+        Ok(Ok(Nfs3Result::Err((st, _)))) => Err(st),
+    }
+}
+
+async fn must<T, E: std::fmt::Debug>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<Nfs3Result<T, E>, RpcError>>,
+) -> T {
+    match call(what, fut).await {
+        Ok(v) => v,
+        Err(st) => panic!("{what}: {st:?}"),
+    }
+}
+
+async fn read_all(c: &mut Conn, fh: &nfs_fh3) -> Vec<u8> {
+    let mut data = Vec::new();
+    loop {
+        let r = must(
+            "READ",
+            c.read(&READ3args {
+                file: fh.clone(),
+                offset: data.len() as u64,
+                count: 1 << 20,
+            }),
+        )
+        .await;
+        data.extend_from_slice(r.data.as_ref());
+        if r.eof || r.count == 0 {
+            return data;
+        }
+    }
+}
+
+/// Deterministic, not very compressible bytes.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A site whose peer listener is on `ip` and a free port.
+fn site(name: &str, ip: &str) -> (TestSite, String) {
+    let addr = format!("{ip}:{}", free_port());
+    (TestSite::init(name, &addr), addr)
+}
+
+fn site_id(s: &TestSite) -> String {
+    s.status_json()["site"]["id"]
+        .as_str()
+        .expect("site id")
+        .to_string()
+}
+
+fn pair_both(a: &TestSite, a_addr: &str, b: &TestSite, b_addr: &str) {
+    let (a_id, b_id) = (site_id(a), site_id(b));
+    let out = a.tandem(&["peer", "add", "beta", "--addr", b_addr, "--id", &b_id]);
+    assert_success(&out, "peer add beta");
+    let out = b.tandem(&["peer", "add", "alpha", "--addr", a_addr, "--id", &a_id]);
+    assert_success(&out, "peer add alpha");
+}
+
+/// The named vserver's entry in `status --json`.
+fn vserver_status(s: &TestSite, vs: &str) -> Option<serde_json::Value> {
+    s.status_json()["vservers"]
+        .as_array()
+        .and_then(|v| v.iter().find(|x| x["name"] == vs).cloned())
+}
+
+/// Polls until the replica at `b` has applied everything `a` holds and
+/// `a` has seen the ack; returns that LSN.
+fn wait_converged(a: &TestSite, b: &TestSite, vs: &str, logs: &dyn Fn() -> String) -> u64 {
+    let start = Instant::now();
+    loop {
+        let va = vserver_status(a, vs).expect("vserver at the active site");
+        let last = va["last_lsn"].as_u64().expect("last_lsn");
+        let acked = va["replication"]["replica_lsn"].as_u64().unwrap_or(0);
+        let at_b = vserver_status(b, vs);
+        let applied = at_b
+            .as_ref()
+            .and_then(|v| v["last_lsn"].as_u64())
+            .unwrap_or(0);
+        // Streaming too: right after a peer restarts, the LSNs can already
+        // match (acked before it died) while the sender is reconnecting.
+        let streaming = va["replication"]["state"] == "streaming";
+        if last > 0 && applied == last && acked == last && streaming {
+            let vb = at_b.expect("replica status");
+            assert_eq!(vb["state"], "replica", "{vb}");
+            assert_eq!(vb["replication"]["replica_lsn"], last, "{vb}");
+            assert_eq!(va["replication"]["lag_records"], 0, "{va}");
+            return last;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "replica not converged: active {va}\nreplica {at_b:?}\nlogs:\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// How long the tests let a reply that must wait go unanswered before
+/// concluding it waits: far past a loopback round trip, well under the
+/// client's patience.
+const HELD_MS: u64 = 1_500;
+
+/// Freezes or thaws a daemon (SIGSTOP/SIGCONT): a frozen replica keeps
+/// its connections but acknowledges nothing.
+fn signal(d: &Daemon, sig: i32) {
+    let pid = i32::try_from(d.pid()).expect("pid fits");
+    // SAFETY: plain kill(2) on our own child.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig})");
+}
+
+/// Thaws the daemon when dropped, so a failing assertion never leaves a
+/// stopped process behind (and its Drop can then reap it).
+struct Thaw<'a>(&'a Daemon);
+
+impl Drop for Thaw<'_> {
+    fn drop(&mut self) {
+        let pid = i32::try_from(self.0.pid()).unwrap_or(0);
+        if pid > 0 {
+            // SAFETY: plain kill(2) on our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGCONT);
+            }
+        }
+    }
+}
+
+/// Two paired sites, a vserver with /data at the first, replicated in
+/// `mode` with `extra` arguments to `tandem replicate`, converged.
+fn setup(
+    net: u8,
+    mode: &str,
+    extra: &[&str],
+) -> (TestSite, Daemon, TestSite, Daemon, String, String) {
+    let vs_addr = format!("127.79.{net}.11");
+    let replica_addr = format!("127.79.{net}.12");
+    let (a, a_addr) = site("alpha", &format!("127.79.{net}.1"));
+    let (b, b_addr) = site("beta", &format!("127.79.{net}.2"));
+    let da = a.start_daemon();
+    let db = b.start_daemon();
+    pair_both(&a, &a_addr, &b, &b_addr);
+    create_vserver_and_fs(&a, "vs", &vs_addr, "data", "/data");
+    let replica = format!("{replica_addr}/32");
+    let mut args = vec![
+        "replicate",
+        "vs",
+        "--to",
+        "beta",
+        "--mode",
+        mode,
+        "--replica-address",
+        &replica,
+    ];
+    args.extend_from_slice(extra);
+    let out = a.tandem(&args);
+    assert_success(&out, "replicate");
+    assert!(
+        stdout(&out).contains(&format!("({mode} mode)")),
+        "{}",
+        stdout(&out)
+    );
+    wait_converged(&a, &b, "vs", &|| {
+        format!("A:\n{}\nB:\n{}", da.log_text(), db.log_text())
+    });
+    (a, da, b, db, vs_addr, replica_addr)
+}
+
+async fn create(c: &mut Conn, name: &str) -> nfs_fh3 {
+    let root = c.root_nfs_fh3();
+    let r = must(
+        "CREATE",
+        c.create(&CREATE3args {
+            where_: dirop(&root, name),
+            how: createhow3::UNCHECKED(sattr3 {
+                mode: Nfs3Option::Some(0o644),
+                ..Default::default()
+            }),
+        }),
+    )
+    .await;
+    let Nfs3Option::Some(fh) = r.obj else {
+        panic!("CREATE without a handle");
+    };
+    fh
+}
+
+async fn write_unstable(c: &mut Conn, fh: &nfs_fh3, data: &[u8]) {
+    for (i, chunk) in data.chunks(64 << 10).enumerate() {
+        let w = must(
+            "WRITE",
+            c.write(&WRITE3args {
+                file: fh.clone(),
+                offset: (i * (64 << 10)) as u64,
+                count: chunk.len() as u32,
+                stable: stable_how::UNSTABLE,
+                data: Opaque::borrowed(chunk),
+            }),
+        )
+        .await;
+        assert_eq!(w.count as usize, chunk.len());
+    }
+}
+
+fn commit_args(fh: &nfs_fh3) -> COMMIT3args {
+    COMMIT3args {
+        file: fh.clone(),
+        offset: 0,
+        count: 0,
+    }
+}
+
+fn replication(a: &TestSite) -> serde_json::Value {
+    vserver_status(a, "vs").expect("vserver")["replication"].clone()
+}
+
+#[test]
+fn commit_sync_block_holds_commit_until_replica_resumes() {
+    let (a, da, b, db, vs_addr, replica_addr) =
+        setup(21, "commit-sync", &["--on-replica-loss", "block"]);
+    // The settings are kept for the next start.
+    let toml = std::fs::read_to_string(a.dir.join("replication.toml")).expect("replication.toml");
+    assert!(toml.contains("mode = \"commit-sync\""), "{toml}");
+    assert!(toml.contains("on_replica_loss = \"block\""), "{toml}");
+    let r = replication(&a);
+    assert_eq!(r["mode"], "commit-sync", "{r}");
+    assert_eq!(r["on_replica_loss"], "block", "{r}");
+    assert_eq!(r["degraded"], false, "{r}");
+
+    let rt = runtime();
+    let data = pattern(256 << 10, 21);
+    let fh = rt.block_on(async {
+        let mut c = mount(&a, &vs_addr).await;
+        let fh = create(&mut c, "held.bin").await;
+        let thaw = Thaw(&db);
+        signal(&db, libc::SIGSTOP);
+        // UNSTABLE writes do not wait for the replica in commit-sync.
+        write_unstable(&mut c, &fh, &data).await;
+        let args = commit_args(&fh);
+        let commit = c.commit(&args);
+        tokio::pin!(commit);
+        let early = tokio::time::timeout(Duration::from_millis(HELD_MS), &mut commit).await;
+        assert!(
+            early.is_err(),
+            "COMMIT returned while the replica was stopped: {early:?}"
+        );
+        let r = replication(&a);
+        assert!(
+            r["lag_records"].as_u64().unwrap_or(0) > 0,
+            "the replica should lack the held records: {r}"
+        );
+        signal(&db, libc::SIGCONT);
+        drop(thaw);
+        let done = tokio::time::timeout(OP_DEADLINE, commit)
+            .await
+            .expect("COMMIT returns once the replica resumes")
+            .expect("COMMIT transport");
+        assert!(matches!(done, Nfs3Result::Ok(_)), "COMMIT: {done:?}");
+        fh
+    });
+    // What the COMMIT covered is at the replica already: no waiting here.
+    rt.block_on(async {
+        let mut c = mount(&b, &replica_addr).await;
+        assert_eq!(read_all(&mut c, &fh).await, data);
+    });
+    assert_eq!(replication(&a)["degraded"], false);
+    drop(da);
+}
+
+#[test]
+fn commit_sync_degrades_after_timeout_and_recovers() {
+    const TIMEOUT_MS: u64 = 700;
+    let (a, da, _b, db, vs_addr, _) = setup(
+        22,
+        "commit-sync",
+        &["--sync-timeout-ms", &TIMEOUT_MS.to_string()],
+    );
+    let r = replication(&a);
+    assert_eq!(r["on_replica_loss"], "degrade", "{r}");
+    assert_eq!(r["sync_timeout_ms"], TIMEOUT_MS, "{r}");
+    let rt = runtime();
+    rt.block_on(async {
+        let mut c = mount(&a, &vs_addr).await;
+        let fh = create(&mut c, "late.bin").await;
+        let thaw = Thaw(&db);
+        signal(&db, libc::SIGSTOP);
+        write_unstable(&mut c, &fh, &pattern(64 << 10, 22)).await;
+        let started = Instant::now();
+        must("COMMIT", c.commit(&commit_args(&fh))).await;
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(TIMEOUT_MS) && took < Duration::from_secs(10),
+            "COMMIT took {took:?}, expected about {TIMEOUT_MS} ms"
+        );
+        let r = replication(&a);
+        assert_eq!(r["degraded"], true, "{r}");
+        assert!(r["degraded_replies"].as_u64().unwrap_or(0) >= 1, "{r}");
+        let text = stdout(&a.tandem(&["status"]));
+        assert!(text.contains("ALERT"), "{text}");
+        // Degraded: the next stable reply does not wait out the timeout.
+        let started = Instant::now();
+        must("COMMIT", c.commit(&commit_args(&fh))).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(TIMEOUT_MS),
+            "a degraded COMMIT waited {:?}",
+            started.elapsed()
+        );
+        signal(&db, libc::SIGCONT);
+        drop(thaw);
+    });
+    // Back to commit-sync by itself once the replica caught up.
+    let start = Instant::now();
+    loop {
+        let r = replication(&a);
+        if r["degraded"] == false {
+            assert!(r["degraded_replies"].as_u64().unwrap_or(0) >= 2, "{r}");
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "still degraded after the replica resumed: {r}\nA:\n{}",
+            da.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn commit_sync_kill9_of_active_keeps_every_committed_byte() {
+    let (a, da, b, _db, vs_addr, replica_addr) =
+        setup(23, "commit-sync", &["--on-replica-loss", "block"]);
+    let rt = runtime();
+    let files: Vec<(nfs_fh3, Vec<u8>)> = rt.block_on(async {
+        let mut c = mount(&a, &vs_addr).await;
+        let mut files = Vec::new();
+        for i in 0..6u64 {
+            let data = pattern((96 << 10) + (i as usize) * 1000, 100 + i);
+            let fh = create(&mut c, &format!("f{i}.bin")).await;
+            write_unstable(&mut c, &fh, &data).await;
+            must("COMMIT", c.commit(&commit_args(&fh))).await;
+            files.push((fh, data));
+        }
+        // More, uncommitted, in flight as the active site dies.
+        let fh = create(&mut c, "uncommitted.bin").await;
+        write_unstable(&mut c, &fh, &pattern(128 << 10, 999)).await;
+        files
+    });
+    // Right after the last COMMIT returned: no time for async catch-up.
+    da.kill9();
+    rt.block_on(async {
+        let mut c = mount(&b, &replica_addr).await;
+        for (i, (fh, data)) in files.iter().enumerate() {
+            assert_eq!(&read_all(&mut c, fh).await, data, "f{i}.bin at the replica");
+        }
+    });
+}
+
+#[test]
+fn sync_mode_holds_unstable_writes_too() {
+    let (a, _da, b, db, vs_addr, replica_addr) = setup(24, "sync", &["--on-replica-loss", "block"]);
+    assert_eq!(replication(&a)["mode"], "sync");
+    let rt = runtime();
+    let data = pattern(32 << 10, 24);
+    let fh = rt.block_on(async {
+        let mut c = mount(&a, &vs_addr).await;
+        let fh = create(&mut c, "sync.bin").await;
+        let thaw = Thaw(&db);
+        signal(&db, libc::SIGSTOP);
+        let args = WRITE3args {
+            file: fh.clone(),
+            offset: 0,
+            count: data.len() as u32,
+            stable: stable_how::UNSTABLE,
+            data: Opaque::borrowed(&data),
+        };
+        let write = c.write(&args);
+        tokio::pin!(write);
+        let early = tokio::time::timeout(Duration::from_millis(HELD_MS), &mut write).await;
+        assert!(
+            early.is_err(),
+            "UNSTABLE WRITE returned while the replica was stopped"
+        );
+        signal(&db, libc::SIGCONT);
+        drop(thaw);
+        let done = tokio::time::timeout(OP_DEADLINE, write)
+            .await
+            .expect("WRITE returns once the replica resumes")
+            .expect("WRITE transport");
+        assert!(matches!(done, Nfs3Result::Ok(_)), "WRITE: {done:?}");
+        fh
+    });
+    rt.block_on(async {
+        let mut c = mount(&b, &replica_addr).await;
+        assert_eq!(read_all(&mut c, &fh).await, data);
+    });
+}
+
+#[test]
+fn mode_options_are_checked() {
+    let (a, a_addr) = site("alpha", "127.79.25.1");
+    let (b, b_addr) = site("beta", "127.79.25.2");
+    let _da = a.start_daemon();
+    let _db = b.start_daemon();
+    pair_both(&a, &a_addr, &b, &b_addr);
+    create_vserver_and_fs(&a, "vs", "127.79.25.11", "data", "/data");
+    let out = a.tandem(&[
+        "replicate",
+        "vs",
+        "--to",
+        "beta",
+        "--on-replica-loss",
+        "block",
+    ]);
+    assert_fails_with(&out, "commit-sync and sync only");
+    let out = a.tandem(&[
+        "replicate",
+        "vs",
+        "--to",
+        "beta",
+        "--mode",
+        "commit-sync",
+        "--sync-timeout-ms",
+        "0",
+    ]);
+    assert_fails_with(&out, "sync timeout");
+    assert!(!a.dir.join("replication.toml").exists());
+}
