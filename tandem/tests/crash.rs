@@ -28,53 +28,11 @@ use common::*;
 use nfs3_client::nfs3_types::nfs3::*;
 use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
 use nfs3_client::nfs3_types::xdr_codec::Opaque;
-use nfs3_client::{Nfs3Connection, Nfs3ConnectionBuilder, RpcError};
+use nfs3_client::{Nfs3ConnectionBuilder, RpcError};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-type Conn = Nfs3Connection<Tcp>;
-
-/// A TCP connection for nfs3_client whose reads fail at end of stream.
-/// nfs3_client 0.9's own `TokioIo` returns `Ok(0)` there and its
-/// `async_read_exact` then spins forever: a client would never notice that
-/// the daemon was killed.
-struct Tcp(TcpStream);
-
-impl nfs3_client::io::AsyncRead for Tcp {
-    async fn async_read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.0.read(buf).await?;
-        if n == 0 && !buf.is_empty() {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        Ok(n)
-    }
-}
-
-impl nfs3_client::io::AsyncWrite for Tcp {
-    async fn async_write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf).await
-    }
-}
-
-struct TcpConnector;
-
-impl nfs3_client::net::Connector for TcpConnector {
-    type Connection = Tcp;
-
-    async fn connect(&self, addr: std::net::SocketAddr) -> std::io::Result<Tcp> {
-        Ok(Tcp(TcpStream::connect(addr).await?))
-    }
-
-    async fn connect_with_port(
-        &self,
-        _addr: std::net::SocketAddr,
-        _local_port: u16,
-    ) -> std::io::Result<Tcp> {
-        unreachable!("connects from unprivileged ports only")
-    }
-}
+use common::nfs::{Conn, TcpConnector};
 
 const SITE_ADDR: &str = "127.77.70.1";
 const VS_ADDR: &str = "127.77.70.11";

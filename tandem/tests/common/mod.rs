@@ -3,6 +3,8 @@
 //! and polling with deadlines instead of sleeps.
 #![allow(dead_code)]
 
+pub mod nfs;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

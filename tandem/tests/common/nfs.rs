@@ -1,0 +1,118 @@
+//! An NFS client for tests that drive the real binary: nfs3_client over a
+//! TCP connection whose reads fail at end of stream (nfs3_client 0.9.1's own
+//! connector spins at 100% CPU on a closed socket, which a killed server
+//! leaves behind), plus small helpers that bound every call in time.
+
+use std::time::{Duration, Instant};
+
+use nfs3_client::nfs3_types::nfs3::*;
+use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
+use nfs3_client::nfs3_types::xdr_codec::Opaque;
+use nfs3_client::{Nfs3Connection, Nfs3ConnectionBuilder, RpcError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{TestSite, DEADLINE};
+
+/// A TCP connection for nfs3_client whose reads fail at end of stream
+/// (see crash.rs: nfs3_client's own spins on a closed socket).
+pub struct Tcp(pub TcpStream);
+
+impl nfs3_client::io::AsyncRead for Tcp {
+    async fn async_read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf).await?;
+        if n == 0 && !buf.is_empty() {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(n)
+    }
+}
+
+impl nfs3_client::io::AsyncWrite for Tcp {
+    async fn async_write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).await
+    }
+}
+
+pub struct TcpConnector;
+
+impl nfs3_client::net::Connector for TcpConnector {
+    type Connection = Tcp;
+
+    async fn connect(&self, addr: std::net::SocketAddr) -> std::io::Result<Tcp> {
+        Ok(Tcp(TcpStream::connect(addr).await?))
+    }
+
+    async fn connect_with_port(
+        &self,
+        _addr: std::net::SocketAddr,
+        _local_port: u16,
+    ) -> std::io::Result<Tcp> {
+        unreachable!("connects from unprivileged ports only")
+    }
+}
+
+pub type Conn = Nfs3Connection<Tcp>;
+
+/// No NFS call may take longer than this.
+pub const OP_DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn root_cred() -> opaque_auth<'static> {
+    opaque_auth::auth_unix(&auth_unix {
+        stamp: 1,
+        machinename: Opaque::owned(b"tandem-test".to_vec()),
+        uid: 0,
+        gid: 0,
+        gids: vec![],
+    })
+}
+
+pub fn dirop<'a>(dir: &nfs_fh3, name: &'a str) -> diropargs3<'a> {
+    diropargs3 {
+        dir: dir.clone(),
+        name: filename3(Opaque::borrowed(name.as_bytes())),
+    }
+}
+
+/// Mounts /data at `ip` with `site`'s ports, retrying until it is served.
+pub async fn mount(site: &TestSite, ip: &str) -> Conn {
+    let start = Instant::now();
+    loop {
+        let r = Nfs3ConnectionBuilder::new(TcpConnector, ip, "/data")
+            .connect_from_privileged_port(false)
+            .mount_port(site.mount_port)
+            .nfs3_port(site.nfs_port)
+            .credential(root_cred())
+            .mount()
+            .await;
+        match r {
+            Ok(c) => return c,
+            Err(e) => {
+                assert!(start.elapsed() < DEADLINE, "cannot mount {ip}:/data: {e:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+pub async fn call<T, E: std::fmt::Debug>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<Nfs3Result<T, E>, RpcError>>,
+) -> Result<T, nfsstat3> {
+    match tokio::time::timeout(OP_DEADLINE, fut).await {
+        Err(_) => panic!("{what}: no reply within {OP_DEADLINE:?}"),
+        Ok(Err(e)) => panic!("{what}: transport: {e:?}"),
+        Ok(Ok(Nfs3Result::Ok(v))) => Ok(v),
+        Ok(Ok(Nfs3Result::Err((st, _)))) => Err(st),
+    }
+}
+
+pub async fn must<T, E: std::fmt::Debug>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<Nfs3Result<T, E>, RpcError>>,
+) -> T {
+    match call(what, fut).await {
+        Ok(v) => v,
+        Err(st) => panic!("{what}: {st:?}"),
+    }
+}
