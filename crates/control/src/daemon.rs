@@ -683,6 +683,7 @@ pub struct RunningDaemon {
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     peer_server: Option<JoinHandle<()>>,
+    metrics_server: Option<JoinHandle<()>>,
     _lock: SiteLock,
 }
 
@@ -719,12 +720,32 @@ impl RunningDaemon {
         let (stop, stopped) = watch::channel(false);
         let peer_server = peer_listener
             .map(|l| tokio::spawn(l.serve_with(stopped.clone(), Some(daemon.clone()))));
+        let metrics_server = match daemon.site.config.metrics.listen.clone() {
+            None => None,
+            // Like the peer listener: a metrics address that cannot be
+            // bound is logged, never a reason to stop serving NFS.
+            Some(addr) => match tokio::net::TcpListener::bind(&addr).await {
+                Ok(l) => {
+                    tracing::info!(listen = %addr, "metrics on /metrics");
+                    Some(tokio::spawn(crate::metrics::serve(
+                        l,
+                        daemon.clone(),
+                        stopped.clone(),
+                    )))
+                }
+                Err(e) => {
+                    tracing::error!(listen = %addr, error = %e, "metrics endpoint not started");
+                    None
+                }
+            },
+        };
         let server = tokio::spawn(server.serve(daemon.clone(), settings, stopped));
         Ok(RunningDaemon {
             daemon,
             stop,
             server,
             peer_server,
+            metrics_server,
             _lock: lock,
         })
     }
@@ -744,6 +765,11 @@ impl RunningDaemon {
         if let Some(peer_server) = self.peer_server {
             if let Err(e) = peer_server.await {
                 tracing::error!(error = %e, "peer listener task failed");
+            }
+        }
+        if let Some(metrics_server) = self.metrics_server {
+            if let Err(e) = metrics_server.await {
+                tracing::error!(error = %e, "metrics task failed");
             }
         }
         self.daemon.shutdown().await;

@@ -11,6 +11,7 @@ pub mod error;
 pub mod fsck;
 pub mod identity;
 pub mod lock;
+pub mod metrics;
 pub mod names;
 pub mod peer;
 pub mod replication;

@@ -199,6 +199,17 @@ pub struct SiteConfig {
     pub nfs: NfsSettings,
     #[serde(default)]
     pub control: ControlSettings,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+/// Prometheus metrics endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// "HOST:PORT" to serve `/metrics` on; none (the default) serves nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
 }
 
 impl SiteConfig {
@@ -207,6 +218,9 @@ impl SiteConfig {
         parse_listen(&self.listen).map_err(|e| e.to_string())?;
         self.nfs.validate()?;
         self.control.validate()?;
+        if let Some(listen) = &self.metrics.listen {
+            parse_listen(listen).map_err(|e| format!("metrics.listen: {e}"))?;
+        }
         Ok(())
     }
 
@@ -292,6 +306,7 @@ impl Site {
             listen: listen.clone(),
             nfs: NfsSettings::defaults(as_root),
             control: ControlSettings::default(),
+            metrics: MetricsSettings::default(),
         };
         let identity = identity::generate(&paths, name, &listen)?;
         fs::DirBuilder::new()

@@ -1,0 +1,221 @@
+//! Prometheus metrics on `/metrics`: the figures of `tandem status`, in
+//! the text exposition format (version 0.0.4), served on the address set
+//! in site.toml (`[metrics] listen`), off by default.
+//!
+//! The HTTP side is a few lines over tokio rather than a web framework:
+//! one GET path, small bounded requests, and nothing else to serve.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use crate::daemon::Daemon;
+use crate::status::StatusReport;
+
+/// Longest request head accepted (request line and headers).
+pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
+/// A scrape must send its request within this.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Scrapes served at once; more wait for a slot.
+pub const MAX_CONNECTIONS: usize = 16;
+
+/// One metric family and its samples (labels, value).
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: Vec<(String, f64)>,
+}
+
+fn family(name: &'static str, kind: &'static str, help: &'static str) -> Family {
+    Family {
+        name,
+        kind,
+        help,
+        samples: Vec::new(),
+    }
+}
+
+/// Renders a status report as Prometheus metrics: each family's HELP and
+/// TYPE lines, then its samples, as one group (the format requires it).
+pub fn render(report: &StatusReport) -> String {
+    let site = &report.site;
+    let site_label = format!("site=\"{}\"", esc(&site.name));
+    let mut refused = family(
+        "tandem_refused_peer_connections_total",
+        "counter",
+        "Peer connections whose mutual-TLS handshake was refused.",
+    );
+    refused
+        .samples
+        .push((site_label.clone(), site.refused_peer_connections as f64));
+    let mut peers = family("tandem_peers", "gauge", "Paired sites.");
+    peers.samples.push((site_label, site.peers as f64));
+    let mut last = family(
+        "tandem_vserver_last_lsn",
+        "gauge",
+        "Highest journal LSN assigned (active) or applied (replica).",
+    );
+    let mut durable = family(
+        "tandem_vserver_durable_lsn",
+        "gauge",
+        "Highest journal LSN on stable storage.",
+    );
+    let mut up = family(
+        "tandem_vserver_up",
+        "gauge",
+        "1 if the vserver is served from this site (active or replica), 0 if failed.",
+    );
+    let mut lag = family(
+        "tandem_replication_lag_records",
+        "gauge",
+        "Journal records the replica has not acknowledged.",
+    );
+    let mut replica_lsn = family(
+        "tandem_replication_replica_lsn",
+        "gauge",
+        "Highest LSN the replica acknowledged (active site) or applied (replica site).",
+    );
+    let mut streaming = family(
+        "tandem_replication_streaming",
+        "gauge",
+        "1 while the sender streams to the replica.",
+    );
+    let mut degraded = family(
+        "tandem_replication_degraded",
+        "gauge",
+        "1 while commit-sync/sync replies go out without the replica's ack.",
+    );
+    let mut degraded_total = family(
+        "tandem_replication_degraded_replies_total",
+        "counter",
+        "Replies sent without the replica's ack since the vserver opened.",
+    );
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    for vs in &report.vservers {
+        let labels = format!("vserver=\"{}\"", esc(&vs.name));
+        last.samples.push((labels.clone(), vs.last_lsn as f64));
+        durable
+            .samples
+            .push((labels.clone(), vs.durable_lsn as f64));
+        let is_up = !matches!(vs.state, crate::status::VserverState::Failed);
+        up.samples.push((labels.clone(), flag(is_up)));
+        if let Some(r) = &vs.replication {
+            let peer = r.to.as_deref().or(r.from.as_deref()).unwrap_or("");
+            let rl = format!("{labels},peer=\"{}\",mode=\"{}\"", esc(peer), esc(&r.mode));
+            lag.samples.push((rl.clone(), r.lag_records as f64));
+            replica_lsn.samples.push((rl.clone(), r.replica_lsn as f64));
+            streaming
+                .samples
+                .push((rl.clone(), flag(r.state == "streaming")));
+            degraded.samples.push((rl.clone(), flag(r.degraded)));
+            degraded_total.samples.push((rl, r.degraded_replies as f64));
+        }
+    }
+    let mut out = String::new();
+    for f in [
+        refused,
+        peers,
+        last,
+        durable,
+        up,
+        lag,
+        replica_lsn,
+        streaming,
+        degraded,
+        degraded_total,
+    ] {
+        let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
+        let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
+        for (labels, value) in f.samples {
+            let _ = writeln!(out, "{}{{{labels}}} {value}", f.name);
+        }
+    }
+    out
+}
+
+/// Label values escape backslash, quote and newline.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Serves scrapes until `stopped` turns true.
+pub async fn serve(listener: TcpListener, daemon: Arc<Daemon>, mut stopped: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else { continue };
+                let Ok(slot) = slots.clone().acquire_owned().await else { return };
+                let daemon = daemon.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = answer(stream, &daemon).await {
+                        tracing::debug!(%peer, error = %e, "metrics scrape failed");
+                    }
+                    drop(slot);
+                });
+            }
+            changed = stopped.changed() => {
+                if changed.is_err() || *stopped.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn answer(mut stream: TcpStream, daemon: &Daemon) -> std::io::Result<()> {
+    let head = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
+        Ok(r) => r?,
+        Err(_) => return Ok(()),
+    };
+    let request_line = head.lines().next().unwrap_or("");
+    let mut parts = request_line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, content_type, body) = if method != "GET" {
+        (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET\n".to_string(),
+        )
+    } else if path != "/metrics" {
+        ("404 Not Found", "text/plain", "try /metrics\n".to_string())
+    } else {
+        match daemon.status(None).await {
+            Ok(report) => ("200 OK", "text/plain; version=0.0.4", render(&report)),
+            Err(e) => ("500 Internal Server Error", "text/plain", format!("{e}\n")),
+        }
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Reads up to the blank line ending the request head, within the limit.
+async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 512];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        if buf.len() >= MAX_REQUEST_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "request head over the limit",
+            ));
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
