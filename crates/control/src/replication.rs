@@ -668,6 +668,13 @@ async fn attempt(
             }
         }
     };
+    if let Err(SessionError::Fenced { theirs, .. }) = &result {
+        // Invariant 3: another site was promoted; stop taking writes here
+        // at once (NFS then answers ROFS).
+        if let Err(e) = store.fence(*theirs) {
+            tracing::error!(vserver, error = %e, "could not fence the store");
+        }
+    }
     classify(result, &peer)
 }
 

@@ -11,6 +11,7 @@ mod checkpointer;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod fence;
 pub mod fsck;
 pub mod journal;
 mod ops;

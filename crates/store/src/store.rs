@@ -69,6 +69,8 @@ pub struct Store {
     pub(crate) journal: JournalWriter,
     /// Replica or active, and the replica's apply bookkeeping (replica.rs).
     pub(crate) replication: crate::replica::Replication,
+    /// Set when another site holds a higher epoch (fence.rs).
+    pub(crate) fence: crate::fence::Fence,
     /// The replica's ack and the mode replies wait by (replica_sync.rs).
     pub(crate) sync: crate::replica_sync::ReplicaSync,
     verifier: [u8; 8],
@@ -122,6 +124,7 @@ impl Store {
             Err(e) => return Err(StoreError::io(&format, e)),
         }
         let marked_replica = crate::replica::marked_replica(dir)?;
+        let fence = crate::fence::Fence::load(dir)?;
         let lock = lock_dir(dir)?;
         let data = Arc::new(DataFiles::new(dir.join("data"), opts.max_open_files)?);
         let journal_dir = dir.join("journal");
@@ -199,6 +202,7 @@ impl Store {
             checkpoint_thread: Mutex::new(Some(checkpoint_thread)),
             journal,
             replication,
+            fence,
             sync: crate::replica_sync::ReplicaSync::default(),
             verifier: rand::random(),
             _lock: lock,
@@ -238,6 +242,12 @@ impl Store {
             return Err(StoreError::ReadOnly(format!(
                 "data files cannot be written: {why}"
             )));
+        }
+        if let Some(theirs) = self.fence.epoch() {
+            return Err(StoreError::Fenced {
+                ours: st.epoch,
+                theirs,
+            });
         }
         if self.replication.is_replica() {
             // A replica changes only through apply_replicated: one writer

@@ -625,3 +625,55 @@ fn replica_role_survives_a_plain_open() {
         Err(StoreError::Corrupt(_))
     ));
 }
+
+/// A store that learns of a higher epoch elsewhere stops taking changes,
+/// durably (a restart does not lift it), and still serves reads.
+#[test]
+fn fencing_stops_changes_and_survives_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let (store, fs) = common::new_store(&dir, StoreOptions::default());
+    let ctx = OpCtx::new(Cred::root());
+    store
+        .create(
+            &ctx,
+            fs.root_ino,
+            b"before",
+            CreateHow::Guarded,
+            &SetAttr::default(),
+        )
+        .unwrap();
+    assert!(
+        matches!(store.fence(1), Err(StoreError::Inval(_))),
+        "epoch 1 cannot fence epoch 1"
+    );
+    store.fence(2).unwrap();
+    assert_eq!(store.fenced_by(), Some(2));
+    let refused = store.create(
+        &ctx,
+        fs.root_ino,
+        b"after",
+        CreateHow::Guarded,
+        &SetAttr::default(),
+    );
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { ours: 1, theirs: 2 })),
+        "{refused:?}"
+    );
+    store
+        .lookup(&Cred::root(), fs.root_ino, b"before")
+        .expect("reads still work");
+    drop(store);
+    let store = Store::open(&dir, StoreOptions::default()).unwrap();
+    assert_eq!(store.fenced_by(), Some(2), "the fence is durable");
+    assert!(matches!(
+        store.mkdir(&ctx, fs.root_ino, b"d", &SetAttr::default()),
+        Err(StoreError::Fenced { .. })
+    ));
+    drop(store);
+    std::fs::write(dir.join("FENCED"), b"soon\n").unwrap();
+    assert!(matches!(
+        Store::open(&dir, StoreOptions::default()),
+        Err(StoreError::Corrupt(_))
+    ));
+}

@@ -1,0 +1,72 @@
+//! Fencing (invariant 3: one writer per epoch). A site that learns that
+//! another holds a higher epoch for this vserver (it was promoted) stops
+//! taking changes at once, and durably: the mark survives a restart, so a
+//! restarted old active site cannot take writes again before it talks to
+//! anyone. Only failback/resync (a later issue) clears it.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::data::sync_dir;
+use crate::error::{Result, StoreError};
+use crate::store::Store;
+
+pub const FENCE_FILE: &str = "FENCED";
+
+/// The higher epoch this store was fenced by, if any (0 = not fenced).
+#[derive(Debug, Default)]
+pub(crate) struct Fence(AtomicU64);
+
+impl Fence {
+    pub(crate) fn load(dir: &Path) -> Result<Fence> {
+        let path = dir.join(FENCE_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let epoch = text.trim().parse::<u64>().map_err(|_| {
+                    StoreError::Corrupt(format!("{}: not an epoch: {text:?}", path.display()))
+                })?;
+                Ok(Fence(AtomicU64::new(epoch)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Fence::default()),
+            Err(e) => Err(StoreError::io(&path, e)),
+        }
+    }
+
+    pub(crate) fn epoch(&self) -> Option<u64> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            e => Some(e),
+        }
+    }
+}
+
+impl Store {
+    /// Stops this store from taking changes because `theirs` > our epoch
+    /// is held elsewhere. Durable before it returns.
+    pub fn fence(&self, theirs: u64) -> Result<()> {
+        let ours = self.epoch();
+        if theirs <= ours {
+            return Err(StoreError::Inval(format!(
+                "epoch {theirs} does not fence a store at epoch {ours}"
+            )));
+        }
+        if self.fence.epoch().is_some_and(|e| e >= theirs) {
+            return Ok(());
+        }
+        let path = self.dir.join(FENCE_FILE);
+        let tmp = self.dir.join("FENCED.tmp");
+        std::fs::write(&tmp, format!("{theirs}\n"))
+            .and_then(|_| std::fs::File::open(&tmp).and_then(|f| f.sync_all()))
+            .map_err(|e| StoreError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+        sync_dir(&self.dir)?;
+        self.fence.0.store(theirs, Ordering::Release);
+        tracing::error!(ours, theirs, dir = %self.dir.display(), "store fenced: another site holds a higher epoch; changes refused");
+        Ok(())
+    }
+
+    /// The epoch that fenced this store, if it is fenced.
+    pub fn fenced_by(&self) -> Option<u64> {
+        self.fence.epoch()
+    }
+}
