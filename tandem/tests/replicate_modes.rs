@@ -270,6 +270,16 @@ fn commit_sync_block_holds_commit_until_replica_resumes() {
             r["lag_records"].as_u64().unwrap_or(0) > 0,
             "the replica should lack the held records: {r}"
         );
+        // The held data is at least the bytes written, and its age is at
+        // least how long the COMMIT has been held.
+        assert!(
+            r["lag_bytes"].as_u64().unwrap_or(0) >= data.len() as u64,
+            "lag in bytes: {r}"
+        );
+        assert!(
+            r["lag_ms"].as_u64().unwrap_or(0) >= HELD_MS,
+            "lag in ms: {r}"
+        );
         signal(&db, libc::SIGCONT);
         drop(thaw);
         let done = tokio::time::timeout(OP_DEADLINE, commit)

@@ -75,6 +75,16 @@ pub fn render(report: &StatusReport) -> String {
         "gauge",
         "Journal records the replica has not acknowledged.",
     );
+    let mut lag_bytes = family(
+        "tandem_replication_lag_bytes",
+        "gauge",
+        "Journal bytes the replica has not acknowledged.",
+    );
+    let mut lag_seconds = family(
+        "tandem_replication_lag_seconds",
+        "gauge",
+        "Age of the oldest record the replica has not acknowledged (the RPO in async mode).",
+    );
     let mut replica_lsn = family(
         "tandem_replication_replica_lsn",
         "gauge",
@@ -108,6 +118,10 @@ pub fn render(report: &StatusReport) -> String {
             let peer = r.to.as_deref().or(r.from.as_deref()).unwrap_or("");
             let rl = format!("{labels},peer=\"{}\",mode=\"{}\"", esc(peer), esc(&r.mode));
             lag.samples.push((rl.clone(), r.lag_records as f64));
+            lag_bytes.samples.push((rl.clone(), r.lag_bytes as f64));
+            lag_seconds
+                .samples
+                .push((rl.clone(), r.lag_ms as f64 / 1000.0));
             replica_lsn.samples.push((rl.clone(), r.replica_lsn as f64));
             streaming
                 .samples
@@ -124,6 +138,8 @@ pub fn render(report: &StatusReport) -> String {
         durable,
         up,
         lag,
+        lag_bytes,
+        lag_seconds,
         replica_lsn,
         streaming,
         degraded,

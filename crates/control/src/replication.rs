@@ -209,6 +209,13 @@ pub struct ReplicationStatus {
     pub replica_lsn: Lsn,
     /// Records the replica lacks: last LSN here minus `replica_lsn`.
     pub lag_records: u64,
+    /// Journal bytes the replica lacks (active site).
+    #[serde(default)]
+    pub lag_bytes: u64,
+    /// Age of the oldest record the replica lacks, in ms: what a sudden
+    /// loss of this site would lose now, in async mode (active site).
+    #[serde(default)]
+    pub lag_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// When the current session started streaming, ms since the Unix epoch.
@@ -265,13 +272,16 @@ impl Sender {
         let synchronous = self.settings.mode != MODE_ASYNC;
         let policy = store.sync_policy();
         let (degraded, degraded_replies) = store.replication_degraded();
+        let lag = store.lag_behind(s.replica_lsn);
         ReplicationStatus {
             to: Some(self.settings.to.clone()),
             from: None,
             mode: self.settings.mode.clone(),
             state: s.state.to_string(),
             replica_lsn: s.replica_lsn,
-            lag_records: store.last_lsn().saturating_sub(s.replica_lsn),
+            lag_records: lag.records,
+            lag_bytes: lag.bytes,
+            lag_ms: lag.oldest_unacked_ms,
             last_error: s.last_error,
             connected_since_unix_ms: s.connected_since_unix_ms,
             replica_address: self.settings.replica_address.clone(),

@@ -14,6 +14,7 @@ pub mod error;
 pub mod fence;
 pub mod fsck;
 pub mod journal;
+pub mod lag;
 mod ops;
 pub mod pending;
 pub mod perm;

@@ -71,6 +71,8 @@ pub struct Store {
     pub(crate) replication: crate::replica::Replication,
     /// Set when another site holds a higher epoch (fence.rs).
     pub(crate) fence: crate::fence::Fence,
+    /// Per-commit marks for replication lag (lag.rs).
+    pub(crate) lsn_marks: crate::lag::LsnMarks,
     /// The replica's ack and the mode replies wait by (replica_sync.rs).
     pub(crate) sync: crate::replica_sync::ReplicaSync,
     verifier: [u8; 8],
@@ -203,6 +205,7 @@ impl Store {
             journal,
             replication,
             fence,
+            lsn_marks: crate::lag::LsnMarks::default(),
             sync: crate::replica_sync::ReplicaSync::default(),
             verifier: rand::random(),
             _lock: lock,
@@ -257,7 +260,8 @@ impl Store {
             ));
         }
         let record = Record { req, op };
-        self.journal.append(lsn, st.epoch, &record)?;
+        let frame_bytes = self.journal.append(lsn, st.epoch, &record)?;
+        self.lsn_marks.record(lsn, frame_bytes);
         st.apply(lsn, &record, &*self.pending)?;
         if self.journal.appended_bytes() >= self.opts.checkpoint_every_bytes {
             self.checkpointer.request();

@@ -677,3 +677,33 @@ fn fencing_stops_changes_and_survives_restart() {
         Err(StoreError::Corrupt(_))
     ));
 }
+
+/// Lag behind an acknowledged LSN, in records, bytes and age.
+#[test]
+fn lag_counts_records_bytes_and_age() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, fs) = common::new_store(&tmp.path().join("a"), StoreOptions::default());
+    let ctx = OpCtx::new(Cred::root());
+    let f = store
+        .create(
+            &ctx,
+            fs.root_ino,
+            b"f",
+            CreateHow::Guarded,
+            &SetAttr::default(),
+        )
+        .unwrap()
+        .value
+        .ino;
+    let acked = store.last_lsn();
+    assert_eq!(store.lag_behind(acked), lag::Lag::default());
+    store.write(&ctx, f, 0, &[7u8; 10_000]).unwrap();
+    store.write(&ctx, f, 10_000, &[7u8; 10_000]).unwrap();
+    let lag = store.lag_behind(acked);
+    assert_eq!(lag.records, 2);
+    assert!(lag.bytes >= 20_000 && lag.bytes < 21_000, "{lag:?}");
+    let one = store.lag_behind(acked + 1);
+    assert_eq!(one.records, 1);
+    assert!(one.bytes >= 10_000 && one.bytes < 10_500, "{one:?}");
+    assert_eq!(store.lag_behind(store.last_lsn()), lag::Lag::default());
+}

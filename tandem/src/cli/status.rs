@@ -100,8 +100,8 @@ fn render_vserver(v: &VserverStatus) -> String {
     if let Some(r) = &v.replication {
         match (&r.to, &r.from) {
             (Some(to), _) => out.push_str(&format!(
-                "  replication to {to} ({}): {}, replica at LSN {}, {} records behind\n",
-                r.mode, r.state, r.replica_lsn, r.lag_records
+                "  replication to {to} ({}): {}, replica at LSN {}, {} records / {} bytes / {} ms behind\n",
+                r.mode, r.state, r.replica_lsn, r.lag_records, r.lag_bytes, r.lag_ms
             )),
             (None, from) => out.push_str(&format!(
                 "  replica of site {}: {}, applied LSN {}\n",

@@ -102,8 +102,9 @@ impl JournalWriter {
         })
     }
 
-    /// Queues the record as frame `lsn`. Must be called in LSN order.
-    pub fn append(&self, lsn: Lsn, epoch: u64, record: &Record) -> Result<()> {
+    /// Queues the record as frame `lsn`; returns the frame's size. Must be
+    /// called in LSN order.
+    pub fn append(&self, lsn: Lsn, epoch: u64, record: &Record) -> Result<usize> {
         let mut p = lock(&self.shared.pending);
         while p.buf.len() >= self.shared.opts.max_buffered_bytes && !p.closed {
             p = self
@@ -124,7 +125,7 @@ impl JournalWriter {
         drop(p);
         self.appended_bytes.fetch_add(n as u64, Ordering::Relaxed);
         self.shared.has_work.notify_one();
-        Ok(())
+        Ok(n)
     }
 
     /// Queues a frame already encoded elsewhere (replication ships frames
