@@ -698,17 +698,7 @@ fn background_checkpoint_bounds_the_journal() {
     };
     let (store, fs) = new_store(&dir, o.clone());
     let ctx = root_ctx();
-    let f = store
-        .create(
-            &ctx,
-            fs.root_ino,
-            b"f",
-            CreateHow::Guarded,
-            &SetAttr::default(),
-        )
-        .unwrap()
-        .value
-        .ino;
+    let f = create_file(&store, fs.root_ino, b"f");
     let ckpt = dir.join("checkpoint");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut i = 0u64;

@@ -684,17 +684,7 @@ fn lag_counts_records_bytes_and_age() {
     let tmp = tempfile::tempdir().unwrap();
     let (store, fs) = common::new_store(&tmp.path().join("a"), StoreOptions::default());
     let ctx = OpCtx::new(Cred::root());
-    let f = store
-        .create(
-            &ctx,
-            fs.root_ino,
-            b"f",
-            CreateHow::Guarded,
-            &SetAttr::default(),
-        )
-        .unwrap()
-        .value
-        .ino;
+    let f = create_file(&store, fs.root_ino, b"f");
     let acked = store.last_lsn();
     assert_eq!(store.lag_behind(acked), lag::Lag::default());
     store.write(&ctx, f, 0, &[7u8; 10_000]).unwrap();

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use tandem_store::state::{Body, State};
-use tandem_store::{Cred, Export, FileType, FsConfig, Ino, Store, StoreError, StoreOptions};
+use tandem_store::{
+    CreateHow, Cred, Export, FileType, FsConfig, Ino, OpCtx, SetAttr, Store, StoreError,
+    StoreOptions,
+};
 
 pub fn export(path: &str) -> Export {
     Export {
@@ -234,4 +237,19 @@ pub fn assert_unchanged(
         diffs.push(format!("{} added", path.display()));
     }
     assert!(diffs.is_empty(), "{what}: {}", diffs.join(", "));
+}
+
+/// Creates an empty regular file `name` in `dir` as root (GUARDED).
+pub fn create_file(store: &Store, dir: Ino, name: &[u8]) -> Ino {
+    store
+        .create(
+            &OpCtx::new(Cred::root()),
+            dir,
+            name,
+            CreateHow::Guarded,
+            &SetAttr::default(),
+        )
+        .expect("create")
+        .value
+        .ino
 }
