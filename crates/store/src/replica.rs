@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::data::{lock, sync_dir};
+use crate::data::lock;
 use crate::error::{Result, StoreError};
 use crate::journal::segment::parse_header;
 use crate::journal::{
@@ -33,7 +33,7 @@ use crate::journal::{
 use crate::pending::{DataOp, DataSink};
 use crate::record::{Op, Record};
 use crate::state::{Body, State};
-use crate::store::{Store, StoreOptions, FORMAT_FILE, FORMAT_TEXT};
+use crate::store::{Store, StoreOptions};
 use crate::types::{Ino, Lsn};
 
 /// Most frames `apply_replicated` takes in one call: bounds the decoded
@@ -163,20 +163,7 @@ impl Store {
     /// site's first record (LSN 1, which names the vserver) creates the
     /// vserver here too.
     pub fn init_replica(dir: &Path, opts: StoreOptions) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-        let non_empty = std::fs::read_dir(dir)
-            .map_err(|e| StoreError::io(dir, e))?
-            .next()
-            .is_some();
-        if non_empty {
-            return Err(StoreError::Exist);
-        }
-        std::fs::create_dir_all(dir.join("journal")).map_err(|e| StoreError::io(dir, e))?;
-        let format = dir.join(FORMAT_FILE);
-        std::fs::write(&format, FORMAT_TEXT).map_err(|e| StoreError::io(&format, e))?;
-        let role = dir.join(ROLE_FILE);
-        std::fs::write(&role, ROLE_REPLICA).map_err(|e| StoreError::io(&role, e))?;
-        sync_dir(dir)?;
+        crate::store::create_store_dir(dir, &[(ROLE_FILE, ROLE_REPLICA)])?;
         Store::open_replica(dir, opts)
     }
 

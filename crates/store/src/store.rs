@@ -80,23 +80,32 @@ pub struct Store {
     _lock: File,
 }
 
+/// Lays out a new store in an empty (or absent) directory: `journal/`,
+/// `FORMAT` and then `extra` files (name, contents), synced. A directory
+/// holding anything is refused with `Exist`.
+pub(crate) fn create_store_dir(dir: &Path, extra: &[(&str, &str)]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    let non_empty = std::fs::read_dir(dir)
+        .map_err(|e| StoreError::io(dir, e))?
+        .next()
+        .is_some();
+    if non_empty {
+        return Err(StoreError::Exist);
+    }
+    std::fs::create_dir_all(dir.join("journal")).map_err(|e| StoreError::io(dir, e))?;
+    for (name, text) in std::iter::once(&(FORMAT_FILE, FORMAT_TEXT)).chain(extra) {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| StoreError::io(&path, e))?;
+    }
+    sync_dir(dir)
+}
+
 impl Store {
     /// Creates a new vserver store in an empty (or absent) directory; the
     /// first journal record names the vserver.
     pub fn init(dir: &Path, name: &str, opts: StoreOptions) -> Result<Store> {
         crate::ops::validate::vserver_name(name)?;
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-        let non_empty = std::fs::read_dir(dir)
-            .map_err(|e| StoreError::io(dir, e))?
-            .next()
-            .is_some();
-        if non_empty {
-            return Err(StoreError::Exist);
-        }
-        std::fs::create_dir_all(dir.join("journal")).map_err(|e| StoreError::io(dir, e))?;
-        let format = dir.join(FORMAT_FILE);
-        std::fs::write(&format, FORMAT_TEXT).map_err(|e| StoreError::io(&format, e))?;
-        sync_dir(dir)?;
+        create_store_dir(dir, &[])?;
         let store = Store::open(dir, opts)?;
         let m = store.commit_op(
             None,
