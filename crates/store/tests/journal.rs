@@ -56,6 +56,17 @@ fn populate(store: &Store, root: Ino) -> Ino {
     f
 }
 
+/// A closed store in a fresh temporary directory, holding `populate`'s
+/// records; keep the `TempDir` alive while using the path.
+fn populated(o: StoreOptions) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let (store, fs) = new_store(&dir, o);
+    populate(&store, fs.root_ino);
+    drop(store);
+    (tmp, dir)
+}
+
 fn last_segment(dir: &Path) -> PathBuf {
     segments(dir).pop().expect("a segment")
 }
@@ -230,11 +241,7 @@ fn flipped_byte_mid_last_segment_is_corruption_and_changes_nothing() {
 fn damaged_frame_header_fields_mid_segment_are_corruption() {
     // Length, checksum, LSN and epoch fields of a middle frame.
     for field in [0usize, 5, 9, 17] {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("s");
-        let (store, fs) = new_store(&dir, opts());
-        populate(&store, fs.root_ino);
-        drop(store);
+        let (_tmp, dir) = populated(opts());
         let seg = last_segment(&dir);
         let mut bytes = std::fs::read(&seg).unwrap();
         let offsets = frame_offsets(&bytes);
@@ -251,11 +258,7 @@ fn damaged_frame_header_fields_mid_segment_are_corruption() {
 
 #[test]
 fn flipped_byte_in_older_segment_is_corruption() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("s");
-    let (store, fs) = new_store(&dir, small_segments());
-    populate(&store, fs.root_ino);
-    drop(store);
+    let (_tmp, dir) = populated(small_segments());
     let segs = segments(&dir);
     assert!(segs.len() >= 3, "want several segments, got {}", segs.len());
     // The last frame of an older segment: in the last segment that would
@@ -277,11 +280,7 @@ fn flipped_byte_in_older_segment_is_corruption() {
 
 #[test]
 fn truncated_older_segment_is_corruption() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("s");
-    let (store, fs) = new_store(&dir, small_segments());
-    populate(&store, fs.root_ino);
-    drop(store);
+    let (_tmp, dir) = populated(small_segments());
     let segs = segments(&dir);
     let older = &segs[1];
     let len = std::fs::metadata(older).unwrap().len();
@@ -320,11 +319,7 @@ fn corrupt_checkpoint_is_corruption() {
 
 #[test]
 fn missing_middle_segment_is_corruption() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("s");
-    let (store, fs) = new_store(&dir, small_segments());
-    populate(&store, fs.root_ino);
-    drop(store);
+    let (_tmp, dir) = populated(small_segments());
     let segs = segments(&dir);
     assert!(segs.len() >= 3);
     std::fs::remove_file(&segs[segs.len() / 2]).unwrap();
@@ -336,22 +331,14 @@ fn missing_middle_segment_is_corruption() {
 
 #[test]
 fn missing_first_segment_without_checkpoint_is_corruption() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("s");
-    let (store, fs) = new_store(&dir, small_segments());
-    populate(&store, fs.root_ino);
-    drop(store);
+    let (_tmp, dir) = populated(small_segments());
     std::fs::remove_file(&segments(&dir)[0]).unwrap();
     expect_corrupt(&dir, small_segments());
 }
 
 #[test]
 fn bad_segment_header_is_corruption() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("s");
-    let (store, fs) = new_store(&dir, small_segments());
-    populate(&store, fs.root_ino);
-    drop(store);
+    let (_tmp, dir) = populated(small_segments());
     let seg = &segments(&dir)[1];
     let mut bytes = std::fs::read(seg).unwrap();
     bytes[3] ^= 1;
@@ -668,11 +655,7 @@ fn poll_until(mut ok: impl FnMut() -> bool, what: &str) {
 /// acknowledged record silently.
 #[test]
 fn flipped_byte_in_the_very_last_frame_is_corruption() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("s");
-    let (store, fs) = new_store(&dir, opts());
-    populate(&store, fs.root_ino);
-    drop(store);
+    let (_tmp, dir) = populated(opts());
     let seg = last_segment(&dir);
     let mut bytes = std::fs::read(&seg).unwrap();
     let last = *frame_offsets(&bytes).last().unwrap();
