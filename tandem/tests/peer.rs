@@ -5,19 +5,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::replication::site_id;
 use common::*;
 
 /// A site whose peer listener is on `ip` and a free port.
 fn site(name: &str, ip: &str) -> (TestSite, String) {
     let addr = format!("{ip}:{}", free_port());
     (TestSite::init(name, &addr), addr)
-}
-
-fn site_id(s: &TestSite) -> String {
-    s.status_json()["site"]["id"]
-        .as_str()
-        .expect("site id")
-        .to_string()
 }
 
 fn pair(from: &TestSite, name: &str, addr: &str, id: &str) {

@@ -12,6 +12,7 @@ use nfs3_client::nfs3_types::nfs3::*;
 use nfs3_client::nfs3_types::xdr_codec::Opaque;
 
 use common::nfs::*;
+use common::replication::*;
 
 /// Creates `name` in the export's root and writes `data` with FILE_SYNC.
 async fn write_file(c: &mut Conn, name: &str, data: &[u8]) -> nfs_fh3 {
@@ -57,106 +58,6 @@ async fn lookup(c: &mut Conn, name: &str) -> nfs_fh3 {
     )
     .await
     .object
-}
-
-async fn read_all(c: &mut Conn, fh: &nfs_fh3) -> Vec<u8> {
-    let mut data = Vec::new();
-    loop {
-        let r = must(
-            "READ",
-            c.read(&READ3args {
-                file: fh.clone(),
-                offset: data.len() as u64,
-                count: 1 << 20,
-            }),
-        )
-        .await;
-        data.extend_from_slice(r.data.as_ref());
-        if r.eof || r.count == 0 {
-            return data;
-        }
-    }
-}
-
-/// Deterministic, not very compressible bytes.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// A site whose peer listener is on `ip` and a free port.
-fn site(name: &str, ip: &str) -> (TestSite, String) {
-    let addr = format!("{ip}:{}", free_port());
-    (TestSite::init(name, &addr), addr)
-}
-
-fn site_id(s: &TestSite) -> String {
-    s.status_json()["site"]["id"]
-        .as_str()
-        .expect("site id")
-        .to_string()
-}
-
-fn pair_both(a: &TestSite, a_addr: &str, b: &TestSite, b_addr: &str) {
-    let (a_id, b_id) = (site_id(a), site_id(b));
-    let out = a.tandem(&["peer", "add", "beta", "--addr", b_addr, "--id", &b_id]);
-    assert_success(&out, "peer add beta");
-    let out = b.tandem(&["peer", "add", "alpha", "--addr", a_addr, "--id", &a_id]);
-    assert_success(&out, "peer add alpha");
-}
-
-/// The named vserver's entry in `status --json`.
-fn vserver_status(s: &TestSite, vs: &str) -> Option<serde_json::Value> {
-    s.status_json()["vservers"]
-        .as_array()
-        .and_then(|v| v.iter().find(|x| x["name"] == vs).cloned())
-}
-
-/// Polls until the replica at `b` has applied everything `a` holds and
-/// `a` has seen the ack; returns that LSN.
-fn wait_converged(a: &TestSite, b: &TestSite, vs: &str, logs: &dyn Fn() -> String) -> u64 {
-    let start = Instant::now();
-    loop {
-        let va = vserver_status(a, vs).expect("vserver at the active site");
-        let last = va["last_lsn"].as_u64().expect("last_lsn");
-        let acked = va["replication"]["replica_lsn"].as_u64().unwrap_or(0);
-        let at_b = vserver_status(b, vs);
-        let applied = at_b
-            .as_ref()
-            .and_then(|v| v["last_lsn"].as_u64())
-            .unwrap_or(0);
-        // Streaming too: right after a peer restarts, the LSNs can already
-        // match (acked before it died) while the sender is reconnecting.
-        let streaming = va["replication"]["state"] == "streaming";
-        if last > 0 && applied == last && acked == last && streaming {
-            let vb = at_b.expect("replica status");
-            assert_eq!(vb["state"], "replica", "{vb}");
-            assert_eq!(vb["replication"]["replica_lsn"], last, "{vb}");
-            assert_eq!(va["replication"]["lag_records"], 0, "{va}");
-            return last;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "replica not converged: active {va}\nreplica {at_b:?}\nlogs:\n{}",
-            logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 #[test]

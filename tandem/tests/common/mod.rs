@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod nfs;
+pub mod replication;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

@@ -116,3 +116,23 @@ pub async fn must<T, E: std::fmt::Debug>(
         Err(st) => panic!("{what}: {st:?}"),
     }
 }
+
+/// Reads a whole file with 1 MiB READs.
+pub async fn read_all(c: &mut Conn, fh: &nfs_fh3) -> Vec<u8> {
+    let mut data = Vec::new();
+    loop {
+        let r = must(
+            "READ",
+            c.read(&READ3args {
+                file: fh.clone(),
+                offset: data.len() as u64,
+                count: 1 << 20,
+            }),
+        )
+        .await;
+        data.extend_from_slice(r.data.as_ref());
+        if r.eof || r.count == 0 {
+            return data;
+        }
+    }
+}

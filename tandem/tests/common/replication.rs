@@ -1,0 +1,87 @@
+//! Two paired sites for replication tests: setup, pairing and polling
+//! until the replica has converged (with a deadline, never a fixed wait).
+
+use std::time::{Duration, Instant};
+
+use super::{assert_success, free_port, TestSite, DEADLINE};
+
+/// Deterministic, not very compressible bytes.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A site whose peer listener is on `ip` and a free port.
+pub fn site(name: &str, ip: &str) -> (TestSite, String) {
+    let addr = format!("{ip}:{}", free_port());
+    (TestSite::init(name, &addr), addr)
+}
+
+pub fn site_id(s: &TestSite) -> String {
+    s.status_json()["site"]["id"]
+        .as_str()
+        .expect("site id")
+        .to_string()
+}
+
+pub fn pair_both(a: &TestSite, a_addr: &str, b: &TestSite, b_addr: &str) {
+    let (a_id, b_id) = (site_id(a), site_id(b));
+    let out = a.tandem(&["peer", "add", "beta", "--addr", b_addr, "--id", &b_id]);
+    assert_success(&out, "peer add beta");
+    let out = b.tandem(&["peer", "add", "alpha", "--addr", a_addr, "--id", &a_id]);
+    assert_success(&out, "peer add alpha");
+}
+
+/// The named vserver's entry in `status --json`.
+pub fn vserver_status(s: &TestSite, vs: &str) -> Option<serde_json::Value> {
+    s.status_json()["vservers"]
+        .as_array()
+        .and_then(|v| v.iter().find(|x| x["name"] == vs).cloned())
+}
+
+/// Polls until the replica at `b` has applied everything `a` holds and
+/// `a` has seen the ack; returns that LSN.
+pub fn wait_converged(a: &TestSite, b: &TestSite, vs: &str, logs: &dyn Fn() -> String) -> u64 {
+    let start = Instant::now();
+    loop {
+        let va = vserver_status(a, vs).expect("vserver at the active site");
+        let last = va["last_lsn"].as_u64().expect("last_lsn");
+        let acked = va["replication"]["replica_lsn"].as_u64().unwrap_or(0);
+        let at_b = vserver_status(b, vs);
+        let applied = at_b
+            .as_ref()
+            .and_then(|v| v["last_lsn"].as_u64())
+            .unwrap_or(0);
+        // Streaming too: right after a peer restarts, the LSNs can already
+        // match (acked before it died) while the sender is reconnecting.
+        let streaming = va["replication"]["state"] == "streaming";
+        if last > 0 && applied == last && acked == last && streaming {
+            let vb = at_b.expect("replica status");
+            assert_eq!(vb["state"], "replica", "{vb}");
+            assert_eq!(vb["replication"]["replica_lsn"], last, "{vb}");
+            assert_eq!(va["replication"]["lag_records"], 0, "{va}");
+            return last;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "replica not converged: active {va}\nreplica {at_b:?}\nlogs:\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
