@@ -496,26 +496,14 @@ impl Vserver {
                 store,
                 services,
                 bind_failures,
-            } => {
-                let cfg = store.config();
-                VserverStatus {
-                    name: self.name.clone(),
-                    state: VserverState::Active,
-                    error: None,
-                    addresses: cfg.addresses.iter().map(ToString::to_string).collect(),
-                    filesystems: cfg
-                        .filesystems
-                        .values()
-                        .map(FsStatus::from_config)
-                        .collect(),
-                    users: cfg.users.into_values().collect(),
-                    last_lsn: store.last_lsn(),
-                    durable_lsn: store.durable_lsn(),
-                    endpoints: services.iter().flat_map(Service::endpoints).collect(),
-                    bind_failures: bind_failures.clone(),
-                    replication: None,
-                }
-            }
+            } => served(
+                &self.name,
+                VserverState::Active,
+                store,
+                services,
+                bind_failures,
+                None,
+            ),
             State::Replica {
                 store,
                 services,
@@ -524,97 +512,37 @@ impl Vserver {
                 from,
                 replica_address,
             } => {
-                let cfg = store.config();
                 let receiving = session.try_lock().is_err();
-                VserverStatus {
-                    name: self.name.clone(),
-                    state: VserverState::Replica,
-                    error: None,
-                    addresses: cfg.addresses.iter().map(ToString::to_string).collect(),
-                    filesystems: cfg
-                        .filesystems
-                        .values()
-                        .map(FsStatus::from_config)
-                        .collect(),
-                    users: cfg.users.into_values().collect(),
-                    last_lsn: store.last_lsn(),
-                    durable_lsn: store.durable_lsn(),
-                    endpoints: services.iter().flat_map(Service::endpoints).collect(),
-                    bind_failures: bind_failures.clone(),
-                    replication: Some(Box::new(ReplicationStatus {
-                        to: None,
-                        from: from.clone(),
-                        mode: crate::replication::MODE_ASYNC.to_string(),
-                        state: if receiving { "receiving" } else { "replica" }.to_string(),
-                        replica_lsn: store.last_lsn(),
-                        lag_records: 0,
-                        lag_bytes: 0,
-                        lag_ms: 0,
-                        last_error: None,
-                        connected_since_unix_ms: None,
-                        replica_address: replica_address.clone(),
-                        baseline_done_bytes: None,
-                        baseline_total_bytes: None,
-                        on_replica_loss: None,
-                        sync_timeout_ms: None,
-                        degraded: false,
-                        degraded_replies: 0,
-                    })),
-                }
+                let state = if receiving { "receiving" } else { "replica" };
+                let replication = incoming(from, replica_address, state, store.last_lsn());
+                served(
+                    &self.name,
+                    VserverState::Replica,
+                    store,
+                    services,
+                    bind_failures,
+                    Some(replication),
+                )
             }
             State::Baseline {
                 session,
                 from,
                 replica_address,
-            } => VserverStatus {
-                name: self.name.clone(),
-                state: VserverState::Replica,
-                error: None,
-                addresses: Vec::new(),
-                filesystems: Vec::new(),
-                users: Vec::new(),
-                last_lsn: 0,
-                durable_lsn: 0,
-                endpoints: Vec::new(),
-                bind_failures: Vec::new(),
-                replication: Some(Box::new(ReplicationStatus {
-                    to: None,
-                    from: from.clone(),
-                    mode: crate::replication::MODE_ASYNC.to_string(),
-                    state: if session.try_lock().is_err() {
-                        "baseline"
-                    } else {
-                        "baseline-unfinished"
-                    }
-                    .to_string(),
-                    replica_lsn: 0,
-                    lag_records: 0,
-                    lag_bytes: 0,
-                    lag_ms: 0,
-                    last_error: None,
-                    connected_since_unix_ms: None,
-                    replica_address: replica_address.clone(),
-                    baseline_done_bytes: None,
-                    baseline_total_bytes: None,
-                    on_replica_loss: None,
-                    sync_timeout_ms: None,
-                    degraded: false,
-                    degraded_replies: 0,
-                })),
-            },
-            State::Failed { error } => VserverStatus {
-                name: self.name.clone(),
-                state: VserverState::Failed,
-                error: Some(error.clone()),
-                addresses: Vec::new(),
-                filesystems: Vec::new(),
-                users: Vec::new(),
-                last_lsn: 0,
-                durable_lsn: 0,
-                endpoints: Vec::new(),
-                bind_failures: Vec::new(),
-                replication: None,
-            },
+            } => {
+                let copying = session.try_lock().is_err();
+                let state = if copying {
+                    "baseline"
+                } else {
+                    "baseline-unfinished"
+                };
+                VserverStatus {
+                    replication: Some(Box::new(incoming(from, replica_address, state, 0))),
+                    ..unserved(&self.name, VserverState::Replica, None)
+                }
+            }
+            State::Failed { error } => {
+                unserved(&self.name, VserverState::Failed, Some(error.clone()))
+            }
         }
     }
 
@@ -638,5 +566,81 @@ impl Vserver {
             Ok(()) => tracing::info!(vserver = %name, "store closed"),
             Err(e) => tracing::error!(vserver = %name, error = %e, "closing store failed"),
         }
+    }
+}
+
+/// Status of a vserver whose store is open here (active or replica).
+fn served(
+    name: &str,
+    state: VserverState,
+    store: &Store,
+    services: &[Service],
+    bind_failures: &[BindFailure],
+    replication: Option<ReplicationStatus>,
+) -> VserverStatus {
+    let cfg = store.config();
+    VserverStatus {
+        name: name.to_string(),
+        state,
+        error: None,
+        addresses: cfg.addresses.iter().map(ToString::to_string).collect(),
+        filesystems: cfg
+            .filesystems
+            .values()
+            .map(FsStatus::from_config)
+            .collect(),
+        users: cfg.users.into_values().collect(),
+        last_lsn: store.last_lsn(),
+        durable_lsn: store.durable_lsn(),
+        endpoints: services.iter().flat_map(Service::endpoints).collect(),
+        bind_failures: bind_failures.to_vec(),
+        replication: replication.map(Box::new),
+    }
+}
+
+/// Status of a vserver with no open store here (failed, or a baseline copy
+/// still arriving).
+fn unserved(name: &str, state: VserverState, error: Option<String>) -> VserverStatus {
+    VserverStatus {
+        name: name.to_string(),
+        state,
+        error,
+        addresses: Vec::new(),
+        filesystems: Vec::new(),
+        users: Vec::new(),
+        last_lsn: 0,
+        durable_lsn: 0,
+        endpoints: Vec::new(),
+        bind_failures: Vec::new(),
+        replication: None,
+    }
+}
+
+/// Replication as the replica site sees it: where it comes from and how far
+/// it has applied; lag and modes are the active site's to report.
+fn incoming(
+    from: &Option<String>,
+    replica_address: &Option<String>,
+    state: &str,
+    applied_lsn: Lsn,
+) -> ReplicationStatus {
+    ReplicationStatus {
+        to: None,
+        from: from.clone(),
+        mode: crate::replication::MODE_ASYNC.to_string(),
+        state: state.to_string(),
+        replica_lsn: applied_lsn,
+        lag_records: 0,
+        lag_bytes: 0,
+        lag_ms: 0,
+        last_error: None,
+        connected_since_unix_ms: None,
+        replica_address: replica_address.clone(),
+        baseline_done_bytes: None,
+        baseline_total_bytes: None,
+        on_replica_loss: None,
+        sync_timeout_ms: None,
+        degraded: false,
+        degraded_replies: 0,
     }
 }
