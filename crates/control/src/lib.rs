@@ -18,6 +18,7 @@ pub mod replication;
 pub mod service;
 pub mod site;
 pub mod status;
+pub mod toml_file;
 pub mod vserver;
 
 pub use error::{ControlError, ErrorKind, Result};

@@ -12,10 +12,7 @@
 //! messages replace it later.
 
 use std::fs;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -177,29 +174,11 @@ pub fn save(paths: &SitePaths, peers: &[Peer]) -> Result<()> {
     let file = PeersFile {
         peers: peers.to_vec(),
     };
-    let text = toml::to_string_pretty(&file)
-        .map_err(|e| ControlError::Internal(format!("serializing peers.toml: {e}")))?;
-    let header = "# Paired sites, written by `tandem peer add/remove`. See docs/operating.md.\n";
-    let tmp = path.with_extension("toml.tmp");
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| ControlError::io(&tmp, e))?;
-    f.write_all(header.as_bytes())
-        .and_then(|_| f.write_all(text.as_bytes()))
-        .and_then(|_| f.sync_all())
-        .map_err(|e| ControlError::io(&tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| ControlError::io(&path, e))?;
-    sync_dir(&paths.root)
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ControlError::io(dir, e))
+    crate::toml_file::write_atomically(
+        &path,
+        "# Paired sites, written by `tandem peer add/remove`. See docs/operating.md.\n",
+        &file,
+    )
 }
 
 /// What the daemon needs to speak TLS as this site.

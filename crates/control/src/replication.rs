@@ -18,8 +18,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -169,25 +167,11 @@ pub fn load(paths: &SitePaths) -> Result<Settings> {
 /// directory fsync): a crash leaves the old settings or the new ones.
 pub fn save(paths: &SitePaths, settings: &Settings) -> Result<()> {
     let path = paths.root.join("replication.toml");
-    let text = toml::to_string_pretty(settings)
-        .map_err(|e| ControlError::Internal(format!("serializing replication.toml: {e}")))?;
-    let header = "# Replication settings, written by the daemon (`tandem replicate`). See docs/operating.md.\n";
-    let tmp = path.with_extension("toml.tmp");
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| ControlError::io(&tmp, e))?;
-    f.write_all(header.as_bytes())
-        .and_then(|_| f.write_all(text.as_bytes()))
-        .and_then(|_| f.sync_all())
-        .map_err(|e| ControlError::io(&tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| ControlError::io(&path, e))?;
-    fs::File::open(&paths.root)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ControlError::io(&paths.root, e))
+    crate::toml_file::write_atomically(
+        &path,
+        "# Replication settings, written by the daemon (`tandem replicate`). See docs/operating.md.\n",
+        settings,
+    )
 }
 
 /// Replication as `tandem status` shows it under a vserver.

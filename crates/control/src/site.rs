@@ -3,9 +3,8 @@
 //! bad edit is a clear start-up error rather than a surprise later.
 
 use std::fs;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -367,23 +366,11 @@ impl Site {
 /// Writes through a temporary file and a rename so a crash never leaves a
 /// half-written site.toml.
 pub fn write_site_toml(path: &Path, config: &SiteConfig) -> Result<()> {
-    let text = toml::to_string_pretty(config)
-        .map_err(|e| ControlError::Internal(format!("serializing site.toml: {e}")))?;
-    let header = "# Tandem site configuration. Checked on every start; see docs/operating.md.\n";
-    let tmp = path.with_extension("toml.tmp");
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| ControlError::io(&tmp, e))?;
-    f.write_all(header.as_bytes())
-        .and_then(|_| f.write_all(text.as_bytes()))
-        .and_then(|_| f.sync_all())
-        .map_err(|e| ControlError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| ControlError::io(path, e))?;
-    Ok(())
+    crate::toml_file::write_atomically(
+        path,
+        "# Tandem site configuration. Checked on every start; see docs/operating.md.\n",
+        config,
+    )
 }
 
 /// Whether this process runs as root (effective uid 0).
