@@ -218,6 +218,23 @@ fn copy(
     true
 }
 
+/// Copies all remaining file data in `chunk`-byte pieces, finishes the
+/// install, ships the frames after it and checks the replica matches.
+fn complete(active: &Store, snap: &BaselineSnapshot, mut install: BaselineInstall, chunk: usize) {
+    let mut nothing = |_: usize| {};
+    assert!(copy(
+        active,
+        snap,
+        &mut install,
+        chunk,
+        usize::MAX,
+        &mut nothing
+    ));
+    let replica = install.finish(snap.lsn, opts()).expect("finish");
+    ship(active, &replica);
+    assert_same(active, &replica);
+}
+
 /// Ships every durable frame after the replica's LSN.
 fn ship(active: &Store, replica: &Store) {
     active
@@ -437,17 +454,7 @@ fn another_baseline_discards_an_unfinished_one() {
     assert!(!install.resumed());
     assert!(!install.progress().state_received);
     send_state(&snap, &mut install, 1 << 20);
-    assert!(copy(
-        &active,
-        &snap,
-        &mut install,
-        64 << 10,
-        usize::MAX,
-        &mut nothing
-    ));
-    let replica = install.finish(snap.lsn, opts()).expect("finish");
-    ship(&active, &replica);
-    assert_same(&active, &replica);
+    complete(&active, &snap, install, 64 << 10);
 }
 
 #[test]
@@ -461,18 +468,7 @@ fn baseline_into_a_fresh_replica_directory() {
         BaselineInstall::begin(&dir, snap.lsn, snap.state.len() as u64, snap.state_crc)
             .expect("begin over an empty replica");
     send_state(&snap, &mut install, 1 << 20);
-    let mut nothing = |_: usize| {};
-    assert!(copy(
-        &active,
-        &snap,
-        &mut install,
-        1 << 20,
-        usize::MAX,
-        &mut nothing
-    ));
-    let replica = install.finish(snap.lsn, opts()).expect("finish");
-    ship(&active, &replica);
-    assert_same(&active, &replica);
+    complete(&active, &snap, install, 1 << 20);
 }
 
 #[test]
@@ -617,16 +613,5 @@ fn unreadable_progress_mark_is_refused_by_open_and_started_over() {
             .expect("begin over a bad mark");
     assert!(!install.resumed());
     send_state(&snap, &mut install, 1 << 20);
-    let mut nothing = |_: usize| {};
-    assert!(copy(
-        &active,
-        &snap,
-        &mut install,
-        1 << 20,
-        usize::MAX,
-        &mut nothing
-    ));
-    let replica = install.finish(snap.lsn, opts()).expect("finish");
-    ship(&active, &replica);
-    assert_same(&active, &replica);
+    complete(&active, &snap, install, 1 << 20);
 }
