@@ -211,7 +211,12 @@ async fn baseline_then_streaming_on_one_connection() {
         let active = active.clone();
         tokio::spawn(async move { session::send(active, a, &scfg(), Some(acked_tx)).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Stop churning once the stream has carried writes made after the
+    // baseline, not after a guessed while.
+    tokio::time::timeout(Duration::from_secs(20), acked.wait_for(|&l| l > snap.lsn))
+        .await
+        .expect("streaming carried post-baseline writes in time")
+        .expect("sender alive");
     stop.store(true, Ordering::Relaxed);
     let rounds = tokio::task::spawn_blocking(move || churner.join())
         .await
