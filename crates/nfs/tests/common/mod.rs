@@ -204,6 +204,14 @@ pub enum RawReply {
 }
 
 impl RawReply {
+    /// The accept_stat of an accepted reply; `None` for a denied one.
+    pub fn accept_stat(&self) -> Option<u32> {
+        match self {
+            RawReply::Accepted { stat, .. } => Some(*stat),
+            RawReply::Denied { .. } => None,
+        }
+    }
+
     pub fn xid(&self) -> u32 {
         match self {
             RawReply::Accepted { xid, .. } | RawReply::Denied { xid, .. } => *xid,
