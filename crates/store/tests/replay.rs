@@ -11,8 +11,6 @@ use common::*;
 use proptest::prelude::*;
 use tandem_store::*;
 
-const NAMES: [&[u8]; 3] = [b"x", b"y", b"z"];
-
 fn opts(max_segment_bytes: u64) -> StoreOptions {
     StoreOptions {
         retain_journal: true,
@@ -62,19 +60,6 @@ fn step_s() -> impl Strategy<Value = Step> {
         1 => Just(Step::Checkpoint),
         1 => Just(Step::Sync),
     ]
-}
-
-fn resolve(store: &Store, root: Ino, path: &[usize]) -> Option<Ino> {
-    let mut ino = root;
-    for &i in path {
-        ino = store.lookup(&Cred::root(), ino, NAMES[i]).ok()?.ino;
-    }
-    Some(ino)
-}
-
-fn parent(store: &Store, root: Ino, path: &[usize]) -> Option<(Ino, &'static [u8])> {
-    let (last, dirs) = path.split_last()?;
-    Some((resolve(store, root, dirs)?, NAMES[*last]))
 }
 
 /// Runs one step as root; failures are fine (they write no record).

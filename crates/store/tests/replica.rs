@@ -477,8 +477,6 @@ mod random {
     use super::*;
     use proptest::prelude::*;
 
-    const NAMES: [&[u8]; 3] = [b"x", b"y", b"z"];
-
     #[derive(Debug, Clone)]
     enum Step {
         Create(Vec<usize>),
@@ -506,19 +504,6 @@ mod random {
             4 => (path_s(), path_s()).prop_map(|(a, b)| Step::Rename(a, b)),
             2 => (path_s(), path_s()).prop_map(|(a, b)| Step::Link(a, b)),
         ]
-    }
-
-    fn resolve(store: &Store, root: Ino, path: &[usize]) -> Option<Ino> {
-        let mut ino = root;
-        for &i in path {
-            ino = store.lookup(&Cred::root(), ino, NAMES[i]).ok()?.ino;
-        }
-        Some(ino)
-    }
-
-    fn parent(store: &Store, root: Ino, path: &[usize]) -> Option<(Ino, &'static [u8])> {
-        let (last, dirs) = path.split_last()?;
-        Some((resolve(store, root, dirs)?, NAMES[*last]))
     }
 
     /// Runs one step as root; failures are fine (they write no record).

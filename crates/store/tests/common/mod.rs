@@ -253,3 +253,21 @@ pub fn create_file(store: &Store, dir: Ino, name: &[u8]) -> Ino {
         .value
         .ino
 }
+
+/// Names random tests build paths from: a path is a list of indexes.
+pub const NAMES: [&[u8]; 3] = [b"x", b"y", b"z"];
+
+/// The inode at `path` (indexes into `NAMES`) under `root`, if any.
+pub fn resolve(store: &Store, root: Ino, path: &[usize]) -> Option<Ino> {
+    let mut ino = root;
+    for &i in path {
+        ino = store.lookup(&Cred::root(), ino, NAMES[i]).ok()?.ino;
+    }
+    Some(ino)
+}
+
+/// The directory holding `path`'s last name, and that name.
+pub fn parent(store: &Store, root: Ino, path: &[usize]) -> Option<(Ino, &'static [u8])> {
+    let (last, dirs) = path.split_last()?;
+    Some((resolve(store, root, dirs)?, NAMES[*last]))
+}
