@@ -423,26 +423,42 @@ async fn seq_write(
     io: u32,
     pattern: &Arc<Vec<u8>>,
 ) -> Result<Duration, BenchError> {
-    let server = clients[0].server;
     let chunks = total.div_ceil(u64::from(io));
-    let dispenser = Dispenser::new(chunks);
+    let places = (0..chunks)
+        .map(|i| {
+            let offset = i * u64::from(io);
+            (offset, (total - offset).min(u64::from(io)) as usize)
+        })
+        .collect();
+    unstable_writes(clients, fh, Arc::new(places), pattern).await
+}
+
+/// Write `i` goes to `places[i]` (offset, length) as UNSTABLE, spread over
+/// the clients, then one COMMIT; the verifier must not change throughout.
+async fn unstable_writes(
+    clients: &mut Vec<Client>,
+    fh: &nfs_fh3,
+    places: Arc<Vec<(u64, usize)>>,
+    pattern: &Arc<Vec<u8>>,
+) -> Result<Duration, BenchError> {
+    let server = clients[0].server;
+    let dispenser = Dispenser::new(places.len() as u64);
     let verifier = Verifier::new(server);
     let start = Instant::now();
     run_workers(clients, &dispenser, |mut c| {
-        let (dispenser, verifier, pattern, fh) = (
+        let (dispenser, verifier, pattern, fh, places) = (
             dispenser.clone(),
             verifier.clone(),
             pattern.clone(),
             fh.clone(),
+            places.clone(),
         );
         async move {
             let res = async {
                 while let Some(i) = dispenser.take() {
-                    let offset = i * u64::from(io);
-                    let len = (total - offset).min(u64::from(io)) as usize;
-                    let verf = c
-                        .write_all(&fh, offset, chunk(&pattern, i, len), stable_how::UNSTABLE)
-                        .await?;
+                    let (offset, len) = places[i as usize];
+                    let data = chunk(&pattern, i, len);
+                    let verf = c.write_all(&fh, offset, data, stable_how::UNSTABLE).await?;
                     verifier.check(verf)?;
                 }
                 Ok(())
@@ -517,36 +533,8 @@ async fn random_write(
     io: u32,
     pattern: &Arc<Vec<u8>>,
 ) -> Result<Duration, BenchError> {
-    let server = clients[0].server;
-    let dispenser = Dispenser::new(offsets.len() as u64);
-    let verifier = Verifier::new(server);
-    let start = Instant::now();
-    run_workers(clients, &dispenser, |mut c| {
-        let (dispenser, verifier, pattern, fh, offsets) = (
-            dispenser.clone(),
-            verifier.clone(),
-            pattern.clone(),
-            fh.clone(),
-            offsets.clone(),
-        );
-        async move {
-            let res = async {
-                while let Some(i) = dispenser.take() {
-                    let offset = offsets[i as usize];
-                    let data = chunk(&pattern, i, io as usize);
-                    let verf = c.write_all(&fh, offset, data, stable_how::UNSTABLE).await?;
-                    verifier.check(verf)?;
-                }
-                Ok(())
-            }
-            .await;
-            (c, res)
-        }
-    })
-    .await?;
-    let verf = clients[0].commit(fh).await?;
-    verifier.check(verf)?;
-    Ok(start.elapsed())
+    let places = offsets.iter().map(|&o| (o, io as usize)).collect();
+    unstable_writes(clients, fh, Arc::new(places), pattern).await
 }
 
 async fn metadata(
