@@ -22,6 +22,9 @@ use crate::types::*;
 /// fails clearly.
 pub const FORMAT_FILE: &str = "FORMAT";
 pub const FORMAT_TEXT: &str = "tandem-store 1\n";
+/// Journal bytes whose decoded records `open` keeps between its check pass
+/// and its apply pass; a longer journal is read twice instead.
+const REPLAY_KEEP_BYTES: usize = 64 << 20;
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -142,14 +145,34 @@ impl Store {
         let mut state = checkpoint::read(dir)?.unwrap_or_else(State::empty);
         let checkpoint_lsn = state.lsn;
         // Check every frame before applying any: replay writes data files,
-        // and a store found corrupt must be left exactly as it was.
-        journal::scan(&journal_dir, checkpoint_lsn, |_| Ok(()))?;
+        // and a store found corrupt must be left exactly as it was. The
+        // decoded records are kept for the apply pass while they fit
+        // `REPLAY_KEEP_BYTES`; past that the journal is read a second time.
+        let mut kept = Some(Vec::new());
+        let mut kept_bytes = 0usize;
         let outcome = journal::scan(&journal_dir, checkpoint_lsn, |r| {
+            if let Some(records) = &mut kept {
+                kept_bytes += r.frame_bytes;
+                if kept_bytes <= REPLAY_KEEP_BYTES {
+                    records.push(r);
+                } else {
+                    kept = None;
+                }
+            }
+            Ok(())
+        })?;
+        let mut replay = |r: &journal::ScannedRecord| {
             // A replica adopts the epoch its frames carry (replica.rs); replay
             // does the same so a reopened replica equals the running one.
             state.epoch = state.epoch.max(r.epoch);
             state.apply(r.lsn, &r.record, &*data)
-        })?;
+        };
+        match kept {
+            Some(records) => records.iter().try_for_each(&mut replay)?,
+            None => {
+                journal::scan(&journal_dir, checkpoint_lsn, |r| replay(&r))?;
+            }
+        }
         if let Some((path, keep)) = &outcome.torn_tail {
             tracing::warn!(segment = %path.display(), keep_bytes = keep, "cutting torn journal tail left by a crash");
             cut_tail(path, *keep)?;
