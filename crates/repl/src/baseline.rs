@@ -116,7 +116,7 @@ fn publish(progress: Option<&watch::Sender<BaselineStatus>>, status: &BaselineSt
 /// Tells the peer why before the error ends the session (best effort: the
 /// connection may be what failed).
 async fn tell<S: AsyncWrite + Unpin>(s: &mut S, code: u16, text: &str, timeout: Duration) {
-    let text: String = text.chars().take(wire::MAX_TEXT_BYTES / 4).collect();
+    let text = wire::clip_text(text);
     if let Err(e) = wire::write_message(s, &Message::Error { code, text }, timeout).await {
         tracing::debug!(error = %e, "could not tell the peer about the error");
     }

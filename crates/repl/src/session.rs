@@ -244,8 +244,10 @@ async fn send_error<W: AsyncWrite + Unpin>(
     text: &str,
     cfg: &SessionConfig,
 ) -> Result<(), WireError> {
-    let text: String = text.chars().take(wire::MAX_TEXT_BYTES / 4).collect();
-    let msg = Message::Error { code, text };
+    let msg = Message::Error {
+        code,
+        text: wire::clip_text(text),
+    };
     wire::write_message(wr, &msg, cfg.message_timeout).await?;
     wr.shutdown().await.map_err(WireError::Io)
 }
@@ -258,7 +260,7 @@ async fn refuse<S: AsyncWrite>(
 ) -> SessionError {
     let msg = Message::Refuse {
         code,
-        reason: reason.chars().take(wire::MAX_TEXT_BYTES / 4).collect(),
+        reason: wire::clip_text(&reason),
     };
     if let Err(e) = wire::write_message(wr, &msg, cfg.message_timeout).await {
         tracing::debug!(error = %e, "could not send refusal");

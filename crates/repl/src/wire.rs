@@ -323,6 +323,12 @@ impl Envelope {
     }
 }
 
+/// `text` cut to a length that always fits [`MAX_TEXT_BYTES`] (a UTF-8
+/// character is at most 4 bytes), for refusals and errors sent to a peer.
+pub fn clip_text(text: &str) -> String {
+    text.chars().take(MAX_TEXT_BYTES / 4).collect()
+}
+
 /// Encodes one message, envelope included. Refuses what a reader would
 /// refuse (over-long fields, too many frames, too large a message), so a
 /// bug here shows up at the sender, not as a broken session.
