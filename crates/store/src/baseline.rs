@@ -43,7 +43,7 @@ use crate::journal::{list_segments, SEGMENT_HEADER_BYTES};
 use crate::replica::{ROLE_FILE, ROLE_REPLICA};
 use crate::state::State;
 use crate::store::{Store, StoreOptions, FORMAT_FILE, FORMAT_TEXT};
-use crate::types::{FileType, Ino, Lsn};
+use crate::types::{le_u32, le_u64, FileType, Ino, Lsn};
 
 /// Marks a directory whose baseline is being installed; holds the progress.
 pub const BASELINE_FILE: &str = "BASELINE";
@@ -289,28 +289,22 @@ fn parse_mark(b: &[u8]) -> std::result::Result<Mark, String> {
     if b.len() != BASELINE_FILE_BYTES || &b[0..8] != BASELINE_MAGIC {
         return Err("bad baseline progress header".into());
     }
-    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-    let u64_at = |i: usize| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b[i..i + 8]);
-        u64::from_le_bytes(a)
-    };
-    if u32_at(8) != BASELINE_VERSION {
+    if le_u32(b, 8) != BASELINE_VERSION {
         return Err(format!(
             "unsupported baseline progress version {}",
-            u32_at(8)
+            le_u32(b, 8)
         ));
     }
-    if crc32c::crc32c(&b[0..52]) != u32_at(52) {
+    if crc32c::crc32c(&b[0..52]) != le_u32(b, 52) {
         return Err("baseline progress checksum mismatch".into());
     }
     Ok(Mark {
-        state_received: u32_at(12) & 1 == 1,
-        lsn: u64_at(16),
-        state_len: u64_at(24),
-        next_ino: u64_at(32),
-        next_offset: u64_at(40),
-        state_crc: u32_at(48),
+        state_received: le_u32(b, 12) & 1 == 1,
+        lsn: le_u64(b, 16),
+        state_len: le_u64(b, 24),
+        next_ino: le_u64(b, 32),
+        next_offset: le_u64(b, 40),
+        state_crc: le_u32(b, 48),
     })
 }
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::data::sync_dir;
 use crate::error::{Result, StoreError};
 use crate::state::State;
+use crate::types::{le_u32, le_u64};
 
 pub const CHECKPOINT_MAGIC: &[u8; 8] = b"TANDEMC\0";
 pub const CHECKPOINT_VERSION: u32 = 1;
@@ -53,23 +54,16 @@ pub fn read(dir: &Path) -> Result<Option<State>> {
     if bytes.len() < CHECKPOINT_HEADER_BYTES || &bytes[0..8] != CHECKPOINT_MAGIC {
         return Err(bad("bad header"));
     }
-    let u32_at =
-        |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-    let u64_at = |i: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&bytes[i..i + 8]);
-        u64::from_le_bytes(b)
-    };
-    if u32_at(8) != CHECKPOINT_VERSION {
-        return Err(bad(&format!("unsupported version {}", u32_at(8))));
+    if le_u32(&bytes, 8) != CHECKPOINT_VERSION {
+        return Err(bad(&format!("unsupported version {}", le_u32(&bytes, 8))));
     }
-    let lsn = u64_at(16);
-    let len = u64_at(24);
+    let lsn = le_u64(&bytes, 16);
+    let len = le_u64(&bytes, 24);
     if len > MAX_CHECKPOINT_BYTES || len != (bytes.len() - CHECKPOINT_HEADER_BYTES) as u64 {
         return Err(bad("payload length does not match the file"));
     }
     let payload = &bytes[CHECKPOINT_HEADER_BYTES..];
-    if crc32c::crc32c(payload) != u32_at(32) {
+    if crc32c::crc32c(payload) != le_u32(&bytes, 32) {
         return Err(bad("checksum mismatch"));
     }
     let state: State =

@@ -228,3 +228,18 @@ pub mod access {
     pub const DELETE: u32 = 0x10;
     pub const EXECUTE: u32 = 0x20;
 }
+
+/// The little-endian `u32` at byte `i` of `b`; the caller has checked that
+/// `b` is long enough (a short `b` panics).
+pub(crate) fn le_u32(b: &[u8], i: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[i..i + 4]);
+    u32::from_le_bytes(a)
+}
+
+/// The little-endian `u64` at byte `i` of `b`, as `le_u32`.
+pub(crate) fn le_u64(b: &[u8], i: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[i..i + 8]);
+    u64::from_le_bytes(a)
+}

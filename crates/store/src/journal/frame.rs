@@ -5,7 +5,7 @@
 
 use crate::error::{Result, StoreError};
 use crate::record::Record;
-use crate::types::Lsn;
+use crate::types::{le_u32, le_u64, Lsn};
 
 pub const FRAME_HEADER_BYTES: usize = 24;
 /// Largest record payload: a 1 MiB write plus its attributes fits with room.
@@ -21,18 +21,11 @@ pub struct FrameHeader {
 
 impl FrameHeader {
     pub fn parse(bytes: &[u8; FRAME_HEADER_BYTES]) -> FrameHeader {
-        let u32_at =
-            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-        let u64_at = |i: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&bytes[i..i + 8]);
-            u64::from_le_bytes(b)
-        };
         FrameHeader {
-            payload_len: u32_at(0),
-            crc: u32_at(4),
-            lsn: u64_at(8),
-            epoch: u64_at(16),
+            payload_len: le_u32(bytes, 0),
+            crc: le_u32(bytes, 4),
+            lsn: le_u64(bytes, 8),
+            epoch: le_u64(bytes, 16),
         }
     }
 

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StoreError};
-use crate::types::Lsn;
+use crate::types::{le_u32, le_u64, Lsn};
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"TANDEMJ\0";
 pub const SEGMENT_VERSION: u32 = 1;
@@ -47,17 +47,15 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<Lsn> {
     if &bytes[0..8] != SEGMENT_MAGIC {
         return Err(bad("bad magic"));
     }
-    let crc = u32::from_le_bytes([bytes[24], bytes[25], bytes[26], bytes[27]]);
+    let crc = le_u32(bytes, 24);
     if crc32c::crc32c(&bytes[0..24]) != crc {
         return Err(bad("header checksum mismatch"));
     }
-    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    let version = le_u32(bytes, 8);
     if version != SEGMENT_VERSION {
         return Err(bad(&format!("unsupported version {version}")));
     }
-    let mut lsn = [0u8; 8];
-    lsn.copy_from_slice(&bytes[16..24]);
-    Ok(u64::from_le_bytes(lsn))
+    Ok(le_u64(bytes, 16))
 }
 
 pub fn create_segment(dir: &Path, first_lsn: Lsn) -> Result<File> {
