@@ -122,6 +122,26 @@ async fn tell<S: AsyncWrite + Unpin>(s: &mut S, code: u16, text: &str, timeout: 
     }
 }
 
+/// A protocol breach: told to the peer, then the session's error.
+async fn protocol_error<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    text: String,
+    timeout: Duration,
+) -> BaselineSessionError {
+    tell(s, code::INTERNAL, &text, timeout).await;
+    BaselineSessionError::Protocol(text)
+}
+
+/// A refused install step: told to the peer, then the session's error.
+async fn install_error<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    e: BaselineError,
+    timeout: Duration,
+) -> BaselineSessionError {
+    tell(s, install_code(&e), &e.to_string(), timeout).await;
+    e.into()
+}
+
 /// Sends the baseline `snap` (from `store.baseline_begin()`) over `stream`,
 /// resuming where the replica says. Returns the baseline LSN once the
 /// replica has installed it; stream frames from there on.
@@ -153,8 +173,7 @@ where
         Message::Error { code, text } => return Err(BaselineSessionError::Peer { code, text }),
         other => {
             let text = format!("expected BaselineResume, got {}", other.kind());
-            tell(stream, code::INTERNAL, &text, cfg.message_timeout).await;
-            return Err(BaselineSessionError::Protocol(text));
+            return Err(protocol_error(stream, text, cfg.message_timeout).await);
         }
     };
     if resume.lsn != snap.lsn {
@@ -162,8 +181,7 @@ where
             "replica answers for baseline LSN {}, not {}",
             resume.lsn, snap.lsn
         );
-        tell(stream, code::INTERNAL, &text, cfg.message_timeout).await;
-        return Err(BaselineSessionError::Protocol(text));
+        return Err(protocol_error(stream, text, cfg.message_timeout).await);
     }
 
     if !resume.state_received {
@@ -270,8 +288,7 @@ where
                 "expected Ack of LSN {} after BaselineDone, got {:?}",
                 snap.lsn, other
             );
-            tell(stream, code::INTERNAL, &text, cfg.message_timeout).await;
-            return Err(BaselineSessionError::Protocol(text));
+            return Err(protocol_error(stream, text, cfg.message_timeout).await);
         }
     }
     status.finished = true;
@@ -298,8 +315,7 @@ where
         Message::BaselineStart(s) => s,
         other => {
             let text = format!("expected BaselineStart, got {}", other.kind());
-            tell(stream, code::INTERNAL, &text, cfg.message_timeout).await;
-            return Err(BaselineSessionError::Protocol(text));
+            return Err(protocol_error(stream, text, cfg.message_timeout).await);
         }
     };
     if start.vserver != vserver {
@@ -395,36 +411,19 @@ where
                         wire::write_message(stream, &ack, cfg.message_timeout).await?;
                         Ok(store)
                     }
-                    Err(e) => {
-                        tell(
-                            stream,
-                            install_code(&e),
-                            &e.to_string(),
-                            cfg.message_timeout,
-                        )
-                        .await;
-                        Err(e.into())
-                    }
+                    Err(e) => Err(install_error(stream, e, cfg.message_timeout).await),
                 };
             }
             Message::Heartbeat { .. } => Ok(()),
             Message::Error { code, text } => return Err(BaselineSessionError::Peer { code, text }),
             other => {
                 let text = format!("unexpected {} during a baseline", other.kind());
-                tell(stream, code::INTERNAL, &text, cfg.message_timeout).await;
-                return Err(BaselineSessionError::Protocol(text));
+                return Err(protocol_error(stream, text, cfg.message_timeout).await);
             }
         };
         if let Err(e) = step {
             tracing::warn!(error = %e, "refusing baseline input");
-            tell(
-                stream,
-                install_code(&e),
-                &e.to_string(),
-                cfg.message_timeout,
-            )
-            .await;
-            return Err(e.into());
+            return Err(install_error(stream, e, cfg.message_timeout).await);
         }
         let p = install.progress();
         if p.state_received && p.done_bytes != status.done_bytes {
