@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use tokio::sync::watch;
@@ -105,17 +105,7 @@ impl JournalWriter {
     /// Queues the record as frame `lsn`; returns the frame's size. Must be
     /// called in LSN order.
     pub fn append(&self, lsn: Lsn, epoch: u64, record: &Record) -> Result<usize> {
-        let mut p = lock(&self.shared.pending);
-        while p.buf.len() >= self.shared.opts.max_buffered_bytes && !p.closed {
-            p = self
-                .shared
-                .has_room
-                .wait(p)
-                .unwrap_or_else(|e| e.into_inner());
-        }
-        if p.closed || self.durable().failed {
-            return Err(StoreError::Closed);
-        }
+        let mut p = self.wait_for_room()?;
         debug_assert_eq!(lsn, p.last_lsn + 1, "journal appends out of order");
         if p.buf.is_empty() {
             p.first_lsn = lsn;
@@ -123,8 +113,7 @@ impl JournalWriter {
         let n = super::frame::encode_frame(&mut p.buf, lsn, epoch, record)?;
         p.last_lsn = lsn;
         drop(p);
-        self.appended_bytes.fetch_add(n as u64, Ordering::Relaxed);
-        self.shared.has_work.notify_one();
+        self.queued(n);
         Ok(n)
     }
 
@@ -132,17 +121,7 @@ impl JournalWriter {
     /// byte for byte, so the replica's journal holds what the active's
     /// does). The caller has checked it; it must be frame `lsn`, in order.
     pub fn append_raw(&self, lsn: Lsn, frame: &[u8]) -> Result<()> {
-        let mut p = lock(&self.shared.pending);
-        while p.buf.len() >= self.shared.opts.max_buffered_bytes && !p.closed {
-            p = self
-                .shared
-                .has_room
-                .wait(p)
-                .unwrap_or_else(|e| e.into_inner());
-        }
-        if p.closed || self.durable().failed {
-            return Err(StoreError::Closed);
-        }
+        let mut p = self.wait_for_room()?;
         if lsn != p.last_lsn + 1 {
             return Err(StoreError::Replication(format!(
                 "frame LSN {lsn} does not follow journal LSN {}",
@@ -155,10 +134,31 @@ impl JournalWriter {
         p.buf.extend_from_slice(frame);
         p.last_lsn = lsn;
         drop(p);
-        self.appended_bytes
-            .fetch_add(frame.len() as u64, Ordering::Relaxed);
-        self.shared.has_work.notify_one();
+        self.queued(frame.len());
         Ok(())
+    }
+
+    /// The append buffer once it has room (back-pressure); `Closed` if the
+    /// journal is closed or has failed.
+    fn wait_for_room(&self) -> Result<MutexGuard<'_, Pending>> {
+        let mut p = lock(&self.shared.pending);
+        while p.buf.len() >= self.shared.opts.max_buffered_bytes && !p.closed {
+            p = self
+                .shared
+                .has_room
+                .wait(p)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        if p.closed || self.durable().failed {
+            return Err(StoreError::Closed);
+        }
+        Ok(p)
+    }
+
+    /// Counts `n` appended bytes and wakes the writer.
+    fn queued(&self, n: usize) {
+        self.appended_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        self.shared.has_work.notify_one();
     }
 
     pub fn appended_bytes(&self) -> u64 {
