@@ -12,25 +12,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tandem_repl::baseline::*;
-use tandem_repl::session::{self, SessionConfig};
+use tandem_repl::session;
 use tandem_repl::wire::{self, BaselineResume, BaselineStart, Message, WireError};
 use tandem_store::baseline::{BaselineError, BaselineSnapshot};
 use tandem_store::*;
 use tokio::sync::watch;
 
-const SITE: &str = "3f2a9c0d5e6b7a8f3f2a9c0d5e6b7a8f3f2a9c0d5e6b7a8f3f2a9c0d5e6b7a8f";
-const T: Duration = Duration::from_secs(10);
+mod common;
+use common::{export, session_cfg, small_segments};
 
-fn scfg() -> SessionConfig {
-    SessionConfig {
-        site_id: SITE.into(),
-        message_timeout: T,
-        heartbeat_interval: Duration::from_millis(50),
-        idle_timeout: Duration::from_millis(500),
-        window_batches: 3,
-        max_batch_bytes: 16 << 10,
-    }
-}
+const T: Duration = Duration::from_secs(10);
 
 fn bcfg(chunk_bytes: usize) -> BaselineConfig {
     BaselineConfig {
@@ -41,28 +32,9 @@ fn bcfg(chunk_bytes: usize) -> BaselineConfig {
     }
 }
 
-fn opts() -> StoreOptions {
-    StoreOptions {
-        max_segment_bytes: 32 << 10,
-        checkpoint_every_bytes: 64 << 10,
-        ..StoreOptions::default()
-    }
-}
-
-fn export(path: &str) -> Export {
-    Export {
-        path: path.into(),
-        clients: Vec::new(),
-        read_only: false,
-        root_squash: false,
-        anon_uid: 65534,
-        anon_gid: 65534,
-    }
-}
-
 /// An active store with files of several sizes, one sparse.
 fn new_active(dir: &Path) -> (Arc<Store>, Ino) {
-    let store = Store::init(dir, "vs1", opts()).expect("init");
+    let store = Store::init(dir, "vs1", small_segments()).expect("init");
     let root = store
         .create_fs("fs1", export("/fs1"))
         .expect("fs")
@@ -175,12 +147,12 @@ async fn baseline_then_streaming_on_one_connection() {
     let (rtx, mut rrx) = watch::channel(BaselineStatus::default());
     let (replica_tx, replica_rx) = tokio::sync::oneshot::channel();
     let receiver = tokio::spawn(async move {
-        let store = receive_baseline(&mut b, &dir, "vs1", opts(), &bcfg(0), Some(&rtx))
+        let store = receive_baseline(&mut b, &dir, "vs1", small_segments(), &bcfg(0), Some(&rtx))
             .await
             .expect("receive baseline");
         let store = Arc::new(store);
         let _ = replica_tx.send(store.clone());
-        session::receive(store, "vs1", b, &scfg()).await
+        session::receive(store, "vs1", b, &session_cfg()).await
     });
 
     let snap = snapshot(&active).await;
@@ -209,7 +181,7 @@ async fn baseline_then_streaming_on_one_connection() {
     let (acked_tx, mut acked) = watch::channel(0);
     let sender = {
         let active = active.clone();
-        tokio::spawn(async move { session::send(active, a, &scfg(), Some(acked_tx)).await })
+        tokio::spawn(async move { session::send(active, a, &session_cfg(), Some(acked_tx)).await })
     };
     // Stop churning once the stream has carried writes made after the
     // baseline, not after a guessed while.
@@ -245,10 +217,9 @@ async fn broken_baseline_resumes_where_it_stopped() {
     // First attempt: the connection breaks a third of the way in.
     let (mut a, mut b) = tokio::io::duplex(16 << 10);
     let d = dir.clone();
-    let receiver =
-        tokio::spawn(
-            async move { receive_baseline(&mut b, &d, "vs1", opts(), &bcfg(0), None).await },
-        );
+    let receiver = tokio::spawn(async move {
+        receive_baseline(&mut b, &d, "vs1", small_segments(), &bcfg(0), None).await
+    });
     let (ptx, mut prx) = watch::channel(BaselineStatus::default());
     let third = snap.total_bytes / 3;
     {
@@ -263,7 +234,7 @@ async fn broken_baseline_resumes_where_it_stopped() {
     let err = receiver.await.expect("join").err().expect("broken");
     assert!(matches!(err, BaselineSessionError::Wire(_)), "{err}");
     assert!(matches!(
-        Store::open(&dir, opts()),
+        Store::open(&dir, small_segments()),
         Err(StoreError::Replication(_))
     ));
 
@@ -276,7 +247,8 @@ async fn broken_baseline_resumes_where_it_stopped() {
     let d = dir.clone();
     let (rtx, rrx) = watch::channel(BaselineStatus::default());
     let receiver = tokio::spawn(async move {
-        let store = receive_baseline(&mut b, &d, "vs1", opts(), &bcfg(0), Some(&rtx)).await;
+        let store =
+            receive_baseline(&mut b, &d, "vs1", small_segments(), &bcfg(0), Some(&rtx)).await;
         (store, b)
     });
     let (ptx, prx) = watch::channel(BaselineStatus::default());
@@ -304,11 +276,11 @@ async fn broken_baseline_resumes_where_it_stopped() {
     let (acked_tx, mut acked) = watch::channel(0);
     let sender = {
         let active = active.clone();
-        tokio::spawn(async move { session::send(active, a, &scfg(), Some(acked_tx)).await })
+        tokio::spawn(async move { session::send(active, a, &session_cfg(), Some(acked_tx)).await })
     };
     let recv = {
         let replica = replica.clone();
-        tokio::spawn(async move { session::receive(replica, "vs1", b, &scfg()).await })
+        tokio::spawn(async move { session::receive(replica, "vs1", b, &session_cfg()).await })
     };
     let last = active.last_lsn();
     active.wait_durable(last).await.expect("durable");
@@ -357,10 +329,9 @@ fn spawn_receiver(
 ) {
     let (a, mut b) = tokio::io::duplex(1 << 20);
     let d = dir.to_path_buf();
-    let h =
-        tokio::spawn(
-            async move { receive_baseline(&mut b, &d, "vs1", opts(), &bcfg(0), None).await },
-        );
+    let h = tokio::spawn(async move {
+        receive_baseline(&mut b, &d, "vs1", small_segments(), &bcfg(0), None).await
+    });
     (a, h)
 }
 
@@ -393,7 +364,7 @@ async fn corrupt_truncated_or_wrong_baseline_messages_are_refused() {
         "{err}"
     );
     assert!(matches!(
-        Store::open(&dir, opts()),
+        Store::open(&dir, small_segments()),
         Err(StoreError::Replication(_))
     ));
 
@@ -411,7 +382,7 @@ async fn corrupt_truncated_or_wrong_baseline_messages_are_refused() {
         matches!(err, BaselineSessionError::Wire(WireError::Truncated { .. })),
         "{err}"
     );
-    assert!(Store::open(&dir, opts()).is_err());
+    assert!(Store::open(&dir, small_segments()).is_err());
 
     // A chunk for a directory: refused with an Error to the sender.
     let dir = tmp.path().join("unknown");
@@ -448,7 +419,7 @@ async fn corrupt_truncated_or_wrong_baseline_messages_are_refused() {
         ),
         "{err}"
     );
-    assert!(Store::open(&dir, opts()).is_err());
+    assert!(Store::open(&dir, small_segments()).is_err());
 
     // Done at another LSN than started.
     let dir = tmp.path().join("done");

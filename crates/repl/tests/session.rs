@@ -12,42 +12,11 @@ use tandem_store::journal::{decode_payload, encode_frame};
 use tandem_store::*;
 use tokio::sync::watch;
 
-const SITE: &str = "3f2a9c0d5e6b7a8f3f2a9c0d5e6b7a8f3f2a9c0d5e6b7a8f3f2a9c0d5e6b7a8f";
-
-fn cfg() -> SessionConfig {
-    SessionConfig {
-        site_id: SITE.into(),
-        message_timeout: Duration::from_secs(10),
-        heartbeat_interval: Duration::from_millis(50),
-        idle_timeout: Duration::from_millis(500),
-        window_batches: 3,
-        max_batch_bytes: 16 << 10,
-    }
-}
-
-fn export(path: &str) -> Export {
-    Export {
-        path: path.into(),
-        clients: Vec::new(),
-        read_only: false,
-        root_squash: false,
-        anon_uid: 65534,
-        anon_gid: 65534,
-    }
-}
-
-/// Small segments and frequent checkpoints: without the retention floor,
-/// checkpoints would delete frames the replica still lacks.
-fn active_opts() -> StoreOptions {
-    StoreOptions {
-        max_segment_bytes: 32 << 10,
-        checkpoint_every_bytes: 64 << 10,
-        ..StoreOptions::default()
-    }
-}
+mod common;
+use common::{export, session_cfg, small_segments};
 
 fn new_active(dir: &std::path::Path) -> (Arc<Store>, Ino) {
-    let store = Store::init(dir, "vs1", active_opts()).expect("init");
+    let store = Store::init(dir, "vs1", small_segments()).expect("init");
     let fs = store.create_fs("fs1", export("/fs1")).expect("fs").value;
     (Arc::new(store), fs.root_ino)
 }
@@ -106,7 +75,7 @@ async fn streams_while_writing_and_resumes_after_a_cut() {
 
     let (a, b) = tokio::io::duplex(64 << 10);
     let (ack_tx, mut acked) = watch::channel(0);
-    let c = cfg();
+    let c = session_cfg();
     let sender = tokio::spawn({
         let active = active.clone();
         let c = c.clone();
@@ -209,7 +178,7 @@ async fn older_epoch_and_wrong_vserver_are_refused() {
         .apply_replicated(&with_epoch(&frames, 2))
         .expect("epoch 2");
     let before = replica.snapshot();
-    let c = cfg();
+    let c = session_cfg();
 
     let (a, b) = tokio::io::duplex(64 << 10);
     let (s, r) = tokio::join!(
@@ -277,7 +246,7 @@ async fn a_silent_replica_is_detected() {
         wire::write_message(&mut b, &ok, t).await.expect("ok");
         while wire::read_message(&mut b, t).await.is_ok() {}
     });
-    let c = cfg();
+    let c = session_cfg();
     let started = std::time::Instant::now();
     let s = send(active.clone(), a, &c, None).await;
     assert!(

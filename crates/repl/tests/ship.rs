@@ -12,18 +12,10 @@ use tandem_store::journal::{decode_payload, encode_frame};
 use tandem_store::*;
 use tokio::io::{AsyncWriteExt, DuplexStream};
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+mod common;
+use common::export;
 
-fn export(path: &str) -> Export {
-    Export {
-        path: path.into(),
-        clients: Vec::new(),
-        read_only: false,
-        root_squash: false,
-        anon_uid: 65534,
-        anon_gid: 65534,
-    }
-}
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn active_with_history(dir: &std::path::Path) -> Store {
     let store = Store::init(dir, "vs1", StoreOptions::default()).expect("init");

@@ -12,7 +12,9 @@ use tandem_store::record::{Op, Record};
 use tandem_store::RawFrame;
 use tokio::io::AsyncWriteExt;
 
-const SITE: &str = "3f2a9c0d5e6b7a8f3f2a9c0d5e6b7a8f3f2a9c0d5e6b7a8f3f2a9c0d5e6b7a8f";
+mod common;
+use common::SITE;
+
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn frame(lsn: u64, epoch: u64, name: &str) -> RawFrame {
