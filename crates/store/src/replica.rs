@@ -503,12 +503,7 @@ impl FrameReader {
     fn segment(&mut self, seg: &SegmentInfo, from: Option<&Cursor>) -> Result<Option<Lsn>> {
         let path = &seg.path;
         let io = |e: std::io::Error| StoreError::io(path, e);
-        let corrupt = |offset: u64, why: &str| {
-            StoreError::Corrupt(format!(
-                "journal segment {} at byte {offset}: {why}",
-                path.display()
-            ))
-        };
+        let corrupt = |offset: u64, why: &str| crate::journal::reader::corrupt(path, offset, why);
         let mut r = BufReader::with_capacity(READ_BUFFER_BYTES, File::open(path).map_err(io)?);
         let mut head = [0u8; SEGMENT_HEADER_BYTES];
         r.read_exact(&mut head).map_err(io)?;

@@ -136,7 +136,8 @@ fn valid_frame_follows(bytes: &[u8], from: usize, expect_lsn: Lsn) -> bool {
     })
 }
 
-fn corrupt(path: &Path, offset: usize, why: &str) -> StoreError {
+/// A damaged-journal error naming the segment and byte offset.
+pub(crate) fn corrupt(path: &Path, offset: impl std::fmt::Display, why: &str) -> StoreError {
     StoreError::Corrupt(format!(
         "journal segment {} at byte {offset}: {why}",
         path.display()
