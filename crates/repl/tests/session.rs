@@ -178,51 +178,44 @@ async fn older_epoch_and_wrong_vserver_are_refused() {
         .apply_replicated(&with_epoch(&frames, 2))
         .expect("epoch 2");
     let before = replica.snapshot();
-    let c = session_cfg();
 
-    let (a, b) = tokio::io::duplex(64 << 10);
-    let (s, r) = tokio::join!(
-        send(active.clone(), a, &c, None),
-        receive(replica.clone(), "vs1", b, &c)
-    );
-    assert!(
-        matches!(
-            s,
-            Err(SessionError::Refused {
-                code: code::FENCED,
-                ..
-            })
-        ),
-        "{s:?}"
-    );
+    let (s, r) = one_session(&active, &replica, "vs1").await;
+    assert!(refused_with(&s, code::FENCED), "{s:?}");
     assert!(matches!(r, Err(SessionError::Refused { .. })), "{r:?}");
     assert_eq!(replica.snapshot(), before);
 
     // A replica set up for another vserver.
-    let (a, b) = tokio::io::duplex(64 << 10);
-    let (s, _r) = tokio::join!(
-        send(active.clone(), a, &c, None),
-        receive(replica.clone(), "other", b, &c)
-    );
-    assert!(
-        matches!(
-            s,
-            Err(SessionError::Refused {
-                code: code::UNKNOWN_VSERVER,
-                ..
-            })
-        ),
-        "{s:?}"
-    );
+    let (s, _r) = one_session(&active, &replica, "other").await;
+    assert!(refused_with(&s, code::UNKNOWN_VSERVER), "{s:?}");
 
-    // An active store never receives.
-    let (a, b) = tokio::io::duplex(64 << 10);
-    let (s, _r) = tokio::join!(
-        send(active.clone(), a, &c, None),
-        receive(active.clone(), "vs1", b, &c)
-    );
+    // An active store never receives (nor changes for trying).
+    let active_before = active.snapshot();
+    let (s, _r) = one_session(&active, &active, "vs1").await;
     assert!(matches!(s, Err(SessionError::Refused { .. })), "{s:?}");
+    assert_eq!(active.snapshot(), active_before);
     assert_eq!(replica.snapshot(), before);
+}
+
+/// One session from `active` to `receiver` (serving `vserver`): both ends'
+/// results.
+async fn one_session(
+    active: &Arc<Store>,
+    receiver: &Arc<Store>,
+    vserver: &str,
+) -> (
+    std::result::Result<(), SessionError>,
+    std::result::Result<(), SessionError>,
+) {
+    let c = session_cfg();
+    let (a, b) = tokio::io::duplex(64 << 10);
+    tokio::join!(
+        send(active.clone(), a, &c, None),
+        receive(receiver.clone(), vserver, b, &c)
+    )
+}
+
+fn refused_with(r: &std::result::Result<(), SessionError>, want: u16) -> bool {
+    matches!(r, Err(SessionError::Refused { code, .. }) if *code == want)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
