@@ -64,6 +64,25 @@ fn contents(store: &Store) -> Vec<(Ino, Vec<u8>)> {
         .collect()
 }
 
+type Side = tokio::task::JoinHandle<std::result::Result<(), SessionError>>;
+
+/// A session from `active` to `replica` for "vs1", each end on its own
+/// task; the LSNs the replica acknowledges arrive on the receiver.
+fn spawn_session(active: &Arc<Store>, replica: &Arc<Store>) -> (Side, Side, watch::Receiver<Lsn>) {
+    let c = session_cfg();
+    let (a, b) = tokio::io::duplex(64 << 10);
+    let (ack_tx, acked) = watch::channel(0);
+    let sender = tokio::spawn({
+        let (active, c) = (active.clone(), c.clone());
+        async move { send(active, a, &c, Some(ack_tx)).await }
+    });
+    let receiver = tokio::spawn({
+        let replica = replica.clone();
+        async move { receive(replica, "vs1", b, &c).await }
+    });
+    (sender, receiver, acked)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_while_writing_and_resumes_after_a_cut() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -73,19 +92,7 @@ async fn streams_while_writing_and_resumes_after_a_cut() {
     );
     write_some(&active, root, 0);
 
-    let (a, b) = tokio::io::duplex(64 << 10);
-    let (ack_tx, mut acked) = watch::channel(0);
-    let c = session_cfg();
-    let sender = tokio::spawn({
-        let active = active.clone();
-        let c = c.clone();
-        async move { send(active, a, &c, Some(ack_tx)).await }
-    });
-    let receiver = tokio::spawn({
-        let replica = replica.clone();
-        let c = c.clone();
-        async move { receive(replica, "vs1", b, &c).await }
-    });
+    let (sender, receiver, mut acked) = spawn_session(&active, &replica);
     // More writes while streaming; each round made durable (like COMMIT).
     for round in 1..4 {
         write_some(&active, root, round);
@@ -121,18 +128,7 @@ async fn streams_while_writing_and_resumes_after_a_cut() {
         active.oldest_retained_lsn().expect("oldest") > 1,
         "older segments went"
     );
-    let (a, b) = tokio::io::duplex(64 << 10);
-    let (ack_tx, mut acked) = watch::channel(0);
-    let sender = tokio::spawn({
-        let active = active.clone();
-        let c = c.clone();
-        async move { send(active, a, &c, Some(ack_tx)).await }
-    });
-    let receiver = tokio::spawn({
-        let replica = replica.clone();
-        let c = c.clone();
-        async move { receive(replica, "vs1", b, &c).await }
-    });
+    let (sender, receiver, mut acked) = spawn_session(&active, &replica);
     wait_for(&mut acked, active.last_lsn()).await;
     assert_eq!(replica.snapshot(), active.snapshot());
     assert_eq!(contents(&replica), contents(&active));
