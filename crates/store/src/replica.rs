@@ -565,7 +565,9 @@ impl FrameReader {
                     bytes: buf.freeze(),
                 });
             }
-            lsn += 1;
+            lsn = lsn
+                .checked_add(1)
+                .ok_or_else(|| corrupt(offset, "LSN out of range"))?;
             offset += frame_bytes as u64;
             if lsn > self.want {
                 self.cursor = Some(Cursor {

@@ -714,3 +714,29 @@ fn background_checkpoint_bounds_the_journal() {
     assert_eq!(store.snapshot(), state);
     assert_eq!(file_contents(&store, f), contents);
 }
+
+/// A well-formed frame at LSN u64::MAX (only a crafted file holds one) is
+/// reported as corruption, not an arithmetic overflow.
+#[test]
+fn frame_at_the_last_possible_lsn_is_corruption_not_overflow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let (store, _fs) = new_store(&dir, opts());
+    drop(store);
+    for seg in segments(&dir) {
+        std::fs::remove_file(seg).unwrap();
+    }
+    let _ = std::fs::remove_file(dir.join("checkpoint"));
+    let mut bytes = tandem_store::journal::segment::header_bytes(u64::MAX).to_vec();
+    let record = tandem_store::record::Record {
+        req: None,
+        op: tandem_store::record::Op::VserverCreated { name: "x".into() },
+    };
+    tandem_store::journal::encode_frame(&mut bytes, u64::MAX, 1, &record).unwrap();
+    std::fs::write(
+        dir.join("journal").join(format!("{:020}.seg", u64::MAX)),
+        &bytes,
+    )
+    .unwrap();
+    expect_corrupt(&dir, opts());
+}

@@ -97,7 +97,10 @@ pub fn scan(
                         outcome.records += 1;
                         outcome.last_lsn = header.lsn;
                     }
-                    expect_lsn += 1;
+                    // A crafted frame at LSN u64::MAX must not overflow.
+                    expect_lsn = expect_lsn
+                        .checked_add(1)
+                        .ok_or_else(|| corrupt(&seg.path, pos, "LSN out of range"))?;
                     pos += frame_bytes;
                 }
                 Frame::Bad(why) => {
