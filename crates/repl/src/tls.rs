@@ -136,14 +136,19 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn parse_cert(cert_pem: &str) -> Result<CertificateDer<'static>> {
-    let what = "site certificate";
-    if cert_pem.len() > MAX_PEM_BYTES {
+fn check_pem_size(what: &'static str, pem: &str) -> Result<()> {
+    if pem.len() > MAX_PEM_BYTES {
         return Err(TlsError::Pem {
             what,
             reason: format!("larger than {MAX_PEM_BYTES} bytes"),
         });
     }
+    Ok(())
+}
+
+fn parse_cert(cert_pem: &str) -> Result<CertificateDer<'static>> {
+    let what = "site certificate";
+    check_pem_size(what, cert_pem)?;
     let mut reader = BufReader::new(cert_pem.as_bytes());
     let first = rustls_pemfile::certs(&mut reader).next();
     match first {
@@ -161,12 +166,7 @@ fn parse_cert(cert_pem: &str) -> Result<CertificateDer<'static>> {
 
 fn parse_key(key_pem: &str) -> Result<PrivateKeyDer<'static>> {
     let what = "site key";
-    if key_pem.len() > MAX_PEM_BYTES {
-        return Err(TlsError::Pem {
-            what,
-            reason: format!("larger than {MAX_PEM_BYTES} bytes"),
-        });
-    }
+    check_pem_size(what, key_pem)?;
     match rustls_pemfile::private_key(&mut BufReader::new(key_pem.as_bytes())) {
         Ok(Some(k)) => Ok(k),
         Ok(None) => Err(TlsError::Pem {
@@ -360,17 +360,14 @@ pub fn alert_of(e: &std::io::Error) -> Option<String> {
 }
 
 fn handshake_error(addr: &str, e: std::io::Error) -> TlsError {
-    match refusal_of(&e) {
-        Some(r) => TlsError::Handshake {
-            addr: addr.to_string(),
-            presented: Some(r.presented().to_string()),
-            reason: r.to_string(),
-        },
-        None => TlsError::Handshake {
-            addr: addr.to_string(),
-            presented: None,
-            reason: e.to_string(),
-        },
+    let (presented, reason) = match refusal_of(&e) {
+        Some(r) => (Some(r.presented().to_string()), r.to_string()),
+        None => (None, e.to_string()),
+    };
+    TlsError::Handshake {
+        addr: addr.to_string(),
+        presented,
+        reason,
     }
 }
 
