@@ -403,11 +403,7 @@ where
                         status.done_bytes = status.total_bytes;
                         status.finished = true;
                         publish(progress, &status);
-                        let ack = Message::Ack(Ack {
-                            received_lsn: lsn,
-                            durable_lsn: lsn,
-                            applied_lsn: lsn,
-                        });
+                        let ack = Message::Ack(Ack::through(lsn));
                         wire::write_message(stream, &ack, cfg.message_timeout).await?;
                         Ok(store)
                     }

@@ -364,11 +364,7 @@ where
                     .map_err(|e| SessionError::Task(e.to_string()))?;
                 match applied {
                     Ok(lsn) => {
-                        let ack = Message::Ack(Ack {
-                            received_lsn: lsn,
-                            durable_lsn: lsn,
-                            applied_lsn: lsn,
-                        });
+                        let ack = Message::Ack(Ack::through(lsn));
                         wire::write_message(&mut wr, &ack, cfg.message_timeout).await?;
                     }
                     Err(e) => {

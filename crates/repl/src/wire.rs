@@ -156,6 +156,18 @@ pub struct Ack {
     pub applied_lsn: Lsn,
 }
 
+impl Ack {
+    /// Received, durable and applied alike: what a receiver that applies
+    /// each batch durably before answering acknowledges.
+    pub fn through(lsn: Lsn) -> Self {
+        Ack {
+            received_lsn: lsn,
+            durable_lsn: lsn,
+            applied_lsn: lsn,
+        }
+    }
+}
+
 /// Opens a baseline, from the active site: the state at `lsn` (its
 /// length and CRC identify it, so a broken copy can resume) and what the
 /// copy covers.
