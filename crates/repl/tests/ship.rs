@@ -64,11 +64,7 @@ async fn serve_replica(
             .await
             .expect("join");
         let reply = match applied {
-            Ok(lsn) => Message::Ack(Ack {
-                received_lsn: lsn,
-                durable_lsn: lsn,
-                applied_lsn: lsn,
-            }),
+            Ok(lsn) => Message::Ack(Ack::through(lsn)),
             Err(StoreError::Fenced { ours, theirs }) => Message::Error {
                 code: code::FENCED,
                 text: format!("epoch {theirs} is below ours ({ours})"),
