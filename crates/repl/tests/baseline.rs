@@ -335,6 +335,14 @@ fn spawn_receiver(
     (a, h)
 }
 
+/// The receiver task `h` ended refusing, with an error matching `pat`.
+macro_rules! assert_refused {
+    ($h:expr, $pat:pat) => {{
+        let err = $h.await.expect("join").err().expect("refused");
+        assert!(matches!(err, $pat), "{err}");
+    }};
+}
+
 #[tokio::test]
 async fn corrupt_truncated_or_wrong_baseline_messages_are_refused() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -358,11 +366,7 @@ async fn corrupt_truncated_or_wrong_baseline_messages_are_refused() {
     tokio::io::AsyncWriteExt::write_all(&mut a, &bytes)
         .await
         .expect("write");
-    let err = h.await.expect("join").err().expect("refused");
-    assert!(
-        matches!(err, BaselineSessionError::Wire(WireError::Checksum { .. })),
-        "{err}"
-    );
+    assert_refused!(h, BaselineSessionError::Wire(WireError::Checksum { .. }));
     assert!(matches!(
         Store::open(&dir, small_segments()),
         Err(StoreError::Replication(_))
@@ -377,11 +381,7 @@ async fn corrupt_truncated_or_wrong_baseline_messages_are_refused() {
         .await
         .expect("write");
     drop(a);
-    let err = h.await.expect("join").err().expect("refused");
-    assert!(
-        matches!(err, BaselineSessionError::Wire(WireError::Truncated { .. })),
-        "{err}"
-    );
+    assert_refused!(h, BaselineSessionError::Wire(WireError::Truncated { .. }));
     assert!(Store::open(&dir, small_segments()).is_err());
 
     // A chunk for a directory: refused with an Error to the sender.
@@ -398,26 +398,18 @@ async fn corrupt_truncated_or_wrong_baseline_messages_are_refused() {
         wire::read_message(&mut a, T).await,
         Ok(Message::Error { .. })
     ));
-    let err = h.await.expect("join").err().expect("refused");
-    assert!(
-        matches!(
-            err,
-            BaselineSessionError::Install(BaselineError::UnknownInode { .. })
-        ),
-        "{err}"
+    assert_refused!(
+        h,
+        BaselineSessionError::Install(BaselineError::UnknownInode { .. })
     );
 
     // A state announced at another LSN than it holds.
     let dir = tmp.path().join("lsn");
     let (mut a, h) = spawn_receiver(&dir);
     start_by_hand(&mut a, &snap, snap.lsn + 5).await;
-    let err = h.await.expect("join").err().expect("refused");
-    assert!(
-        matches!(
-            err,
-            BaselineSessionError::Install(BaselineError::LsnMismatch { .. })
-        ),
-        "{err}"
+    assert_refused!(
+        h,
+        BaselineSessionError::Install(BaselineError::LsnMismatch { .. })
     );
     assert!(Store::open(&dir, small_segments()).is_err());
 
@@ -427,13 +419,9 @@ async fn corrupt_truncated_or_wrong_baseline_messages_are_refused() {
     start_by_hand(&mut a, &snap, snap.lsn).await;
     let done = Message::BaselineDone { lsn: snap.lsn + 1 };
     wire::write_message(&mut a, &done, T).await.expect("write");
-    let err = h.await.expect("join").err().expect("refused");
-    assert!(
-        matches!(
-            err,
-            BaselineSessionError::Install(BaselineError::LsnMismatch { .. })
-        ),
-        "{err}"
+    assert_refused!(
+        h,
+        BaselineSessionError::Install(BaselineError::LsnMismatch { .. })
     );
     assert!(!dir.join("checkpoint").exists());
 
@@ -454,8 +442,7 @@ async fn corrupt_truncated_or_wrong_baseline_messages_are_refused() {
         wire::read_message(&mut a, T).await,
         Ok(Message::Refuse { .. })
     ));
-    let err = h.await.expect("join").err().expect("refused");
-    assert!(matches!(err, BaselineSessionError::Refused { .. }), "{err}");
+    assert_refused!(h, BaselineSessionError::Refused { .. });
 }
 
 #[test]
