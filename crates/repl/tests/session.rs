@@ -17,6 +17,10 @@ use common::{export, session_cfg, small_segments};
 
 fn new_active(dir: &std::path::Path) -> (Arc<Store>, Ino) {
     let store = Store::init(dir, "vs1", small_segments()).expect("init");
+    // Small segments checkpoint in the background after a few writes; with
+    // no floor they could delete LSN 1 before the first session asks for
+    // it (seen once as NotRetained). The sender raises the floor from here.
+    store.set_retention_floor(0);
     let fs = store.create_fs("fs1", export("/fs1")).expect("fs").value;
     (Arc::new(store), fs.root_ino)
 }
