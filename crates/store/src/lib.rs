@@ -10,6 +10,7 @@ pub mod checkpoint;
 mod checkpointer;
 pub mod config;
 pub mod data;
+pub mod digest;
 pub mod error;
 pub mod fence;
 pub mod fsck;

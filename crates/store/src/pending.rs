@@ -12,7 +12,8 @@
 //! order, so they always see the state the metadata describes.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Condvar, Mutex};
+use std::ops::Deref;
+use std::sync::{Arc, Condvar, Mutex};
 
 use bytes::Bytes;
 
@@ -61,9 +62,51 @@ struct Queue {
 pub struct PendingData {
     queue: Mutex<Queue>,
     arrived: Condvar,
-    /// Held while changes are written to the files, so the applier thread
-    /// and a checkpoint never apply the same change twice concurrently.
-    applying: Mutex<()>,
+    /// True while someone writes changes to the files (the applier thread,
+    /// a checkpoint, a baseline) or holds them still (`hold`, for a verify
+    /// digest): one at a time, so no change is applied twice concurrently
+    /// and a held file set changes not at all. A flag rather than a mutex
+    /// guard so the hold can be owned and moved between threads.
+    applying: Mutex<bool>,
+    applying_free: Condvar,
+}
+
+/// Exclusive right to write changes to the data files; released on drop,
+/// on every path.
+pub struct ApplyHold<P: Deref<Target = PendingData>> {
+    pending: P,
+}
+
+impl<P: Deref<Target = PendingData>> ApplyHold<P> {
+    fn take(pending: P) -> Self {
+        let mut busy = lock(&pending.applying);
+        while *busy {
+            busy = pending
+                .applying_free
+                .wait(busy)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        *busy = true;
+        drop(busy);
+        ApplyHold { pending }
+    }
+
+    /// Writes every waiting change with LSN <= `durable_lsn` to the files.
+    pub fn apply_durable(&self, files: &DataFiles, durable_lsn: Lsn) -> Result<()> {
+        self.pending.apply_held(files, durable_lsn)
+    }
+
+    /// Bytes of writes waiting (they grow while the hold is kept).
+    pub fn pending_bytes(&self) -> u64 {
+        self.pending.pending_bytes()
+    }
+}
+
+impl<P: Deref<Target = PendingData>> Drop for ApplyHold<P> {
+    fn drop(&mut self) {
+        *lock(&self.pending.applying) = false;
+        self.pending.applying_free.notify_all();
+    }
 }
 
 impl DataSink for PendingData {
@@ -108,7 +151,18 @@ impl PendingData {
 
     /// Writes every waiting change with LSN <= `durable_lsn` to the files.
     pub fn apply_durable(&self, files: &DataFiles, durable_lsn: Lsn) -> Result<()> {
-        let _applying = lock(&self.applying);
+        ApplyHold::take(self).apply_durable(files, durable_lsn)
+    }
+
+    /// Keeps every change out of the data files until the hold is dropped
+    /// (waits for an apply in progress to finish first). Reads stay right:
+    /// they overlay what waits.
+    pub fn hold(self: &Arc<Self>) -> ApplyHold<Arc<PendingData>> {
+        ApplyHold::take(self.clone())
+    }
+
+    /// `apply_durable`'s work; the caller holds `applying`.
+    fn apply_held(&self, files: &DataFiles, durable_lsn: Lsn) -> Result<()> {
         loop {
             let next = {
                 let q = lock(&self.queue);
