@@ -5,4 +5,5 @@
 pub mod baseline;
 pub mod session;
 pub mod tls;
+pub mod verify;
 pub mod wire;

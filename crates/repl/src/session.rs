@@ -19,6 +19,7 @@ use tandem_store::{Lsn, Store, StoreError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::{mpsc, watch};
 
+use crate::verify::{Answering, VerifyAsk, Verifying};
 use crate::wire::{self, code, Ack, Batch, Hello, HelloOk, Message, WireError};
 
 /// Envelope and batch header bytes left out of a batch's frame budget.
@@ -88,6 +89,26 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
+/// Reads the peer's messages on their own task, `idle` at most for each,
+/// into a channel of about `window * 2` (ending after the first error).
+fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(
+    mut rd: R,
+    idle: Duration,
+    window: usize,
+) -> (AbortOnDrop<()>, mpsc::Receiver<wire::Result<Message>>) {
+    let (tx, rx) = mpsc::channel(window.saturating_mul(2).max(4));
+    let task = tokio::spawn(async move {
+        loop {
+            let m = wire::read_message(&mut rd, idle).await;
+            let end = m.is_err();
+            if tx.send(m).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    (AbortOnDrop(task), rx)
+}
+
 /// The wire code for a store error, so the peer learns what went wrong.
 pub fn code_of(e: &StoreError) -> u16 {
     match e {
@@ -105,6 +126,22 @@ pub async fn send<S>(
     conn: S,
     cfg: &SessionConfig,
     acked: Option<watch::Sender<Lsn>>,
+) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    send_verifiable(store, conn, cfg, acked, None).await
+}
+
+/// `send`, also taking verify asks (`tandem verify`) from `verify` (kept by
+/// the caller across sessions); one runs at a time, others are answered
+/// `Busy`.
+pub async fn send_verifiable<S>(
+    store: Arc<Store>,
+    conn: S,
+    cfg: &SessionConfig,
+    acked: Option<watch::Sender<Lsn>>,
+    mut verify: Option<&mut mpsc::Receiver<VerifyAsk>>,
 ) -> Result<(), SessionError>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -156,17 +193,7 @@ where
 
     // Peer messages arrive on their own task, so acks are taken while
     // batches are being sent.
-    let (tx, mut rx) = mpsc::channel(cfg.window_batches.saturating_mul(2).max(4));
-    let idle = cfg.idle_timeout;
-    let _reader = AbortOnDrop(tokio::spawn(async move {
-        loop {
-            let m = wire::read_message(&mut rd, idle).await;
-            let end = m.is_err();
-            if tx.send(m).await.is_err() || end {
-                return;
-            }
-        }
-    }));
+    let (_reader, mut rx) = spawn_reader(rd, cfg.idle_timeout, cfg.window_batches);
 
     let max_bytes = cfg
         .max_batch_bytes
@@ -177,13 +204,22 @@ where
     let mut in_flight: VecDeque<Lsn> = VecDeque::new();
     let mut heartbeat = tokio::time::interval(cfg.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut verifying: Option<Verifying> = None;
     loop {
         while in_flight.len() < window {
+            // A verify cuts the stream at its LSN until its request is sent.
+            let cut = Verifying::cut(&verifying);
+            if cut == Some(sent) {
+                break;
+            }
             let s = store.clone();
             let after = sent;
-            let frames = tokio::task::spawn_blocking(move || s.read_frames(after, max_bytes))
+            let mut frames = tokio::task::spawn_blocking(move || s.read_frames(after, max_bytes))
                 .await
                 .map_err(|e| SessionError::Task(e.to_string()))??;
+            if let Some(cut) = cut {
+                frames.retain(|f| f.lsn <= cut);
+            }
             let Some(last) = frames.last().map(|f| f.lsn) else {
                 break;
             };
@@ -195,6 +231,10 @@ where
             wire::write_message(&mut wr, &batch, cfg.message_timeout).await?;
             sent = last;
             in_flight.push_back(last);
+        }
+        if let Some(request) = Verifying::request_due(&mut verifying, sent) {
+            wire::write_message(&mut wr, &request, cfg.message_timeout).await?;
+            continue;
         }
         tokio::select! {
             m = rx.recv() => match m {
@@ -220,6 +260,10 @@ where
                 Some(Ok(Message::Error { code, text })) => {
                     return Err(SessionError::Peer { code, text })
                 }
+                Some(Ok(m @ (Message::VerifyResult(_) | Message::VerifyEntries { .. }))) => {
+                    Verifying::on_message(&mut verifying, m)?;
+                    Verifying::finish_if_done(&mut verifying);
+                }
                 Some(Ok(other)) => {
                     return Err(SessionError::Protocol(format!(
                         "unexpected {} from the replica",
@@ -233,8 +277,30 @@ where
             _ = heartbeat.tick() => {
                 let hb = Message::Heartbeat { now_ms: now_ms() };
                 wire::write_message(&mut wr, &hb, cfg.message_timeout).await?;
+                Verifying::finish_if_done(&mut verifying);
+            }
+            ask = recv_ask(&mut verify) => match ask {
+                None => verify = None,
+                Some(ask) if verifying.is_some() => {
+                    let _ = ask.reply.send(Err(crate::verify::VerifyError::Busy));
+                }
+                // A caller that gave up while the ask was queued (between
+                // sessions) gets nothing computed.
+                Some(ask) if ask.reply.is_closed() => {}
+                Some(ask) => verifying = Some(Verifying::start(&store, sent, ask.reply)),
+            },
+            () = Verifying::ours_progress(&mut verifying), if Verifying::ours_running(&verifying) => {
+                Verifying::finish_if_done(&mut verifying);
             }
         }
+    }
+}
+
+/// The next verify ask; never, once there is no channel.
+async fn recv_ask(rx: &mut Option<&mut mpsc::Receiver<VerifyAsk>>) -> Option<VerifyAsk> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -337,10 +403,23 @@ where
         last_lsn: store.last_lsn(),
     });
     wire::write_message(&mut wr, &ok, cfg.message_timeout).await?;
+    // Messages arrive on their own task, so a verify digest finishing can
+    // be answered between them (a read cut half-way would lose the stream).
+    let (_reader, mut rx) = spawn_reader(rd, cfg.idle_timeout, 2);
+    let mut answering: Option<Answering> = None;
     loop {
-        let msg = match wire::read_message(&mut rd, cfg.idle_timeout).await {
-            Err(WireError::Closed) => return Ok(()),
-            other => other?,
+        let msg = tokio::select! {
+            m = rx.recv() => match m {
+                None => return Err(SessionError::Task("reader stopped".into())),
+                Some(Err(WireError::Closed)) => return Ok(()),
+                Some(other) => other?,
+            },
+            answer = Answering::finished(&mut answering) => {
+                for m in &answer {
+                    wire::write_message(&mut wr, m, cfg.message_timeout).await?;
+                }
+                continue;
+            }
         };
         match msg {
             Message::Batch(b) => {
@@ -379,6 +458,21 @@ where
                 wire::write_message(&mut wr, &hb, cfg.message_timeout).await?;
             }
             Message::Error { code, text } => return Err(SessionError::Peer { code, text }),
+            Message::VerifyRequest { lsn } => {
+                let started = match answering {
+                    Some(_) => Err(SessionError::Protocol(
+                        "VerifyRequest while a verify is running".into(),
+                    )),
+                    None => Answering::start(&store, lsn).await,
+                };
+                match started {
+                    Ok(a) => answering = Some(a),
+                    Err(e) => {
+                        let _ = send_error(&mut wr, code::INTERNAL, &e.to_string(), cfg).await;
+                        return Err(e);
+                    }
+                }
+            }
             other => {
                 let text = format!("unexpected {} from the sender", other.kind());
                 let _ = send_error(&mut wr, code::INTERNAL, &text, cfg).await;

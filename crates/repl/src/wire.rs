@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use tandem_store::digest::{ConfigDigests, Hash};
 use tandem_store::journal::{FRAME_HEADER_BYTES, MAX_PAYLOAD_BYTES};
 use tandem_store::{Lsn, RawFrame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -47,6 +48,12 @@ pub const MAX_BASELINE_STATE_PIECE_BYTES: usize =
 /// Largest encoded state a baseline announces (the checkpoint limit).
 pub const MAX_BASELINE_STATE_BYTES: u64 = tandem_store::checkpoint::MAX_CHECKPOINT_BYTES;
 
+/// Most (inode, digest) entries in one `VerifyEntries` (40 bytes each:
+/// 10 MiB, well inside `MAX_MESSAGE_BYTES`).
+pub const MAX_VERIFY_ENTRIES_PER_MESSAGE: usize = 262_144;
+/// Bytes of one `VerifyEntries` entry: inode u64 and a SHA-256 digest.
+const VERIFY_ENTRY_BYTES: usize = 40;
+
 /// Message type numbers (envelope bytes 6..8).
 pub mod msg_type {
     pub const HELLO: u16 = 1;
@@ -56,6 +63,10 @@ pub mod msg_type {
     pub const ACK: u16 = 5;
     pub const HEARTBEAT: u16 = 6;
     pub const ERROR: u16 = 7;
+    // Verify (`tandem verify`): both sites digest the same LSN.
+    pub const VERIFY_REQUEST: u16 = 8;
+    pub const VERIFY_RESULT: u16 = 9;
+    pub const VERIFY_ENTRIES: u16 = 10;
     // Baseline (the first copy of a vserver): a block of its own, so the
     // streaming types can grow without renumbering.
     pub const BASELINE_START: u16 = 16;
@@ -196,6 +207,27 @@ pub struct BaselineResume {
     pub done_bytes: u64,
 }
 
+/// The replica's digest at the LSN of a `VerifyRequest`, or why it has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyResult {
+    pub lsn: Lsn,
+    pub outcome: std::result::Result<VerifyHeader, String>,
+}
+
+/// What a digest is, except its per-inode entries (sent in `VerifyEntries`
+/// messages after it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyHeader {
+    /// `tandem_store::digest::DIGEST_VERSION` of the sender of this result.
+    pub version: u32,
+    pub root: Hash,
+    pub config: ConfigDigests,
+    pub files: u64,
+    pub bytes: u64,
+    /// `VerifyEntries` entries that follow, in all.
+    pub entries: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     Hello(Hello),
@@ -230,6 +262,17 @@ pub enum Message {
     BaselineDone {
         lsn: Lsn,
     },
+    /// Sent right after the batch ending at `lsn`: the replica digests its
+    /// state there (it has applied exactly that much when it reads this).
+    VerifyRequest {
+        lsn: Lsn,
+    },
+    VerifyResult(VerifyResult),
+    /// A piece of the replica's per-inode digests, inodes ascending.
+    VerifyEntries {
+        lsn: Lsn,
+        entries: Vec<(u64, Hash)>,
+    },
 }
 
 impl Message {
@@ -247,6 +290,9 @@ impl Message {
             Message::BaselineState { .. } => msg_type::BASELINE_STATE,
             Message::BaselineChunk { .. } => msg_type::BASELINE_CHUNK,
             Message::BaselineDone { .. } => msg_type::BASELINE_DONE,
+            Message::VerifyRequest { .. } => msg_type::VERIFY_REQUEST,
+            Message::VerifyResult(_) => msg_type::VERIFY_RESULT,
+            Message::VerifyEntries { .. } => msg_type::VERIFY_ENTRIES,
         }
     }
 
@@ -269,6 +315,9 @@ fn type_name(t: u16) -> &'static str {
         msg_type::BASELINE_STATE => "BaselineState",
         msg_type::BASELINE_CHUNK => "BaselineChunk",
         msg_type::BASELINE_DONE => "BaselineDone",
+        msg_type::VERIFY_REQUEST => "VerifyRequest",
+        msg_type::VERIFY_RESULT => "VerifyResult",
+        msg_type::VERIFY_ENTRIES => "VerifyEntries",
         _ => "unknown",
     }
 }
@@ -430,6 +479,36 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>> {
             w.out.extend_from_slice(data);
         }
         Message::BaselineDone { lsn } => w.u64(*lsn),
+        Message::VerifyRequest { lsn } => w.u64(*lsn),
+        Message::VerifyResult(v) => {
+            w.u64(v.lsn);
+            match &v.outcome {
+                Ok(h) => {
+                    w.out.push(0);
+                    w.u32(h.version);
+                    w.out.extend_from_slice(&h.root);
+                    for (_, d) in h.config.parts() {
+                        w.out.extend_from_slice(d);
+                    }
+                    w.u64(h.files);
+                    w.u64(h.bytes);
+                    w.u64(h.entries);
+                }
+                Err(text) => {
+                    w.out.push(1);
+                    w.text(text)?;
+                }
+            }
+        }
+        Message::VerifyEntries { lsn, entries } => {
+            check_entries(entries).map_err(|why| malformed(kind, why))?;
+            w.u64(*lsn);
+            w.u32(entries.len() as u32);
+            for (ino, d) in entries {
+                w.u64(*ino);
+                w.out.extend_from_slice(d);
+            }
+        }
     }
     let payload_len = out.len() - ENVELOPE_BYTES;
     if payload_len > MAX_MESSAGE_BYTES {
@@ -575,6 +654,27 @@ fn check_frames(frames: &[RawFrame], epoch: u64) -> std::result::Result<(), Stri
         return Err(format!(
             "frame LSN {} carries epoch {} above the batch's {epoch}",
             f.lsn, f.epoch
+        ));
+    }
+    Ok(())
+}
+
+/// Entries of a `VerifyEntries`: at least one, within the limit, inodes
+/// strictly ascending.
+fn check_entries(entries: &[(u64, Hash)]) -> std::result::Result<(), String> {
+    if entries.is_empty() {
+        return Err("no entries".into());
+    }
+    if entries.len() > MAX_VERIFY_ENTRIES_PER_MESSAGE {
+        return Err(format!(
+            "{} entries exceed the {MAX_VERIFY_ENTRIES_PER_MESSAGE}-entry limit",
+            entries.len()
+        ));
+    }
+    if let Some(pair) = entries.windows(2).find(|p| p[0].0 >= p[1].0) {
+        return Err(format!(
+            "inode {} follows {}: not ascending",
+            pair[1].0, pair[0].0
         ));
     }
     Ok(())
@@ -736,6 +836,58 @@ impl Reader {
         }
         Ok(frames)
     }
+    fn hash(&mut self, field: &str) -> Result<Hash> {
+        let mut h = [0u8; 32];
+        h.copy_from_slice(self.take(32, field)?);
+        Ok(h)
+    }
+    fn verify_result(&mut self) -> Result<VerifyResult> {
+        let lsn = self.u64("LSN")?;
+        let outcome = match self.take(1, "status")?[0] {
+            0 => Ok(VerifyHeader {
+                version: self.u32("digest version")?,
+                root: self.hash("root digest")?,
+                config: ConfigDigests {
+                    name: self.hash("name digest")?,
+                    addresses: self.hash("addresses digest")?,
+                    filesystems: self.hash("file systems digest")?,
+                    users: self.hash("users digest")?,
+                },
+                files: self.u64("files")?,
+                bytes: self.u64("bytes")?,
+                entries: self.u64("entry count")?,
+            }),
+            1 => Err(self.text()?),
+            other => {
+                return Err(malformed(
+                    self.kind,
+                    format!("status is {other}, not 0 or 1"),
+                ))
+            }
+        };
+        Ok(VerifyResult { lsn, outcome })
+    }
+    fn verify_entries(&mut self) -> Result<Vec<(u64, Hash)>> {
+        let count = self.u32("entry count")? as usize;
+        // Checked before allocating: the count is the peer's word.
+        if count > MAX_VERIFY_ENTRIES_PER_MESSAGE
+            || count.saturating_mul(VERIFY_ENTRY_BYTES) != self.buf.len() - self.pos
+        {
+            return Err(malformed(
+                self.kind,
+                format!(
+                    "{count} entries do not fit {} bytes (limit {MAX_VERIFY_ENTRIES_PER_MESSAGE})",
+                    self.buf.len() - self.pos
+                ),
+            ));
+        }
+        let mut entries = Vec::with_capacity(count);
+        for _ in 0..count {
+            entries.push((self.u64("inode")?, self.hash("digest")?));
+        }
+        check_entries(&entries).map_err(|why| malformed(self.kind, why))?;
+        Ok(entries)
+    }
     fn bool(&mut self, field: &str) -> Result<bool> {
         match self.take(1, field)?[0] {
             0 => Ok(false),
@@ -850,6 +1002,12 @@ fn decode_payload(msg_type: u16, payload: Bytes) -> Result<Message> {
             Message::BaselineChunk { ino, offset, data }
         }
         msg_type::BASELINE_DONE => Message::BaselineDone { lsn: r.u64("LSN")? },
+        msg_type::VERIFY_REQUEST => Message::VerifyRequest { lsn: r.u64("LSN")? },
+        msg_type::VERIFY_RESULT => Message::VerifyResult(r.verify_result()?),
+        msg_type::VERIFY_ENTRIES => Message::VerifyEntries {
+            lsn: r.u64("LSN")?,
+            entries: r.verify_entries()?,
+        },
         other => return Err(WireError::UnknownType { found: other }),
     };
     r.finish()?;
