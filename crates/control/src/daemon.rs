@@ -421,11 +421,42 @@ impl Daemon {
                     vserver,
                     replication: Box::new(replication),
                 }),
+            Request::Verify { vserver } => self.verify(&vserver).await.map(Reply::Verified),
         };
         if let Err(e) = &result {
             tracing::info!(error = %e, "control request refused");
         }
         result.into()
+    }
+
+    /// `tandem verify`: through the vserver's running sender, which holds
+    /// no lock of ours while the (long) comparison runs.
+    pub async fn verify(&self, vserver: &str) -> Result<crate::verify::VerifyReport> {
+        let is_replica = {
+            let table = self.vservers.lock().await;
+            let vs = table
+                .get(vserver)
+                .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
+            vs.is_replica()
+        };
+        if is_replica {
+            return Err(ControlError::invalid(
+                "verify",
+                format!("{vserver} is a replica at this site; run verify at the active site"),
+            ));
+        }
+        let verifier = match self.senders.lock().await.get(vserver) {
+            Some(s) => s.verifier(),
+            None => {
+                return Err(ControlError::invalid(
+                    "verify",
+                    format!("{vserver} is not replicated from this site (see `tandem replicate`)"),
+                ))
+            }
+        };
+        verifier
+            .verify(vserver, crate::verify::VERIFY_TIMEOUT)
+            .await
     }
 
     pub async fn status(&self, only: Option<&str>) -> Result<StatusReport> {

@@ -19,6 +19,7 @@ pub mod service;
 pub mod site;
 pub mod status;
 pub mod toml_file;
+pub mod verify;
 pub mod vserver;
 
 pub use error::{ControlError, ErrorKind, Result};

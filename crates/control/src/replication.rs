@@ -245,9 +245,18 @@ pub struct Sender {
     store: Arc<Store>,
     shared: Arc<Mutex<SenderState>>,
     task: tokio::task::JoinHandle<()>,
+    /// Verify asks for the running session (`tandem verify`).
+    verify: tokio::sync::mpsc::Sender<tandem_repl::verify::VerifyAsk>,
 }
 
 impl Sender {
+    pub fn verifier(&self) -> crate::verify::Verifier {
+        crate::verify::Verifier {
+            asks: self.verify.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+
     pub fn status(&self, store: &Store) -> ReplicationStatus {
         let s = match self.shared.lock() {
             Ok(g) => g.clone(),
@@ -316,6 +325,7 @@ pub fn start_sender(
         last_error: None,
         connected_since_unix_ms: None,
     }));
+    let (verify, verify_rx) = crate::verify::channel();
     let task = tokio::spawn(run_sender(
         vserver,
         store.clone(),
@@ -323,12 +333,14 @@ pub fn start_sender(
         tls,
         peers,
         shared.clone(),
+        verify_rx,
     ));
     Sender {
         settings,
         store,
         shared,
         task,
+        verify,
     }
 }
 
@@ -380,6 +392,7 @@ async fn run_sender(
     tls: PeerTls,
     peers: PeerLookup,
     shared: Arc<Mutex<SenderState>>,
+    mut verify: tokio::sync::mpsc::Receiver<tandem_repl::verify::VerifyAsk>,
 ) {
     let mut backoff_ms = BACKOFF_MIN_MS;
     // Kept across attempts so a broken baseline resumes (the replica
@@ -399,6 +412,7 @@ async fn run_sender(
             &peers,
             &shared,
             &mut snapshot,
+            &mut verify,
         )
         .await;
         let streamed_long = started.elapsed() >= Duration::from_millis(STABLE_SESSION_MS);
@@ -420,6 +434,9 @@ async fn run_sender(
     }
 }
 
+// What one attempt needs and what outlives it (the baseline snapshot, the
+// verify channel), passed separately to keep this change small.
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     vserver: &str,
     store: &Arc<Store>,
@@ -428,6 +445,7 @@ async fn attempt(
     peers: &PeerLookup,
     shared: &Arc<Mutex<SenderState>>,
     snapshot: &mut Option<Arc<BaselineSnapshot>>,
+    verify: &mut tokio::sync::mpsc::Receiver<tandem_repl::verify::VerifyAsk>,
 ) -> Outcome {
     let Some(peer) = peers(&settings.to) else {
         return Outcome::Slow {
@@ -632,7 +650,7 @@ async fn attempt(
 
     let (tx, mut rx) = watch::channel::<Lsn>(0);
     let cfg = SessionConfig::new(peer_tls.own_id.clone());
-    let session = session::send(store.clone(), stream, &cfg, Some(tx));
+    let session = session::send_verifiable(store.clone(), stream, &cfg, Some(tx), Some(verify));
     tokio::pin!(session);
     let mut streaming = false;
     let result = loop {

@@ -30,6 +30,7 @@ mod replicate;
 mod signal;
 mod status;
 mod user;
+mod verify;
 mod vserver;
 
 use std::io::IsTerminal;
@@ -75,6 +76,8 @@ pub enum Command {
     Replicate(replicate::Args),
     /// Show the site and its vservers.
     Status(status::Args),
+    /// Compare a replicated vserver's content at both sites at one LSN.
+    Verify(verify::Args),
     /// Check a vserver's store offline (the daemon must be stopped).
     Fsck(fsck::Args),
     /// Start a ready-to-use demo site serving an NFS export on 127.0.0.2.
@@ -111,6 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Peer(cmd) => peer::run(&need_data(data)?, cmd).await,
         Command::Replicate(args) => replicate::run(&need_data(data)?, args).await,
         Command::Status(args) => status::run(&need_data(data)?, args).await,
+        Command::Verify(args) => verify::run(&need_data(data)?, args).await,
         Command::Fsck(args) => fsck::run(&need_data(data)?, args).await,
         Command::Demo(args) => demo::run(data, args).await,
         Command::Bench(args) => bench::run(args).await,

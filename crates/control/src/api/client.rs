@@ -17,6 +17,12 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Sends one request to the daemon of the site in `site_dir`.
 pub async fn call(site_dir: &Path, request: &Request) -> Result<Reply> {
+    call_within(site_dir, request, REQUEST_TIMEOUT).await
+}
+
+/// `call`, waiting up to `timeout` for the answer (for requests known to
+/// take long, such as a verify).
+pub async fn call_within(site_dir: &Path, request: &Request, timeout: Duration) -> Result<Reply> {
     let paths = SitePaths::new(site_dir);
     if !paths.site_toml().exists() {
         return Err(ControlError::NoSite(site_dir.to_path_buf()));
@@ -31,12 +37,12 @@ pub async fn call(site_dir: &Path, request: &Request) -> Result<Reply> {
         Ok(Err(e)) => return Err(not_running(format!("{}: {e}", path.display()))),
         Ok(Ok(s)) => s,
     };
-    let response = tokio::time::timeout(REQUEST_TIMEOUT, exchange(stream, request))
+    let response = tokio::time::timeout(timeout, exchange(stream, request))
         .await
         .map_err(|_| {
             ControlError::Protocol(format!(
                 "no answer from the daemon within {}s",
-                REQUEST_TIMEOUT.as_secs()
+                timeout.as_secs()
             ))
         })??;
     response.into_result()

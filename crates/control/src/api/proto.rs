@@ -57,6 +57,10 @@ pub enum Request {
         #[serde(default)]
         on_replica_loss: Option<String>,
     },
+    /// Compare the vserver's content at both sites (run at the active site).
+    Verify {
+        vserver: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +87,7 @@ pub enum Reply {
         /// Boxed: much larger than the other replies.
         replication: Box<ReplicationStatus>,
     },
+    Verified(crate::verify::VerifyReport),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
