@@ -136,16 +136,25 @@ impl DigestSnapshot {
     /// so a caller that gave up releases the hold soon. Returns the state
     /// too (a comparison names paths from it).
     pub fn compute(self, cancelled: &dyn Fn() -> bool) -> Result<(Digests, State), DigestError> {
+        self.compute_bounded(MAX_VERIFY_PENDING_BYTES, cancelled)
+    }
+
+    /// `compute` with another bound on the writes waiting meanwhile.
+    pub fn compute_bounded(
+        self,
+        max_pending_bytes: u64,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<(Digests, State), DigestError> {
         let DigestSnapshot { state, data, hold } = self;
         let check = || -> Result<(), DigestError> {
             if cancelled() {
                 return Err(DigestError::Cancelled);
             }
             let pending_bytes = hold.pending_bytes();
-            if pending_bytes > MAX_VERIFY_PENDING_BYTES {
+            if pending_bytes > max_pending_bytes {
                 return Err(DigestError::TooMuchChange {
                     pending_bytes,
-                    max_bytes: MAX_VERIFY_PENDING_BYTES,
+                    max_bytes: max_pending_bytes,
                 });
             }
             Ok(())

@@ -321,3 +321,25 @@ fn a_cancelled_digest_releases_the_hold() {
     // The hold is gone: a checkpoint (which needs it) completes.
     store.checkpoint().expect("checkpoint after cancel");
 }
+
+#[test]
+fn too_much_change_while_held_stops_the_digest_and_releases_the_hold() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (store, fs) = new_store(&tmp.path().join("s"), opts());
+    let tree = build(&store, fs.root_ino);
+    let snap = store.digest_snapshot().expect("snapshot");
+    let ctx = OpCtx::new(Cred::root());
+    store
+        .write(&ctx, tree.data, 0, &vec![7u8; 64 << 10])
+        .expect("write while held");
+    let err = snap
+        .compute_bounded(32 << 10, &|| false)
+        .expect_err("too much change");
+    assert!(
+        matches!(err, digest::DigestError::TooMuchChange { max_bytes, .. } if max_bytes == 32 << 10),
+        "{err}"
+    );
+    assert!(err.to_string().contains("retry"), "{err}");
+    store.checkpoint().expect("checkpoint after the abort");
+    assert_eq!(file_contents(&store, tree.data)[..4], [7u8; 4]);
+}

@@ -128,6 +128,14 @@ mod tests {
         assert_eq!(req, Request::Status { vserver: None });
         let req: Request = serde_json::from_str(r#"{"op":"status"}"#).unwrap();
         assert_eq!(req, Request::Status { vserver: None });
+        let req: Request = serde_json::from_str(r#"{"op":"verify","vserver":"vs"}"#).unwrap();
+        assert_eq!(
+            req,
+            Request::Verify {
+                vserver: "vs".into()
+            }
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"op":"verify"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"op":"status","x":1}"#).is_err());
         let resp: Response = Err(ControlError::NoVserver("vs".into())).into();
