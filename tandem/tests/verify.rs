@@ -146,6 +146,17 @@ fn verify_matches_then_names_a_file_changed_at_the_replica() {
     // Change one byte of f3 at the replica, on disk, with its daemon down
     // (a clean stop checkpoints, so nothing replays over the change).
     db.stop();
+    // Meanwhile, with no replica to stream to: exit 2, saying why.
+    let start = Instant::now();
+    loop {
+        let out = a.tandem(&["verify", "vs"]);
+        assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+        if stderr(&out).contains("not streaming") {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "{}", stderr(&out));
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let ino = ino_of(&fh_changed);
     let path = b
         .dir

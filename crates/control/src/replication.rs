@@ -415,6 +415,9 @@ async fn run_sender(
             &mut verify,
         )
         .await;
+        // Verify asks still queued were for the session that just ended:
+        // dropping them answers their callers now, not at their timeout.
+        while verify.try_recv().is_ok() {}
         let streamed_long = started.elapsed() >= Duration::from_millis(STABLE_SESSION_MS);
         if streamed_long {
             backoff_ms = BACKOFF_MIN_MS;
