@@ -253,15 +253,22 @@ async fn a_verify_request_at_the_replica_lsn_is_answered() {
     assert_eq!(header.entries as usize, entries);
 }
 
-/// A fake replica: answers Hello with HelloOk at LSN 0, then sends `msgs`;
-/// returns the sender's result.
-async fn sender_given(msgs: Vec<Message>) -> std::result::Result<(), SessionError> {
+type SenderSide = tokio::task::JoinHandle<std::result::Result<(), SessionError>>;
+
+/// A sender of a fresh store talking to a fake replica (the returned end of
+/// the pipe) that has answered its Hello with HelloOk at LSN 0.
+async fn fake_replica() -> (
+    SenderSide,
+    tokio::io::DuplexStream,
+    mpsc::Sender<VerifyAsk>,
+    tempfile::TempDir,
+) {
     let tmp = tempfile::tempdir().expect("tmp");
     let active = Arc::new(Store::init(&tmp.path().join("a"), "vs1", small_segments()).expect("a"));
     active.set_retention_floor(0);
     let (a, mut b) = tokio::io::duplex(64 << 10);
     let c = session_cfg();
-    let (_asks, mut ask_rx) = mpsc::channel(1);
+    let (asks, mut ask_rx) = mpsc::channel(1);
     let sender =
         tokio::spawn(async move { send_verifiable(active, a, &c, None, Some(&mut ask_rx)).await });
     let t = Duration::from_secs(5);
@@ -272,15 +279,31 @@ async fn sender_given(msgs: Vec<Message>) -> std::result::Result<(), SessionErro
         last_lsn: 0,
     });
     wire::write_message(&mut b, &ok, t).await.expect("ok");
+    (sender, b, asks, tmp)
+}
+
+/// Sends `msgs` from the fake replica, then reads (batches, heartbeats)
+/// until the sender ends; returns its result.
+async fn answer_and_wait(
+    sender: SenderSide,
+    mut b: tokio::io::DuplexStream,
+    msgs: Vec<Message>,
+) -> std::result::Result<(), SessionError> {
+    let t = Duration::from_secs(5);
     for m in &msgs {
         wire::write_message(&mut b, m, t).await.expect("send");
     }
-    // Keep reading (batches, heartbeats) until the sender ends.
     tokio::spawn(async move { while wire::read_message(&mut b, t).await.is_ok() {} });
     tokio::time::timeout(Duration::from_secs(10), sender)
         .await
         .expect("sender ended")
         .expect("join")
+}
+
+/// A fake replica that sends `msgs` unasked; returns the sender's result.
+async fn sender_given(msgs: Vec<Message>) -> std::result::Result<(), SessionError> {
+    let (sender, b, _asks, _tmp) = fake_replica().await;
+    answer_and_wait(sender, b, msgs).await
 }
 
 fn header(entries: u64) -> VerifyHeader {
@@ -372,4 +395,87 @@ fn verify_messages_round_trip_and_malformed_ones_are_refused() {
         entries: vec![(3, [0; 32]), (2, [0; 32])],
     };
     assert!(wire::encode(&unordered).is_err());
+}
+
+type Answer = Box<dyn FnOnce(Lsn) -> Vec<Message>>;
+
+/// A fake replica that is asked to verify and answers `answer(lsn)`;
+/// returns the sender's result and whether the verify caller was told.
+async fn bad_answer(answer: Answer) -> (std::result::Result<(), SessionError>, bool) {
+    let (sender, mut b, asks, _tmp) = fake_replica().await;
+    let (reply, answered) = oneshot::channel();
+    asks.send(VerifyAsk { reply }).await.expect("ask");
+    // Take batches (never acked: the window holds them) and heartbeats
+    // until the request.
+    let t = Duration::from_secs(5);
+    let lsn = loop {
+        match wire::read_message(&mut b, t).await.expect("message") {
+            Message::VerifyRequest { lsn } => break lsn,
+            Message::Batch(_) | Message::Heartbeat { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let r = answer_and_wait(sender, b, answer(lsn)).await;
+    // The caller learns the session ended (its reply is dropped).
+    (r, answered.await.is_err())
+}
+
+#[tokio::test]
+async fn bad_verify_answers_end_the_session() {
+    let result = |lsn, entries| {
+        Message::VerifyResult(VerifyResult {
+            lsn,
+            outcome: Ok(header(entries)),
+        })
+    };
+    let cases: Vec<(&str, Answer)> = vec![
+        ("for LSN", Box::new(move |lsn| vec![result(lsn + 1, 1)])),
+        (
+            "a second VerifyResult",
+            Box::new(move |lsn| vec![result(lsn, 1), result(lsn, 1)]),
+        ),
+        (
+            "more VerifyEntries entries",
+            Box::new(move |lsn| {
+                vec![
+                    result(lsn, 1),
+                    Message::VerifyEntries {
+                        lsn,
+                        entries: vec![(2, [0; 32]), (3, [0; 32])],
+                    },
+                ]
+            }),
+        ),
+        (
+            "not ascending across messages",
+            Box::new(move |lsn| {
+                let one = |ino| Message::VerifyEntries {
+                    lsn,
+                    entries: vec![(ino, [0; 32])],
+                };
+                vec![result(lsn, 2), one(5), one(5)]
+            }),
+        ),
+        (
+            "announces",
+            Box::new(move |lsn| vec![result(lsn, 10_000_000)]),
+        ),
+        (
+            "before a successful VerifyResult",
+            Box::new(move |lsn| {
+                vec![Message::VerifyEntries {
+                    lsn,
+                    entries: vec![(2, [0; 32])],
+                }]
+            }),
+        ),
+    ];
+    for (want, answer) in cases {
+        let (r, caller_told) = bad_answer(answer).await;
+        assert!(
+            matches!(r, Err(SessionError::Protocol(ref t)) if t.contains(want)),
+            "{want}: {r:?}"
+        );
+        assert!(caller_told, "{want}");
+    }
 }
