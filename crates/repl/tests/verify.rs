@@ -479,3 +479,37 @@ async fn bad_verify_answers_end_the_session() {
         assert!(caller_told, "{want}");
     }
 }
+
+#[tokio::test]
+async fn a_second_verify_while_one_runs_is_answered_busy() {
+    let (sender, mut b, asks, _tmp) = fake_replica().await;
+    let (first, _first_answer) = oneshot::channel();
+    asks.send(VerifyAsk { reply: first }).await.expect("ask");
+    let t = Duration::from_secs(5);
+    // The request is out and never answered: the first verify stays running.
+    loop {
+        if let Message::VerifyRequest { .. } = wire::read_message(&mut b, t).await.expect("msg") {
+            break;
+        }
+    }
+    // Keep the link alive (the sender's idle timeout is short) meanwhile.
+    let (mut rd, mut wr) = tokio::io::split(b);
+    tokio::spawn(async move { while wire::read_message(&mut rd, t).await.is_ok() {} });
+    tokio::spawn(async move {
+        let hb = Message::Heartbeat { now_ms: 0 };
+        while wire::write_message(&mut wr, &hb, t).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let (second, answer) = oneshot::channel();
+    asks.send(VerifyAsk { reply: second }).await.expect("ask");
+    let busy = tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .expect("answered in time")
+        .expect("session alive");
+    assert!(
+        matches!(busy, Err(tandem_repl::verify::VerifyError::Busy)),
+        "{busy:?}"
+    );
+    sender.abort();
+}
