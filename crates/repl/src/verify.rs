@@ -273,6 +273,12 @@ impl Verifying {
                 c.0.store(true, Ordering::Relaxed);
             }
         }
+        if matches!(cur.header, Some(Err(_))) {
+            // Nothing to compare with: stop ours (its error is not shown).
+            if let Some(c) = &cur.cancel {
+                c.0.store(true, Ordering::Relaxed);
+            }
+        }
         let theirs_done = match &cur.header {
             Some(Ok(h)) => cur.theirs.len() as u64 == h.entries,
             Some(Err(_)) => true,
@@ -292,8 +298,8 @@ impl Verifying {
             .try_into()
             .unwrap_or(u64::MAX);
         let answer = match (cur.ours_done, cur.header) {
-            (Some(Err(e)), _) => Err(VerifyError::Ours(e)),
             (_, Some(Err(e))) => Err(VerifyError::Theirs(e)),
+            (Some(Err(e)), _) => Err(VerifyError::Ours(e)),
             (Some(Ok((ours, state))), Some(Ok(h))) => {
                 let theirs = Digests {
                     lsn,

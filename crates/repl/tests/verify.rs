@@ -480,6 +480,21 @@ async fn bad_verify_answers_end_the_session() {
     }
 }
 
+/// The fake replica's end from here on: reads everything and sends a
+/// heartbeat every 50 ms, so the sender's short idle timeout never ends the
+/// session while a test looks at it.
+fn keep_alive(b: tokio::io::DuplexStream) {
+    let t = Duration::from_secs(5);
+    let (mut rd, mut wr) = tokio::io::split(b);
+    tokio::spawn(async move { while wire::read_message(&mut rd, t).await.is_ok() {} });
+    tokio::spawn(async move {
+        let hb = Message::Heartbeat { now_ms: 0 };
+        while wire::write_message(&mut wr, &hb, t).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+}
+
 #[tokio::test]
 async fn a_second_verify_while_one_runs_is_answered_busy() {
     let (sender, mut b, asks, _tmp) = fake_replica().await;
@@ -492,15 +507,7 @@ async fn a_second_verify_while_one_runs_is_answered_busy() {
             break;
         }
     }
-    // Keep the link alive (the sender's idle timeout is short) meanwhile.
-    let (mut rd, mut wr) = tokio::io::split(b);
-    tokio::spawn(async move { while wire::read_message(&mut rd, t).await.is_ok() {} });
-    tokio::spawn(async move {
-        let hb = Message::Heartbeat { now_ms: 0 };
-        while wire::write_message(&mut wr, &hb, t).await.is_ok() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    keep_alive(b);
     let (second, answer) = oneshot::channel();
     asks.send(VerifyAsk { reply: second }).await.expect("ask");
     let busy = tokio::time::timeout(Duration::from_secs(10), answer)
@@ -511,5 +518,36 @@ async fn a_second_verify_while_one_runs_is_answered_busy() {
         matches!(busy, Err(tandem_repl::verify::VerifyError::Busy)),
         "{busy:?}"
     );
+    sender.abort();
+}
+
+#[tokio::test]
+async fn a_replica_that_cannot_digest_fails_the_verify_not_the_session() {
+    let (sender, mut b, asks, _tmp) = fake_replica().await;
+    let (reply, answer) = oneshot::channel();
+    asks.send(VerifyAsk { reply }).await.expect("ask");
+    let t = Duration::from_secs(5);
+    let lsn = loop {
+        if let Message::VerifyRequest { lsn } = wire::read_message(&mut b, t).await.expect("msg") {
+            break lsn;
+        }
+    };
+    let failed = Message::VerifyResult(VerifyResult {
+        lsn,
+        outcome: Err("too much change during verify".into()),
+    });
+    wire::write_message(&mut b, &failed, t)
+        .await
+        .expect("answer");
+    keep_alive(b);
+    let got = tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .expect("answered in time")
+        .expect("session alive");
+    assert!(
+        matches!(got, Err(tandem_repl::verify::VerifyError::Theirs(ref t)) if t.contains("too much change")),
+        "{got:?}"
+    );
+    assert!(!sender.is_finished(), "the session goes on");
     sender.abort();
 }
