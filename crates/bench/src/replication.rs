@@ -417,6 +417,10 @@ fn notes(opts: &ReplOptions) -> Vec<String> {
             .into(),
         "wire = every byte between the sites' TCP sockets (TLS records, handshakes, acks), both directions".into(),
         "replication does not compress, so compressible data would give the same wire/changed ratio".into(),
+        "lag_ms counts from a record's creation and the sender ships durable records only, so lag \
+         includes the wait for the next journal sync (the client's COMMIT, or the journal's \
+         unsynced-bytes limit)"
+            .into(),
         "catch-up is from the active site's retained journal (journal_max_bytes / changed-ranges catch-up \
          is not in this build); 'session start' = the replication connection that reached the restarted \
          replica, so the sender's reconnect backoff is excluded; the restart row includes it"
