@@ -211,7 +211,7 @@ async fn lag_row(
     let run = replication_lag::run(&probe, &mut mounted.clients, &fh, rate, opts, pool).await?;
     let wire = sites.wire().since(wire_before).total();
     let client = mb_s(run.written_bytes, run.client_time);
-    let p99 = run.lag_percentile(99.0);
+    let p99 = replication_lag::percentile(&run.write_lag_ms, 99.0);
     let (goal, verdict) = match rate {
         Rate::MegabytesPerSecond(r) if (r - GOAL_LAG_RATE_MB_S).abs() < f64::EPSILON => {
             let reached = client.unwrap_or(0.0) >= r * RATE_TOLERANCE;
@@ -230,15 +230,16 @@ async fn lag_row(
     };
     Ok(ReplRow {
         name: format!(
-            "steady writes, {} target ({} lag samples)",
+            "steady writes, {} target ({} writes)",
             rate.label(),
-            run.lag_ms.len()
+            run.write_lag_ms.len()
         ),
         client_mb_s: client,
         replicated_mb_s: mb_s(run.written_bytes, run.replicated_time),
-        lag_p50_ms: run.lag_percentile(50.0),
+        lag_p50_ms: replication_lag::percentile(&run.write_lag_ms, 50.0),
         lag_p99_ms: p99,
-        lag_max_ms: run.lag_percentile(100.0),
+        lag_max_ms: replication_lag::percentile(&run.write_lag_ms, 100.0),
+        status_lag_p99_ms: replication_lag::percentile(&run.status_lag_ms, 99.0),
         changed_bytes: Some(run.written_bytes),
         wire_bytes: Some(wire),
         seconds: Some(run.client_time.as_secs_f64()),
@@ -386,8 +387,10 @@ fn header(opts: &ReplOptions, work: &Path, started_at: &str, set: &ChangeSet) ->
         ),
         format!(
             "steady rows: {} writers, 1 MiB UNSTABLE WRITEs of random data, COMMIT every {} MiB, {} s per rate, \
-             wrapping in a {} MiB file; lag = the active site's status lag_ms (age of the oldest unacknowledged \
-             record) sampled every {} ms while writing",
+             wrapping in a {} MiB file; lag p50/p99/max = per WRITE, from its reply until the replica \
+             acknowledged its LSN (bounded by the active site's last LSN read right after the reply; \
+             acknowledgements sampled every {} ms); status lag_ms = the active site's figure (age of the \
+             oldest unacknowledged record) sampled as often while writing",
             opts.writers,
             opts.commit_every_bytes >> 20,
             opts.phase.as_secs_f64(),

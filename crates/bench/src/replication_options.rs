@@ -69,7 +69,8 @@ pub struct ReplOptions {
     pub commit_every_bytes: u64,
     /// WRITEs in flight (one NFS connection each).
     pub writers: usize,
-    /// How often the active site's status is sampled for lag_ms.
+    /// How often the active site's status is sampled (acknowledged LSN,
+    /// lag_ms): the resolution of the per-write lag.
     pub sample_every: Duration,
     /// Mixed change set (wire bytes per changed byte): files written
     /// first, and their total size.
@@ -110,7 +111,7 @@ impl Default for ReplOptions {
             lag_file_bytes: 256 << 20,
             commit_every_bytes: 16 << 20,
             writers: 4,
-            sample_every: Duration::from_millis(20),
+            sample_every: Duration::from_millis(5),
             mixed_files: 64,
             mixed_bytes: 128 << 20,
             tree_files: 200,

@@ -15,6 +15,8 @@ pub struct ReplRow {
     pub lag_p50_ms: Option<f64>,
     pub lag_p99_ms: Option<f64>,
     pub lag_max_ms: Option<f64>,
+    /// p99 of the status figure lag_ms sampled while writing.
+    pub status_lag_p99_ms: Option<f64>,
     /// Data bytes the client changed.
     pub changed_bytes: Option<u64>,
     /// Bytes between the sites (both directions, TLS included).
@@ -78,6 +80,7 @@ impl fmt::Display for ReplReport {
             "lag p50 ms",
             "lag p99 ms",
             "lag max ms",
+            "status lag_ms p99",
             "changed MiB",
             "wire MiB",
             "wire/changed",
@@ -94,6 +97,7 @@ impl fmt::Display for ReplReport {
                 num(r.lag_p50_ms, 0),
                 num(r.lag_p99_ms, 0),
                 num(r.lag_max_ms, 0),
+                num(r.status_lag_p99_ms, 0),
                 mib(r.changed_bytes),
                 mib(r.wire_bytes),
                 num(r.ratio(), 3),
@@ -120,7 +124,7 @@ impl fmt::Display for ReplReport {
             for (c, cell) in line.iter().enumerate() {
                 let pad = widths[c] - cell.chars().count();
                 // Text columns left-aligned, numbers right-aligned.
-                if c == 0 || c >= 10 {
+                if c == 0 || c >= 11 {
                     out.push_str(&format!(" {cell}{} |", " ".repeat(pad)));
                 } else {
                     out.push_str(&format!(" {}{cell} |", " ".repeat(pad)));
@@ -131,7 +135,7 @@ impl fmt::Display for ReplReport {
                 let mut sep = String::from("|");
                 for (c, w) in widths.iter().enumerate() {
                     let dashes = "-".repeat(*w);
-                    if c == 0 || c >= 10 {
+                    if c == 0 || c >= 11 {
                         sep.push_str(&format!(" {dashes} |"));
                     } else {
                         sep.push_str(&format!(" {}: |", &dashes[1..]));
