@@ -16,6 +16,8 @@ use tracing::debug;
 
 /// Copy buffer per direction of one connection.
 const BUF_BYTES: usize = 256 << 10;
+/// Pause after a failed accept.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 #[derive(Default)]
 struct Counters {
@@ -67,8 +69,14 @@ impl CountingProxy {
         let c = counters.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((inbound, _)) = listener.accept().await else {
-                    continue;
+                let inbound = match listener.accept().await {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        // Out of descriptors, say: wait rather than spin.
+                        debug!(error = %e, "proxy: accept failed");
+                        tokio::time::sleep(ACCEPT_RETRY).await;
+                        continue;
+                    }
                 };
                 tokio::spawn(relay(inbound, upstream, c.clone()));
             }

@@ -42,18 +42,27 @@ fn missing(binary: &Path, e: std::io::Error) -> anyhow::Error {
     )
 }
 
+fn running_as_root() -> bool {
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 fn start_daemon(binary: &Path, work: &Path, dest: &Path) -> anyhow::Result<(Daemon, u16)> {
     let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
         .context("finding a free port for rsync")?
         .port();
     let conf = work.join("rsyncd.conf");
-    let text = format!(
+    let text =
+        format!(
         "port = {port}\naddress = 127.0.0.1\nuse chroot = no\npid file = {pid}\nlog file = {log}\n\
-         [dest]\npath = {dest}\nread only = false\nuid = 0\ngid = 0\n",
+         [dest]\npath = {dest}\nread only = false\n{ids}",
         pid = work.join("rsyncd.pid").display(),
         log = work.join("rsyncd.log").display(),
         dest = dest.display(),
+        // As root the daemon would write as "nobody" by default; as
+        // anyone else it writes as itself.
+        ids = if running_as_root() { "uid = 0\ngid = 0\n" } else { "" },
     );
     std::fs::write(&conf, text).with_context(|| format!("writing {}", conf.display()))?;
     let child = Command::new(binary)
