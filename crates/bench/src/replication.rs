@@ -210,6 +210,9 @@ async fn lag_row(
     let wire_before = sites.wire();
     let run = replication_lag::run(&probe, &mut mounted.clients, &fh, rate, opts, pool).await?;
     let wire = sites.wire().since(wire_before).total();
+    // Removed so the rows' files do not add up on both sites' disks.
+    let c = mounted.clients.first_mut().context("no NFS connection")?;
+    c.remove(root, &format!("lag{i}")).await?;
     let client = mb_s(run.written_bytes, run.client_time);
     let p99 = replication_lag::percentile(&run.write_lag_ms, 99.0);
     let (goal, verdict) = match rate {
