@@ -56,6 +56,19 @@ pub enum Request {
         /// commit-sync and sync: "degrade" or "block".
         #[serde(default)]
         on_replica_loss: Option<String>,
+        /// async: the lag above which change replies wait (ms).
+        #[serde(default)]
+        max_lag_ms: Option<u64>,
+        /// Sender's bandwidth limit, Mbit/s.
+        #[serde(default)]
+        bandwidth_mbps: Option<u32>,
+        /// "zstd" (default) or "none".
+        #[serde(default)]
+        compress: Option<String>,
+    },
+    /// Stops sending `vserver`; the replica at the peer stays.
+    ReplicateStop {
+        vserver: String,
     },
 }
 
@@ -82,6 +95,11 @@ pub enum Reply {
         vserver: String,
         /// Boxed: much larger than the other replies.
         replication: Box<ReplicationStatus>,
+    },
+    ReplicationStopped {
+        vserver: String,
+        /// The peer it was sent to.
+        to: String,
     },
 }
 
