@@ -265,3 +265,34 @@ fn bad_option_values_are_refused_by_cli_and_daemon() {
     assert!(answer.contains("not replicated"), "{answer}");
     assert!(!a.dir.join("replication.toml").exists());
 }
+
+#[test]
+fn wait_gives_up_at_its_timeout_and_replication_goes_on() {
+    let (a, a_addr) = site("alpha", "127.83.3.1");
+    let (b, b_addr) = site("beta", "127.83.3.2");
+    let _da = a.start_daemon();
+    let db = b.start_daemon();
+    pair_both(&a, &a_addr, &b, &b_addr);
+    db.stop();
+    create_vserver_and_fs(&a, "vs", "127.83.3.11", "data", "/data");
+    let out = a.tandem(&[
+        "replicate",
+        "vs",
+        "--to",
+        "beta",
+        "--wait",
+        "--wait-timeout-s",
+        "1",
+    ]);
+    assert_fails_with(&out, "not streaming after 1 s");
+    assert_fails_with(&out, "replication goes on");
+    // Not a terminal: plain progress lines, no bar.
+    assert!(stdout(&out).contains("vs: state "), "{}", stdout(&out));
+    let v = vserver_status(&a, "vs").expect("vs");
+    assert_eq!(v["replication"]["to"], "beta", "{v}");
+    // Once beta is back, the same sender streams.
+    let _db = b.start_daemon();
+    wait_until(&a, "vs", "streaming after beta came back", |v| {
+        v["replication"]["state"] == "streaming"
+    });
+}
