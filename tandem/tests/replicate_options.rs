@@ -12,6 +12,7 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use common::nfs::*;
 use common::replication::*;
 use common::*;
 
@@ -295,4 +296,40 @@ fn wait_gives_up_at_its_timeout_and_replication_goes_on() {
     wait_until(&a, "vs", "streaming after beta came back", |v| {
         v["replication"]["state"] == "streaming"
     });
+}
+
+/// Incompressible file data (already compressed or encrypted files) costs
+/// no more on the wire with compression on than its own size and a few
+/// percent of headers: such batches go as plain Batch.
+#[test]
+fn incompressible_writes_stay_within_five_percent_on_the_wire() {
+    let (a, a_addr) = site("alpha", "127.83.4.1");
+    let (b, b_addr) = site("beta", "127.83.4.2");
+    let da = a.start_daemon();
+    let db = b.start_daemon();
+    pair_both(&a, &a_addr, &b, &b_addr);
+    create_vserver_and_fs(&a, "vs", "127.83.4.11", "data", "/data");
+    let logs = || format!("A:\n{}\nB:\n{}", da.log_text(), db.log_text());
+    assert_success(&a.tandem(&["replicate", "vs", "--to", "beta"]), "replicate");
+    wait_converged(&a, &b, "vs", &logs);
+    let before = vserver_status(&a, "vs").expect("vs")["replication"]["sent_wire_bytes"]
+        .as_u64()
+        .expect("wire bytes");
+    let data = pattern(4 << 20, 7);
+    runtime().block_on(async {
+        let mut c = mount(&a, "127.83.4.11").await;
+        write_file(&mut c, "random", &data).await;
+    });
+    wait_converged(&a, &b, "vs", &logs);
+    let r = vserver_status(&a, "vs").expect("vs")["replication"].clone();
+    let wire = r["sent_wire_bytes"].as_u64().expect("wire bytes") - before;
+    let changed = data.len() as u64;
+    assert!(
+        wire * 100 <= changed * 105,
+        "{wire} wire bytes for {changed} bytes written: {r}"
+    );
+    assert!(
+        wire >= changed,
+        "{wire} wire bytes for {changed} random bytes: {r}"
+    );
 }

@@ -47,10 +47,11 @@ pub const MAX_BASELINE_STATE_PIECE_BYTES: usize =
 /// Largest encoded state a baseline announces (the checkpoint limit).
 pub const MAX_BASELINE_STATE_BYTES: u64 = tandem_store::checkpoint::MAX_CHECKPOINT_BYTES;
 
-/// zstd level for BatchZstd: level 1 compresses journal frames (metadata
-/// records, text and zero-filled writes) nearly as well as the default 3
-/// at about twice the speed, which matters more on a sender that also
-/// serves NFS.
+/// zstd level for BatchZstd. Measured (`zstd -b1 -e3`) on this
+/// repository's sources, a text-heavy write load, on the 2-core dev
+/// machine: level 1 packs 3.99x at ~130 MB/s, level 3 4.46x at ~79 MB/s.
+/// Level 1 keeps up with a 1 Gbit/s link on one core, which matters more
+/// on a sender that also serves NFS than the last 10% of ratio.
 pub const ZSTD_LEVEL: i32 = 1;
 /// A compressed batch is sent only if it is at least this much smaller.
 pub const MIN_ZSTD_SAVING_PERCENT: usize = 3;
