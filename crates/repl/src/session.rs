@@ -25,6 +25,8 @@ use crate::wire::{self, code, Ack, Batch, Hello, HelloOk, Message, WireError};
 
 /// Envelope and batch header bytes left out of a batch's frame budget.
 const BATCH_OVERHEAD_BYTES: usize = 1024;
+/// Smallest frame budget per batch under a bandwidth limit.
+const MIN_THROTTLED_BATCH_BYTES: usize = 64 << 10;
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -202,9 +204,15 @@ where
         }
     }));
 
-    let max_bytes = cfg
+    let mut max_bytes = cfg
         .max_batch_bytes
         .min(wire::MAX_MESSAGE_BYTES - BATCH_OVERHEAD_BYTES);
+    if let Some(rate) = cfg.max_bytes_per_s {
+        // Batches of at most about a second's worth keep each wait for
+        // the bucket short (one frame always fits, whatever its size).
+        let second = usize::try_from(rate).unwrap_or(usize::MAX);
+        max_bytes = max_bytes.min(second.max(MIN_THROTTLED_BATCH_BYTES));
+    }
     let window = cfg.window_batches.max(1);
     let mut applied = ok.last_lsn;
     let mut sent = ok.last_lsn;
@@ -238,9 +246,7 @@ where
             let bytes = wire::encode_batch(batch, cfg.compress)?;
             if let Some(b) = bucket.as_mut() {
                 let wait = b.take(bytes.len() as u64, Instant::now());
-                if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
-                }
+                pace(&mut wr, wait, cfg).await?;
             }
             wire::write_bytes(&mut wr, &bytes, cfg.message_timeout).await?;
             let c = &cfg.counters;
@@ -295,6 +301,26 @@ where
             }
         }
     }
+}
+
+/// Waits `wait` for the bandwidth limit, sending heartbeats meanwhile so
+/// the replica does not take a long wait (a large frame on a slow limit)
+/// for a dead link.
+async fn pace<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    mut wait: Duration,
+    cfg: &SessionConfig,
+) -> Result<(), WireError> {
+    while !wait.is_zero() {
+        let step = wait.min(cfg.heartbeat_interval);
+        tokio::time::sleep(step).await;
+        wait -= step;
+        if !wait.is_zero() {
+            let hb = Message::Heartbeat { now_ms: now_ms() };
+            wire::write_message(wr, &hb, cfg.message_timeout).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn send_error<W: AsyncWrite + Unpin>(

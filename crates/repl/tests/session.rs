@@ -194,6 +194,48 @@ async fn compression_and_bandwidth_limit_converge_and_count() {
     }
 }
 
+/// A limit far below what the writes need: batches wait for the bucket
+/// much longer than the receiver's idle timeout, yet the same session
+/// carries everything (heartbeats go out while the sender waits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_bandwidth_limit_keeps_the_session_alive() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (active, root) = new_active(&tmp.path().join("active"));
+    let replica = Arc::new(
+        Store::init_replica(&tmp.path().join("replica"), StoreOptions::default()).expect("replica"),
+    );
+    for round in 0..3 {
+        write_some(&active, root, round);
+    }
+    active
+        .wait_durable_blocking(active.last_lsn())
+        .expect("durable");
+    let mut c = session_cfg();
+    c.compress = false;
+    c.max_batch_bytes = 1 << 20;
+    // 1 Mbit/s: 125 kB/s, and the writes are ~420 kB: about 2.5 s of
+    // waits, ~1 s each (a batch holds about a second's worth), each
+    // longer than the 500 ms idle timeout would allow without heartbeats.
+    c.max_bytes_per_s = Some(tandem_repl::throttle::mbps_to_bytes_per_s(1));
+    let (sender, receiver, mut acked) = spawn_session_with(&active, &replica, c);
+    let last = active.last_lsn();
+    let caught_up =
+        tokio::time::timeout(Duration::from_secs(20), acked.wait_for(|&a| a >= last)).await;
+    if caught_up.is_err() || sender.is_finished() {
+        panic!(
+            "the session stalled or ended: sender {:?}, receiver {:?}",
+            sender.await,
+            receiver.await
+        );
+    }
+    assert_eq!(contents(&replica), contents(&active));
+    assert!(!sender.is_finished(), "the session survived the waits");
+    assert!(!receiver.is_finished());
+    sender.abort();
+    let _ = sender.await;
+    let _ = receiver.await;
+}
+
 /// Re-encodes frames with another epoch (what a newly promoted site sends).
 fn with_epoch(frames: &[RawFrame], epoch: u64) -> Vec<RawFrame> {
     frames
