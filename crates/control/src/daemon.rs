@@ -21,7 +21,7 @@ use crate::lock::SiteLock;
 use crate::names::parse_address;
 use crate::names::{validate_address, validate_export_path, validate_name};
 use crate::peer::{self, Peer, PeerCheck, PeerListener, PeerTls, MAX_PEERS};
-use crate::replication::{self, Incoming, Outgoing, ReplicationStatus, Sender, MODE_ASYNC};
+use crate::replication::{self, Incoming, Outgoing, ReplicationStatus, Sender};
 use crate::service::ServiceConfig;
 use crate::site::Site;
 use crate::status::{FsStatus, SiteStatus, StatusReport, VserverStatus};
@@ -168,31 +168,20 @@ impl Daemon {
     }
 
     /// `tandem replicate`: records the settings durably, then starts the
-    /// sender and makes replies wait by the mode.
-    pub async fn replicate(
-        &self,
-        vserver: &str,
-        to: &str,
-        mode: &str,
-        replica_address: Option<String>,
-        sync_timeout_ms: Option<u64>,
-        on_replica_loss: Option<String>,
-    ) -> Result<ReplicationStatus> {
+    /// sender and makes replies wait by the mode. Run again with other
+    /// options it changes them (file, sender, store policy); with the same
+    /// ones it changes nothing. Every option is checked here too: the
+    /// socket may carry anything.
+    pub async fn replicate(&self, vserver: &str, mut out: Outgoing) -> Result<ReplicationStatus> {
         validate_name("vserver name", vserver)?;
-        validate_name("peer name", to)?;
-        if mode == MODE_ASYNC && (sync_timeout_ms.is_some() || on_replica_loss.is_some()) {
-            return Err(ControlError::invalid(
-                "replication mode",
-                "--sync-timeout-ms and --on-replica-loss apply to commit-sync and sync only"
-                    .to_string(),
-            ));
-        }
-        let replica_address = match replica_address {
+        validate_name("peer name", &out.to)?;
+        out.replica_address = match out.replica_address.take() {
             Some(a) => Some(parse_address(&a)?.to_string()),
             None => None,
         };
-        if !self.peers.lock().await.iter().any(|p| p.name == to) {
-            return Err(ControlError::NoPeer(to.to_string()));
+        let policy = out.policy()?;
+        if !self.peers.lock().await.iter().any(|p| p.name == out.to) {
+            return Err(ControlError::NoPeer(out.to.clone()));
         }
         let table = self.vservers.lock().await;
         let vs = table
@@ -207,28 +196,60 @@ impl Daemon {
         let store = vs.store()?.clone();
         let mut senders = self.senders.lock().await;
         if let Some(s) = senders.get(vserver) {
-            return Err(ControlError::Exists {
-                what: "replication".into(),
-                detail: format!("{vserver} is already replicated to {}", s.settings.to),
-            });
+            if s.settings.to != out.to {
+                return Err(ControlError::Exists {
+                    what: "replication".into(),
+                    detail: format!(
+                        "{vserver} is already replicated to {}; stop that first \
+                         (`tandem replicate {vserver} --stop`) to replicate it to {}",
+                        s.settings.to, out.to
+                    ),
+                });
+            }
+            if s.settings == out {
+                return Ok(s.status(&store));
+            }
         }
-        let out = Outgoing {
-            to: to.to_string(),
-            mode: mode.to_string(),
-            replica_address,
-            sync_timeout_ms,
-            on_replica_loss,
-        };
-        let policy = out.policy()?;
         let mut settings = self.replication.lock().await;
         let mut next = settings.clone();
         next.outgoing.insert(vserver.to_string(), out.clone());
         replication::save(&self.site.paths, &next)?;
         *settings = next;
+        if let Some(old) = senders.remove(vserver) {
+            tracing::info!(
+                vserver,
+                "replication settings changed; restarting the sender"
+            );
+            old.stop().await;
+        }
         let sender = self.start_sender(vserver, store.clone(), out, policy);
         let status = sender.status(&store);
         senders.insert(vserver.to_string(), sender);
         Ok(status)
+    }
+
+    /// `tandem replicate VS --stop`: stops the sender and forgets the
+    /// settings; the copy at the peer stays there, a replica. Returns the
+    /// settings that were in force.
+    pub async fn stop_replication(&self, vserver: &str) -> Result<Outgoing> {
+        validate_name("vserver name", vserver)?;
+        let mut senders = self.senders.lock().await;
+        let mut settings = self.replication.lock().await;
+        let Some(out) = settings.outgoing.get(vserver).cloned() else {
+            return Err(ControlError::invalid(
+                "vserver",
+                format!("{vserver} is not replicated from this site"),
+            ));
+        };
+        let mut next = settings.clone();
+        next.outgoing.remove(vserver);
+        replication::save(&self.site.paths, &next)?;
+        *settings = next;
+        if let Some(s) = senders.remove(vserver) {
+            s.stop().await;
+        }
+        tracing::info!(vserver, to = %out.to, "replication stopped; the replica at the peer stays");
+        Ok(out)
     }
 
     /// A peer asks to replicate `vserver` here (the REPLICATE preface):
@@ -407,20 +428,35 @@ impl Daemon {
                 replica_address,
                 sync_timeout_ms,
                 on_replica_loss,
-            } => self
-                .replicate(
-                    &vserver,
-                    &to,
-                    &mode,
+                max_lag_ms,
+                bandwidth_mbps,
+                compress,
+            } => {
+                let out = Outgoing {
+                    to,
+                    mode,
                     replica_address,
                     sync_timeout_ms,
                     on_replica_loss,
-                )
-                .await
-                .map(|replication| Reply::Replicating {
-                    vserver,
-                    replication: Box::new(replication),
-                }),
+                    max_lag_ms,
+                    bandwidth_mbps,
+                    compress,
+                };
+                self.replicate(&vserver, out)
+                    .await
+                    .map(|replication| Reply::Replicating {
+                        vserver,
+                        replication: Box::new(replication),
+                    })
+            }
+            Request::ReplicateStop { vserver } => {
+                self.stop_replication(&vserver)
+                    .await
+                    .map(|out| Reply::ReplicationStopped {
+                        vserver,
+                        to: out.to,
+                    })
+            }
         };
         if let Err(e) = &result {
             tracing::info!(error = %e, "control request refused");

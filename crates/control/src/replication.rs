@@ -16,14 +16,14 @@
 //! received a record, the sender sends "BASELINE\n" and a baseline
 //! (`tandem_repl::baseline`) before the session, on the same connection.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tandem_repl::baseline::{self, BaselineConfig};
-use tandem_repl::session::{self, SessionConfig, SessionError};
+use tandem_repl::session::{self, SendCounters, SessionConfig, SessionError};
 use tandem_repl::tls::{self, TlsError};
 use tandem_repl::wire::code;
 use tandem_store::baseline::BaselineSnapshot;
@@ -62,6 +62,19 @@ pub const ON_LOSS_BLOCK: &str = "block";
 /// Longest `sync_timeout_ms` accepted: past this a client has long given
 /// up on the reply, so a larger figure is a mistake.
 pub const MAX_SYNC_TIMEOUT_MS: u64 = 600_000;
+/// `--compress` words.
+pub const COMPRESS_ZSTD: &str = "zstd";
+pub const COMPRESS_NONE: &str = "none";
+/// `--max-lag-ms` range: an hour is already far past any RPO worth
+/// throttling writers for.
+pub const MAX_MAX_LAG_MS: u64 = 3_600_000;
+/// `--bandwidth-mbps` range (100 Gbit/s is more than any link we run on).
+pub const MAX_BANDWIDTH_MBPS: u32 = 100_000;
+/// A streaming replica whose lag exceeds this (when no `--max-lag-ms` is
+/// set) shows as "behind".
+pub const DEFAULT_BEHIND_MS: u64 = 5_000;
+/// Throughput is measured over this window, sampled every second.
+pub const THROUGHPUT_WINDOW_S: usize = 10;
 
 /// The active site's settings for one replicated vserver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +93,16 @@ pub struct Outgoing {
     /// commit-sync and sync: "degrade" (default) or "block".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_replica_loss: Option<String>,
+    /// async: the age of the oldest unacknowledged record above which
+    /// change replies wait for the replica (throttling writers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lag_ms: Option<u64>,
+    /// Sender's wire bandwidth limit, megabits per second; none: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_mbps: Option<u32>,
+    /// "zstd" (default) or "none".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<String>,
 }
 
 impl Outgoing {
@@ -114,11 +137,66 @@ impl Outgoing {
                 format!("{sync_timeout_ms} ms is not within 1..={MAX_SYNC_TIMEOUT_MS} ms"),
             ));
         }
+        self.check_options(mode)?;
         Ok(SyncPolicy {
             mode,
             sync_timeout_ms,
             on_replica_loss,
+            max_lag_ms: self.max_lag_ms,
         })
+    }
+
+    /// The options that are not the mode's own: each within its range and
+    /// only where it means something.
+    fn check_options(&self, mode: SyncMode) -> Result<()> {
+        let waits_in_async = self.max_lag_ms.is_some();
+        if mode == SyncMode::Async
+            && !waits_in_async
+            && (self.sync_timeout_ms.is_some() || self.on_replica_loss.is_some())
+        {
+            return Err(ControlError::invalid(
+                "replication mode",
+                "--sync-timeout-ms and --on-replica-loss apply to commit-sync and sync only \
+                 (or to async with --max-lag-ms)"
+                    .to_string(),
+            ));
+        }
+        if let Some(ms) = self.max_lag_ms {
+            if mode != SyncMode::Async {
+                return Err(ControlError::invalid(
+                    "max lag",
+                    "--max-lag-ms applies to async mode only (commit-sync and sync wait for \
+                     the replica already)"
+                        .to_string(),
+                ));
+            }
+            if ms == 0 || ms > MAX_MAX_LAG_MS {
+                return Err(ControlError::invalid(
+                    "max lag",
+                    format!("{ms} ms is not within 1..={MAX_MAX_LAG_MS} ms"),
+                ));
+            }
+        }
+        if let Some(mbps) = self.bandwidth_mbps {
+            if mbps == 0 || mbps > MAX_BANDWIDTH_MBPS {
+                return Err(ControlError::invalid(
+                    "bandwidth",
+                    format!("{mbps} Mbit/s is not within 1..={MAX_BANDWIDTH_MBPS}"),
+                ));
+            }
+        }
+        match self.compress.as_deref() {
+            None | Some(COMPRESS_ZSTD) | Some(COMPRESS_NONE) => Ok(()),
+            Some(other) => Err(ControlError::invalid(
+                "compress",
+                format!("{other:?} is not one of zstd, none"),
+            )),
+        }
+    }
+
+    /// Whether batches go zstd-compressed (the default).
+    pub fn compresses(&self) -> bool {
+        self.compress.as_deref() != Some(COMPRESS_NONE)
     }
 }
 
@@ -225,6 +303,49 @@ pub struct ReplicationStatus {
     /// Replies sent without the replica's ack since the vserver opened.
     #[serde(default)]
     pub degraded_replies: u64,
+    /// `tandem replicate`'s options and the throughput figures.
+    #[serde(flatten)]
+    pub figures: ReplicationFigures,
+}
+
+/// The replicate options in force and the sender's throughput (active
+/// site; all zero or absent at a replica site).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationFigures {
+    /// "zstd" or "none".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_mbps: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lag_ms: Option<u64>,
+    /// What a sudden loss of this site would lose now, in ms: the lag in
+    /// async mode (or commit-sync/sync while degraded), 0 in commit-sync and
+    /// sync otherwise (every reply that told a client its data was stable
+    /// waited for the replica). UNSTABLE writes not yet committed are not
+    /// counted in any mode: NFS clients resend them after a failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_rpo_ms: Option<u64>,
+    /// Batch messages sent, bytes on the wire (after compression).
+    #[serde(default)]
+    pub sent_wire_bytes: u64,
+    /// Journal bytes in those batches (before compression).
+    #[serde(default)]
+    pub sent_journal_bytes: u64,
+    /// Journal bytes the replica acknowledged.
+    #[serde(default)]
+    pub acked_journal_bytes: u64,
+    /// Over the last ~10 s: wire bytes sent per second.
+    #[serde(default)]
+    pub wire_bytes_per_second: u64,
+    /// Over the last ~10 s: journal bytes acknowledged per second.
+    #[serde(default)]
+    pub acked_journal_bytes_per_second: u64,
+    /// While a baseline runs: its rate and the time left at that rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_bytes_per_second: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_eta_s: Option<u64>,
 }
 
 /// The sender's live figures, shared with status.
@@ -237,6 +358,71 @@ pub struct SenderState {
     pub baseline_total_bytes: Option<u64>,
     pub last_error: Option<String>,
     pub connected_since_unix_ms: Option<u64>,
+    /// The running baseline's progress watch, for its rate and ETA.
+    pub baseline: Option<baseline::BaselineStatus>,
+    pub counters: Arc<SendCounters>,
+}
+
+/// One throughput sample: when, sent wire bytes, acked journal bytes.
+type Sample = (Instant, u64, u64);
+
+/// Samples the sender's counters once a second, keeping the last window.
+async fn sample_throughput(counters: Arc<SendCounters>, samples: Arc<Mutex<VecDeque<Sample>>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let (wire, _, acked) = counters.read();
+        let mut g = match samples.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.push_back((Instant::now(), wire, acked));
+        while g.len() > THROUGHPUT_WINDOW_S + 1 {
+            g.pop_front();
+        }
+    }
+}
+
+/// (wire bytes/s, acked journal bytes/s) between the oldest and newest
+/// samples.
+fn throughput(samples: &VecDeque<Sample>) -> (u64, u64) {
+    let (Some(a), Some(b)) = (samples.front(), samples.back()) else {
+        return (0, 0);
+    };
+    let secs = b.0.saturating_duration_since(a.0).as_secs_f64();
+    if secs <= 0.0 {
+        return (0, 0);
+    }
+    let per_s = |x: u64, y: u64| (y.saturating_sub(x) as f64 / secs) as u64;
+    (per_s(a.1, b.1), per_s(a.2, b.2))
+}
+
+/// The state `tandem status` shows: "streaming" turns "behind" when the
+/// lag is over max_lag_ms (or DEFAULT_BEHIND_MS without one).
+fn shown_state(state: &'static str, lag_ms: u64, max_lag_ms: Option<u64>) -> &'static str {
+    if state == "streaming" && lag_ms > max_lag_ms.unwrap_or(DEFAULT_BEHIND_MS) {
+        "behind"
+    } else {
+        state
+    }
+}
+
+/// The session settings for one attempt from the vserver's options.
+fn session_config(
+    own_id: String,
+    settings: &Outgoing,
+    shared: &Mutex<SenderState>,
+) -> SessionConfig {
+    let mut cfg = SessionConfig::new(own_id);
+    cfg.compress = settings.compresses();
+    cfg.max_bytes_per_s = settings
+        .bandwidth_mbps
+        .map(tandem_repl::throttle::mbps_to_bytes_per_s);
+    cfg.counters = match shared.lock() {
+        Ok(g) => g.counters.clone(),
+        Err(p) => p.into_inner().counters.clone(),
+    };
+    cfg
 }
 
 /// One replicated vserver's sender: its task and its status.
@@ -245,6 +431,8 @@ pub struct Sender {
     store: Arc<Store>,
     shared: Arc<Mutex<SenderState>>,
     task: tokio::task::JoinHandle<()>,
+    samples: Arc<Mutex<VecDeque<Sample>>>,
+    sampler: tokio::task::JoinHandle<()>,
 }
 
 impl Sender {
@@ -257,11 +445,13 @@ impl Sender {
         let policy = store.sync_policy();
         let (degraded, degraded_replies) = store.replication_degraded();
         let lag = store.lag_behind(s.replica_lsn);
+        let figures = self.figures(&s, lag.oldest_unacked_ms, degraded);
         ReplicationStatus {
             to: Some(self.settings.to.clone()),
             from: None,
             mode: self.settings.mode.clone(),
-            state: s.state.to_string(),
+            state: shown_state(s.state, lag.oldest_unacked_ms, self.settings.max_lag_ms)
+                .to_string(),
             replica_lsn: s.replica_lsn,
             lag_records: lag.records,
             lag_bytes: lag.bytes,
@@ -281,6 +471,39 @@ impl Sender {
             sync_timeout_ms: synchronous.then_some(policy.sync_timeout_ms),
             degraded,
             degraded_replies,
+            figures,
+        }
+    }
+
+    fn figures(&self, s: &SenderState, lag_ms: u64, degraded: bool) -> ReplicationFigures {
+        let (sent_wire_bytes, sent_journal_bytes, acked_journal_bytes) = s.counters.read();
+        let (wire_bytes_per_second, acked_journal_bytes_per_second) = match self.samples.lock() {
+            Ok(g) => throughput(&g),
+            Err(p) => throughput(&p.into_inner()),
+        };
+        let baseline = s.baseline.filter(|b| s.state == "baseline" && !b.finished);
+        let synchronous = self.settings.mode != MODE_ASYNC;
+        ReplicationFigures {
+            compress: Some(
+                if self.settings.compresses() {
+                    COMPRESS_ZSTD
+                } else {
+                    COMPRESS_NONE
+                }
+                .to_string(),
+            ),
+            bandwidth_mbps: self.settings.bandwidth_mbps,
+            max_lag_ms: self.settings.max_lag_ms,
+            estimated_rpo_ms: Some(if synchronous && !degraded { 0 } else { lag_ms }),
+            sent_wire_bytes,
+            sent_journal_bytes,
+            acked_journal_bytes,
+            wire_bytes_per_second,
+            acked_journal_bytes_per_second,
+            baseline_bytes_per_second: baseline
+                .and_then(|b| b.rate_bytes_per_sec())
+                .map(|r| r as u64),
+            baseline_eta_s: baseline.and_then(|b| b.eta()).map(|d| d.as_secs()),
         }
     }
 
@@ -289,8 +512,10 @@ impl Sender {
     pub async fn stop(self) {
         self.store.set_replication_mode(SyncPolicy::default());
         self.task.abort();
+        self.sampler.abort();
         // A JoinError here is the abort itself.
         let _ = self.task.await;
+        let _ = self.sampler.await;
     }
 }
 
@@ -308,6 +533,7 @@ pub fn start_sender(
     peers: PeerLookup,
 ) -> Sender {
     store.set_replication_mode(policy);
+    let counters = Arc::new(SendCounters::default());
     let shared = Arc::new(Mutex::new(SenderState {
         state: "connecting",
         replica_lsn: 0,
@@ -315,7 +541,11 @@ pub fn start_sender(
         baseline_total_bytes: None,
         last_error: None,
         connected_since_unix_ms: None,
+        baseline: None,
+        counters: counters.clone(),
     }));
+    let samples = Arc::new(Mutex::new(VecDeque::new()));
+    let sampler = tokio::spawn(sample_throughput(counters, samples.clone()));
     let task = tokio::spawn(run_sender(
         vserver,
         store.clone(),
@@ -329,6 +559,8 @@ pub fn start_sender(
         store,
         shared,
         task,
+        samples,
+        sampler,
     }
 }
 
@@ -610,6 +842,7 @@ async fn attempt(
                     update(shared, |s| {
                         s.baseline_done_bytes = Some(p.done_bytes);
                         s.baseline_total_bytes = Some(p.total_bytes);
+                        s.baseline = Some(p);
                     });
                 }
             }
@@ -631,7 +864,7 @@ async fn attempt(
     }
 
     let (tx, mut rx) = watch::channel::<Lsn>(0);
-    let cfg = SessionConfig::new(peer_tls.own_id.clone());
+    let cfg = session_config(peer_tls.own_id.clone(), settings, shared);
     let session = session::send(store.clone(), stream, &cfg, Some(tx));
     tokio::pin!(session);
     let mut streaming = false;
@@ -732,6 +965,9 @@ mod tests {
                 replica_address: Some("127.0.0.9/32".into()),
                 sync_timeout_ms: Some(700),
                 on_replica_loss: Some(ON_LOSS_BLOCK.into()),
+                max_lag_ms: None,
+                bandwidth_mbps: Some(100),
+                compress: Some(COMPRESS_NONE.into()),
             },
         );
         s.incoming.insert(
@@ -760,6 +996,87 @@ mod tests {
         .unwrap();
         let e = load(&paths).unwrap_err().to_string();
         assert!(e.contains("replication.toml"), "{e}");
+    }
+
+    fn outgoing(mode: &str) -> Outgoing {
+        Outgoing {
+            to: "beta".into(),
+            mode: mode.into(),
+            replica_address: None,
+            sync_timeout_ms: None,
+            on_replica_loss: None,
+            max_lag_ms: None,
+            bandwidth_mbps: None,
+            compress: None,
+        }
+    }
+
+    #[test]
+    fn replicate_options_are_checked() {
+        let ok = Outgoing {
+            max_lag_ms: Some(MAX_MAX_LAG_MS),
+            bandwidth_mbps: Some(MAX_BANDWIDTH_MBPS),
+            compress: Some(COMPRESS_NONE.into()),
+            on_replica_loss: Some(ON_LOSS_BLOCK.into()),
+            ..outgoing(MODE_ASYNC)
+        };
+        let p = ok.policy().unwrap();
+        assert_eq!(p.max_lag_ms, Some(MAX_MAX_LAG_MS));
+        assert!(!ok.compresses());
+        assert!(outgoing(MODE_ASYNC).compresses());
+        for bad in [
+            Outgoing {
+                max_lag_ms: Some(0),
+                ..ok.clone()
+            },
+            Outgoing {
+                max_lag_ms: Some(MAX_MAX_LAG_MS + 1),
+                ..ok.clone()
+            },
+            Outgoing {
+                bandwidth_mbps: Some(0),
+                ..ok.clone()
+            },
+            Outgoing {
+                bandwidth_mbps: Some(MAX_BANDWIDTH_MBPS + 1),
+                ..ok.clone()
+            },
+            Outgoing {
+                compress: Some("lz4".into()),
+                ..ok.clone()
+            },
+            Outgoing {
+                max_lag_ms: None,
+                ..ok.clone()
+            },
+            Outgoing {
+                max_lag_ms: Some(10),
+                ..outgoing(MODE_SYNC)
+            },
+        ] {
+            assert!(bad.policy().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn behind_and_throughput() {
+        assert_eq!(
+            shown_state("streaming", DEFAULT_BEHIND_MS, None),
+            "streaming"
+        );
+        assert_eq!(
+            shown_state("streaming", DEFAULT_BEHIND_MS + 1, None),
+            "behind"
+        );
+        assert_eq!(shown_state("streaming", 11, Some(10)), "behind");
+        assert_eq!(shown_state("baseline", 1_000_000, Some(10)), "baseline");
+        let t0 = Instant::now();
+        let mut samples = VecDeque::new();
+        assert_eq!(throughput(&samples), (0, 0));
+        samples.push_back((t0, 1_000, 500));
+        assert_eq!(throughput(&samples), (0, 0));
+        samples.push_back((t0 + Duration::from_secs(2), 5_000, 2_500));
+        assert_eq!(throughput(&samples), (2_000, 1_000));
     }
 
     #[test]

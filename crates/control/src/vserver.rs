@@ -642,5 +642,6 @@ fn incoming(
         sync_timeout_ms: None,
         degraded: false,
         degraded_replies: 0,
+        figures: Default::default(),
     }
 }

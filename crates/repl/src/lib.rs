@@ -4,5 +4,6 @@
 
 pub mod baseline;
 pub mod session;
+pub mod throttle;
 pub mod tls;
 pub mod wire;

@@ -175,11 +175,16 @@ async fn start_dr(
             active
                 .replicate(
                     VSERVER,
-                    DR_PEER,
-                    "async",
-                    Some(format!("{dr_ip}/{prefix}")),
-                    None,
-                    None,
+                    tandem_control::replication::Outgoing {
+                        to: DR_PEER.to_string(),
+                        mode: "async".to_string(),
+                        replica_address: Some(format!("{dr_ip}/{prefix}")),
+                        sync_timeout_ms: None,
+                        on_replica_loss: None,
+                        max_lag_ms: None,
+                        bandwidth_mbps: None,
+                        compress: None,
+                    },
                 )
                 .await
                 .context("replicating the demo vserver to the DR site")?;

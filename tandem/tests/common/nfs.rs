@@ -136,3 +136,43 @@ pub async fn read_all(c: &mut Conn, fh: &nfs_fh3) -> Vec<u8> {
         }
     }
 }
+
+/// Creates `name` (empty, mode 0644) in the export's root.
+pub async fn create_file(c: &mut Conn, name: &str) -> nfs_fh3 {
+    let root = c.root_nfs_fh3();
+    let r = must(
+        "CREATE",
+        c.create(&CREATE3args {
+            where_: dirop(&root, name),
+            how: createhow3::UNCHECKED(sattr3 {
+                mode: Nfs3Option::Some(0o644),
+                ..Default::default()
+            }),
+        }),
+    )
+    .await;
+    let Nfs3Option::Some(fh) = r.obj else {
+        panic!("CREATE without a handle");
+    };
+    fh
+}
+
+/// Creates `name` in the export's root and writes `data` with FILE_SYNC.
+pub async fn write_file(c: &mut Conn, name: &str, data: &[u8]) -> nfs_fh3 {
+    let fh = create_file(c, name).await;
+    for (i, chunk) in data.chunks(64 << 10).enumerate() {
+        let w = must(
+            "WRITE",
+            c.write(&WRITE3args {
+                file: fh.clone(),
+                offset: (i * (64 << 10)) as u64,
+                count: chunk.len() as u32,
+                stable: stable_how::FILE_SYNC,
+                data: Opaque::borrowed(chunk),
+            }),
+        )
+        .await;
+        assert_eq!(w.count as usize, chunk.len());
+    }
+    fh
+}
