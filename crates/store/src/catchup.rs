@@ -217,6 +217,11 @@ impl CatchupInstall {
         self.mark.lsn
     }
 
+    /// The epoch of the received state, once it is all there.
+    pub fn epoch(&self) -> Option<u64> {
+        self.state.as_ref().map(|s| s.epoch)
+    }
+
     /// Appends a piece of the encoded state; pieces come in order. The
     /// last one checks the whole (CRC, decoding, LSN).
     pub fn write_state(&mut self, offset: u64, bytes: &[u8]) -> BaselineResult<()> {
