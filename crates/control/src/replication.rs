@@ -720,6 +720,16 @@ async fn attempt(
                 });
                 if first {
                     tracing::info!(vserver, to = %peer.name, replica_lsn = lsn, "replication streaming");
+                    if store.in_overflow() {
+                        // Streaming from the kept journal: the change map
+                        // is no longer needed.
+                        let st = store.clone();
+                        tokio::task::spawn_blocking(move || {
+                            if let Err(e) = st.catchup_finished(lsn) {
+                                tracing::error!(error = %e, "could not leave journal overflow");
+                            }
+                        });
+                    }
                 }
             }
         }

@@ -107,8 +107,10 @@ pub enum BaselineError {
     },
     #[error("catch-up piece of inode {ino} at offset {offset} does not follow the previous one")]
     OutOfOrder { ino: Ino, offset: u64 },
-    #[error("catch-up data exceeds the {max_bytes} bytes announced")]
+    #[error("catch-up ranges exceed the {max_bytes} bytes announced")]
     TooMuchData { max_bytes: u64 },
+    #[error("catch-up ended after {got_bytes} of the {want_bytes} range bytes announced")]
+    Incomplete { got_bytes: u64, want_bytes: u64 },
 }
 
 pub type BaselineResult<T> = std::result::Result<T, BaselineError>;

@@ -144,8 +144,10 @@ pub struct CatchupInstall {
     entries: File,
     /// (ino, end) of the last entry: entries must ascend.
     last: Option<(Ino, u64)>,
-    data_bytes: u64,
-    max_data_bytes: u64,
+    /// Range bytes received (data and zeros): exactly the announced total
+    /// at the end, never more.
+    range_bytes: u64,
+    total_bytes: u64,
     _lock: File,
 }
 
@@ -207,8 +209,8 @@ impl CatchupInstall {
             state: None,
             entries,
             last: None,
-            data_bytes: 0,
-            max_data_bytes: total_bytes,
+            range_bytes: 0,
+            total_bytes,
             _lock: lock,
         })
     }
@@ -274,6 +276,12 @@ impl CatchupInstall {
         bytes: &[u8],
     ) -> BaselineResult<()> {
         let end = self.check(ino, offset, len)?;
+        let received = self.range_bytes.saturating_add(len);
+        if received > self.total_bytes {
+            return Err(BaselineError::TooMuchData {
+                max_bytes: self.total_bytes,
+            });
+        }
         let h = entry_header(ino, offset, len, flags, bytes);
         let path = self.dir.join(CATCHUP_DIR).join(ENTRIES_FILE);
         self.entries
@@ -281,6 +289,7 @@ impl CatchupInstall {
             .and_then(|_| self.entries.write_all(bytes))
             .map_err(|e| StoreError::io(&path, e))?;
         self.last = Some((ino, end));
+        self.range_bytes = received;
         Ok(())
     }
 
@@ -292,15 +301,7 @@ impl CatchupInstall {
                 max_bytes: MAX_BASELINE_CHUNK_BYTES,
             });
         }
-        let staged = self.data_bytes.saturating_add(bytes.len() as u64);
-        if staged > self.max_data_bytes {
-            return Err(BaselineError::TooMuchData {
-                max_bytes: self.max_data_bytes,
-            });
-        }
-        self.append(ino, offset, bytes.len() as u64, 0, bytes)?;
-        self.data_bytes = staged;
-        Ok(())
+        self.append(ino, offset, bytes.len() as u64, 0, bytes)
     }
 
     /// Stages `len` zero bytes for `ino` at `offset`.
@@ -330,6 +331,12 @@ impl CatchupInstall {
         }
         if self.state.is_none() {
             return Err(BaselineError::StateMissing);
+        }
+        if self.range_bytes != self.total_bytes {
+            return Err(BaselineError::Incomplete {
+                got_bytes: self.range_bytes,
+                want_bytes: self.total_bytes,
+            });
         }
         let staging = self.dir.join(CATCHUP_DIR);
         self.entries

@@ -315,18 +315,32 @@ fn enter(ck: &Checkpointer, floor: Lsn) -> Result<()> {
     };
     ck.waiter.wait_synced(upto)?;
     let mut map = ChangeMap::default();
+    let mut first_seen = None;
     journal::scan(&ck.dir.join("journal"), floor, |r| {
         if r.lsn <= upto {
+            first_seen.get_or_insert(r.lsn);
             add_record(&mut map, &r.record);
         }
         Ok(())
     })?;
-    if let Mode::Tracking { map: live, .. } = &mut *lock(&ck.overflow.mode) {
+    // The floor may be older than the journal (a replica that was already
+    // behind it): the map then covers only from the oldest frame on, and
+    // such a replica needs a baseline anyway.
+    let since = match first_seen {
+        Some(first) => first.saturating_sub(1).max(floor),
+        None => upto.max(floor),
+    };
+    if let Mode::Tracking {
+        map: live,
+        since: s,
+    } = &mut *lock(&ck.overflow.mode)
+    {
         // Order does not matter: a union of ranges, and inodes removed
         // since are dropped when the catch-up clips to the state.
         live.union(&map);
+        *s = since;
     }
-    tracing::info!(since = floor, through = upto, "journal overflow entered");
+    tracing::info!(since, through = upto, "journal overflow entered");
     Ok(())
 }
 
@@ -479,6 +493,11 @@ fn remove_file(dir: &Path) -> Result<()> {
 }
 
 impl Store {
+    /// Whether the store is in journal overflow (cheap).
+    pub fn in_overflow(&self) -> bool {
+        !self.checkpointer.overflow.is_off()
+    }
+
     /// `None` unless the store is in journal overflow.
     pub fn overflow_status(&self) -> Option<OverflowStatus> {
         let st = self.read_state();
@@ -565,11 +584,15 @@ impl Store {
         Ok(CatchupPiece::Bytes(Bytes::from(bytes)))
     }
 
-    /// The replica confirmed it holds LSN `lsn` from a catch-up: overflow
-    /// ends if the journal from `lsn`+1 is still kept (the floor set by
-    /// `catchup_begin`); if it had to be let go meanwhile, tracking goes on
-    /// and the replica gets another catch-up.
+    /// The replica confirmed it holds LSN `lsn` (a catch-up's, or an ack
+    /// while streaming): overflow ends if the journal from `lsn`+1 is still
+    /// kept (the floor set by `catchup_begin` or the session); if it had to
+    /// be let go meanwhile, tracking goes on and the replica gets another
+    /// catch-up.
     pub fn catchup_finished(&self, lsn: Lsn) -> Result<()> {
+        if self.checkpointer.overflow.is_off() {
+            return Ok(());
+        }
         let _no_checkpoint = lock(&self.checkpointer.running);
         if self.checkpointer.retention_floor.load(Ordering::Relaxed) > lsn {
             tracing::warn!(

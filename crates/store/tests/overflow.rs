@@ -416,19 +416,80 @@ fn bad_catchup_input_is_refused() {
         i.write(ino, 0, b"ab"),
         Err(BaselineError::OutOfOrder { .. })
     ));
-    let too_much = vec![1u8; (snap.total_bytes + 1).min(1 << 20) as usize];
-    if snap.total_bytes < 1 << 20 {
-        assert!(matches!(
-            i.write(ino, 8, &too_much),
-            Err(BaselineError::TooMuchData { .. })
-        ));
-    }
     assert!(matches!(
         i.finish_until(snap.lsn + 1, opts(), None),
         Err(BaselineError::LsnMismatch { .. })
+    ));
+    // More range bytes than announced, and fewer.
+    let mut i = CatchupInstall::begin(
+        &rdir,
+        snap.from_lsn,
+        snap.lsn,
+        snap.state.len() as u64,
+        snap.state_crc,
+        1,
+    )
+    .expect("begin");
+    i.write_state(0, &snap.state).expect("state");
+    assert!(matches!(
+        i.write(ino, 0, b"ab"),
+        Err(BaselineError::TooMuchData { .. })
+    ));
+    assert!(matches!(
+        i.finish_until(snap.lsn, opts(), None),
+        Err(BaselineError::Incomplete { .. })
     ));
     // Nothing reached the replica: it opens at its own LSN, staging gone.
     let replica = Store::open_replica(&rdir, opts()).expect("open");
     assert_eq!(replica.last_lsn(), replica_lsn);
     assert!(!rdir.join(CATCHUP_DIR).exists());
+}
+
+#[test]
+fn journal_let_go_during_a_catchup_means_another_catchup() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (active, replica, root) = setup(tmp.path());
+    let replica_lsn = replica.last_lsn();
+    drop(replica);
+    overflow(&active, root);
+    let first = active.catchup_begin(replica_lsn).expect("catch-up");
+    // The replica stays away past the limit again while it runs.
+    overflow(&active, root);
+    let rdir = tmp.path().join("replica");
+    let (install, _) = stage(&active, &first, &rdir, 1 << 20);
+    let replica = install.finish(first.lsn, opts()).expect("finish");
+    active.catchup_finished(first.lsn).expect("finished");
+    let status = active.overflow_status().expect("still in overflow");
+    assert!(status.since_lsn <= first.lsn);
+    assert!(active.oldest_retained_lsn().expect("oldest") > first.lsn + 1);
+    drop(replica);
+    let second = active.catchup_begin(first.lsn).expect("second catch-up");
+    let (install, _) = stage(&active, &second, &rdir, 1 << 20);
+    let replica = install.finish(second.lsn, opts()).expect("finish");
+    active.catchup_finished(second.lsn).expect("finished");
+    assert!(active.overflow_status().is_none());
+    ship(&active, &replica);
+    assert_same(&active, &replica);
+}
+
+#[test]
+fn a_floor_older_than_the_journal_is_not_covered() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (active, replica, root) = setup(tmp.path());
+    drop(replica);
+    // No floor for a while: checkpoints drop the journal's start.
+    active.clear_retention_floor();
+    away_changes(&active, root, 1);
+    active.checkpoint().expect("checkpoint");
+    let oldest = active.oldest_retained_lsn().expect("oldest");
+    assert!(oldest > 2);
+    // A floor below what the journal holds (a replica already behind).
+    active.set_retention_floor(1);
+    overflow(&active, root);
+    let status = active.overflow_status().expect("overflow");
+    assert!(status.since_lsn >= oldest - 1, "{status:?} oldest {oldest}");
+    assert!(matches!(
+        active.catchup_begin(1),
+        Err(StoreError::CatchupUnavailable(_))
+    ));
 }
