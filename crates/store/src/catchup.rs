@@ -194,6 +194,17 @@ impl CatchupInstall {
         }
         let staging = dir.join(CATCHUP_DIR);
         remove_if_there(&staging)?;
+        // Staged data is held twice for a moment (staging, then data
+        // files): refuse up front what would fill the disk.
+        let need = total_bytes.saturating_add(state_len);
+        let free = free_bytes(dir)?;
+        if need > free {
+            return Err(StoreError::NoSpace(format!(
+                "a catch-up of {need} bytes does not fit the {free} bytes free at {}",
+                dir.display()
+            ))
+            .into());
+        }
         std::fs::create_dir_all(&staging).map_err(|e| StoreError::io(&staging, e))?;
         let path = staging.join(ENTRIES_FILE);
         let entries = File::create(&path).map_err(|e| StoreError::io(&path, e))?;
@@ -501,6 +512,21 @@ fn zero_range(data: &DataFiles, ino: Ino, offset: u64, len: u64) -> crate::Resul
     }
     // Synced with the rest by the install's syncfs.
     Ok(())
+}
+
+/// Bytes available to us on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> crate::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| StoreError::Inval(format!("{}: NUL in path", dir.display())))?;
+    // SAFETY: statvfs writes into the zeroed struct we own; `c` is a valid
+    // NUL-terminated path for the duration of the call.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(StoreError::io(dir, std::io::Error::last_os_error()));
+    }
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 fn punch_hole(f: &File, offset: u64, len: u64) -> bool {

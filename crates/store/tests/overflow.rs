@@ -493,3 +493,25 @@ fn a_floor_older_than_the_journal_is_not_covered() {
         Err(StoreError::CatchupUnavailable(_))
     ));
 }
+
+#[test]
+fn a_catchup_larger_than_the_free_space_is_refused_up_front() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (active, replica, _) = setup(tmp.path());
+    let lsn = replica.last_lsn();
+    drop(replica);
+    let r = CatchupInstall::begin(
+        &tmp.path().join("replica"),
+        lsn,
+        lsn + 1,
+        10,
+        0,
+        u64::MAX / 2,
+    );
+    assert!(
+        matches!(r, Err(BaselineError::Store(StoreError::NoSpace(_)))),
+        "{:?}",
+        r.err()
+    );
+    drop(active);
+}
