@@ -140,14 +140,14 @@ fn a_long_outage_ends_in_a_catchup_of_the_changed_bytes() {
             write_at(&mut c, &fh, 0, &pattern(initial, i as u64)).await;
         }
     });
-    let logs = |db: Option<&Daemon>| {
+    let logs = |da: &Daemon, db: Option<&Daemon>| {
         format!(
             "A:\n{}\nB:\n{}",
             da.log_text(),
             db.map(|d| d.log_text()).unwrap_or_default()
         )
     };
-    wait_converged(&a, &b, "vs", &|| logs(Some(&db)));
+    wait_converged(&a, &b, "vs", &|| logs(&da, Some(&db)));
     db.stop();
 
     // Away: the same MiB of f0 rewritten 12 times (12 MiB of journal, 1 MiB
@@ -197,7 +197,7 @@ fn a_long_outage_ends_in_a_catchup_of_the_changed_bytes() {
         )
         .await;
     });
-    let va = wait_for("overflow state", &|| logs(None), || {
+    let va = wait_for("overflow state", &|| logs(&da, None), || {
         let v = vserver_status(&a, "vs")?;
         (v["replication"]["state"] == "overflow").then_some(v)
     });
@@ -210,9 +210,20 @@ fn a_long_outage_ends_in_a_catchup_of_the_changed_bytes() {
         "journal of {journal} bytes for a limit of {JOURNAL_MAX_BYTES}"
     );
     assert!(a.dir.join("vservers/vs/OVERFLOW").exists());
+    // The active site restarts meanwhile: the tracked changes survive it.
+    da.stop();
+    let da = a.start_daemon();
+    let again = wait_for("overflow after a restart", &|| logs(&da, None), || {
+        let v = vserver_status(&a, "vs")?;
+        (v["replication"]["state"] == "overflow").then_some(v)
+    });
+    assert_eq!(
+        again["replication"]["overflow_since_lsn"], va["replication"]["overflow_since_lsn"],
+        "{again}"
+    );
 
     let db = b.start_daemon();
-    wait_converged(&a, &b, "vs", &|| logs(Some(&db)));
+    wait_converged(&a, &b, "vs", &|| logs(&da, Some(&db)));
     let va = vserver_status(&a, "vs").expect("active");
     let sent = va["replication"]["catchup_sent_bytes"]
         .as_u64()
@@ -246,7 +257,7 @@ fn a_long_outage_ends_in_a_catchup_of_the_changed_bytes() {
         let f1 = lookup(&mut c, "f1").await.expect("f1");
         write_at(&mut c, &f1, 0, b"after the catch-up").await;
     });
-    wait_converged(&a, &b, "vs", &|| logs(Some(&db)));
+    wait_converged(&a, &b, "vs", &|| logs(&da, Some(&db)));
     drop(db);
     drop(da);
 }
