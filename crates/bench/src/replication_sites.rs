@@ -271,11 +271,10 @@ async fn setup(
     active
         .replicate(
             VSERVER,
-            REPLICA_PEER,
-            "async",
-            Some(format!("{replica_ip}/{}", prefix(replica_ip))),
-            None,
-            None,
+            tandem_control::replication::Outgoing {
+                replica_address: Some(format!("{replica_ip}/{}", prefix(replica_ip))),
+                ..tandem_control::replication::Outgoing::new(REPLICA_PEER, "async")
+            },
         )
         .await
         .context("replicating the bench vserver")?;

@@ -27,6 +27,10 @@ use crate::site::Site;
 use crate::status::{FsStatus, SiteStatus, StatusReport, VserverStatus};
 use crate::vserver::Vserver;
 
+/// Longest wait for a replica store's last users (in-flight NFS reads)
+/// before a catch-up gives up for this attempt.
+const CATCHUP_RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What a replication session at this site runs against.
 pub enum IncomingTarget {
     /// A replica's open store.
@@ -58,6 +62,7 @@ impl Daemon {
     /// Opens every vserver found in the site's vservers directory.
     async fn open(site: Site) -> Result<Daemon> {
         let service_cfg = site.config.server_config();
+        crate::site::set_store_options(site.config.store.store_options());
         let dir = site.paths.vservers();
         std::fs::create_dir_all(&dir).map_err(|e| ControlError::io(&dir, e))?;
         let mut names = Vec::new();
@@ -383,6 +388,51 @@ impl Daemon {
             vs.serve_replica_address(a, &self.service_cfg).await;
         }
         Ok(vs.store()?.clone())
+    }
+
+    /// Readies a replica for a catch-up: stops serving it (its read-only
+    /// address too) and closes its store, then waits until nothing holds
+    /// the store any more (in-flight requests), so the install can lock the
+    /// directory. Returns the directory.
+    pub async fn begin_catchup(&self, vserver: &str) -> Result<std::path::PathBuf> {
+        let store = {
+            let mut table = self.vservers.lock().await;
+            let vs = table
+                .get_mut(vserver)
+                .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
+            vs.begin_catchup().await?
+        };
+        let deadline = tokio::time::Instant::now() + CATCHUP_RELEASE_TIMEOUT;
+        while Arc::strong_count(&store) > 1 {
+            if tokio::time::Instant::now() >= deadline {
+                // Reopened by `finish_catchup(None)` once the holder lets go.
+                return Err(ControlError::Unavailable {
+                    vserver: vserver.to_string(),
+                    reason: "the replica store is still in use; catch-up postponed".into(),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        drop(store);
+        Ok(self.site.paths.vserver(vserver))
+    }
+
+    /// After a catch-up: the installed store, or (`None`: the catch-up
+    /// failed, leaving the replica as it was) the directory reopened. The
+    /// vserver is a replica again, served on its replica address.
+    pub async fn finish_catchup(&self, vserver: &str, store: Option<Store>) -> Result<Arc<Store>> {
+        let store = match store {
+            Some(s) => s,
+            None => {
+                let dir = self.site.paths.vserver(vserver);
+                let opts = crate::site::store_options();
+                tokio::task::spawn_blocking(move || Store::open_replica(&dir, opts))
+                    .await
+                    .map_err(|e| ControlError::Internal(format!("reopening {vserver}: {e}")))?
+                    .map_err(|e| ControlError::store(vserver, e))?
+            }
+        };
+        self.finish_baseline(vserver, store).await
     }
 
     pub fn site(&self) -> &Site {

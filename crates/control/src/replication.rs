@@ -106,6 +106,20 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
+    /// Settings to `to` in `mode` with every option at its default.
+    pub fn new(to: impl Into<String>, mode: impl Into<String>) -> Self {
+        Outgoing {
+            to: to.into(),
+            mode: mode.into(),
+            replica_address: None,
+            sync_timeout_ms: None,
+            on_replica_loss: None,
+            max_lag_ms: None,
+            bandwidth_mbps: None,
+            compress: None,
+        }
+    }
+
     /// The store's policy for these settings; an unknown word (a hand-edited
     /// file) is an error rather than a weaker guarantee.
     pub fn policy(&self) -> Result<SyncPolicy> {
@@ -306,6 +320,9 @@ pub struct ReplicationStatus {
     /// `tandem replicate`'s options and the throughput figures.
     #[serde(flatten)]
     pub figures: ReplicationFigures,
+    /// Journal overflow and catch-up (active site; docs/operating.md).
+    #[serde(flatten)]
+    pub overflow: OverflowFigures,
 }
 
 /// The replicate options in force and the sender's throughput (active
@@ -348,6 +365,29 @@ pub struct ReplicationFigures {
     pub baseline_eta_s: Option<u64>,
 }
 
+/// The overflow part of `ReplicationStatus`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverflowFigures {
+    /// The replica LSN changes are tracked from while the store is in
+    /// journal overflow (the replica gets a catch-up when it returns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow_since_lsn: Option<Lsn>,
+    /// Bytes a catch-up would send now (changed ranges, current sizes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow_changed_bytes: Option<u64>,
+    /// Why the change map was lost: the replica then needs a baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow_map_lost: Option<String>,
+    /// The last catch-up: range bytes done and to do, and the file data
+    /// bytes it sent (zero ranges cost none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catchup_done_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catchup_total_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catchup_sent_bytes: Option<u64>,
+}
+
 /// The sender's live figures, shared with status.
 #[derive(Debug, Clone)]
 pub struct SenderState {
@@ -361,6 +401,16 @@ pub struct SenderState {
     /// The running baseline's progress watch, for its rate and ETA.
     pub baseline: Option<baseline::BaselineStatus>,
     pub counters: Arc<SendCounters>,
+    /// The last catch-up (see `ReplicationStatus`).
+    pub catchup: CatchupFigures,
+}
+
+/// Progress of the last catch-up sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CatchupFigures {
+    pub done_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
+    pub sent_bytes: Option<u64>,
 }
 
 /// One throughput sample: when, sent wire bytes, acked journal bytes.
@@ -445,13 +495,19 @@ impl Sender {
         let policy = store.sync_policy();
         let (degraded, degraded_replies) = store.replication_degraded();
         let lag = store.lag_behind(s.replica_lsn);
+        let overflow = store.overflow_status();
+        // While the replica is away and changes are tracked for it.
+        let away = !matches!(s.state, "streaming" | "baseline" | "catch-up");
+        let state = match &overflow {
+            Some(o) if away && o.map_lost.is_none() => "overflow",
+            _ => s.state,
+        };
         let figures = self.figures(&s, lag.oldest_unacked_ms, degraded);
         ReplicationStatus {
             to: Some(self.settings.to.clone()),
             from: None,
             mode: self.settings.mode.clone(),
-            state: shown_state(s.state, lag.oldest_unacked_ms, self.settings.max_lag_ms)
-                .to_string(),
+            state: shown_state(state, lag.oldest_unacked_ms, self.settings.max_lag_ms).to_string(),
             replica_lsn: s.replica_lsn,
             lag_records: lag.records,
             lag_bytes: lag.bytes,
@@ -471,6 +527,17 @@ impl Sender {
             sync_timeout_ms: synchronous.then_some(policy.sync_timeout_ms),
             degraded,
             degraded_replies,
+            overflow: OverflowFigures {
+                overflow_since_lsn: overflow
+                    .as_ref()
+                    .filter(|o| o.map_lost.is_none())
+                    .map(|o| o.since_lsn),
+                overflow_changed_bytes: overflow.as_ref().map(|o| o.changed_bytes),
+                overflow_map_lost: overflow.and_then(|o| o.map_lost),
+                catchup_done_bytes: s.catchup.done_bytes,
+                catchup_total_bytes: s.catchup.total_bytes,
+                catchup_sent_bytes: s.catchup.sent_bytes,
+            },
             figures,
         }
     }
@@ -543,6 +610,7 @@ pub fn start_sender(
         connected_since_unix_ms: None,
         baseline: None,
         counters: counters.clone(),
+        catchup: CatchupFigures::default(),
     }));
     let samples = Arc::new(Mutex::new(VecDeque::new()));
     let sampler = tokio::spawn(sample_throughput(counters, samples.clone()));
@@ -778,7 +846,14 @@ async fn attempt(
         }
     };
     let behind_journal = replica_lsn.is_some_and(|l| l.saturating_add(1) < oldest);
-    if wants_baseline || behind_journal {
+    let mut caught_up = false;
+    if let (Some(lsn), true, false) = (replica_lsn, behind_journal, wants_baseline) {
+        match catch_up(vserver, store, &peer, &mut stream, shared, lsn).await {
+            Ok(done) => caught_up = done,
+            Err(outcome) => return outcome,
+        }
+    }
+    if !caught_up && (wants_baseline || behind_journal) {
         if replica_lsn != Some(0) {
             return Outcome::Slow {
                 state: "needs-baseline",
@@ -891,6 +966,16 @@ async fn attempt(
                 });
                 if first {
                     tracing::info!(vserver, to = %peer.name, replica_lsn = lsn, "replication streaming");
+                    if store.in_overflow() {
+                        // Streaming from the kept journal: the change map
+                        // is no longer needed.
+                        let st = store.clone();
+                        tokio::task::spawn_blocking(move || {
+                            if let Err(e) = st.catchup_finished(lsn) {
+                                tracing::error!(error = %e, "could not leave journal overflow");
+                            }
+                        });
+                    }
                 }
             }
         }
@@ -903,6 +988,88 @@ async fn attempt(
         }
     }
     classify(result, &peer)
+}
+
+/// Sends a catch-up if the store is in journal overflow covering the
+/// replica at `replica_lsn` ("CATCHUP\n", then `tandem_repl::catchup`).
+/// `Ok(false)`: no catch-up possible (a baseline question follows);
+/// `Ok(true)`: the replica is at the catch-up LSN, stream from there.
+async fn catch_up<S>(
+    vserver: &str,
+    store: &Arc<Store>,
+    peer: &Peer,
+    stream: &mut S,
+    shared: &Arc<Mutex<SenderState>>,
+    replica_lsn: Lsn,
+) -> std::result::Result<bool, Outcome>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let st = store.clone();
+    let snap = match tokio::task::spawn_blocking(move || st.catchup_begin(replica_lsn)).await {
+        Ok(Ok(s)) => Arc::new(s),
+        Ok(Err(StoreError::CatchupUnavailable(why))) => {
+            tracing::info!(vserver, replica_lsn, %why, "no catch-up for the replica");
+            return Ok(false);
+        }
+        Ok(Err(e)) => return Err(disconnected(format!("starting a catch-up: {e}"))),
+        Err(e) => return Err(disconnected(format!("starting a catch-up: {e}"))),
+    };
+    update(shared, |s| {
+        s.state = "catch-up";
+        s.catchup = CatchupFigures {
+            done_bytes: Some(0),
+            total_bytes: Some(snap.total_bytes),
+            sent_bytes: None,
+        };
+    });
+    tracing::info!(vserver, to = %peer.name, replica_lsn, lsn = snap.lsn, bytes = snap.total_bytes, "sending catch-up");
+    let sent = async {
+        stream.write_all(b"CATCHUP\n").await?;
+        stream.flush().await
+    };
+    if let Err(e) = sent.await {
+        return Err(disconnected(format!("peer {}: {e}", peer.name)));
+    }
+    let cfg = BaselineConfig::default();
+    let (ptx, mut prx) = watch::channel(baseline::BaselineStatus::default());
+    let sending = tandem_repl::catchup::send_catchup(stream, store.clone(), snap, &cfg, Some(&ptx));
+    tokio::pin!(sending);
+    let result = loop {
+        tokio::select! {
+            r = &mut sending => break r,
+            changed = prx.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let p = *prx.borrow_and_update();
+                update(shared, |s| s.catchup.done_bytes = Some(p.done_bytes));
+            }
+        }
+    };
+    let sent = result.map_err(|e| disconnected(format!("catch-up to {}: {e}", peer.name)))?;
+    let st = store.clone();
+    let lsn = sent.lsn;
+    match tokio::task::spawn_blocking(move || st.catchup_finished(lsn)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(vserver, error = %e, "could not leave journal overflow"),
+        Err(e) => tracing::error!(vserver, error = %e, "could not leave journal overflow"),
+    }
+    store.set_replica_acked(sent.lsn);
+    update(shared, |s| {
+        s.replica_lsn = sent.lsn;
+        s.catchup.done_bytes = s.catchup.total_bytes;
+        s.catchup.sent_bytes = Some(sent.data_bytes);
+    });
+    tracing::info!(vserver, to = %peer.name, lsn = sent.lsn, data_bytes = sent.data_bytes, "catch-up installed at the replica");
+    Ok(true)
+}
+
+fn disconnected(error: String) -> Outcome {
+    Outcome::Retry {
+        state: "disconnected",
+        error,
+    }
 }
 
 fn classify(result: std::result::Result<(), SessionError>, peer: &Peer) -> Outcome {

@@ -74,6 +74,12 @@ pub mod msg_type {
     pub const BASELINE_STATE: u16 = 18;
     pub const BASELINE_CHUNK: u16 = 19;
     pub const BASELINE_DONE: u16 = 20;
+    // Catch-up after a journal overflow (docs/replication-protocol.md).
+    pub const CATCHUP_START: u16 = 24;
+    pub const CATCHUP_STATE: u16 = 25;
+    pub const CATCHUP_CHUNK: u16 = 26;
+    pub const CATCHUP_ZEROS: u16 = 27;
+    pub const CATCHUP_DONE: u16 = 28;
 }
 
 /// Reason codes of `Refuse` and `Error`. Unknown codes are kept as they are
@@ -195,6 +201,22 @@ pub struct BaselineStart {
     pub total_bytes: u64,
 }
 
+/// Opens a catch-up, from the active site: the state at `lsn` and the
+/// changed ranges of a replica holding an LSN in `from_lsn..=lsn`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatchupStart {
+    pub vserver: String,
+    pub epoch: u64,
+    pub from_lsn: Lsn,
+    pub lsn: Lsn,
+    pub state_len: u64,
+    pub state_crc: u32,
+    /// Changed ranges to send.
+    pub range_count: u64,
+    /// Their total length (zeros included); data bytes sent never exceed it.
+    pub total_bytes: u64,
+}
+
 /// The replica's answer to `BaselineStart`: where to (re)start. A fresh
 /// copy is all zeros with `state_received` false.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,6 +265,28 @@ pub enum Message {
     BaselineDone {
         lsn: Lsn,
     },
+    CatchupStart(CatchupStart),
+    /// A piece of the encoded state, pieces in order from offset 0.
+    CatchupState {
+        offset: u64,
+        data: Bytes,
+    },
+    /// Changed bytes of a file as read at the active site.
+    CatchupChunk {
+        ino: u64,
+        offset: u64,
+        data: Bytes,
+    },
+    /// Changed bytes that are all zero, sent without their bytes.
+    CatchupZeros {
+        ino: u64,
+        offset: u64,
+        len: u64,
+    },
+    /// Everything is sent; the replica installs and answers `Ack` at `lsn`.
+    CatchupDone {
+        lsn: Lsn,
+    },
 }
 
 impl Message {
@@ -261,6 +305,11 @@ impl Message {
             Message::BaselineState { .. } => msg_type::BASELINE_STATE,
             Message::BaselineChunk { .. } => msg_type::BASELINE_CHUNK,
             Message::BaselineDone { .. } => msg_type::BASELINE_DONE,
+            Message::CatchupStart(_) => msg_type::CATCHUP_START,
+            Message::CatchupState { .. } => msg_type::CATCHUP_STATE,
+            Message::CatchupChunk { .. } => msg_type::CATCHUP_CHUNK,
+            Message::CatchupZeros { .. } => msg_type::CATCHUP_ZEROS,
+            Message::CatchupDone { .. } => msg_type::CATCHUP_DONE,
         }
     }
 
@@ -284,6 +333,11 @@ fn type_name(t: u16) -> &'static str {
         msg_type::BASELINE_STATE => "BaselineState",
         msg_type::BASELINE_CHUNK => "BaselineChunk",
         msg_type::BASELINE_DONE => "BaselineDone",
+        msg_type::CATCHUP_START => "CatchupStart",
+        msg_type::CATCHUP_STATE => "CatchupState",
+        msg_type::CATCHUP_CHUNK => "CatchupChunk",
+        msg_type::CATCHUP_ZEROS => "CatchupZeros",
+        msg_type::CATCHUP_DONE => "CatchupDone",
         _ => "unknown",
     }
 }
@@ -445,6 +499,37 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>> {
             w.out.extend_from_slice(data);
         }
         Message::BaselineDone { lsn } => w.u64(*lsn),
+        Message::CatchupStart(c) => {
+            check_catchup_start(c).map_err(|why| malformed(kind, why))?;
+            w.vserver(&c.vserver)?;
+            w.u64(c.epoch);
+            w.u64(c.from_lsn);
+            w.u64(c.lsn);
+            w.u64(c.state_len);
+            w.u32(c.state_crc);
+            w.u64(c.range_count);
+            w.u64(c.total_bytes);
+        }
+        Message::CatchupState { offset, data } => {
+            check_piece(data.len(), MAX_BASELINE_STATE_PIECE_BYTES)
+                .map_err(|why| malformed(kind, why))?;
+            w.u64(*offset);
+            w.out.extend_from_slice(data);
+        }
+        Message::CatchupChunk { ino, offset, data } => {
+            check_piece(data.len(), MAX_BASELINE_CHUNK_BYTES)
+                .map_err(|why| malformed(kind, why))?;
+            w.u64(*ino);
+            w.u64(*offset);
+            w.out.extend_from_slice(data);
+        }
+        Message::CatchupZeros { ino, offset, len } => {
+            check_zeros(*offset, *len).map_err(|why| malformed(kind, why))?;
+            w.u64(*ino);
+            w.u64(*offset);
+            w.u64(*len);
+        }
+        Message::CatchupDone { lsn } => w.u64(*lsn),
     }
     let payload_len = out.len() - ENVELOPE_BYTES;
     if payload_len > MAX_MESSAGE_BYTES {
@@ -651,6 +736,31 @@ pub fn encode_batch(batch: Batch, compress: bool) -> Result<Vec<u8>> {
 
 fn state_too_large(len: u64) -> String {
     format!("state of {len} bytes exceeds the {MAX_BASELINE_STATE_BYTES}-byte limit")
+}
+
+/// A catch-up's opening: a state that can be stored, `from_lsn <= lsn`.
+fn check_catchup_start(c: &CatchupStart) -> std::result::Result<(), String> {
+    if c.state_len > MAX_BASELINE_STATE_BYTES {
+        return Err(state_too_large(c.state_len));
+    }
+    if c.state_len == 0 {
+        return Err("empty state".into());
+    }
+    if c.from_lsn > c.lsn {
+        return Err(format!(
+            "from LSN {} is past the catch-up LSN {}",
+            c.from_lsn, c.lsn
+        ));
+    }
+    Ok(())
+}
+
+/// A zero range: not empty, its end representable.
+fn check_zeros(offset: u64, len: u64) -> std::result::Result<(), String> {
+    if len == 0 || offset.checked_add(len).is_none() {
+        return Err(format!("zero range of {len} bytes at {offset}"));
+    }
+    Ok(())
 }
 
 /// A baseline piece: not empty (it would make no progress), within its limit.
@@ -958,6 +1068,41 @@ fn decode_payload(msg_type: u16, payload: Bytes) -> Result<Message> {
             Message::BaselineChunk { ino, offset, data }
         }
         msg_type::BASELINE_DONE => Message::BaselineDone { lsn: r.u64("LSN")? },
+        msg_type::CATCHUP_START => {
+            let start = CatchupStart {
+                vserver: r.vserver()?,
+                epoch: r.u64("epoch")?,
+                from_lsn: r.u64("from LSN")?,
+                lsn: r.u64("LSN")?,
+                state_len: r.u64("state length")?,
+                state_crc: r.u32("state CRC")?,
+                range_count: r.u64("range count")?,
+                total_bytes: r.u64("total bytes")?,
+            };
+            check_catchup_start(&start).map_err(|why| malformed(kind, why))?;
+            Message::CatchupStart(start)
+        }
+        msg_type::CATCHUP_STATE => {
+            let offset = r.u64("offset")?;
+            let data = r.rest();
+            check_piece(data.len(), MAX_BASELINE_STATE_PIECE_BYTES)
+                .map_err(|why| malformed(kind, why))?;
+            Message::CatchupState { offset, data }
+        }
+        msg_type::CATCHUP_CHUNK => {
+            let ino = r.u64("inode")?;
+            let offset = r.u64("offset")?;
+            let data = r.rest();
+            check_piece(data.len(), MAX_BASELINE_CHUNK_BYTES)
+                .map_err(|why| malformed(kind, why))?;
+            Message::CatchupChunk { ino, offset, data }
+        }
+        msg_type::CATCHUP_ZEROS => {
+            let (ino, offset, len) = (r.u64("inode")?, r.u64("offset")?, r.u64("length")?);
+            check_zeros(offset, len).map_err(|why| malformed(kind, why))?;
+            Message::CatchupZeros { ino, offset, len }
+        }
+        msg_type::CATCHUP_DONE => Message::CatchupDone { lsn: r.u64("LSN")? },
         other => return Err(WireError::UnknownType { found: other }),
     };
     r.finish()?;

@@ -176,14 +176,8 @@ async fn start_dr(
                 .replicate(
                     VSERVER,
                     tandem_control::replication::Outgoing {
-                        to: DR_PEER.to_string(),
-                        mode: "async".to_string(),
                         replica_address: Some(format!("{dr_ip}/{prefix}")),
-                        sync_timeout_ms: None,
-                        on_replica_loss: None,
-                        max_lag_ms: None,
-                        bandwidth_mbps: None,
-                        compress: None,
+                        ..tandem_control::replication::Outgoing::new(DR_PEER, "async")
                     },
                 )
                 .await
