@@ -88,25 +88,6 @@ fn setup(
     (a, da, b, db, vs_addr, replica_addr)
 }
 
-async fn create(c: &mut Conn, name: &str) -> nfs_fh3 {
-    let root = c.root_nfs_fh3();
-    let r = must(
-        "CREATE",
-        c.create(&CREATE3args {
-            where_: dirop(&root, name),
-            how: createhow3::UNCHECKED(sattr3 {
-                mode: Nfs3Option::Some(0o644),
-                ..Default::default()
-            }),
-        }),
-    )
-    .await;
-    let Nfs3Option::Some(fh) = r.obj else {
-        panic!("CREATE without a handle");
-    };
-    fh
-}
-
 async fn write_unstable(c: &mut Conn, fh: &nfs_fh3, data: &[u8]) {
     for (i, chunk) in data.chunks(64 << 10).enumerate() {
         let w = must(
@@ -153,7 +134,7 @@ fn commit_sync_block_holds_commit_until_replica_resumes() {
     let data = pattern(256 << 10, 21);
     let fh = rt.block_on(async {
         let mut c = mount(&a, &vs_addr).await;
-        let fh = create(&mut c, "held.bin").await;
+        let fh = create_file(&mut c, "held.bin").await;
         let thaw = Thaw(&db);
         signal(&db, libc::SIGSTOP);
         // UNSTABLE writes do not wait for the replica in commit-sync.
@@ -213,7 +194,7 @@ fn commit_sync_degrades_after_timeout_and_recovers() {
     let rt = runtime();
     rt.block_on(async {
         let mut c = mount(&a, &vs_addr).await;
-        let fh = create(&mut c, "late.bin").await;
+        let fh = create_file(&mut c, "late.bin").await;
         let thaw = Thaw(&db);
         signal(&db, libc::SIGSTOP);
         write_unstable(&mut c, &fh, &pattern(64 << 10, 22)).await;
@@ -267,13 +248,13 @@ fn commit_sync_kill9_of_active_keeps_every_committed_byte() {
         let mut files = Vec::new();
         for i in 0..6u64 {
             let data = pattern((96 << 10) + (i as usize) * 1000, 100 + i);
-            let fh = create(&mut c, &format!("f{i}.bin")).await;
+            let fh = create_file(&mut c, &format!("f{i}.bin")).await;
             write_unstable(&mut c, &fh, &data).await;
             must("COMMIT", c.commit(&commit_args(&fh))).await;
             files.push((fh, data));
         }
         // More, uncommitted, in flight as the active site dies.
-        let fh = create(&mut c, "uncommitted.bin").await;
+        let fh = create_file(&mut c, "uncommitted.bin").await;
         write_unstable(&mut c, &fh, &pattern(128 << 10, 999)).await;
         files
     });
@@ -295,7 +276,7 @@ fn sync_mode_holds_unstable_writes_too() {
     let data = pattern(32 << 10, 24);
     let fh = rt.block_on(async {
         let mut c = mount(&a, &vs_addr).await;
-        let fh = create(&mut c, "sync.bin").await;
+        let fh = create_file(&mut c, "sync.bin").await;
         let thaw = Thaw(&db);
         signal(&db, libc::SIGSTOP);
         let args = WRITE3args {

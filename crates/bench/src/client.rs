@@ -223,6 +223,17 @@ impl Client {
         self.check("REMOVE", n, res).map(|_| ())
     }
 
+    pub async fn rename(&mut self, dir: &nfs_fh3, from: &str, to: &str) -> Result<(), BenchError> {
+        let res = self
+            .nfs
+            .rename(&nfs::RENAME3args {
+                from: dirop(dir, from),
+                to: dirop(dir, to),
+            })
+            .await;
+        self.check("RENAME", from, res).map(|_| ())
+    }
+
     /// One WRITE; returns the count written, how stable, and the verifier.
     pub async fn write(
         &mut self,

@@ -14,11 +14,23 @@
 //! Run it in a release build, as root (Ganesha needs root):
 //! `cargo run --release -p tandem-bench --example bench -- [--quick]`, or
 //! through `tandem bench` once the binary wires [`run`] / [`run_async`].
+//!
+//! `tandem bench replication` ([`run_replication`]) is the replication
+//! benchmark: lag, wire bytes and catch-up against rsync (see
+//! `replication.rs`).
 
 mod client;
 mod error;
 mod ganesha;
 mod options;
+mod replication;
+mod replication_changes;
+mod replication_lag;
+mod replication_options;
+mod replication_proxy;
+mod replication_report;
+mod replication_rsync;
+mod replication_sites;
 mod report;
 mod rpcbind_stub;
 mod tandem_server;
@@ -33,6 +45,9 @@ use tracing::{info, warn};
 pub use error::BenchError;
 pub use ganesha::config_text as ganesha_config_text;
 pub use options::{BenchOptions, ServerKind, MAX_IN_FLIGHT, MAX_IO_BYTES};
+pub use replication::{run_replication, run_replication_async};
+pub use replication_options::{Rate, ReplOptions};
+pub use replication_report::{ReplReport, ReplRow};
 pub use report::{BenchReport, ReportRow};
 
 use ganesha::{GaneshaOptions, GaneshaServer};

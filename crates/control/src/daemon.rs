@@ -21,11 +21,15 @@ use crate::lock::SiteLock;
 use crate::names::parse_address;
 use crate::names::{validate_address, validate_export_path, validate_name};
 use crate::peer::{self, Peer, PeerCheck, PeerListener, PeerTls, MAX_PEERS};
-use crate::replication::{self, Incoming, Outgoing, ReplicationStatus, Sender, MODE_ASYNC};
+use crate::replication::{self, Incoming, Outgoing, ReplicationStatus, Sender};
 use crate::service::ServiceConfig;
 use crate::site::Site;
 use crate::status::{FsStatus, SiteStatus, StatusReport, VserverStatus};
 use crate::vserver::Vserver;
+
+/// Longest wait for a replica store's last users (in-flight NFS reads)
+/// before a catch-up gives up for this attempt.
+const CATCHUP_RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What a replication session at this site runs against.
 pub enum IncomingTarget {
@@ -58,6 +62,7 @@ impl Daemon {
     /// Opens every vserver found in the site's vservers directory.
     async fn open(site: Site) -> Result<Daemon> {
         let service_cfg = site.config.server_config();
+        crate::site::set_store_options(site.config.store.store_options());
         let dir = site.paths.vservers();
         std::fs::create_dir_all(&dir).map_err(|e| ControlError::io(&dir, e))?;
         let mut names = Vec::new();
@@ -168,31 +173,20 @@ impl Daemon {
     }
 
     /// `tandem replicate`: records the settings durably, then starts the
-    /// sender and makes replies wait by the mode.
-    pub async fn replicate(
-        &self,
-        vserver: &str,
-        to: &str,
-        mode: &str,
-        replica_address: Option<String>,
-        sync_timeout_ms: Option<u64>,
-        on_replica_loss: Option<String>,
-    ) -> Result<ReplicationStatus> {
+    /// sender and makes replies wait by the mode. Run again with other
+    /// options it changes them (file, sender, store policy); with the same
+    /// ones it changes nothing. Every option is checked here too: the
+    /// socket may carry anything.
+    pub async fn replicate(&self, vserver: &str, mut out: Outgoing) -> Result<ReplicationStatus> {
         validate_name("vserver name", vserver)?;
-        validate_name("peer name", to)?;
-        if mode == MODE_ASYNC && (sync_timeout_ms.is_some() || on_replica_loss.is_some()) {
-            return Err(ControlError::invalid(
-                "replication mode",
-                "--sync-timeout-ms and --on-replica-loss apply to commit-sync and sync only"
-                    .to_string(),
-            ));
-        }
-        let replica_address = match replica_address {
+        validate_name("peer name", &out.to)?;
+        out.replica_address = match out.replica_address.take() {
             Some(a) => Some(parse_address(&a)?.to_string()),
             None => None,
         };
-        if !self.peers.lock().await.iter().any(|p| p.name == to) {
-            return Err(ControlError::NoPeer(to.to_string()));
+        let policy = out.policy()?;
+        if !self.peers.lock().await.iter().any(|p| p.name == out.to) {
+            return Err(ControlError::NoPeer(out.to.clone()));
         }
         let table = self.vservers.lock().await;
         let vs = table
@@ -207,28 +201,60 @@ impl Daemon {
         let store = vs.store()?.clone();
         let mut senders = self.senders.lock().await;
         if let Some(s) = senders.get(vserver) {
-            return Err(ControlError::Exists {
-                what: "replication".into(),
-                detail: format!("{vserver} is already replicated to {}", s.settings.to),
-            });
+            if s.settings.to != out.to {
+                return Err(ControlError::Exists {
+                    what: "replication".into(),
+                    detail: format!(
+                        "{vserver} is already replicated to {}; stop that first \
+                         (`tandem replicate {vserver} --stop`) to replicate it to {}",
+                        s.settings.to, out.to
+                    ),
+                });
+            }
+            if s.settings == out {
+                return Ok(s.status(&store));
+            }
         }
-        let out = Outgoing {
-            to: to.to_string(),
-            mode: mode.to_string(),
-            replica_address,
-            sync_timeout_ms,
-            on_replica_loss,
-        };
-        let policy = out.policy()?;
         let mut settings = self.replication.lock().await;
         let mut next = settings.clone();
         next.outgoing.insert(vserver.to_string(), out.clone());
         replication::save(&self.site.paths, &next)?;
         *settings = next;
+        if let Some(old) = senders.remove(vserver) {
+            tracing::info!(
+                vserver,
+                "replication settings changed; restarting the sender"
+            );
+            old.stop().await;
+        }
         let sender = self.start_sender(vserver, store.clone(), out, policy);
         let status = sender.status(&store);
         senders.insert(vserver.to_string(), sender);
         Ok(status)
+    }
+
+    /// `tandem replicate VS --stop`: stops the sender and forgets the
+    /// settings; the copy at the peer stays there, a replica. Returns the
+    /// settings that were in force.
+    pub async fn stop_replication(&self, vserver: &str) -> Result<Outgoing> {
+        validate_name("vserver name", vserver)?;
+        let mut senders = self.senders.lock().await;
+        let mut settings = self.replication.lock().await;
+        let Some(out) = settings.outgoing.get(vserver).cloned() else {
+            return Err(ControlError::invalid(
+                "vserver",
+                format!("{vserver} is not replicated from this site"),
+            ));
+        };
+        let mut next = settings.clone();
+        next.outgoing.remove(vserver);
+        replication::save(&self.site.paths, &next)?;
+        *settings = next;
+        if let Some(s) = senders.remove(vserver) {
+            s.stop().await;
+        }
+        tracing::info!(vserver, to = %out.to, "replication stopped; the replica at the peer stays");
+        Ok(out)
     }
 
     /// A peer asks to replicate `vserver` here (the REPLICATE preface):
@@ -364,6 +390,51 @@ impl Daemon {
         Ok(vs.store()?.clone())
     }
 
+    /// Readies a replica for a catch-up: stops serving it (its read-only
+    /// address too) and closes its store, then waits until nothing holds
+    /// the store any more (in-flight requests), so the install can lock the
+    /// directory. Returns the directory.
+    pub async fn begin_catchup(&self, vserver: &str) -> Result<std::path::PathBuf> {
+        let store = {
+            let mut table = self.vservers.lock().await;
+            let vs = table
+                .get_mut(vserver)
+                .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
+            vs.begin_catchup().await?
+        };
+        let deadline = tokio::time::Instant::now() + CATCHUP_RELEASE_TIMEOUT;
+        while Arc::strong_count(&store) > 1 {
+            if tokio::time::Instant::now() >= deadline {
+                // Reopened by `finish_catchup(None)` once the holder lets go.
+                return Err(ControlError::Unavailable {
+                    vserver: vserver.to_string(),
+                    reason: "the replica store is still in use; catch-up postponed".into(),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        drop(store);
+        Ok(self.site.paths.vserver(vserver))
+    }
+
+    /// After a catch-up: the installed store, or (`None`: the catch-up
+    /// failed, leaving the replica as it was) the directory reopened. The
+    /// vserver is a replica again, served on its replica address.
+    pub async fn finish_catchup(&self, vserver: &str, store: Option<Store>) -> Result<Arc<Store>> {
+        let store = match store {
+            Some(s) => s,
+            None => {
+                let dir = self.site.paths.vserver(vserver);
+                let opts = crate::site::store_options();
+                tokio::task::spawn_blocking(move || Store::open_replica(&dir, opts))
+                    .await
+                    .map_err(|e| ControlError::Internal(format!("reopening {vserver}: {e}")))?
+                    .map_err(|e| ControlError::store(vserver, e))?
+            }
+        };
+        self.finish_baseline(vserver, store).await
+    }
+
     pub fn site(&self) -> &Site {
         &self.site
     }
@@ -407,20 +478,35 @@ impl Daemon {
                 replica_address,
                 sync_timeout_ms,
                 on_replica_loss,
-            } => self
-                .replicate(
-                    &vserver,
-                    &to,
-                    &mode,
+                max_lag_ms,
+                bandwidth_mbps,
+                compress,
+            } => {
+                let out = Outgoing {
+                    to,
+                    mode,
                     replica_address,
                     sync_timeout_ms,
                     on_replica_loss,
-                )
-                .await
-                .map(|replication| Reply::Replicating {
-                    vserver,
-                    replication: Box::new(replication),
-                }),
+                    max_lag_ms,
+                    bandwidth_mbps,
+                    compress,
+                };
+                self.replicate(&vserver, out)
+                    .await
+                    .map(|replication| Reply::Replicating {
+                        vserver,
+                        replication: Box::new(replication),
+                    })
+            }
+            Request::ReplicateStop { vserver } => {
+                self.stop_replication(&vserver)
+                    .await
+                    .map(|out| Reply::ReplicationStopped {
+                        vserver,
+                        to: out.to,
+                    })
+            }
             Request::Verify { vserver } => self.verify(&vserver).await.map(Reply::Verified),
         };
         if let Err(e) = &result {

@@ -105,6 +105,7 @@ pub fn render(report: &StatusReport) -> String {
         "counter",
         "Replies sent without the replica's ack since the vserver opened.",
     );
+    let mut fig = FigureFamilies::new();
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     for vs in &report.vservers {
         let labels = format!("vserver=\"{}\"", esc(&vs.name));
@@ -127,6 +128,9 @@ pub fn render(report: &StatusReport) -> String {
                 .samples
                 .push((rl.clone(), flag(r.state == "streaming")));
             degraded.samples.push((rl.clone(), flag(r.degraded)));
+            if r.to.is_some() {
+                fig.push(&rl, r);
+            }
             degraded_total.samples.push((rl, r.degraded_replies as f64));
         }
     }
@@ -144,7 +148,10 @@ pub fn render(report: &StatusReport) -> String {
         streaming,
         degraded,
         degraded_total,
-    ] {
+    ]
+    .into_iter()
+    .chain(fig.into_families())
+    {
         let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
         let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
         for (labels, value) in f.samples {
@@ -152,6 +159,129 @@ pub fn render(report: &StatusReport) -> String {
         }
     }
     out
+}
+
+/// The families of `ReplicationFigures` (active site only).
+struct FigureFamilies {
+    sent_wire: Family,
+    sent_journal: Family,
+    acked_journal: Family,
+    wire_rate: Family,
+    acked_rate: Family,
+    rpo: Family,
+    state: Family,
+    baseline_rate: Family,
+    baseline_eta: Family,
+}
+
+/// States a sender can be in, one `tandem_replication_state` series each.
+const STATES: [&str; 8] = [
+    "connecting",
+    "baseline",
+    "streaming",
+    "behind",
+    "disconnected",
+    "needs-baseline",
+    "refused",
+    "overflow",
+];
+
+impl FigureFamilies {
+    fn new() -> Self {
+        FigureFamilies {
+            sent_wire: family(
+                "tandem_replication_sent_wire_bytes_total",
+                "counter",
+                "Batch bytes sent on the wire (after compression).",
+            ),
+            sent_journal: family(
+                "tandem_replication_sent_journal_bytes_total",
+                "counter",
+                "Journal bytes sent (before compression).",
+            ),
+            acked_journal: family(
+                "tandem_replication_acked_journal_bytes_total",
+                "counter",
+                "Journal bytes the replica acknowledged.",
+            ),
+            wire_rate: family(
+                "tandem_replication_wire_throughput_bytes_per_second",
+                "gauge",
+                "Wire bytes sent per second over the last ~10 s.",
+            ),
+            acked_rate: family(
+                "tandem_replication_throughput_bytes_per_second",
+                "gauge",
+                "Journal bytes acknowledged by the replica per second over the last ~10 s.",
+            ),
+            rpo: family(
+                "tandem_replication_estimated_rpo_seconds",
+                "gauge",
+                "What a sudden loss of this site would lose now (0 in commit-sync/sync unless degraded).",
+            ),
+            state: family(
+                "tandem_replication_state",
+                "gauge",
+                "1 for the sender's current state, 0 for the others.",
+            ),
+            baseline_rate: family(
+                "tandem_replication_baseline_rate_bytes_per_second",
+                "gauge",
+                "Rate of the running baseline.",
+            ),
+            baseline_eta: family(
+                "tandem_replication_baseline_eta_seconds",
+                "gauge",
+                "Time the running baseline needs at its rate.",
+            ),
+        }
+    }
+
+    fn push(&mut self, labels: &str, r: &crate::replication::ReplicationStatus) {
+        let f = &r.figures;
+        let l = || labels.to_string();
+        self.sent_wire.samples.push((l(), f.sent_wire_bytes as f64));
+        self.sent_journal
+            .samples
+            .push((l(), f.sent_journal_bytes as f64));
+        self.acked_journal
+            .samples
+            .push((l(), f.acked_journal_bytes as f64));
+        self.wire_rate
+            .samples
+            .push((l(), f.wire_bytes_per_second as f64));
+        self.acked_rate
+            .samples
+            .push((l(), f.acked_journal_bytes_per_second as f64));
+        let rpo_ms = f.estimated_rpo_ms.unwrap_or(r.lag_ms);
+        self.rpo.samples.push((l(), rpo_ms as f64 / 1000.0));
+        for st in STATES {
+            let on = if r.state == st { 1.0 } else { 0.0 };
+            self.state
+                .samples
+                .push((format!("{labels},state=\"{st}\""), on));
+        }
+        if let Some(rate) = f.baseline_bytes_per_second {
+            self.baseline_rate.samples.push((l(), rate as f64));
+        }
+        if let Some(eta) = f.baseline_eta_s {
+            self.baseline_eta.samples.push((l(), eta as f64));
+        }
+    }
+
+    fn into_families(self) -> [Family; 9] {
+        [
+            self.sent_wire,
+            self.sent_journal,
+            self.acked_journal,
+            self.wire_rate,
+            self.acked_rate,
+            self.rpo,
+            self.state,
+            self.baseline_rate,
+            self.baseline_eta,
+        ]
+    }
 }
 
 /// Label values escape backslash, quote and newline.

@@ -456,11 +456,19 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
             Ok(Err(e)) => return Err(e),
             Ok(Ok(Some(l))) => l,
         };
-        if line != "BASELINE" {
-            tracing::warn!(peer_id, line = %truncate(&line), "unexpected line after REPLICATE");
-            return Ok(());
-        }
-        match receive_baseline(&mut stream, peer_id, daemon, vserver).await {
+        let received = match line.as_str() {
+            "BASELINE" => receive_baseline(&mut stream, peer_id, daemon, vserver).await,
+            "CATCHUP" => {
+                // The install needs the store closed: let go of ours.
+                drop(target);
+                receive_catchup(&mut stream, peer_id, daemon, vserver).await
+            }
+            _ => {
+                tracing::warn!(peer_id, line = %truncate(&line), "unexpected line after REPLICATE");
+                return Ok(());
+            }
+        };
+        match received {
             Some(store) => store,
             None => return Ok(()),
         }
@@ -500,11 +508,7 @@ async fn receive_baseline<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(peer_id, vserver, error = %e, "refusing baseline");
-            let msg = tandem_repl::wire::Message::Error {
-                code: tandem_repl::wire::code::INTERNAL,
-                text: e.to_string().chars().take(1000).collect(),
-            };
-            let _ = tandem_repl::wire::write_message(stream, &msg, PING_TIMEOUT).await;
+            tell_refused(stream, &e).await;
             return None;
         }
     };
@@ -513,7 +517,7 @@ async fn receive_baseline<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
         stream,
         &dir,
         vserver,
-        tandem_store::StoreOptions::default(),
+        crate::site::store_options(),
         &cfg,
         None,
     )
@@ -538,6 +542,69 @@ async fn receive_baseline<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
             None
         }
     }
+}
+
+/// Receives a catch-up into the replica's directory (its store closed and
+/// its service paused meanwhile); the replica store afterwards, or None
+/// after logging why. A failed catch-up leaves the replica as it was, and
+/// it is opened and served again.
+async fn receive_catchup<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    peer_id: &str,
+    daemon: &crate::daemon::Daemon,
+    vserver: &str,
+) -> Option<Arc<tandem_store::Store>> {
+    let dir = match daemon.begin_catchup(vserver).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(peer_id, vserver, error = %e, "refusing catch-up");
+            tell_refused(stream, &e).await;
+            // A store closed before the refusal is opened again.
+            if let Err(e) = daemon.finish_catchup(vserver, None).await {
+                tracing::error!(peer_id, vserver, error = %e, "replica not reopened");
+            }
+            return None;
+        }
+    };
+    tracing::info!(peer_id, vserver, "receiving catch-up");
+    let cfg = tandem_repl::baseline::BaselineConfig::default();
+    let received = tandem_repl::catchup::receive_catchup(
+        stream,
+        &dir,
+        vserver,
+        crate::site::store_options(),
+        &cfg,
+        None,
+    )
+    .await;
+    let installed = match received {
+        Ok(s) => {
+            tracing::info!(peer_id, vserver, lsn = s.last_lsn(), "catch-up installed");
+            Some(s)
+        }
+        Err(e) => {
+            tracing::warn!(peer_id, vserver, error = %e, "catch-up ended unfinished; the replica is as it was");
+            None
+        }
+    };
+    let ok = installed.is_some();
+    match daemon.finish_catchup(vserver, installed).await {
+        Ok(s) if ok => Some(s),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::error!(peer_id, vserver, error = %e, "replica not reopened after the catch-up");
+            None
+        }
+    }
+}
+
+/// Tells the sender why its baseline or catch-up is refused (best effort).
+async fn tell_refused<S: AsyncWrite + Unpin>(stream: &mut S, e: &ControlError) {
+    let msg = tandem_repl::wire::Message::Error {
+        code: tandem_repl::wire::code::INTERNAL,
+        text: e.to_string().chars().take(1000).collect(),
+    };
+    let _ = tandem_repl::wire::write_message(stream, &msg, PING_TIMEOUT).await;
 }
 
 /// Reads one bounded line; None at end of stream.

@@ -16,14 +16,14 @@
 //! received a record, the sender sends "BASELINE\n" and a baseline
 //! (`tandem_repl::baseline`) before the session, on the same connection.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tandem_repl::baseline::{self, BaselineConfig};
-use tandem_repl::session::{self, SessionConfig, SessionError};
+use tandem_repl::session::{self, SendCounters, SessionConfig, SessionError};
 use tandem_repl::tls::{self, TlsError};
 use tandem_repl::wire::code;
 use tandem_store::baseline::BaselineSnapshot;
@@ -62,6 +62,19 @@ pub const ON_LOSS_BLOCK: &str = "block";
 /// Longest `sync_timeout_ms` accepted: past this a client has long given
 /// up on the reply, so a larger figure is a mistake.
 pub const MAX_SYNC_TIMEOUT_MS: u64 = 600_000;
+/// `--compress` words.
+pub const COMPRESS_ZSTD: &str = "zstd";
+pub const COMPRESS_NONE: &str = "none";
+/// `--max-lag-ms` range: an hour is already far past any RPO worth
+/// throttling writers for.
+pub const MAX_MAX_LAG_MS: u64 = 3_600_000;
+/// `--bandwidth-mbps` range (100 Gbit/s is more than any link we run on).
+pub const MAX_BANDWIDTH_MBPS: u32 = 100_000;
+/// A streaming replica whose lag exceeds this (when no `--max-lag-ms` is
+/// set) shows as "behind".
+pub const DEFAULT_BEHIND_MS: u64 = 5_000;
+/// Throughput is measured over this window, sampled every second.
+pub const THROUGHPUT_WINDOW_S: usize = 10;
 
 /// The active site's settings for one replicated vserver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,9 +93,33 @@ pub struct Outgoing {
     /// commit-sync and sync: "degrade" (default) or "block".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_replica_loss: Option<String>,
+    /// async: the age of the oldest unacknowledged record above which
+    /// change replies wait for the replica (throttling writers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lag_ms: Option<u64>,
+    /// Sender's wire bandwidth limit, megabits per second; none: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_mbps: Option<u32>,
+    /// "zstd" (default) or "none".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<String>,
 }
 
 impl Outgoing {
+    /// Settings to `to` in `mode` with every option at its default.
+    pub fn new(to: impl Into<String>, mode: impl Into<String>) -> Self {
+        Outgoing {
+            to: to.into(),
+            mode: mode.into(),
+            replica_address: None,
+            sync_timeout_ms: None,
+            on_replica_loss: None,
+            max_lag_ms: None,
+            bandwidth_mbps: None,
+            compress: None,
+        }
+    }
+
     /// The store's policy for these settings; an unknown word (a hand-edited
     /// file) is an error rather than a weaker guarantee.
     pub fn policy(&self) -> Result<SyncPolicy> {
@@ -114,11 +151,66 @@ impl Outgoing {
                 format!("{sync_timeout_ms} ms is not within 1..={MAX_SYNC_TIMEOUT_MS} ms"),
             ));
         }
+        self.check_options(mode)?;
         Ok(SyncPolicy {
             mode,
             sync_timeout_ms,
             on_replica_loss,
+            max_lag_ms: self.max_lag_ms,
         })
+    }
+
+    /// The options that are not the mode's own: each within its range and
+    /// only where it means something.
+    fn check_options(&self, mode: SyncMode) -> Result<()> {
+        let waits_in_async = self.max_lag_ms.is_some();
+        if mode == SyncMode::Async
+            && !waits_in_async
+            && (self.sync_timeout_ms.is_some() || self.on_replica_loss.is_some())
+        {
+            return Err(ControlError::invalid(
+                "replication mode",
+                "--sync-timeout-ms and --on-replica-loss apply to commit-sync and sync only \
+                 (or to async with --max-lag-ms)"
+                    .to_string(),
+            ));
+        }
+        if let Some(ms) = self.max_lag_ms {
+            if mode != SyncMode::Async {
+                return Err(ControlError::invalid(
+                    "max lag",
+                    "--max-lag-ms applies to async mode only (commit-sync and sync wait for \
+                     the replica already)"
+                        .to_string(),
+                ));
+            }
+            if ms == 0 || ms > MAX_MAX_LAG_MS {
+                return Err(ControlError::invalid(
+                    "max lag",
+                    format!("{ms} ms is not within 1..={MAX_MAX_LAG_MS} ms"),
+                ));
+            }
+        }
+        if let Some(mbps) = self.bandwidth_mbps {
+            if mbps == 0 || mbps > MAX_BANDWIDTH_MBPS {
+                return Err(ControlError::invalid(
+                    "bandwidth",
+                    format!("{mbps} Mbit/s is not within 1..={MAX_BANDWIDTH_MBPS}"),
+                ));
+            }
+        }
+        match self.compress.as_deref() {
+            None | Some(COMPRESS_ZSTD) | Some(COMPRESS_NONE) => Ok(()),
+            Some(other) => Err(ControlError::invalid(
+                "compress",
+                format!("{other:?} is not one of zstd, none"),
+            )),
+        }
+    }
+
+    /// Whether batches go zstd-compressed (the default).
+    pub fn compresses(&self) -> bool {
+        self.compress.as_deref() != Some(COMPRESS_NONE)
     }
 }
 
@@ -225,6 +317,75 @@ pub struct ReplicationStatus {
     /// Replies sent without the replica's ack since the vserver opened.
     #[serde(default)]
     pub degraded_replies: u64,
+    /// `tandem replicate`'s options and the throughput figures.
+    #[serde(flatten)]
+    pub figures: ReplicationFigures,
+    /// Journal overflow and catch-up (active site; docs/operating.md).
+    #[serde(flatten)]
+    pub overflow: OverflowFigures,
+}
+
+/// The replicate options in force and the sender's throughput (active
+/// site; all zero or absent at a replica site).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationFigures {
+    /// "zstd" or "none".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_mbps: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lag_ms: Option<u64>,
+    /// What a sudden loss of this site would lose now, in ms: the lag in
+    /// async mode (or commit-sync/sync while degraded), 0 in commit-sync and
+    /// sync otherwise (every reply that told a client its data was stable
+    /// waited for the replica). UNSTABLE writes not yet committed are not
+    /// counted in any mode: NFS clients resend them after a failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_rpo_ms: Option<u64>,
+    /// Batch messages sent, bytes on the wire (after compression).
+    #[serde(default)]
+    pub sent_wire_bytes: u64,
+    /// Journal bytes in those batches (before compression).
+    #[serde(default)]
+    pub sent_journal_bytes: u64,
+    /// Journal bytes the replica acknowledged.
+    #[serde(default)]
+    pub acked_journal_bytes: u64,
+    /// Over the last ~10 s: wire bytes sent per second.
+    #[serde(default)]
+    pub wire_bytes_per_second: u64,
+    /// Over the last ~10 s: journal bytes acknowledged per second.
+    #[serde(default)]
+    pub acked_journal_bytes_per_second: u64,
+    /// While a baseline runs: its rate and the time left at that rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_bytes_per_second: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_eta_s: Option<u64>,
+}
+
+/// The overflow part of `ReplicationStatus`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverflowFigures {
+    /// The replica LSN changes are tracked from while the store is in
+    /// journal overflow (the replica gets a catch-up when it returns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow_since_lsn: Option<Lsn>,
+    /// Bytes a catch-up would send now (changed ranges, current sizes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow_changed_bytes: Option<u64>,
+    /// Why the change map was lost: the replica then needs a baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow_map_lost: Option<String>,
+    /// The last catch-up: range bytes done and to do, and the file data
+    /// bytes it sent (zero ranges cost none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catchup_done_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catchup_total_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catchup_sent_bytes: Option<u64>,
 }
 
 /// The sender's live figures, shared with status.
@@ -237,6 +398,81 @@ pub struct SenderState {
     pub baseline_total_bytes: Option<u64>,
     pub last_error: Option<String>,
     pub connected_since_unix_ms: Option<u64>,
+    /// The running baseline's progress watch, for its rate and ETA.
+    pub baseline: Option<baseline::BaselineStatus>,
+    pub counters: Arc<SendCounters>,
+    /// The last catch-up (see `ReplicationStatus`).
+    pub catchup: CatchupFigures,
+}
+
+/// Progress of the last catch-up sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CatchupFigures {
+    pub done_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
+    pub sent_bytes: Option<u64>,
+}
+
+/// One throughput sample: when, sent wire bytes, acked journal bytes.
+type Sample = (Instant, u64, u64);
+
+/// Samples the sender's counters once a second, keeping the last window.
+async fn sample_throughput(counters: Arc<SendCounters>, samples: Arc<Mutex<VecDeque<Sample>>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let (wire, _, acked) = counters.read();
+        let mut g = match samples.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.push_back((Instant::now(), wire, acked));
+        while g.len() > THROUGHPUT_WINDOW_S + 1 {
+            g.pop_front();
+        }
+    }
+}
+
+/// (wire bytes/s, acked journal bytes/s) between the oldest and newest
+/// samples.
+fn throughput(samples: &VecDeque<Sample>) -> (u64, u64) {
+    let (Some(a), Some(b)) = (samples.front(), samples.back()) else {
+        return (0, 0);
+    };
+    let secs = b.0.saturating_duration_since(a.0).as_secs_f64();
+    if secs <= 0.0 {
+        return (0, 0);
+    }
+    let per_s = |x: u64, y: u64| (y.saturating_sub(x) as f64 / secs) as u64;
+    (per_s(a.1, b.1), per_s(a.2, b.2))
+}
+
+/// The state `tandem status` shows: "streaming" turns "behind" when the
+/// lag is over max_lag_ms (or DEFAULT_BEHIND_MS without one).
+fn shown_state(state: &'static str, lag_ms: u64, max_lag_ms: Option<u64>) -> &'static str {
+    if state == "streaming" && lag_ms > max_lag_ms.unwrap_or(DEFAULT_BEHIND_MS) {
+        "behind"
+    } else {
+        state
+    }
+}
+
+/// The session settings for one attempt from the vserver's options.
+fn session_config(
+    own_id: String,
+    settings: &Outgoing,
+    shared: &Mutex<SenderState>,
+) -> SessionConfig {
+    let mut cfg = SessionConfig::new(own_id);
+    cfg.compress = settings.compresses();
+    cfg.max_bytes_per_s = settings
+        .bandwidth_mbps
+        .map(tandem_repl::throttle::mbps_to_bytes_per_s);
+    cfg.counters = match shared.lock() {
+        Ok(g) => g.counters.clone(),
+        Err(p) => p.into_inner().counters.clone(),
+    };
+    cfg
 }
 
 /// One replicated vserver's sender: its task and its status.
@@ -247,6 +483,8 @@ pub struct Sender {
     task: tokio::task::JoinHandle<()>,
     /// Verify asks for the running session (`tandem verify`).
     verify: tokio::sync::mpsc::Sender<tandem_repl::verify::VerifyAsk>,
+    samples: Arc<Mutex<VecDeque<Sample>>>,
+    sampler: tokio::task::JoinHandle<()>,
 }
 
 impl Sender {
@@ -266,11 +504,19 @@ impl Sender {
         let policy = store.sync_policy();
         let (degraded, degraded_replies) = store.replication_degraded();
         let lag = store.lag_behind(s.replica_lsn);
+        let overflow = store.overflow_status();
+        // While the replica is away and changes are tracked for it.
+        let away = !matches!(s.state, "streaming" | "baseline" | "catch-up");
+        let state = match &overflow {
+            Some(o) if away && o.map_lost.is_none() => "overflow",
+            _ => s.state,
+        };
+        let figures = self.figures(&s, lag.oldest_unacked_ms, degraded);
         ReplicationStatus {
             to: Some(self.settings.to.clone()),
             from: None,
             mode: self.settings.mode.clone(),
-            state: s.state.to_string(),
+            state: shown_state(state, lag.oldest_unacked_ms, self.settings.max_lag_ms).to_string(),
             replica_lsn: s.replica_lsn,
             lag_records: lag.records,
             lag_bytes: lag.bytes,
@@ -290,6 +536,50 @@ impl Sender {
             sync_timeout_ms: synchronous.then_some(policy.sync_timeout_ms),
             degraded,
             degraded_replies,
+            overflow: OverflowFigures {
+                overflow_since_lsn: overflow
+                    .as_ref()
+                    .filter(|o| o.map_lost.is_none())
+                    .map(|o| o.since_lsn),
+                overflow_changed_bytes: overflow.as_ref().map(|o| o.changed_bytes),
+                overflow_map_lost: overflow.and_then(|o| o.map_lost),
+                catchup_done_bytes: s.catchup.done_bytes,
+                catchup_total_bytes: s.catchup.total_bytes,
+                catchup_sent_bytes: s.catchup.sent_bytes,
+            },
+            figures,
+        }
+    }
+
+    fn figures(&self, s: &SenderState, lag_ms: u64, degraded: bool) -> ReplicationFigures {
+        let (sent_wire_bytes, sent_journal_bytes, acked_journal_bytes) = s.counters.read();
+        let (wire_bytes_per_second, acked_journal_bytes_per_second) = match self.samples.lock() {
+            Ok(g) => throughput(&g),
+            Err(p) => throughput(&p.into_inner()),
+        };
+        let baseline = s.baseline.filter(|b| s.state == "baseline" && !b.finished);
+        let synchronous = self.settings.mode != MODE_ASYNC;
+        ReplicationFigures {
+            compress: Some(
+                if self.settings.compresses() {
+                    COMPRESS_ZSTD
+                } else {
+                    COMPRESS_NONE
+                }
+                .to_string(),
+            ),
+            bandwidth_mbps: self.settings.bandwidth_mbps,
+            max_lag_ms: self.settings.max_lag_ms,
+            estimated_rpo_ms: Some(if synchronous && !degraded { 0 } else { lag_ms }),
+            sent_wire_bytes,
+            sent_journal_bytes,
+            acked_journal_bytes,
+            wire_bytes_per_second,
+            acked_journal_bytes_per_second,
+            baseline_bytes_per_second: baseline
+                .and_then(|b| b.rate_bytes_per_sec())
+                .map(|r| r as u64),
+            baseline_eta_s: baseline.and_then(|b| b.eta()).map(|d| d.as_secs()),
         }
     }
 
@@ -298,8 +588,10 @@ impl Sender {
     pub async fn stop(self) {
         self.store.set_replication_mode(SyncPolicy::default());
         self.task.abort();
+        self.sampler.abort();
         // A JoinError here is the abort itself.
         let _ = self.task.await;
+        let _ = self.sampler.await;
     }
 }
 
@@ -317,6 +609,7 @@ pub fn start_sender(
     peers: PeerLookup,
 ) -> Sender {
     store.set_replication_mode(policy);
+    let counters = Arc::new(SendCounters::default());
     let shared = Arc::new(Mutex::new(SenderState {
         state: "connecting",
         replica_lsn: 0,
@@ -324,8 +617,13 @@ pub fn start_sender(
         baseline_total_bytes: None,
         last_error: None,
         connected_since_unix_ms: None,
+        baseline: None,
+        counters: counters.clone(),
+        catchup: CatchupFigures::default(),
     }));
     let (verify, verify_rx) = crate::verify::channel();
+    let samples = Arc::new(Mutex::new(VecDeque::new()));
+    let sampler = tokio::spawn(sample_throughput(counters, samples.clone()));
     let task = tokio::spawn(run_sender(
         vserver,
         store.clone(),
@@ -341,6 +639,8 @@ pub fn start_sender(
         shared,
         task,
         verify,
+        samples,
+        sampler,
     }
 }
 
@@ -567,7 +867,14 @@ async fn attempt(
         }
     };
     let behind_journal = replica_lsn.is_some_and(|l| l.saturating_add(1) < oldest);
-    if wants_baseline || behind_journal {
+    let mut caught_up = false;
+    if let (Some(lsn), true, false) = (replica_lsn, behind_journal, wants_baseline) {
+        match catch_up(vserver, store, &peer, &mut stream, shared, lsn).await {
+            Ok(done) => caught_up = done,
+            Err(outcome) => return outcome,
+        }
+    }
+    if !caught_up && (wants_baseline || behind_journal) {
         if replica_lsn != Some(0) {
             return Outcome::Slow {
                 state: "needs-baseline",
@@ -631,6 +938,7 @@ async fn attempt(
                     update(shared, |s| {
                         s.baseline_done_bytes = Some(p.done_bytes);
                         s.baseline_total_bytes = Some(p.total_bytes);
+                        s.baseline = Some(p);
                     });
                 }
             }
@@ -652,7 +960,7 @@ async fn attempt(
     }
 
     let (tx, mut rx) = watch::channel::<Lsn>(0);
-    let cfg = SessionConfig::new(peer_tls.own_id.clone());
+    let cfg = session_config(peer_tls.own_id.clone(), settings, shared);
     let session = session::send_verifiable(store.clone(), stream, &cfg, Some(tx), Some(verify));
     tokio::pin!(session);
     let mut streaming = false;
@@ -679,6 +987,16 @@ async fn attempt(
                 });
                 if first {
                     tracing::info!(vserver, to = %peer.name, replica_lsn = lsn, "replication streaming");
+                    if store.in_overflow() {
+                        // Streaming from the kept journal: the change map
+                        // is no longer needed.
+                        let st = store.clone();
+                        tokio::task::spawn_blocking(move || {
+                            if let Err(e) = st.catchup_finished(lsn) {
+                                tracing::error!(error = %e, "could not leave journal overflow");
+                            }
+                        });
+                    }
                 }
             }
         }
@@ -691,6 +1009,88 @@ async fn attempt(
         }
     }
     classify(result, &peer)
+}
+
+/// Sends a catch-up if the store is in journal overflow covering the
+/// replica at `replica_lsn` ("CATCHUP\n", then `tandem_repl::catchup`).
+/// `Ok(false)`: no catch-up possible (a baseline question follows);
+/// `Ok(true)`: the replica is at the catch-up LSN, stream from there.
+async fn catch_up<S>(
+    vserver: &str,
+    store: &Arc<Store>,
+    peer: &Peer,
+    stream: &mut S,
+    shared: &Arc<Mutex<SenderState>>,
+    replica_lsn: Lsn,
+) -> std::result::Result<bool, Outcome>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let st = store.clone();
+    let snap = match tokio::task::spawn_blocking(move || st.catchup_begin(replica_lsn)).await {
+        Ok(Ok(s)) => Arc::new(s),
+        Ok(Err(StoreError::CatchupUnavailable(why))) => {
+            tracing::info!(vserver, replica_lsn, %why, "no catch-up for the replica");
+            return Ok(false);
+        }
+        Ok(Err(e)) => return Err(disconnected(format!("starting a catch-up: {e}"))),
+        Err(e) => return Err(disconnected(format!("starting a catch-up: {e}"))),
+    };
+    update(shared, |s| {
+        s.state = "catch-up";
+        s.catchup = CatchupFigures {
+            done_bytes: Some(0),
+            total_bytes: Some(snap.total_bytes),
+            sent_bytes: None,
+        };
+    });
+    tracing::info!(vserver, to = %peer.name, replica_lsn, lsn = snap.lsn, bytes = snap.total_bytes, "sending catch-up");
+    let sent = async {
+        stream.write_all(b"CATCHUP\n").await?;
+        stream.flush().await
+    };
+    if let Err(e) = sent.await {
+        return Err(disconnected(format!("peer {}: {e}", peer.name)));
+    }
+    let cfg = BaselineConfig::default();
+    let (ptx, mut prx) = watch::channel(baseline::BaselineStatus::default());
+    let sending = tandem_repl::catchup::send_catchup(stream, store.clone(), snap, &cfg, Some(&ptx));
+    tokio::pin!(sending);
+    let result = loop {
+        tokio::select! {
+            r = &mut sending => break r,
+            changed = prx.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let p = *prx.borrow_and_update();
+                update(shared, |s| s.catchup.done_bytes = Some(p.done_bytes));
+            }
+        }
+    };
+    let sent = result.map_err(|e| disconnected(format!("catch-up to {}: {e}", peer.name)))?;
+    let st = store.clone();
+    let lsn = sent.lsn;
+    match tokio::task::spawn_blocking(move || st.catchup_finished(lsn)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(vserver, error = %e, "could not leave journal overflow"),
+        Err(e) => tracing::error!(vserver, error = %e, "could not leave journal overflow"),
+    }
+    store.set_replica_acked(sent.lsn);
+    update(shared, |s| {
+        s.replica_lsn = sent.lsn;
+        s.catchup.done_bytes = s.catchup.total_bytes;
+        s.catchup.sent_bytes = Some(sent.data_bytes);
+    });
+    tracing::info!(vserver, to = %peer.name, lsn = sent.lsn, data_bytes = sent.data_bytes, "catch-up installed at the replica");
+    Ok(true)
+}
+
+fn disconnected(error: String) -> Outcome {
+    Outcome::Retry {
+        state: "disconnected",
+        error,
+    }
 }
 
 fn classify(result: std::result::Result<(), SessionError>, peer: &Peer) -> Outcome {
@@ -753,6 +1153,9 @@ mod tests {
                 replica_address: Some("127.0.0.9/32".into()),
                 sync_timeout_ms: Some(700),
                 on_replica_loss: Some(ON_LOSS_BLOCK.into()),
+                max_lag_ms: None,
+                bandwidth_mbps: Some(100),
+                compress: Some(COMPRESS_NONE.into()),
             },
         );
         s.incoming.insert(
@@ -781,6 +1184,87 @@ mod tests {
         .unwrap();
         let e = load(&paths).unwrap_err().to_string();
         assert!(e.contains("replication.toml"), "{e}");
+    }
+
+    fn outgoing(mode: &str) -> Outgoing {
+        Outgoing {
+            to: "beta".into(),
+            mode: mode.into(),
+            replica_address: None,
+            sync_timeout_ms: None,
+            on_replica_loss: None,
+            max_lag_ms: None,
+            bandwidth_mbps: None,
+            compress: None,
+        }
+    }
+
+    #[test]
+    fn replicate_options_are_checked() {
+        let ok = Outgoing {
+            max_lag_ms: Some(MAX_MAX_LAG_MS),
+            bandwidth_mbps: Some(MAX_BANDWIDTH_MBPS),
+            compress: Some(COMPRESS_NONE.into()),
+            on_replica_loss: Some(ON_LOSS_BLOCK.into()),
+            ..outgoing(MODE_ASYNC)
+        };
+        let p = ok.policy().unwrap();
+        assert_eq!(p.max_lag_ms, Some(MAX_MAX_LAG_MS));
+        assert!(!ok.compresses());
+        assert!(outgoing(MODE_ASYNC).compresses());
+        for bad in [
+            Outgoing {
+                max_lag_ms: Some(0),
+                ..ok.clone()
+            },
+            Outgoing {
+                max_lag_ms: Some(MAX_MAX_LAG_MS + 1),
+                ..ok.clone()
+            },
+            Outgoing {
+                bandwidth_mbps: Some(0),
+                ..ok.clone()
+            },
+            Outgoing {
+                bandwidth_mbps: Some(MAX_BANDWIDTH_MBPS + 1),
+                ..ok.clone()
+            },
+            Outgoing {
+                compress: Some("lz4".into()),
+                ..ok.clone()
+            },
+            Outgoing {
+                max_lag_ms: None,
+                ..ok.clone()
+            },
+            Outgoing {
+                max_lag_ms: Some(10),
+                ..outgoing(MODE_SYNC)
+            },
+        ] {
+            assert!(bad.policy().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn behind_and_throughput() {
+        assert_eq!(
+            shown_state("streaming", DEFAULT_BEHIND_MS, None),
+            "streaming"
+        );
+        assert_eq!(
+            shown_state("streaming", DEFAULT_BEHIND_MS + 1, None),
+            "behind"
+        );
+        assert_eq!(shown_state("streaming", 11, Some(10)), "behind");
+        assert_eq!(shown_state("baseline", 1_000_000, Some(10)), "baseline");
+        let t0 = Instant::now();
+        let mut samples = VecDeque::new();
+        assert_eq!(throughput(&samples), (0, 0));
+        samples.push_back((t0, 1_000, 500));
+        assert_eq!(throughput(&samples), (0, 0));
+        samples.push_back((t0 + Duration::from_secs(2), 5_000, 2_500));
+        assert_eq!(throughput(&samples), (2_000, 1_000));
     }
 
     #[test]

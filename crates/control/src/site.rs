@@ -200,6 +200,77 @@ pub struct SiteConfig {
     pub control: ControlSettings,
     #[serde(default)]
     pub metrics: MetricsSettings,
+    #[serde(default)]
+    pub store: StoreSettings,
+}
+
+/// Store settings, applied to every vserver store of the site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Most journal kept for a replica that is away; past it the active
+    /// site tracks changed ranges instead and the replica gets a catch-up
+    /// (docs/operating.md, "Journal overflow").
+    #[serde(default = "default_journal_max_bytes")]
+    pub journal_max_bytes: u64,
+}
+
+fn default_journal_max_bytes() -> u64 {
+    tandem_store::store::DEFAULT_JOURNAL_MAX_BYTES
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            journal_max_bytes: default_journal_max_bytes(),
+        }
+    }
+}
+
+/// Smallest `store.journal_max_bytes`: a few journal segments' worth.
+pub const MIN_JOURNAL_MAX_BYTES: u64 = 1 << 20;
+/// Largest `store.journal_max_bytes` (16 TiB): past it, a typo.
+pub const MAX_JOURNAL_MAX_BYTES: u64 = 16 << 40;
+
+impl StoreSettings {
+    fn validate(&self) -> std::result::Result<(), String> {
+        let v = self.journal_max_bytes;
+        if !(MIN_JOURNAL_MAX_BYTES..=MAX_JOURNAL_MAX_BYTES).contains(&v) {
+            return Err(format!(
+                "store.journal_max_bytes = {v} is outside {MIN_JOURNAL_MAX_BYTES}..={MAX_JOURNAL_MAX_BYTES}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The options every vserver store of this site opens with. Segments
+    /// are at most a quarter of the limit: a checkpoint deletes only whole
+    /// segments, so larger ones would keep the journal above it.
+    pub fn store_options(&self) -> tandem_store::StoreOptions {
+        let d = tandem_store::StoreOptions::default();
+        tandem_store::StoreOptions {
+            journal_max_bytes: self.journal_max_bytes,
+            max_segment_bytes: d.max_segment_bytes.min(self.journal_max_bytes / 4),
+            ..d
+        }
+    }
+}
+
+/// The site's store options, set once the daemon loaded site.toml; the
+/// defaults until then (and in tools that open stores without a site).
+static STORE_OPTIONS: std::sync::RwLock<Option<tandem_store::StoreOptions>> =
+    std::sync::RwLock::new(None);
+
+pub fn set_store_options(opts: tandem_store::StoreOptions) {
+    *STORE_OPTIONS.write().unwrap_or_else(|p| p.into_inner()) = Some(opts);
+}
+
+pub fn store_options() -> tandem_store::StoreOptions {
+    STORE_OPTIONS
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or_default()
 }
 
 /// Prometheus metrics endpoint.
@@ -217,6 +288,7 @@ impl SiteConfig {
         parse_listen(&self.listen).map_err(|e| e.to_string())?;
         self.nfs.validate()?;
         self.control.validate()?;
+        self.store.validate()?;
         if let Some(listen) = &self.metrics.listen {
             parse_listen(listen).map_err(|e| format!("metrics.listen: {e}"))?;
         }
@@ -306,6 +378,7 @@ impl Site {
             nfs: NfsSettings::defaults(as_root),
             control: ControlSettings::default(),
             metrics: MetricsSettings::default(),
+            store: StoreSettings::default(),
         };
         let identity = identity::generate(&paths, name, &listen)?;
         fs::DirBuilder::new()
@@ -434,5 +507,45 @@ mod tests {
             Site::load(&dir),
             Err(ControlError::SiteConfig { .. })
         ));
+    }
+
+    #[test]
+    fn journal_max_bytes_is_read_and_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        let site = Site::init(&dir, "alpha", "127.0.0.1", false).unwrap();
+        assert_eq!(
+            site.config.store.journal_max_bytes,
+            tandem_store::store::DEFAULT_JOURNAL_MAX_BYTES
+        );
+        let toml_path = SitePaths::new(&dir).site_toml();
+        let text = fs::read_to_string(&toml_path).unwrap();
+        let without = text.split("[store]").next().unwrap().trim_end().to_string();
+        fs::write(
+            &toml_path,
+            format!("{without}\n\n[store]\njournal_max_bytes = 8388608\n"),
+        )
+        .unwrap();
+        let loaded = Site::load(&dir).unwrap();
+        assert_eq!(loaded.config.store.journal_max_bytes, 8 << 20);
+        assert_eq!(
+            loaded.config.store.store_options().journal_max_bytes,
+            8 << 20
+        );
+        for bad in ["0", "1000", "17592186044417"] {
+            fs::write(
+                &toml_path,
+                format!("{without}\n\n[store]\njournal_max_bytes = {bad}\n"),
+            )
+            .unwrap();
+            let err = Site::load(&dir).unwrap_err().to_string();
+            assert!(err.contains("store.journal_max_bytes"), "{bad}: {err}");
+        }
+        fs::write(
+            &toml_path,
+            format!("{without}\n\n[store]\njournal_max = 1\n"),
+        )
+        .unwrap();
+        assert!(Site::load(&dir).is_err());
     }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use tandem_store::{AddressSpec, Export, FsConfig, Lsn, Store, StoreOptions, User};
+use tandem_store::{AddressSpec, Export, FsConfig, Lsn, Store, User};
 
 use crate::error::{ControlError, Result};
 use crate::names::parse_address;
@@ -145,7 +145,7 @@ impl Vserver {
     pub async fn open(dir: &Path, name: &str, cfg: &ServiceConfig) -> Vserver {
         let owned_dir = dir.to_path_buf();
         let opened = blocking(name, move || {
-            Store::open(&owned_dir, StoreOptions::default())
+            Store::open(&owned_dir, crate::site::store_options())
         })
         .await;
         match opened {
@@ -197,7 +197,7 @@ impl Vserver {
         let owned_dir = dir.to_path_buf();
         let owned_name = name.to_string();
         let made = blocking(name, move || {
-            let store = Store::init(&owned_dir, &owned_name, StoreOptions::default())?;
+            let store = Store::init(&owned_dir, &owned_name, crate::site::store_options())?;
             let mut last: Lsn = store.last_lsn();
             for a in addresses {
                 last = store.add_address(a)?.lsn;
@@ -278,15 +278,7 @@ impl Vserver {
     /// its store, leaving its directory to a baseline. The vserver stays
     /// (in baseline state) with the same session lock.
     pub async fn begin_baseline(&mut self, dir: &Path) -> Result<()> {
-        let State::Replica {
-            store,
-            services,
-            session,
-            from,
-            replica_address,
-            ..
-        } = &mut self.state
-        else {
+        let State::Replica { store, .. } = &self.state else {
             return Ok(());
         };
         if store.last_lsn() != 0 {
@@ -298,22 +290,52 @@ impl Vserver {
                 ),
             });
         }
-        for s in services.drain(..) {
-            s.shutdown().await;
-        }
-        let store = store.clone();
-        let next = State::Baseline {
-            session: session.clone(),
-            from: from.take(),
-            replica_address: replica_address.take(),
-        };
-        self.state = next;
-        blocking(&self.name, move || store.close()).await?;
+        self.pause_replica().await?;
         // Closing wrote a checkpoint at LSN 0, which a baseline refuses to
         // overwrite; the directory holds no record, so nothing is lost by
         // removing it. Renamed away first, so a crash leaves either the
         // whole replica or none (the next connection then creates one).
         discard_empty_replica_dir(dir)
+    }
+
+    /// Stops serving a replica and closes its store for a catch-up, which
+    /// installs into the same directory (the replica stays valid at its
+    /// LSN until the install's switch). Shown as a baseline meanwhile (not
+    /// served, same session lock). Returns the closed store: the install
+    /// waits for every other holder to let it go.
+    pub async fn begin_catchup(&mut self) -> Result<Arc<Store>> {
+        self.pause_replica().await
+    }
+
+    /// Stops serving a replica, closes its store and puts the vserver in
+    /// baseline state (not served, same session lock).
+    async fn pause_replica(&mut self) -> Result<Arc<Store>> {
+        let State::Replica {
+            store,
+            services,
+            session,
+            from,
+            replica_address,
+            ..
+        } = &mut self.state
+        else {
+            return Err(ControlError::Unavailable {
+                vserver: self.name.clone(),
+                reason: "not a replica with an open store".into(),
+            });
+        };
+        for s in services.drain(..) {
+            s.shutdown().await;
+        }
+        let store = store.clone();
+        self.state = State::Baseline {
+            session: session.clone(),
+            from: from.take(),
+            replica_address: replica_address.take(),
+        };
+        let closing = store.clone();
+        blocking(&self.name, move || closing.close()).await?;
+        Ok(store)
     }
 
     /// A finished baseline: the vserver becomes a replica of `store` again
@@ -344,10 +366,10 @@ impl Vserver {
         let store = blocking(name, move || {
             // Dropped, not closed: closing would checkpoint LSN 0, and a
             // baseline only goes into a replica without a checkpoint.
-            drop(Store::init_replica(&new, StoreOptions::default())?);
+            drop(Store::init_replica(&new, crate::site::store_options())?);
             std::fs::rename(&new, &owned_dir)
                 .map_err(|e| tandem_store::StoreError::io(&owned_dir, e))?;
-            Store::open_replica(&owned_dir, StoreOptions::default())
+            Store::open_replica(&owned_dir, crate::site::store_options())
         })
         .await?;
         tracing::info!(vserver = name, "replica store created");
@@ -642,5 +664,7 @@ fn incoming(
         sync_timeout_ms: None,
         degraded: false,
         degraded_replies: 0,
+        figures: Default::default(),
+        overflow: Default::default(),
     }
 }

@@ -107,7 +107,7 @@ pub enum BaselineSessionError {
 
 type Result<T> = std::result::Result<T, BaselineSessionError>;
 
-fn publish(progress: Option<&watch::Sender<BaselineStatus>>, status: &BaselineStatus) {
+pub(crate) fn publish(progress: Option<&watch::Sender<BaselineStatus>>, status: &BaselineStatus) {
     if let Some(tx) = progress {
         tx.send_replace(*status);
     }
@@ -115,7 +115,12 @@ fn publish(progress: Option<&watch::Sender<BaselineStatus>>, status: &BaselineSt
 
 /// Tells the peer why before the error ends the session (best effort: the
 /// connection may be what failed).
-async fn tell<S: AsyncWrite + Unpin>(s: &mut S, code: u16, text: &str, timeout: Duration) {
+pub(crate) async fn tell<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    code: u16,
+    text: &str,
+    timeout: Duration,
+) {
     let text = wire::clip_text(text);
     if let Err(e) = wire::write_message(s, &Message::Error { code, text }, timeout).await {
         tracing::debug!(error = %e, "could not tell the peer about the error");
@@ -123,7 +128,7 @@ async fn tell<S: AsyncWrite + Unpin>(s: &mut S, code: u16, text: &str, timeout: 
 }
 
 /// A protocol breach: told to the peer, then the session's error.
-async fn protocol_error<S: AsyncWrite + Unpin>(
+pub(crate) async fn protocol_error<S: AsyncWrite + Unpin>(
     s: &mut S,
     text: String,
     timeout: Duration,
@@ -133,7 +138,7 @@ async fn protocol_error<S: AsyncWrite + Unpin>(
 }
 
 /// A refused install step: told to the peer, then the session's error.
-async fn install_error<S: AsyncWrite + Unpin>(
+pub(crate) async fn install_error<S: AsyncWrite + Unpin>(
     s: &mut S,
     e: BaselineError,
     timeout: Duration,
@@ -318,18 +323,7 @@ where
             return Err(protocol_error(stream, text, cfg.message_timeout).await);
         }
     };
-    if start.vserver != vserver {
-        let reason = format!("this baseline is for {vserver:?}, not {:?}", start.vserver);
-        let msg = Message::Refuse {
-            code: code::UNKNOWN_VSERVER,
-            reason: reason.clone(),
-        };
-        let _ = wire::write_message(stream, &msg, cfg.message_timeout).await;
-        return Err(BaselineSessionError::Refused {
-            code: code::UNKNOWN_VSERVER,
-            reason,
-        });
-    }
+    refuse_other_vserver(stream, vserver, &start.vserver, cfg).await?;
     let dir: PathBuf = store_dir.to_path_buf();
     let (lsn, state_len, state_crc) = (start.lsn, start.state_len, start.state_crc);
     let begun = blocking(move || BaselineInstall::begin(&dir, lsn, state_len, state_crc)).await?;
@@ -376,20 +370,12 @@ where
         };
         let step = match msg {
             Message::BaselineState { offset, data } => {
-                let (i, r) = blocking(move || {
-                    let r = install.write_state(offset, &data);
-                    (install, r)
-                })
-                .await?;
+                let (i, r) = step(install, move |i| i.write_state(offset, &data)).await?;
                 install = i;
                 r.and_then(|()| check_totals(&install, &start))
             }
             Message::BaselineChunk { ino, offset, data } => {
-                let (i, r) = blocking(move || {
-                    let r = install.write(ino, offset, &data);
-                    (install, r)
-                })
-                .await?;
+                let (i, r) = step(install, move |i| i.write(ino, offset, &data)).await?;
                 install = i;
                 r
             }
@@ -429,6 +415,42 @@ where
     }
 }
 
+/// Refuses (and tells the peer) a transfer announced for another vserver
+/// than the one this connection serves.
+pub(crate) async fn refuse_other_vserver<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    ours: &str,
+    announced: &str,
+    cfg: &BaselineConfig,
+) -> Result<()> {
+    if announced == ours {
+        return Ok(());
+    }
+    let reason = format!("this transfer is for {ours:?}, not {announced:?}");
+    let msg = Message::Refuse {
+        code: code::UNKNOWN_VSERVER,
+        reason: reason.clone(),
+    };
+    let _ = wire::write_message(stream, &msg, cfg.message_timeout).await;
+    Err(BaselineSessionError::Refused {
+        code: code::UNKNOWN_VSERVER,
+        reason,
+    })
+}
+
+/// Runs one install step off the async threads, handing the install back.
+pub(crate) async fn step<I: Send + 'static, E: Send + 'static>(
+    install: I,
+    f: impl FnOnce(&mut I) -> std::result::Result<(), E> + Send + 'static,
+) -> Result<(I, std::result::Result<(), E>)> {
+    blocking(move || {
+        let mut install = install;
+        let r = f(&mut install);
+        (install, r)
+    })
+    .await
+}
+
 /// The announced file count and total must be what the state says: a
 /// mismatch means sender and replica disagree about what is copied.
 fn check_totals(
@@ -453,7 +475,9 @@ fn install_code(e: &BaselineError) -> u16 {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| BaselineSessionError::Task(e.to_string()))

@@ -3,7 +3,9 @@
 //! epochs and checksums; it never interprets file-system semantics.
 
 pub mod baseline;
+pub mod catchup;
 pub mod session;
+pub mod throttle;
 pub mod tls;
 pub mod verify;
 pub mod wire;

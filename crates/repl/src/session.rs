@@ -12,18 +12,22 @@
 //! replica's LSN in the next HelloOk.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tandem_store::{Lsn, Store, StoreError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::{mpsc, watch};
 
+use crate::throttle::TokenBucket;
 use crate::verify::{Answering, VerifyAsk, Verifying};
 use crate::wire::{self, code, Ack, Batch, Hello, HelloOk, Message, WireError};
 
 /// Envelope and batch header bytes left out of a batch's frame budget.
 const BATCH_OVERHEAD_BYTES: usize = 1024;
+/// Smallest frame budget per batch under a bandwidth limit.
+const MIN_THROTTLED_BATCH_BYTES: usize = 64 << 10;
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -39,6 +43,35 @@ pub struct SessionConfig {
     pub window_batches: usize,
     /// Frame bytes per batch, at most (one frame always fits).
     pub max_batch_bytes: usize,
+    /// Send batches as BatchZstd when that saves bytes (`--compress`).
+    pub compress: bool,
+    /// Wire bytes per second the sender's batches may use, at most
+    /// (`--bandwidth-mbps`); `None` is no limit.
+    pub max_bytes_per_s: Option<u64>,
+    /// The sender's running totals, shared with whoever reports them.
+    pub counters: Arc<SendCounters>,
+}
+
+/// A sender's totals since they were created (they outlive sessions).
+#[derive(Debug, Default)]
+pub struct SendCounters {
+    /// Batch messages written, envelope included, compressed or not.
+    pub sent_wire_bytes: AtomicU64,
+    /// Journal frame bytes in those batches (before compression).
+    pub sent_journal_bytes: AtomicU64,
+    /// Journal frame bytes the replica acknowledged.
+    pub acked_journal_bytes: AtomicU64,
+}
+
+impl SendCounters {
+    /// (sent wire bytes, sent journal bytes, acked journal bytes).
+    pub fn read(&self) -> (u64, u64, u64) {
+        (
+            self.sent_wire_bytes.load(Ordering::Relaxed),
+            self.sent_journal_bytes.load(Ordering::Relaxed),
+            self.acked_journal_bytes.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl SessionConfig {
@@ -50,6 +83,9 @@ impl SessionConfig {
             idle_timeout: Duration::from_secs(5),
             window_batches: 4,
             max_batch_bytes: 4 << 20,
+            compress: true,
+            max_bytes_per_s: None,
+            counters: Arc::default(),
         }
     }
 }
@@ -195,13 +231,27 @@ where
     // batches are being sent.
     let (_reader, mut rx) = spawn_reader(rd, cfg.idle_timeout, cfg.window_batches);
 
-    let max_bytes = cfg
+    let mut max_bytes = cfg
         .max_batch_bytes
         .min(wire::MAX_MESSAGE_BYTES - BATCH_OVERHEAD_BYTES);
+    if let Some(rate) = cfg.max_bytes_per_s {
+        // Batches of at most about a second's worth keep each wait for
+        // the bucket short (one frame always fits, whatever its size).
+        let second = usize::try_from(rate).unwrap_or(usize::MAX);
+        max_bytes = max_bytes.min(second.max(MIN_THROTTLED_BATCH_BYTES));
+    }
     let window = cfg.window_batches.max(1);
     let mut applied = ok.last_lsn;
     let mut sent = ok.last_lsn;
-    let mut in_flight: VecDeque<Lsn> = VecDeque::new();
+    // Each batch in flight: its last LSN and its journal bytes.
+    let mut in_flight: VecDeque<(Lsn, u64)> = VecDeque::new();
+    let mut bucket = cfg.max_bytes_per_s.map(|rate| {
+        TokenBucket::new(
+            rate,
+            (max_bytes + BATCH_OVERHEAD_BYTES) as u64,
+            Instant::now(),
+        )
+    });
     let mut heartbeat = tokio::time::interval(cfg.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut verifying: Option<Verifying> = None;
@@ -223,14 +273,25 @@ where
             let Some(last) = frames.last().map(|f| f.lsn) else {
                 break;
             };
-            let batch = Message::Batch(Batch {
+            let journal_bytes: u64 = frames.iter().map(|f| f.bytes.len() as u64).sum();
+            let batch = Batch {
                 vserver: vserver.clone(),
                 epoch: store.epoch(),
                 frames,
-            });
-            wire::write_message(&mut wr, &batch, cfg.message_timeout).await?;
+            };
+            let bytes = wire::encode_batch(batch, cfg.compress)?;
+            if let Some(b) = bucket.as_mut() {
+                let wait = b.take(bytes.len() as u64, Instant::now());
+                pace(&mut wr, wait, cfg).await?;
+            }
+            wire::write_bytes(&mut wr, &bytes, cfg.message_timeout).await?;
+            let c = &cfg.counters;
+            c.sent_wire_bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            c.sent_journal_bytes
+                .fetch_add(journal_bytes, Ordering::Relaxed);
             sent = last;
-            in_flight.push_back(last);
+            in_flight.push_back((last, journal_bytes));
         }
         if let Some(request) = Verifying::request_due(&mut verifying, sent) {
             wire::write_message(&mut wr, &request, cfg.message_timeout).await?;
@@ -248,8 +309,12 @@ where
                         )));
                     }
                     applied = a.applied_lsn;
-                    while in_flight.front().is_some_and(|&l| l <= applied) {
+                    while let Some(&(l, bytes)) = in_flight.front() {
+                        if l > applied {
+                            break;
+                        }
                         in_flight.pop_front();
+                        cfg.counters.acked_journal_bytes.fetch_add(bytes, Ordering::Relaxed);
                     }
                     store.set_retention_floor(applied);
                     if let Some(tx) = &acked {
@@ -302,6 +367,26 @@ async fn recv_ask(rx: &mut Option<&mut mpsc::Receiver<VerifyAsk>>) -> Option<Ver
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// Waits `wait` for the bandwidth limit, sending heartbeats meanwhile so
+/// the replica does not take a long wait (a large frame on a slow limit)
+/// for a dead link.
+async fn pace<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    mut wait: Duration,
+    cfg: &SessionConfig,
+) -> Result<(), WireError> {
+    while !wait.is_zero() {
+        let step = wait.min(cfg.heartbeat_interval);
+        tokio::time::sleep(step).await;
+        wait -= step;
+        if !wait.is_zero() {
+            let hb = Message::Heartbeat { now_ms: now_ms() };
+            wire::write_message(wr, &hb, cfg.message_timeout).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn send_error<W: AsyncWrite + Unpin>(
@@ -422,7 +507,7 @@ where
             }
         };
         match msg {
-            Message::Batch(b) => {
+            Message::Batch(b) | Message::BatchZstd(b) => {
                 if b.vserver != vserver {
                     let text = format!("batch for {:?} in a session for {vserver:?}", b.vserver);
                     let _ = send_error(&mut wr, code::UNKNOWN_VSERVER, &text, cfg).await;

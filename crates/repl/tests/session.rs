@@ -73,7 +73,14 @@ type Side = tokio::task::JoinHandle<std::result::Result<(), SessionError>>;
 /// A session from `active` to `replica` for "vs1", each end on its own
 /// task; the LSNs the replica acknowledges arrive on the receiver.
 fn spawn_session(active: &Arc<Store>, replica: &Arc<Store>) -> (Side, Side, watch::Receiver<Lsn>) {
-    let c = session_cfg();
+    spawn_session_with(active, replica, session_cfg())
+}
+
+fn spawn_session_with(
+    active: &Arc<Store>,
+    replica: &Arc<Store>,
+    c: SessionConfig,
+) -> (Side, Side, watch::Receiver<Lsn>) {
     let (a, b) = tokio::io::duplex(64 << 10);
     let (ack_tx, acked) = watch::channel(0);
     let sender = tokio::spawn({
@@ -143,6 +150,86 @@ async fn streams_while_writing_and_resumes_after_a_cut() {
         !sender.is_finished(),
         "heartbeats keep an idle session alive"
     );
+    assert!(!receiver.is_finished());
+    sender.abort();
+    let _ = sender.await;
+    let _ = receiver.await;
+}
+
+/// With compression on or off, and under a bandwidth limit, the replica
+/// converges; the counters say what went over the wire and was acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compression_and_bandwidth_limit_converge_and_count() {
+    for compress in [true, false] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (active, root) = new_active(&tmp.path().join("active"));
+        let replica = Arc::new(
+            Store::init_replica(&tmp.path().join("replica"), StoreOptions::default())
+                .expect("replica"),
+        );
+        write_some(&active, root, 0);
+        let mut c = session_cfg();
+        c.compress = compress;
+        c.max_bytes_per_s = Some(tandem_repl::throttle::mbps_to_bytes_per_s(100));
+        let counters = c.counters.clone();
+        let (sender, receiver, mut acked) = spawn_session_with(&active, &replica, c);
+        write_some(&active, root, 1);
+        active
+            .wait_durable_blocking(active.last_lsn())
+            .expect("durable");
+        wait_for(&mut acked, active.last_lsn()).await;
+        assert_eq!(contents(&replica), contents(&active));
+        let (wire, journal, acked_bytes) = counters.read();
+        assert!(journal > 0);
+        assert_eq!(acked_bytes, journal, "everything sent was acked");
+        if compress {
+            // The writes repeat one byte: they pack well.
+            assert!(wire * 2 < journal, "{wire} wire bytes for {journal}");
+        } else {
+            assert!(wire > journal, "{wire} wire bytes for {journal}");
+        }
+        sender.abort();
+        let _ = sender.await;
+        let _ = receiver.await;
+    }
+}
+
+/// A limit far below what the writes need: batches wait for the bucket
+/// much longer than the receiver's idle timeout, yet the same session
+/// carries everything (heartbeats go out while the sender waits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_bandwidth_limit_keeps_the_session_alive() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (active, root) = new_active(&tmp.path().join("active"));
+    let replica = Arc::new(
+        Store::init_replica(&tmp.path().join("replica"), StoreOptions::default()).expect("replica"),
+    );
+    for round in 0..3 {
+        write_some(&active, root, round);
+    }
+    active
+        .wait_durable_blocking(active.last_lsn())
+        .expect("durable");
+    let mut c = session_cfg();
+    c.compress = false;
+    c.max_batch_bytes = 1 << 20;
+    // 1 Mbit/s: 125 kB/s, and the writes are ~420 kB: about 2.5 s of
+    // waits, ~1 s each (a batch holds about a second's worth), each
+    // longer than the 500 ms idle timeout would allow without heartbeats.
+    c.max_bytes_per_s = Some(tandem_repl::throttle::mbps_to_bytes_per_s(1));
+    let (sender, receiver, mut acked) = spawn_session_with(&active, &replica, c);
+    let last = active.last_lsn();
+    let caught_up =
+        tokio::time::timeout(Duration::from_secs(20), acked.wait_for(|&a| a >= last)).await;
+    if caught_up.is_err() || sender.is_finished() {
+        panic!(
+            "the session stalled or ended: sender {:?}, receiver {:?}",
+            sender.await,
+            receiver.await
+        );
+    }
+    assert_eq!(contents(&replica), contents(&active));
+    assert!(!sender.is_finished(), "the session survived the waits");
     assert!(!receiver.is_finished());
     sender.abort();
     let _ = sender.await;

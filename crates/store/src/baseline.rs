@@ -30,7 +30,7 @@
 //! begin` with the same LSN and state resumes from the recorded position.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -95,6 +95,22 @@ pub enum BaselineError {
     },
     #[error("piece of {len_bytes} bytes exceeds the {max_bytes}-byte limit")]
     ChunkTooLarge { len_bytes: usize, max_bytes: usize },
+    #[error("{0} is not a replica store; a catch-up goes into a replica")]
+    NotReplica(PathBuf),
+    #[error(
+        "the replica holds LSN {replica_lsn}; this catch-up covers replicas at {from_lsn}..={lsn}"
+    )]
+    NotCovered {
+        replica_lsn: Lsn,
+        from_lsn: Lsn,
+        lsn: Lsn,
+    },
+    #[error("catch-up piece of inode {ino} at offset {offset} does not follow the previous one")]
+    OutOfOrder { ino: Ino, offset: u64 },
+    #[error("catch-up ranges exceed the {max_bytes} bytes announced")]
+    TooMuchData { max_bytes: u64 },
+    #[error("catch-up ended after {got_bytes} of the {want_bytes} range bytes announced")]
+    Incomplete { got_bytes: u64, want_bytes: u64 },
 }
 
 pub type BaselineResult<T> = std::result::Result<T, BaselineError>;
@@ -155,6 +171,8 @@ impl Store {
     /// raised by this call). Blocks (journal sync): call from a blocking
     /// context.
     pub fn baseline_begin(&self) -> crate::Result<BaselineSnapshot> {
+        // The replica starts afresh: no catch-up will be needed.
+        self.overflow_reset()?;
         let state = {
             // The write lock orders this against a checkpoint's copy of the
             // state: one taken later also sees the floor below, so it never
@@ -309,14 +327,7 @@ fn parse_mark(b: &[u8]) -> std::result::Result<Mark, String> {
 }
 
 fn write_mark(dir: &Path, m: &Mark) -> crate::Result<()> {
-    let tmp = dir.join("BASELINE.tmp");
-    let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    f.write_all(&encode_mark(m))
-        .and_then(|_| f.sync_all())
-        .map_err(|e| StoreError::io(&tmp, e))?;
-    let path = dir.join(BASELINE_FILE);
-    std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
-    sync_dir(dir)
+    crate::data::write_atomically(dir, BASELINE_FILE, &encode_mark(m))
 }
 
 /// A baseline being installed into a directory (the replica side). Holds
@@ -483,16 +494,7 @@ impl BaselineInstall {
     /// offset 0. The last one checks the whole (CRC, decoding, LSN) and
     /// makes it durable.
     pub fn write_state(&mut self, offset: u64, bytes: &[u8]) -> BaselineResult<()> {
-        if bytes.len() > MAX_BASELINE_STATE_PIECE_BYTES {
-            return Err(BaselineError::ChunkTooLarge {
-                len_bytes: bytes.len(),
-                max_bytes: MAX_BASELINE_STATE_PIECE_BYTES,
-            });
-        }
-        let fits = offset
-            .checked_add(bytes.len() as u64)
-            .is_some_and(|end| end <= self.mark.state_len);
-        if self.mark.state_received || offset != self.state_received_bytes || !fits {
+        if self.mark.state_received {
             return Err(BaselineError::StateOutOfOrder {
                 offset,
                 len_bytes: bytes.len(),
@@ -501,14 +503,13 @@ impl BaselineInstall {
             });
         }
         let path = self.dir.join(BASELINE_STATE_FILE);
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(offset == 0)
-            .open(&path)
-            .map_err(|e| StoreError::io(&path, e))?;
-        f.write_all_at(bytes, offset)
-            .map_err(|e| StoreError::io(&path, e))?;
+        let f = write_state_piece(
+            &path,
+            offset,
+            bytes,
+            self.state_received_bytes,
+            self.mark.state_len,
+        )?;
         self.state_received_bytes += bytes.len() as u64;
         if self.state_received_bytes == self.mark.state_len {
             f.sync_all().map_err(|e| StoreError::io(&path, e))?;
@@ -522,35 +523,8 @@ impl BaselineInstall {
 
     /// Reads back, checks and decodes the received state.
     fn load_state(&mut self) -> BaselineResult<()> {
-        let path = self.dir.join(BASELINE_STATE_FILE);
-        let mut bytes = Vec::new();
-        let len = File::open(&path)
-            .and_then(|f| {
-                f.take(self.mark.state_len.saturating_add(1))
-                    .read_to_end(&mut bytes)
-            })
-            .map_err(|e| StoreError::io(&path, e))?;
-        if len as u64 != self.mark.state_len {
-            return Err(BaselineError::StateCorrupt(format!(
-                "{len} bytes received, {} announced",
-                self.mark.state_len
-            )));
-        }
-        let crc = crc32c::crc32c(&bytes);
-        if crc != self.mark.state_crc {
-            return Err(BaselineError::StateCorrupt(format!(
-                "checksum {crc:#010x}, {:#010x} announced",
-                self.mark.state_crc
-            )));
-        }
-        let state: State = postcard::from_bytes(&bytes)
-            .map_err(|e| BaselineError::StateCorrupt(format!("undecodable: {e}")))?;
-        if state.lsn != self.mark.lsn {
-            return Err(BaselineError::LsnMismatch {
-                expected: self.mark.lsn,
-                got: state.lsn,
-            });
-        }
+        let bytes = read_state_file(&self.dir.join(BASELINE_STATE_FILE), self.mark.state_len)?;
+        let state = decode_state(&bytes, self.mark.state_crc, self.mark.lsn)?;
         let files = copy_list(&state);
         // starts[i] = bytes before file i in copy order; the last entry is
         // the total.
@@ -653,6 +627,78 @@ impl BaselineInstall {
     }
 }
 
+/// Writes the state piece at `offset` into `path`; pieces must come in
+/// order (`offset == received`) and fit `state_len`. Returns the open file
+/// so the caller can sync it once complete. Shared with catch-up installs.
+pub(crate) fn write_state_piece(
+    path: &Path,
+    offset: u64,
+    bytes: &[u8],
+    received: u64,
+    state_len: u64,
+) -> BaselineResult<File> {
+    if bytes.len() > MAX_BASELINE_STATE_PIECE_BYTES {
+        return Err(BaselineError::ChunkTooLarge {
+            len_bytes: bytes.len(),
+            max_bytes: MAX_BASELINE_STATE_PIECE_BYTES,
+        });
+    }
+    let fits = offset
+        .checked_add(bytes.len() as u64)
+        .is_some_and(|end| end <= state_len);
+    if offset != received || !fits {
+        return Err(BaselineError::StateOutOfOrder {
+            offset,
+            len_bytes: bytes.len(),
+            received_bytes: received,
+            state_len_bytes: state_len,
+        });
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(offset == 0)
+        .open(path)
+        .map_err(|e| StoreError::io(path, e))?;
+    f.write_all_at(bytes, offset)
+        .map_err(|e| StoreError::io(path, e))?;
+    Ok(f)
+}
+
+/// Reads a received state back; it must be exactly `state_len` bytes.
+pub(crate) fn read_state_file(path: &Path, state_len: u64) -> BaselineResult<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let len = File::open(path)
+        .and_then(|f| f.take(state_len.saturating_add(1)).read_to_end(&mut bytes))
+        .map_err(|e| StoreError::io(path, e))?;
+    if len as u64 != state_len {
+        return Err(BaselineError::StateCorrupt(format!(
+            "{len} bytes received, {state_len} announced"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Checks a received state (CRC, decoding, LSN) and decodes it. Shared
+/// with catch-up installs.
+pub(crate) fn decode_state(bytes: &[u8], crc: u32, lsn: Lsn) -> BaselineResult<State> {
+    let got = crc32c::crc32c(bytes);
+    if got != crc {
+        return Err(BaselineError::StateCorrupt(format!(
+            "checksum {got:#010x}, {crc:#010x} announced"
+        )));
+    }
+    let state: State = postcard::from_bytes(bytes)
+        .map_err(|e| BaselineError::StateCorrupt(format!("undecodable: {e}")))?;
+    if state.lsn != lsn {
+        return Err(BaselineError::LsnMismatch {
+            expected: lsn,
+            got: state.lsn,
+        });
+    }
+    Ok(state)
+}
+
 /// Bytes before (`ino`, `offset`) in copy order.
 fn done_at(files: &[BaselineFile], starts: &[u64], ino: Ino, offset: u64) -> u64 {
     match files.binary_search_by_key(&ino, |f| f.ino) {
@@ -691,7 +737,7 @@ fn check_reusable(dir: &Path) -> BaselineResult<()> {
     Ok(())
 }
 
-fn syncfs(path: &Path) -> crate::Result<()> {
+pub(crate) fn syncfs(path: &Path) -> crate::Result<()> {
     use std::os::fd::AsRawFd;
     let f = File::open(path).map_err(|e| StoreError::io(path, e))?;
     // SAFETY: syncfs on a descriptor we own; no memory is involved.

@@ -29,8 +29,11 @@ pub(crate) struct Checkpointer {
     /// LSNs are kept across checkpoints so they can still be shipped.
     /// `u64::MAX`: no floor (no replica to wait for).
     pub(crate) retention_floor: AtomicU64,
+    /// Journal overflow: the limit and the change map (overflow.rs).
+    pub(crate) journal_max_bytes: u64,
+    pub(crate) overflow: Arc<crate::overflow::Overflow>,
     /// One checkpoint at a time.
-    running: Mutex<()>,
+    pub(crate) running: Mutex<()>,
     wanted: Mutex<Wanted>,
     wake: Condvar,
 }
@@ -42,6 +45,7 @@ struct Wanted {
 }
 
 impl Checkpointer {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         dir: PathBuf,
         state: Arc<RwLock<State>>,
@@ -50,6 +54,8 @@ impl Checkpointer {
         waiter: DurableWaiter,
         appended_bytes: Arc<AtomicU64>,
         retain_journal: bool,
+        journal_max_bytes: u64,
+        overflow: Arc<crate::overflow::Overflow>,
     ) -> Self {
         Checkpointer {
             dir,
@@ -60,6 +66,8 @@ impl Checkpointer {
             appended_bytes,
             retain_journal,
             retention_floor: AtomicU64::new(u64::MAX),
+            journal_max_bytes,
+            overflow,
             running: Mutex::new(()),
             wanted: Mutex::new(Wanted::default()),
             wake: Condvar::new(),
@@ -94,6 +102,11 @@ impl Checkpointer {
         self.waiter.wait_synced(state.lsn)?;
         self.pending.apply_durable(&self.data, state.lsn)?;
         self.data.sync_dirty()?;
+        if !self.retain_journal {
+            // Before the checkpoint: the persisted change map must cover
+            // through its LSN, as replay adds only what follows.
+            crate::overflow::before_checkpoint(self)?;
+        }
         checkpoint::write(&self.dir, &state)?;
         if !self.retain_journal {
             let segments = journal::list_segments(&self.dir.join("journal"))?;

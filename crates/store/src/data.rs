@@ -186,6 +186,20 @@ pub fn sync_dir(path: &Path) -> Result<()> {
         .map_err(|e| StoreError::io(path, e))
 }
 
+/// Replaces `dir/name` with `bytes` so a crash leaves the old file or the
+/// new one: a temporary file, fsync, rename, directory fsync.
+pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| StoreError::io(&tmp, e))?;
+    let path = dir.join(name);
+    std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+    sync_dir(dir)
+}
+
 /// A poisoned lock means a thread panicked mid-update; the data it guards
 /// is plain collections that stay structurally valid, so carry on.
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -63,6 +63,10 @@ pub enum StoreError {
     /// deleted them): the replica needs a baseline or a catch-up.
     #[error("journal no longer holds LSN {lsn} (oldest retained is {oldest_lsn})")]
     NotRetained { lsn: Lsn, oldest_lsn: Lsn },
+    /// No catch-up can be sent for this replica (no journal overflow, a
+    /// replica LSN the change map does not cover, or a lost map).
+    #[error("no catch-up possible: {0}")]
+    CatchupUnavailable(String),
 }
 
 impl StoreError {

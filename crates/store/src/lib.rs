@@ -6,6 +6,7 @@
 //! same records anywhere yields the same state, attribute for attribute.
 
 pub mod baseline;
+pub mod catchup;
 pub mod checkpoint;
 mod checkpointer;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod fsck;
 pub mod journal;
 pub mod lag;
 mod ops;
+pub mod overflow;
 pub mod pending;
 pub mod perm;
 pub mod record;

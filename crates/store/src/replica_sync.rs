@@ -56,6 +56,11 @@ pub struct SyncPolicy {
     pub mode: SyncMode,
     pub sync_timeout_ms: u64,
     pub on_replica_loss: OnReplicaLoss,
+    /// Async only: while the oldest record the replica lacks is older than
+    /// this, change replies wait (as commit-sync's do, up to
+    /// `sync_timeout_ms`, then `on_replica_loss`), which throttles writers
+    /// so the RPO stays within it. `None`: replies never wait in async.
+    pub max_lag_ms: Option<u64>,
 }
 
 impl Default for SyncPolicy {
@@ -64,6 +69,7 @@ impl Default for SyncPolicy {
             mode: SyncMode::Off,
             sync_timeout_ms: DEFAULT_SYNC_TIMEOUT_MS,
             on_replica_loss: OnReplicaLoss::Degrade,
+            max_lag_ms: None,
         }
     }
 }
@@ -118,7 +124,9 @@ impl Store {
                 false
             }
         });
-        if s.degraded.load(Ordering::Acquire) && lsn >= self.durable_lsn() {
+        if s.degraded.load(Ordering::Acquire)
+            && (lsn >= self.durable_lsn() || self.within_max_lag(&s.policy()))
+        {
             self.recover(lsn);
         }
     }
@@ -132,7 +140,12 @@ impl Store {
             Ok(mut g) => *g = policy,
             Err(p) => *p.into_inner() = policy,
         }
-        if matches!(policy.mode, SyncMode::Off | SyncMode::Async) {
+        let waits = match policy.mode {
+            SyncMode::Off => false,
+            SyncMode::Async => policy.max_lag_ms.is_some(),
+            SyncMode::CommitSync | SyncMode::Sync => true,
+        };
+        if !waits {
             // Nothing waits any more, so there is nothing to be degraded from.
             self.sync.degraded.store(false, Ordering::Release);
         }
@@ -168,7 +181,8 @@ impl Store {
         loop {
             let p = self.sync.policy();
             let needed = match p.mode {
-                SyncMode::Off | SyncMode::Async => false,
+                SyncMode::Off => false,
+                SyncMode::Async => p.max_lag_ms.is_some(),
                 SyncMode::CommitSync => kind == ReplyKind::Stable,
                 SyncMode::Sync => true,
             };
@@ -176,7 +190,7 @@ impl Store {
                 return Ok(());
             }
             let degraded = self.sync.degraded.load(Ordering::Acquire);
-            if self.replica_acked() >= lsn {
+            if self.reply_may_go(lsn, &p) {
                 if degraded {
                     // The replica holds all this reply needs: it caught up
                     // with where this reply stood.
@@ -187,7 +201,7 @@ impl Store {
             match p.on_replica_loss {
                 OnReplicaLoss::Block => {
                     let wait = Duration::from_millis(POLICY_RECHECK_MS);
-                    if self.wait_replicated(lsn, wait).await? {
+                    if self.wait_reply_may_go(lsn, &p, wait).await {
                         return Ok(());
                     }
                 }
@@ -197,7 +211,7 @@ impl Store {
                         return Ok(());
                     }
                     let wait = Duration::from_millis(p.sync_timeout_ms);
-                    if self.wait_replicated(lsn, wait).await? {
+                    if self.wait_reply_may_go(lsn, &p, wait).await {
                         return Ok(());
                     }
                     if !self.sync.degraded.swap(true, Ordering::AcqRel) {
@@ -213,6 +227,34 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// Async with a max lag: whether the oldest record the replica lacks
+    /// is at most `max_lag_ms` old. False for any other policy.
+    fn within_max_lag(&self, p: &SyncPolicy) -> bool {
+        match (p.mode, p.max_lag_ms) {
+            (SyncMode::Async, Some(max)) => {
+                self.lag_behind(self.replica_acked()).oldest_unacked_ms <= max
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a reply whose record is `lsn` may go out under `p`: the
+    /// replica acked it, or (async with a max lag) the lag is within it.
+    fn reply_may_go(&self, lsn: Lsn, p: &SyncPolicy) -> bool {
+        self.replica_acked() >= lsn || self.within_max_lag(p)
+    }
+
+    /// Waits up to `timeout` for `reply_may_go`. The lag only shrinks when
+    /// an ack arrives, so each ack is a moment to look again.
+    async fn wait_reply_may_go(&self, lsn: Lsn, p: &SyncPolicy, timeout: Duration) -> bool {
+        let mut rx = self.sync.acked.subscribe();
+        let ok = tokio::time::timeout(timeout, async {
+            rx.wait_for(|_| self.reply_may_go(lsn, p)).await.is_ok()
+        })
+        .await;
+        ok.unwrap_or(false)
     }
 
     fn recover(&self, lsn: Lsn) {
@@ -236,6 +278,12 @@ mod tests {
         (tmp, s)
     }
 
+    /// Waits for one reply; then whether degraded, and the count.
+    async fn reply(s: &Store, lsn: Lsn, kind: ReplyKind) -> (bool, u64) {
+        s.wait_replica_for_reply(lsn, kind).await.unwrap();
+        s.replication_degraded()
+    }
+
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -251,21 +299,13 @@ mod tests {
             mode: SyncMode::CommitSync,
             sync_timeout_ms: 20,
             on_replica_loss: OnReplicaLoss::Degrade,
+            max_lag_ms: None,
         });
         rt().block_on(async {
             // UNSTABLE never waits in commit-sync.
-            s.wait_replica_for_reply(lsn, ReplyKind::Unstable)
-                .await
-                .unwrap();
-            assert_eq!(s.replication_degraded(), (false, 0));
-            s.wait_replica_for_reply(lsn, ReplyKind::Stable)
-                .await
-                .unwrap();
-            assert_eq!(s.replication_degraded(), (true, 1));
-            s.wait_replica_for_reply(lsn, ReplyKind::Stable)
-                .await
-                .unwrap();
-            assert_eq!(s.replication_degraded(), (true, 2));
+            assert_eq!(reply(&s, lsn, ReplyKind::Unstable).await, (false, 0));
+            assert_eq!(reply(&s, lsn, ReplyKind::Stable).await, (true, 1));
+            assert_eq!(reply(&s, lsn, ReplyKind::Stable).await, (true, 2));
         });
         s.set_replica_acked(lsn);
         assert_eq!(s.replication_degraded(), (false, 2));
@@ -291,6 +331,7 @@ mod tests {
                 mode: SyncMode::Sync,
                 sync_timeout_ms: 1,
                 on_replica_loss: OnReplicaLoss::Block,
+                max_lag_ms: None,
             });
             let waiting = s.wait_replica_for_reply(lsn, ReplyKind::Unstable);
             tokio::pin!(waiting);
@@ -304,5 +345,87 @@ mod tests {
                 .await
                 .unwrap());
         });
+    }
+
+    /// Waits (polling with a deadline) until the oldest unacked record is
+    /// older than `ms`.
+    fn wait_lag_above(s: &Store, ms: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while s.lag_behind(s.replica_acked()).oldest_unacked_ms <= ms {
+            assert!(std::time::Instant::now() < deadline, "lag never grew");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn change(s: &Store, name: &str) -> Lsn {
+        let fs = s
+            .create_fs(
+                name,
+                crate::Export {
+                    path: format!("/{name}"),
+                    clients: Vec::new(),
+                    read_only: false,
+                    root_squash: false,
+                    anon_uid: 65534,
+                    anon_gid: 65534,
+                },
+            )
+            .unwrap();
+        s.wait_durable_blocking(fs.lsn).unwrap();
+        fs.lsn
+    }
+
+    #[test]
+    fn max_lag_holds_replies_until_the_replica_catches_up() {
+        let (_tmp, s) = store();
+        let lsn = change(&s, "a");
+        let policy = SyncPolicy {
+            mode: SyncMode::Async,
+            sync_timeout_ms: 1,
+            on_replica_loss: OnReplicaLoss::Block,
+            max_lag_ms: Some(1),
+        };
+        s.set_replication_mode(policy);
+        wait_lag_above(&s, 1);
+        rt().block_on(async {
+            // Both kinds wait while the lag is over the bound.
+            for kind in [ReplyKind::Unstable, ReplyKind::Stable] {
+                let waiting = s.wait_replica_for_reply(lsn, kind);
+                tokio::pin!(waiting);
+                let early = tokio::time::timeout(Duration::from_millis(50), &mut waiting).await;
+                assert!(early.is_err(), "replied with the lag over max_lag_ms");
+            }
+            s.set_replica_acked(lsn);
+            assert_eq!(reply(&s, lsn, ReplyKind::Unstable).await, (false, 0));
+        });
+        // Without a max lag, async never waits.
+        s.set_replication_mode(SyncPolicy {
+            max_lag_ms: None,
+            ..policy
+        });
+        let later = change(&s, "b");
+        wait_lag_above(&s, 1);
+        rt().block_on(s.wait_replica_for_reply(later, ReplyKind::Stable))
+            .unwrap();
+    }
+
+    #[test]
+    fn max_lag_degrades_when_the_replica_stays_behind() {
+        let (_tmp, s) = store();
+        let lsn = change(&s, "a");
+        s.set_replication_mode(SyncPolicy {
+            mode: SyncMode::Async,
+            sync_timeout_ms: 20,
+            on_replica_loss: OnReplicaLoss::Degrade,
+            max_lag_ms: Some(1),
+        });
+        wait_lag_above(&s, 1);
+        rt().block_on(async {
+            assert_eq!(reply(&s, lsn, ReplyKind::Unstable).await, (true, 1));
+            assert_eq!(reply(&s, lsn, ReplyKind::Stable).await, (true, 2));
+        });
+        // The ack brings the lag back within the bound: no longer degraded.
+        s.set_replica_acked(lsn);
+        assert_eq!(s.replication_degraded(), (false, 2));
     }
 }

@@ -26,6 +26,9 @@ pub const FORMAT_TEXT: &str = "tandem-store 1\n";
 /// and its apply pass; a longer journal is read twice instead.
 const REPLAY_KEEP_BYTES: usize = 64 << 20;
 
+/// Default `journal_max_bytes`.
+pub const DEFAULT_JOURNAL_MAX_BYTES: u64 = 8 << 30;
+
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Roll to a new journal segment past this size.
@@ -41,6 +44,10 @@ pub struct StoreOptions {
     pub max_open_files: usize,
     /// Journal bytes written but not yet synced before a sync is forced.
     pub max_unsynced_bytes: u64,
+    /// Most journal kept for an absent replica (> 0). Past it the store
+    /// enters journal overflow (overflow.rs): segments go at checkpoints
+    /// and changed ranges are tracked for a catch-up instead.
+    pub journal_max_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -52,6 +59,7 @@ impl Default for StoreOptions {
             max_buffered_bytes: 64 << 20,
             max_open_files: 1024,
             max_unsynced_bytes: 256 << 20,
+            journal_max_bytes: DEFAULT_JOURNAL_MAX_BYTES,
         }
     }
 }
@@ -123,6 +131,9 @@ impl Store {
     /// Opens an existing store: latest checkpoint + journal replay. A
     /// corrupt journal is a clear error, never a silently shorter store.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store> {
+        if opts.journal_max_bytes == 0 {
+            return Err(StoreError::Inval("journal_max_bytes must be > 0".into()));
+        }
         // First: a baseline that stopped early may not have its FORMAT yet.
         crate::baseline::refuse_if_in_progress(dir)?;
         let format = dir.join(FORMAT_FILE);
@@ -140,10 +151,12 @@ impl Store {
         let marked_replica = crate::replica::marked_replica(dir)?;
         let fence = crate::fence::Fence::load(dir)?;
         let lock = lock_dir(dir)?;
+        crate::catchup::recover(dir)?;
         let data = Arc::new(DataFiles::new(dir.join("data"), opts.max_open_files)?);
         let journal_dir = dir.join("journal");
         let mut state = checkpoint::read(dir)?.unwrap_or_else(State::empty);
         let checkpoint_lsn = state.lsn;
+        let overflow = Arc::new(crate::overflow::load(dir, checkpoint_lsn)?);
         // Check every frame before applying any: replay writes data files,
         // and a store found corrupt must be left exactly as it was. The
         // decoded records are kept for the apply pass while they fit
@@ -165,7 +178,11 @@ impl Store {
             // A replica adopts the epoch its frames carry (replica.rs); replay
             // does the same so a reopened replica equals the running one.
             state.epoch = state.epoch.max(r.epoch);
-            state.apply(r.lsn, &r.record, &*data)
+            let sink = crate::overflow::TrackingSink {
+                inner: &*data,
+                overflow: &overflow,
+            };
+            state.apply(r.lsn, &r.record, &sink)
         };
         match kept {
             Some(records) => records.iter().try_for_each(&mut replay)?,
@@ -216,6 +233,8 @@ impl Store {
             journal.durable_waiter(),
             journal.appended_bytes_counter(),
             opts.retain_journal,
+            opts.journal_max_bytes,
+            overflow,
         ));
         let checkpoint_thread = checkpointer::spawn(checkpointer.clone())?;
         let replication = crate::replica::Replication::default();
@@ -294,8 +313,15 @@ impl Store {
         let record = Record { req, op };
         let frame_bytes = self.journal.append(lsn, st.epoch, &record)?;
         self.lsn_marks.record(lsn, frame_bytes);
-        st.apply(lsn, &record, &*self.pending)?;
-        if self.journal.appended_bytes() >= self.opts.checkpoint_every_bytes {
+        let sink = crate::overflow::TrackingSink {
+            inner: &*self.pending,
+            overflow: &self.checkpointer.overflow,
+        };
+        st.apply(lsn, &record, &sink)?;
+        // Checkpoints are where overflow is checked and segments go, so
+        // they come at least twice per `journal_max_bytes`.
+        let every = (self.opts.checkpoint_every_bytes).min(self.opts.journal_max_bytes / 2);
+        if self.journal.appended_bytes() >= every {
             self.checkpointer.request();
         }
         Ok(lsn)

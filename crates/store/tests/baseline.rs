@@ -235,28 +235,6 @@ fn complete(active: &Store, snap: &BaselineSnapshot, mut install: BaselineInstal
     assert_same(active, &replica);
 }
 
-/// Ships every durable frame after the replica's LSN.
-fn ship(active: &Store, replica: &Store) {
-    active
-        .wait_durable_blocking(active.last_lsn())
-        .expect("durable");
-    loop {
-        let frames = active
-            .read_frames(replica.last_lsn(), 1 << 20)
-            .expect("read frames");
-        if frames.is_empty() {
-            return;
-        }
-        replica.apply_replicated(&frames).expect("apply");
-    }
-}
-
-fn assert_same(active: &Store, replica: &Store) {
-    assert_eq!(active.last_lsn(), replica.last_lsn());
-    assert!(active.snapshot() == replica.snapshot(), "states differ");
-    assert_eq!(all_contents(active), all_contents(replica));
-}
-
 /// Runs `churn` on another thread until stopped.
 fn background_churn(
     store: Arc<Store>,

@@ -1,15 +1,20 @@
 //! `tandem bench`: the side-by-side comparison with NFS-Ganesha that each
 //! issue asks for, printed as one table of ratios. Not a test: numbers on a
 //! shared machine are noisy, so nothing here asserts on time.
+//! `tandem bench replication` is the replication benchmark instead.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
-use tandem_bench::{BenchOptions, ServerKind};
+use tandem_bench::{BenchOptions, Rate, ReplOptions, ServerKind};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Small sizes (64 MiB, 1,000 files, one run) for a quick look.
     #[arg(long)]
     quick: bool,
@@ -36,11 +41,111 @@ pub struct Args {
     json: bool,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Replication: steady lag at paced client rates, wire bytes per
+    /// changed byte, and catch-up against `rsync -a --inplace`; one table.
+    Replication(ReplArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ReplArgs {
+    /// About a minute: 4 s per rate, 64 MiB catch-up tree.
+    #[arg(long)]
+    quick: bool,
+    /// Parent directory for both sites and rsync's trees.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Keep the data afterwards.
+    #[arg(long)]
+    keep: bool,
+    /// Steady-lag client rates in MB/s, comma-separated; "max" = unpaced.
+    #[arg(long, value_delimiter = ',', value_parser = parse_rate)]
+    rates: Option<Vec<Rate>>,
+    /// Seconds each steady-lag rate writes.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=600))]
+    seconds: Option<u64>,
+    /// WRITEs in flight in the steady-lag rows (one connection each).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    writers: Option<u64>,
+    /// Catch-up tree size in MiB, and its number of files.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    tree_mib: Option<u64>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(4..=100000))]
+    tree_files: Option<u64>,
+    /// Mixed change set: size in MiB of the files it starts from.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    mixed_mib: Option<u64>,
+    /// Skip the rsync comparison.
+    #[arg(long)]
+    no_rsync: bool,
+    /// The rsync binary (Debian: apt-get install -y rsync).
+    #[arg(long, value_name = "PATH")]
+    rsync: Option<PathBuf>,
+    /// Loopback addresses of the active site and the replica.
+    #[arg(long)]
+    active_ip: Option<IpAddr>,
+    #[arg(long)]
+    replica_ip: Option<IpAddr>,
+}
+
 fn parse_server(s: &str) -> Result<ServerKind, String> {
     s.parse::<ServerKind>().map_err(|e| e.to_string())
 }
 
+fn parse_rate(s: &str) -> Result<Rate, String> {
+    s.parse::<Rate>().map_err(|e| e.to_string())
+}
+
+async fn run_replication(args: ReplArgs) -> anyhow::Result<ExitCode> {
+    let mut o = if args.quick {
+        ReplOptions::quick()
+    } else {
+        ReplOptions::default()
+    };
+    o.dir = args.dir;
+    o.keep = args.keep;
+    if let Some(r) = args.rates {
+        o.rates = r;
+    }
+    if let Some(s) = args.seconds {
+        o.phase = Duration::from_secs(s);
+    }
+    if let Some(w) = args.writers {
+        o.writers = usize::try_from(w).context("--writers")?;
+    }
+    if let Some(m) = args.tree_mib {
+        o.tree_bytes = m << 20;
+    }
+    if let Some(f) = args.tree_files {
+        o.tree_files = f;
+    }
+    if let Some(m) = args.mixed_mib {
+        o.mixed_bytes = m << 20;
+    }
+    o.rsync = !args.no_rsync;
+    if let Some(p) = args.rsync {
+        o.rsync_binary = p;
+    }
+    if let Some(ip) = args.active_ip {
+        o.active_ip = ip;
+    }
+    if let Some(ip) = args.replica_ip {
+        o.replica_ip = ip;
+    }
+    let report = tandem_bench::run_replication_async(o).await?;
+    say_raw!("{report}");
+    Ok(if report.is_complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(Command::Replication(r)) = args.command {
+        return run_replication(r).await;
+    }
     let mut opts = if args.quick {
         BenchOptions::quick()
     } else {

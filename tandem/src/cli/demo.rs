@@ -175,11 +175,10 @@ async fn start_dr(
             active
                 .replicate(
                     VSERVER,
-                    DR_PEER,
-                    "async",
-                    Some(format!("{dr_ip}/{prefix}")),
-                    None,
-                    None,
+                    tandem_control::replication::Outgoing {
+                        replica_address: Some(format!("{dr_ip}/{prefix}")),
+                        ..tandem_control::replication::Outgoing::new(DR_PEER, "async")
+                    },
                 )
                 .await
                 .context("replicating the demo vserver to the DR site")?;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use tandem_control::api::client;
 use tandem_control::api::proto::{Reply, Request};
 use tandem_control::names::validate_name;
+use tandem_control::replication::ReplicationFigures;
 use tandem_control::status::{StatusReport, VserverStatus};
 
 use super::output::{clients, describe_endpoint, table, unexpected};
@@ -124,6 +125,9 @@ fn render_vserver(v: &VserverStatus) -> String {
                 total as f64 / f64::from(1u32 << 20)
             ));
         }
+        if r.to.is_some() {
+            out.push_str(&render_figures(&r.figures));
+        }
         if let Some(a) = &r.replica_address {
             out.push_str(&format!("  replica address {a}\n"));
         }
@@ -179,6 +183,39 @@ fn render_vserver(v: &VserverStatus) -> String {
             .collect();
         out.push_str(&indent(&table(&["USER", "UID", "GID", "GROUPS"], &rows)));
     }
+    out
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1u32 << 20)
+}
+
+/// The sender's options and throughput (active site).
+fn render_figures(f: &ReplicationFigures) -> String {
+    let mut out = String::new();
+    if let (Some(rate), Some(eta)) = (f.baseline_bytes_per_second, f.baseline_eta_s) {
+        out.push_str(&format!(
+            "  baseline rate {:.1} MiB/s, about {eta} s left\n",
+            mib(rate)
+        ));
+    }
+    out.push_str(&format!(
+        "  estimated RPO {} ms; throughput {:.2} MiB/s acked, {:.2} MiB/s on the wire \
+         ({:.1} MiB sent on the wire for {:.1} MiB of journal)\n",
+        f.estimated_rpo_ms.unwrap_or(0),
+        mib(f.acked_journal_bytes_per_second),
+        mib(f.wire_bytes_per_second),
+        mib(f.sent_wire_bytes),
+        mib(f.sent_journal_bytes),
+    ));
+    out.push_str(&format!(
+        "  compress {}, bandwidth {}, max lag {}\n",
+        f.compress.as_deref().unwrap_or("zstd"),
+        f.bandwidth_mbps
+            .map_or("unlimited".to_string(), |m| format!("{m} Mbit/s")),
+        f.max_lag_ms
+            .map_or("none".to_string(), |m| format!("{m} ms")),
+    ));
     out
 }
 

@@ -137,8 +137,8 @@ pub async fn read_all(c: &mut Conn, fh: &nfs_fh3) -> Vec<u8> {
     }
 }
 
-/// Creates `name` in the export's root and writes `data` with FILE_SYNC.
-pub async fn write_file(c: &mut Conn, name: &str, data: &[u8]) -> nfs_fh3 {
+/// Creates `name` (empty, mode 0644) in the export's root.
+pub async fn create_file(c: &mut Conn, name: &str) -> nfs_fh3 {
     let root = c.root_nfs_fh3();
     let r = must(
         "CREATE",
@@ -154,6 +154,12 @@ pub async fn write_file(c: &mut Conn, name: &str, data: &[u8]) -> nfs_fh3 {
     let Nfs3Option::Some(fh) = r.obj else {
         panic!("CREATE without a handle");
     };
+    fh
+}
+
+/// Creates `name` in the export's root and writes `data` with FILE_SYNC.
+pub async fn write_file(c: &mut Conn, name: &str, data: &[u8]) -> nfs_fh3 {
+    let fh = create_file(c, name).await;
     for (i, chunk) in data.chunks(64 << 10).enumerate() {
         let w = must(
             "WRITE",

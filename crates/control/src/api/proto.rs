@@ -56,6 +56,19 @@ pub enum Request {
         /// commit-sync and sync: "degrade" or "block".
         #[serde(default)]
         on_replica_loss: Option<String>,
+        /// async: the lag above which change replies wait (ms).
+        #[serde(default)]
+        max_lag_ms: Option<u64>,
+        /// Sender's bandwidth limit, Mbit/s.
+        #[serde(default)]
+        bandwidth_mbps: Option<u32>,
+        /// "zstd" (default) or "none".
+        #[serde(default)]
+        compress: Option<String>,
+    },
+    /// Stops sending `vserver`; the replica at the peer stays.
+    ReplicateStop {
+        vserver: String,
     },
     /// Compare the vserver's content at both sites (run at the active site).
     Verify {
@@ -88,6 +101,11 @@ pub enum Reply {
         replication: Box<ReplicationStatus>,
     },
     Verified(crate::verify::VerifyReport),
+    ReplicationStopped {
+        vserver: String,
+        /// The peer it was sent to.
+        to: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +156,36 @@ mod tests {
         assert!(serde_json::from_str::<Request>(r#"{"op":"verify"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"op":"status","x":1}"#).is_err());
+        let req: Request =
+            serde_json::from_str(r#"{"op":"replicate_stop","vserver":"vs"}"#).unwrap();
+        assert_eq!(
+            req,
+            Request::ReplicateStop {
+                vserver: "vs".into()
+            }
+        );
+        // Options absent from an older client are None; unknown ones refused.
+        let req: Request = serde_json::from_str(
+            r#"{"op":"replicate","vserver":"vs","to":"b","mode":"async","compress":"none"}"#,
+        )
+        .unwrap();
+        let Request::Replicate {
+            compress,
+            max_lag_ms,
+            bandwidth_mbps,
+            ..
+        } = req
+        else {
+            panic!("not a replicate request: {req:?}");
+        };
+        assert_eq!(
+            (compress.as_deref(), max_lag_ms, bandwidth_mbps),
+            (Some("none"), None, None)
+        );
+        assert!(serde_json::from_str::<Request>(
+            r#"{"op":"replicate","vserver":"vs","to":"b","mode":"async","level":9}"#
+        )
+        .is_err());
         let resp: Response = Err(ControlError::NoVserver("vs".into())).into();
         let text = serde_json::to_string(&resp).unwrap();
         assert_eq!(

@@ -110,7 +110,8 @@ pub(crate) fn status(e: &StoreError) -> nfsstat3 {
         StoreError::Corrupt(_)
         | StoreError::Closed
         | StoreError::Replication(_)
-        | StoreError::NotRetained { .. } => {
+        | StoreError::NotRetained { .. }
+        | StoreError::CatchupUnavailable(_) => {
             error!(error = %e, "store fault");
             NFS3ERR_SERVERFAULT
         }

@@ -38,5 +38,6 @@ pub fn session_cfg() -> SessionConfig {
         idle_timeout: Duration::from_millis(500),
         window_batches: 3,
         max_batch_bytes: 16 << 10,
+        ..SessionConfig::new(SITE)
     }
 }

@@ -57,6 +57,7 @@ pub fn kind(e: &StoreError) -> &'static str {
         StoreError::Fenced { .. } => "Fenced",
         StoreError::Replication(_) => "Replication",
         StoreError::NotRetained { .. } => "NotRetained",
+        StoreError::CatchupUnavailable(_) => "CatchupUnavailable",
     }
 }
 
@@ -270,4 +271,29 @@ pub fn resolve(store: &Store, root: Ino, path: &[usize]) -> Option<Ino> {
 pub fn parent(store: &Store, root: Ino, path: &[usize]) -> Option<(Ino, &'static [u8])> {
     let (last, dirs) = path.split_last()?;
     Some((resolve(store, root, dirs)?, NAMES[*last]))
+}
+
+/// Ships every durable frame after the replica's LSN, raising the active's
+/// retention floor as a sender would.
+pub fn ship(active: &Store, replica: &Store) {
+    active
+        .wait_durable_blocking(active.last_lsn())
+        .expect("durable");
+    loop {
+        let frames = active
+            .read_frames(replica.last_lsn(), 1 << 20)
+            .expect("read frames");
+        if frames.is_empty() {
+            return;
+        }
+        replica.apply_replicated(&frames).expect("apply");
+        active.set_retention_floor(replica.last_lsn());
+    }
+}
+
+/// Same LSN, same state, same file contents.
+pub fn assert_same(active: &Store, replica: &Store) {
+    assert_eq!(active.last_lsn(), replica.last_lsn());
+    assert!(active.snapshot() == replica.snapshot(), "states differ");
+    assert_eq!(all_contents(active), all_contents(replica));
 }
