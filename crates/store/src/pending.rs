@@ -78,9 +78,28 @@ pub struct ApplyHold<P: Deref<Target = PendingData>> {
 }
 
 impl<P: Deref<Target = PendingData>> ApplyHold<P> {
-    fn take(pending: P) -> Self {
+    /// Waits for the hold, whatever happens meanwhile.
+    fn take(mut pending: P) -> Self {
+        loop {
+            match Self::take_while(pending, |_| true) {
+                Ok(hold) => return hold,
+                Err(p) => pending = p,
+            }
+        }
+    }
+
+    /// Waits for the hold while `keep_waiting` says so (it sees the
+    /// pending data); gives the pointer back if it stops waiting.
+    fn take_while(
+        pending: P,
+        keep_waiting: impl Fn(&PendingData) -> bool,
+    ) -> std::result::Result<Self, P> {
         let mut busy = lock(&pending.applying);
         while *busy {
+            if !keep_waiting(&pending) {
+                drop(busy);
+                return Err(pending);
+            }
             busy = pending
                 .applying_free
                 .wait(busy)
@@ -88,7 +107,7 @@ impl<P: Deref<Target = PendingData>> ApplyHold<P> {
         }
         *busy = true;
         drop(busy);
-        ApplyHold { pending }
+        Ok(ApplyHold { pending })
     }
 
     /// Writes every waiting change with LSN <= `durable_lsn` to the files.
@@ -147,11 +166,22 @@ impl PendingData {
     pub fn close(&self) {
         lock(&self.queue).closed = true;
         self.arrived.notify_all();
+        // Wakes waiters for the hold so they see `closed`; the flag is
+        // taken so the wake-up cannot slip between their check and wait.
+        let _applying = lock(&self.applying);
+        self.applying_free.notify_all();
     }
 
     /// Writes every waiting change with LSN <= `durable_lsn` to the files.
+    /// `Closed` if the store closes while a digest holds the files: what
+    /// was not written stays in the journal, and the next open replays it.
     pub fn apply_durable(&self, files: &DataFiles, durable_lsn: Lsn) -> Result<()> {
-        ApplyHold::take(self).apply_durable(files, durable_lsn)
+        // A digest snapshot may be dropped only after its store (the last
+        // `Arc<Store>` can go first), so the store's own threads must not
+        // wait for the hold once the store is closing.
+        ApplyHold::take_while(self, |p| !lock(&p.queue).closed)
+            .map_err(|_| crate::error::StoreError::Closed)?
+            .apply_durable(files, durable_lsn)
     }
 
     /// Keeps every change out of the data files until the hold is dropped

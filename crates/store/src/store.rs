@@ -376,6 +376,9 @@ impl Store {
     /// The journal syncs what it holds on close, so the applier can then
     /// write every waiting change before it stops.
     fn stop_threads(&self) {
+        // First, so no thread joined below waits for a digest's hold on the
+        // data files: the digest may be dropped only after this store.
+        self.pending.close();
         self.checkpointer.close();
         if let Some(t) = lock(&self.checkpoint_thread).take() {
             if t.join().is_err() {
@@ -383,7 +386,6 @@ impl Store {
             }
         }
         self.journal.close();
-        self.pending.close();
         if let Some(t) = lock(&self.applier).take() {
             if t.join().is_err() {
                 tracing::error!("data applier thread panicked");
@@ -414,10 +416,16 @@ fn spawn_applier(
                     // Nothing more becomes durable; reads keep the overlay.
                     return;
                 }
-                if let Err(e) = pending.apply_durable(&data, durable.lsn) {
-                    tracing::error!(error = %e, "writing data files failed; store refuses changes");
-                    *lock(&failure) = Some(e.to_string());
-                    return;
+                match pending.apply_durable(&data, durable.lsn) {
+                    Ok(()) => {}
+                    // Closing while a digest holds the files: the journal
+                    // keeps what is left for the next open.
+                    Err(StoreError::Closed) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e, "writing data files failed; store refuses changes");
+                        *lock(&failure) = Some(e.to_string());
+                        return;
+                    }
                 }
             }
         })

@@ -343,3 +343,31 @@ fn too_much_change_while_held_stops_the_digest_and_releases_the_hold() {
     store.checkpoint().expect("checkpoint after the abort");
     assert_eq!(file_contents(&store, tree.data)[..4], [7u8; 4]);
 }
+
+#[test]
+fn dropping_the_store_before_its_snapshot_does_not_hang() {
+    // The last `Arc<Store>` can go while a snapshot still holds the data
+    // files (a verify task's closure drops its store handle first); the
+    // store's threads must not wait for that hold while it shuts down.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("s");
+    let (store, fs) = new_store(&dir, opts());
+    let tree = build(&store, fs.root_ino);
+    let snap = store.digest_snapshot().expect("snapshot");
+    let ctx = OpCtx::new(Cred::root());
+    let m = store
+        .write(&ctx, tree.data, 0, b"LATE")
+        .expect("write while held");
+    store.wait_durable_blocking(m.lsn).expect("durable");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(store);
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the store's drop waited for the snapshot's hold");
+    drop(snap);
+    // What the applier left unwritten is in the journal: reopening has it.
+    let store = Store::open(&dir, opts()).expect("reopen");
+    assert_eq!(&file_contents(&store, tree.data)[..4], b"LATE");
+}
