@@ -76,9 +76,14 @@ pub fn dirop<'a>(dir: &nfs_fh3, name: &'a str) -> diropargs3<'a> {
 
 /// Mounts /data at `ip` with `site`'s ports, retrying until it is served.
 pub async fn mount(site: &TestSite, ip: &str) -> Conn {
+    mount_export(site, ip, "/data").await
+}
+
+/// Mounts `export` at `ip` with `site`'s ports, retrying until it is served.
+pub async fn mount_export(site: &TestSite, ip: &str, export: &str) -> Conn {
     let start = Instant::now();
     loop {
-        let r = Nfs3ConnectionBuilder::new(TcpConnector, ip, "/data")
+        let r = Nfs3ConnectionBuilder::new(TcpConnector, ip, export)
             .connect_from_privileged_port(false)
             .mount_port(site.mount_port)
             .nfs3_port(site.nfs_port)
@@ -88,7 +93,10 @@ pub async fn mount(site: &TestSite, ip: &str) -> Conn {
         match r {
             Ok(c) => return c,
             Err(e) => {
-                assert!(start.elapsed() < DEADLINE, "cannot mount {ip}:/data: {e:?}");
+                assert!(
+                    start.elapsed() < DEADLINE,
+                    "cannot mount {ip}:{export}: {e:?}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -120,19 +128,28 @@ pub async fn must<T, E: std::fmt::Debug>(
 /// Reads a whole file with 1 MiB READs.
 pub async fn read_all(c: &mut Conn, fh: &nfs_fh3) -> Vec<u8> {
     let mut data = Vec::new();
+    read_chunks(c, fh, |chunk| data.extend_from_slice(chunk)).await;
+    data
+}
+
+/// Reads a file to EOF with 1 MiB READs, handing each reply's bytes to
+/// `f`; returns how many bytes were read.
+pub async fn read_chunks(c: &mut Conn, fh: &nfs_fh3, mut f: impl FnMut(&[u8])) -> u64 {
+    let mut offset = 0u64;
     loop {
         let r = must(
             "READ",
             c.read(&READ3args {
                 file: fh.clone(),
-                offset: data.len() as u64,
+                offset,
                 count: 1 << 20,
             }),
         )
         .await;
-        data.extend_from_slice(r.data.as_ref());
+        f(r.data.as_ref());
+        offset += r.data.as_ref().len() as u64;
         if r.eof || r.count == 0 {
-            return data;
+            return offset;
         }
     }
 }
