@@ -337,16 +337,7 @@ fn replica_shows_the_same_names_handles_attributes_and_bytes() {
         populate(&mut c, 1, true).await;
     });
 
-    let replica = format!("{REPLICA_ADDR}/32");
-    let out = a.tandem(&[
-        "replicate",
-        VS,
-        "--to",
-        "beta",
-        "--replica-address",
-        &replica,
-    ]);
-    assert_success(&out, "replicate");
+    replicate_to_beta(&a, VS, REPLICA_ADDR);
 
     // While replicating: data, a new file system and a new user.
     rt.block_on(async {

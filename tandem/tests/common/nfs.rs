@@ -81,12 +81,18 @@ pub async fn mount(site: &TestSite, ip: &str) -> Conn {
 
 /// Mounts `export` at `ip` with `site`'s ports, retrying until it is served.
 pub async fn mount_export(site: &TestSite, ip: &str, export: &str) -> Conn {
+    mount_at(ip, export, (site.mount_port, site.nfs_port), DEADLINE).await
+}
+
+/// Mounts `export` at `ip` with the given (mount, nfs) ports, retrying
+/// until it is served or `limit` has passed (then panics).
+pub async fn mount_at(ip: &str, export: &str, ports: (u16, u16), limit: Duration) -> Conn {
     let start = Instant::now();
     loop {
         let r = Nfs3ConnectionBuilder::new(TcpConnector, ip, export)
             .connect_from_privileged_port(false)
-            .mount_port(site.mount_port)
-            .nfs3_port(site.nfs_port)
+            .mount_port(ports.0)
+            .nfs3_port(ports.1)
             .credential(root_cred())
             .mount()
             .await;
@@ -94,8 +100,8 @@ pub async fn mount_export(site: &TestSite, ip: &str, export: &str) -> Conn {
             Ok(c) => return c,
             Err(e) => {
                 assert!(
-                    start.elapsed() < DEADLINE,
-                    "cannot mount {ip}:{export}: {e:?}"
+                    start.elapsed() < limit,
+                    "cannot mount {ip}:{export} within {limit:?}: {e:?}"
                 );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -103,15 +109,27 @@ pub async fn mount_export(site: &TestSite, ip: &str, export: &str) -> Conn {
     }
 }
 
+/// One call bounded in time: the reply or its NFS error status, or the
+/// transport's error (the server went away: the outcome is unknown).
+pub async fn call_or_lost<T, E: std::fmt::Debug>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<Nfs3Result<T, E>, RpcError>>,
+) -> Result<Result<T, nfsstat3>, RpcError> {
+    match tokio::time::timeout(OP_DEADLINE, fut).await {
+        Err(_) => panic!("{what}: no reply within {OP_DEADLINE:?}"),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(Nfs3Result::Ok(v))) => Ok(Ok(v)),
+        Ok(Ok(Nfs3Result::Err((st, _)))) => Ok(Err(st)),
+    }
+}
+
 pub async fn call<T, E: std::fmt::Debug>(
     what: &str,
     fut: impl std::future::Future<Output = Result<Nfs3Result<T, E>, RpcError>>,
 ) -> Result<T, nfsstat3> {
-    match tokio::time::timeout(OP_DEADLINE, fut).await {
-        Err(_) => panic!("{what}: no reply within {OP_DEADLINE:?}"),
-        Ok(Err(e)) => panic!("{what}: transport: {e:?}"),
-        Ok(Ok(Nfs3Result::Ok(v))) => Ok(v),
-        Ok(Ok(Nfs3Result::Err((st, _)))) => Err(st),
+    match call_or_lost(what, fut).await {
+        Ok(r) => r,
+        Err(e) => panic!("{what}: transport: {e:?}"),
     }
 }
 

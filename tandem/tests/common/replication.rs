@@ -39,6 +39,20 @@ pub fn pair_both(a: &TestSite, a_addr: &str, b: &TestSite, b_addr: &str) {
     assert_success(&out, "peer add alpha");
 }
 
+/// `tandem replicate VS --to beta --replica-address IP/32` at `a`.
+pub fn replicate_to_beta(a: &TestSite, vs: &str, replica_ip: &str) {
+    let replica = format!("{replica_ip}/32");
+    let out = a.tandem(&[
+        "replicate",
+        vs,
+        "--to",
+        "beta",
+        "--replica-address",
+        &replica,
+    ]);
+    assert_success(&out, "replicate");
+}
+
 /// The named vserver's entry in `status --json`.
 pub fn vserver_status(s: &TestSite, vs: &str) -> Option<serde_json::Value> {
     s.status_json()["vservers"]
@@ -49,6 +63,17 @@ pub fn vserver_status(s: &TestSite, vs: &str) -> Option<serde_json::Value> {
 /// Polls until the replica at `b` has applied everything `a` holds and
 /// `a` has seen the ack; returns that LSN.
 pub fn wait_converged(a: &TestSite, b: &TestSite, vs: &str, logs: &dyn Fn() -> String) -> u64 {
+    wait_converged_within(a, b, vs, DEADLINE, logs)
+}
+
+/// `wait_converged` with a deadline of `limit`.
+pub fn wait_converged_within(
+    a: &TestSite,
+    b: &TestSite,
+    vs: &str,
+    limit: Duration,
+    logs: &dyn Fn() -> String,
+) -> u64 {
     let start = Instant::now();
     loop {
         let va = vserver_status(a, vs).expect("vserver at the active site");
@@ -70,8 +95,8 @@ pub fn wait_converged(a: &TestSite, b: &TestSite, vs: &str, logs: &dyn Fn() -> S
             return last;
         }
         assert!(
-            start.elapsed() < DEADLINE,
-            "replica not converged: active {va}\nreplica {at_b:?}\nlogs:\n{}",
+            start.elapsed() < limit,
+            "replica not converged within {limit:?}: active {va}\nreplica {at_b:?}\nlogs:\n{}",
             logs()
         );
         std::thread::sleep(Duration::from_millis(50));
