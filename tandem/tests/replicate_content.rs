@@ -18,8 +18,6 @@ use nfs3_client::nfs3_types::nfs3::*;
 use nfs3_client::nfs3_types::xdr_codec::Opaque;
 
 const VS: &str = "vs";
-const VS_ADDR: &str = "127.79.21.11";
-const REPLICA_ADDR: &str = "127.79.21.12";
 const MIB: usize = 1 << 20;
 
 fn handle(obj: post_op_fh3, what: &str) -> nfs_fh3 {
@@ -315,52 +313,58 @@ fn sorted(vs: &serde_json::Value, key: &str) -> Vec<serde_json::Value> {
     v
 }
 
-#[test]
-fn replica_shows_the_same_names_handles_attributes_and_bytes() {
-    let (a, a_addr) = site("alpha", "127.79.21.1");
-    let (b, b_addr) = site("beta", "127.79.21.2");
+/// Two paired sites; at `a`, vserver VS at `net`.11 with three file
+/// systems and a user.
+fn setup(net: &str) -> (TestSite, Daemon, TestSite, Daemon) {
+    let (a, a_addr) = site("alpha", &format!("{net}.1"));
+    let (b, b_addr) = site("beta", &format!("{net}.2"));
     let da = a.start_daemon();
     let db = b.start_daemon();
     pair_both(&a, &a_addr, &b, &b_addr);
-    create_vserver_and_fs(&a, VS, VS_ADDR, "data", "/data");
+    create_vserver_and_fs(&a, VS, &format!("{net}.11"), "data", "/data");
     create_fs(&a, VS, "home", "/home");
     create_fs(&a, VS, "proj", "/proj");
     let out = a.tandem(&[
         "user", "add", VS, "alice", "--uid", "1000", "--gid", "100", "--groups", "10,20",
     ]);
     assert_success(&out, "user add alice");
-    let rt = runtime();
+    (a, da, b, db)
+}
 
-    // Before replication starts: shipped from the journal's start.
+/// Fills /data (big files too) through NFS at `a`.
+fn populate_data(rt: &tokio::runtime::Runtime, a: &TestSite, net: &str) {
     rt.block_on(async {
-        let mut c = mount_export(&a, VS_ADDR, "/data").await;
+        let mut c = mount_export(a, &format!("{net}.11"), "/data").await;
         populate(&mut c, 1, true).await;
     });
+}
 
-    replicate_to_beta(&a, VS, REPLICA_ADDR);
-
-    // While replicating: data, a new file system and a new user.
+/// Data in two file systems, a new file system with data, a new user.
+fn change_while_replicating(rt: &tokio::runtime::Runtime, a: &TestSite, net: &str) {
+    let ip = format!("{net}.11");
     rt.block_on(async {
-        let mut c = mount_export(&a, VS_ADDR, "/home").await;
+        let mut c = mount_export(a, &ip, "/home").await;
         populate(&mut c, 2, false).await;
     });
-    create_fs(&a, VS, "late", "/late");
+    create_fs(a, VS, "late", "/late");
     let out = a.tandem(&["user", "add", VS, "bob", "--uid", "2000", "--gid", "2000"]);
     assert_success(&out, "user add bob");
     rt.block_on(async {
         for (export, seed) in [("/proj", 3), ("/late", 4)] {
-            let mut c = mount_export(&a, VS_ADDR, export).await;
+            let mut c = mount_export(a, &ip, export).await;
             populate(&mut c, seed, false).await;
         }
     });
+}
 
-    let logs = || format!("A:\n{}\nB:\n{}", da.log_text(), db.log_text());
-    wait_converged(&a, &b, VS, &logs);
-
+/// Every export read through NFS at the active's address and at the
+/// replica address (`net`.12) is the same tree; status shows the same
+/// file systems and users.
+fn assert_same_at_both(rt: &tokio::runtime::Runtime, a: &TestSite, b: &TestSite, net: &str) {
     for export in ["/data", "/home", "/proj", "/late"] {
         let (at_a, at_b) = rt.block_on(async {
-            let mut ca = mount_export(&a, VS_ADDR, export).await;
-            let mut cb = mount_export(&b, REPLICA_ADDR, export).await;
+            let mut ca = mount_export(a, &format!("{net}.11"), export).await;
+            let mut cb = mount_export(b, &format!("{net}.12"), export).await;
             (snapshot(&mut ca).await, snapshot(&mut cb).await)
         });
         assert!(
@@ -370,18 +374,52 @@ fn replica_shows_the_same_names_handles_attributes_and_bytes() {
         );
         assert_same_tree(&at_a, &at_b, export);
     }
-
-    // The same configuration and user map at both sites.
-    let va = vserver_status(&a, VS).expect("vserver at the active site");
-    let vb = vserver_status(&b, VS).expect("vserver at the replica");
+    let va = vserver_status(a, VS).expect("vserver at the active site");
+    let vb = vserver_status(b, VS).expect("vserver at the replica");
     let fss = sorted(&va, "filesystems");
     assert_eq!(fss.len(), 4, "{va}");
     assert_eq!(fss, sorted(&vb, "filesystems"), "file systems differ");
     let users = sorted(&va, "users");
     assert_eq!(users.len(), 2, "{va}");
     assert_eq!(users, sorted(&vb, "users"), "user maps differ");
+}
 
+#[test]
+fn replica_shows_the_same_names_handles_attributes_and_bytes() {
+    const NET: &str = "127.79.21";
+    let (a, da, b, db) = setup(NET);
+    let rt = runtime();
+    // Before replication starts: shipped from the journal's start.
+    populate_data(&rt, &a, NET);
+    replicate_to_beta(&a, VS, &format!("{NET}.12"));
+    change_while_replicating(&rt, &a, NET);
+    let logs = || format!("A:\n{}\nB:\n{}", da.log_text(), db.log_text());
+    wait_converged(&a, &b, VS, &logs);
+    assert_same_at_both(&rt, &a, &b, NET);
     // VERIFY: the lead adds `tandem verify` here once merged
-    drop(db);
-    drop(da);
+}
+
+/// The same through a baseline: the journal no longer holds its start, so
+/// the replica is filled by a fuzzy copy of the data files (holes skipped)
+/// plus replay, while clients keep changing things.
+#[test]
+fn replica_filled_by_a_baseline_shows_the_same_tree() {
+    const NET: &str = "127.79.23";
+    let (a, da, b, db) = setup(NET);
+    let rt = runtime();
+    populate_data(&rt, &a, NET);
+    assert!(da.stop().success(), "clean stop");
+    drop_journal_segments(&a, VS);
+    let da = a.start_daemon();
+    replicate_to_beta(&a, VS, &format!("{NET}.12"));
+    change_while_replicating(&rt, &a, NET);
+    let logs = || format!("A:\n{}\nB:\n{}", da.log_text(), db.log_text());
+    wait_converged(&a, &b, VS, &logs);
+    let v = vserver_status(&a, VS).expect("active");
+    assert!(
+        v["replication"]["baseline_total_bytes"].as_u64() > Some(0),
+        "no baseline was taken: {v}"
+    );
+    assert_same_at_both(&rt, &a, &b, NET);
+    // VERIFY: the lead adds `tandem verify` here once merged
 }

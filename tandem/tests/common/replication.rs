@@ -103,6 +103,22 @@ pub fn wait_converged_within(
     }
 }
 
+/// Deletes the journal segments of `vs` at a stopped site, as a checkpoint
+/// does once the journal has moved past them (2 GiB of records later), so
+/// the journal no longer holds its start.
+pub fn drop_journal_segments(site: &TestSite, vs: &str) {
+    let journal = site.dir.join(format!("vservers/{vs}/journal"));
+    let mut removed = 0;
+    for e in std::fs::read_dir(&journal).expect("journal dir") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "seg") {
+            std::fs::remove_file(&p).expect("remove segment");
+            removed += 1;
+        }
+    }
+    assert!(removed > 0, "no journal segment in {}", journal.display());
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
