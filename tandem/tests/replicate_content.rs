@@ -306,13 +306,6 @@ async fn populate(c: &mut Conn, seed: u64, big: bool) {
     .await;
 }
 
-/// A vserver's file systems or users from `status --json`, by name.
-fn sorted(vs: &serde_json::Value, key: &str) -> Vec<serde_json::Value> {
-    let mut v = vs[key].as_array().cloned().unwrap_or_default();
-    v.sort_by_key(|x| x["name"].as_str().unwrap_or_default().to_string());
-    v
-}
-
 /// Two paired sites; at `a`, vserver VS at `net`.11 with three file
 /// systems and a user.
 fn setup(net: &str) -> (TestSite, Daemon, TestSite, Daemon) {
@@ -374,14 +367,12 @@ fn assert_same_at_both(rt: &tokio::runtime::Runtime, a: &TestSite, b: &TestSite,
         );
         assert_same_tree(&at_a, &at_b, export);
     }
-    let va = vserver_status(a, VS).expect("vserver at the active site");
-    let vb = vserver_status(b, VS).expect("vserver at the replica");
-    let fss = sorted(&va, "filesystems");
-    assert_eq!(fss.len(), 4, "{va}");
-    assert_eq!(fss, sorted(&vb, "filesystems"), "file systems differ");
-    let users = sorted(&va, "users");
-    assert_eq!(users.len(), 2, "{va}");
-    assert_eq!(users, sorted(&vb, "users"), "user maps differ");
+    let (fss, users) = assert_same_config(a, b, VS);
+    assert_eq!(
+        (fss, users),
+        (4, 2),
+        "file systems and users at the active site"
+    );
 }
 
 #[test]

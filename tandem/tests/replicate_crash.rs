@@ -2,8 +2,9 @@
 //! creating, writing (FILE_SYNC, or UNSTABLE + COMMIT), truncating,
 //! renaming and removing files through NFS at the active site, `kill -9`
 //! the replica while it applies (odd rounds) or the active site while it
-//! streams (even rounds), and restart it. At the end both sites converge
-//! and show the same tree, every reply that promised durability holds at
+//! streams (even rounds), and restart it; users and file systems are
+//! added between kills. At the end both sites converge and show the same
+//! tree and configuration, every reply that promised durability holds at
 //! both, and `tandem fsck` finds both stores clean.
 //!
 //! Each client keeps, per file name, the content its acknowledged replies
@@ -421,6 +422,15 @@ fn both_sites_survive_kill_9_rounds_and_converge() {
     for round in 1..=ROUNDS {
         let acked_before = shared.acked.load(Ordering::Relaxed);
         let delay = Duration::from_millis(rng.gen_range(0..=400));
+        // A user-map change each round, a file system every other one:
+        // configuration records cross the kills too.
+        let user = format!("u{round}");
+        let uid = (1000 + round).to_string();
+        let out = a.tandem(&["user", "add", VS, &user, "--uid", &uid, "--gid", &uid]);
+        assert_success(&out, "user add");
+        if round % 2 == 0 {
+            create_fs(&a, VS, &format!("fs{round}"), &format!("/fs{round}"));
+        }
         if round % 2 == 1 {
             // The replica, while it applies: its LSN is moving.
             let from = last_lsn(&b);
@@ -499,6 +509,8 @@ fn both_sites_survive_kill_9_rounds_and_converge() {
         let mut cb = mount(&b, REPLICA_ADDR).await;
         (snapshot(&mut ca).await, snapshot(&mut cb).await)
     });
+    let config = assert_same_config(&a, &b, VS);
+    assert_eq!(config, (1 + ROUNDS / 2, ROUNDS), "file systems and users");
     for cl in &clients {
         cl.check(&at_a, "active");
         cl.check(&at_b, "replica");

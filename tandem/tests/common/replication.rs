@@ -60,6 +60,25 @@ pub fn vserver_status(s: &TestSite, vs: &str) -> Option<serde_json::Value> {
         .and_then(|v| v.iter().find(|x| x["name"] == vs).cloned())
 }
 
+/// A vserver's file systems or users from `status --json`, by name.
+pub fn by_name(vs: &serde_json::Value, key: &str) -> Vec<serde_json::Value> {
+    let mut v = vs[key].as_array().cloned().unwrap_or_default();
+    v.sort_by_key(|x| x["name"].as_str().unwrap_or_default().to_string());
+    v
+}
+
+/// Asserts `status --json` shows the same file systems and users of `vs`
+/// at both sites; returns how many of each.
+pub fn assert_same_config(a: &TestSite, b: &TestSite, vs: &str) -> (usize, usize) {
+    let va = vserver_status(a, vs).expect("vserver at the active site");
+    let vb = vserver_status(b, vs).expect("vserver at the replica");
+    let fss = by_name(&va, "filesystems");
+    assert_eq!(fss, by_name(&vb, "filesystems"), "file systems differ");
+    let users = by_name(&va, "users");
+    assert_eq!(users, by_name(&vb, "users"), "user maps differ");
+    (fss.len(), users.len())
+}
+
 /// Polls until the replica at `b` has applied everything `a` holds and
 /// `a` has seen the ack; returns that LSN.
 pub fn wait_converged(a: &TestSite, b: &TestSite, vs: &str, logs: &dyn Fn() -> String) -> u64 {
