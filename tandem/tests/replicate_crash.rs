@@ -1,11 +1,11 @@
 //! Replication survives crashes of either site: while clients keep
-//! creating, writing (FILE_SYNC, or UNSTABLE + COMMIT), truncating,
-//! renaming and removing files through NFS at the active site, `kill -9`
-//! the replica while it applies (odd rounds) or the active site while it
-//! streams (even rounds), and restart it; users and file systems are
-//! added between kills. At the end both sites converge and show the same
-//! tree and configuration, every reply that promised durability holds at
-//! both, and `tandem fsck` finds both stores clean.
+//! creating, writing (FILE_SYNC, or UNSTABLE + COMMIT, now and then a few
+//! MiB), truncating, renaming and removing files through NFS at the active
+//! site, `kill -9` the replica while it applies (odd rounds) or the active
+//! site while it streams (even rounds), and restart it; users and file
+//! systems are added between kills. At the end both sites converge and
+//! show the same tree and configuration, every reply that promised
+//! durability holds at both, and `tandem fsck` finds both stores clean.
 //!
 //! Each client keeps, per file name, the content its acknowledged replies
 //! imply. A call whose reply was lost to a kill leaves its names uncertain
@@ -43,6 +43,8 @@ const ROUNDS: usize = 6;
 const LONG: Duration = Duration::from_secs(120);
 const MAX_FILES: usize = 30;
 const MAX_WRITE: usize = 48 << 10;
+/// Big files are written in 1 MiB UNSTABLE writes, up to this many.
+const MAX_BIG_MIB: usize = 3;
 
 /// The connection is gone (the daemon was killed): the outcome of the
 /// call is unknown.
@@ -167,12 +169,23 @@ impl Client {
         let Nfs3Option::Some(fh) = r.obj else {
             panic!("CREATE without a handle")
         };
-        let data = self.data();
-        if self.rng.gen_bool(0.5) {
+        // Now and then a big file, so the replica dies amid big batches.
+        let big = self.rng.gen_bool(0.04);
+        let data = if big {
+            let len = self.rng.gen_range(1..=MAX_BIG_MIB) << 20;
+            pattern(len, self.rng.gen())
+        } else {
+            self.data()
+        };
+        if !big && self.rng.gen_bool(0.5) {
             self.write(c, &fh, 0, &data, stable_how::FILE_SYNC).await?;
         } else {
             // UNSTABLE pieces, then a COMMIT that covers them all.
-            let pieces = self.rng.gen_range(1..=3);
+            let pieces = if big {
+                data.len() >> 20
+            } else {
+                self.rng.gen_range(1..=3)
+            };
             let step = data.len().div_ceil(pieces);
             let mut verf = None;
             for (i, chunk) in data.chunks(step).enumerate() {
