@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 use super::nfs::{must, read_chunks, Conn};
 
 /// The attributes a replica must reproduce: all of fattr3 except atime
-/// (reads at either site move it, and reads are not replicated).
+/// (reads at either site move it, and reads are not replicated). `used`
+/// is kept: holes stay holes at the replica, through a baseline too.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attrs {
     pub type_: ftype3,
