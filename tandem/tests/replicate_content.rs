@@ -389,7 +389,7 @@ fn replica_shows_the_same_names_handles_attributes_and_bytes() {
     let logs = || format!("A:\n{}\nB:\n{}", da.log_text(), db.log_text());
     wait_converged_within(&a, &b, VS, CONVERGE, &logs);
     assert_same_at_both(&rt, &a, &b, NET);
-    // VERIFY: the lead adds `tandem verify` here once merged
+    assert_verify_matches(&a, VS);
 }
 
 /// The same through a baseline: the journal no longer holds its start, so
@@ -414,5 +414,5 @@ fn replica_filled_by_a_baseline_shows_the_same_tree() {
         "no baseline was taken: {v}"
     );
     assert_same_at_both(&rt, &a, &b, NET);
-    // VERIFY: the lead adds `tandem verify` here once merged
+    assert_verify_matches(&a, VS);
 }

@@ -530,7 +530,7 @@ fn both_sites_survive_kill_9_rounds_and_converge() {
     }
     assert_same_tree(&at_a, &at_b, "after the kill rounds");
 
-    // VERIFY: the lead adds `tandem verify` here once merged
+    assert_verify_matches(&a, VS);
     assert!(db.stop().success(), "replica stops cleanly");
     assert!(da.stop().success(), "active stops cleanly");
     assert_fsck_clean(&a, VS);

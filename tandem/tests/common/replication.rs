@@ -138,6 +138,37 @@ pub fn drop_journal_segments(site: &TestSite, vs: &str) {
     assert!(removed > 0, "no journal segment in {}", journal.display());
 }
 
+/// `tandem verify`, retried while the sender is (re)connecting: the one
+/// answer that is not yet the real one.
+pub fn verify(site: &TestSite, args: &[&str]) -> std::process::Output {
+    let start = Instant::now();
+    let mut all = vec!["verify"];
+    all.extend_from_slice(args);
+    loop {
+        let out = site.tandem(&all);
+        if !super::stderr(&out).contains("not streaming") {
+            return out;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "never streaming: {}",
+            super::stderr(&out)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `tandem verify VS` at the active site `a`: exit 0, "match".
+pub fn assert_verify_matches(a: &TestSite, vs: &str) {
+    let out = verify(a, &[vs]);
+    let text = format!("{}\n{}", super::stdout(&out), super::stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "verify: {text}");
+    assert!(
+        super::stdout(&out).starts_with(&format!("{vs}: match at LSN ")),
+        "verify: {text}"
+    );
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
