@@ -835,53 +835,25 @@ impl Client {
 
 /// Every object under `dir`, with handles, ids and file contents.
 async fn walk(c: &mut Conn, dir: &nfs_fh3, prefix: &str, out: &mut BTreeMap<String, Actual>) {
-    let mut cookie = 0;
-    let mut verf = cookieverf3::default();
     let mut subdirs = Vec::new();
-    loop {
-        let r = must(
-            "READDIRPLUS",
-            c.readdirplus(&READDIRPLUS3args {
-                dir: dir.clone(),
-                cookie,
-                cookieverf: verf,
-                dircount: 8192,
-                maxcount: 65536,
-            }),
-        )
-        .await;
-        verf = r.cookieverf;
-        for e in r.reply.entries.into_inner() {
-            cookie = e.cookie;
-            let name = String::from_utf8(e.name.0.to_vec()).expect("utf-8 name");
-            if name == "." || name == ".." {
-                continue;
-            }
-            let (Nfs3Option::Some(fh), Nfs3Option::Some(attr)) = (e.name_handle, e.name_attributes)
-            else {
-                panic!("READDIRPLUS entry {name} without handle or attributes")
-            };
-            let path = format!("{prefix}{name}");
-            let isdir = attr.type_ == ftype3::NF3DIR;
-            let content = if isdir {
-                subdirs.push((fh.clone(), format!("{path}/")));
-                Vec::new()
-            } else {
-                read_all(c, &fh, attr.size).await
-            };
-            out.insert(
-                path,
-                Actual {
-                    dir: isdir,
-                    fh,
-                    fileid: attr.fileid,
-                    content,
-                },
-            );
-        }
-        if r.reply.eof {
-            break;
-        }
+    for (name, fh, attr) in common::tree::entries(c, dir).await {
+        let path = format!("{prefix}{name}");
+        let isdir = attr.type_ == ftype3::NF3DIR;
+        let content = if isdir {
+            subdirs.push((fh.clone(), format!("{path}/")));
+            Vec::new()
+        } else {
+            read_all(c, &fh, attr.size).await
+        };
+        out.insert(
+            path,
+            Actual {
+                dir: isdir,
+                fh,
+                fileid: attr.fileid,
+                content,
+            },
+        );
     }
     for (fh, p) in subdirs {
         Box::pin(walk(c, &fh, &p, out)).await;
@@ -889,22 +861,7 @@ async fn walk(c: &mut Conn, dir: &nfs_fh3, prefix: &str, out: &mut BTreeMap<Stri
 }
 
 async fn read_all(c: &mut Conn, fh: &nfs_fh3, size: u64) -> Vec<u8> {
-    let mut data = Vec::new();
-    loop {
-        let r = must(
-            "READ",
-            c.read(&READ3args {
-                file: fh.clone(),
-                offset: data.len() as u64,
-                count: 1 << 20,
-            }),
-        )
-        .await;
-        data.extend_from_slice(r.data.as_ref());
-        if r.eof || r.count == 0 {
-            break;
-        }
-    }
+    let data = common::nfs::read_all(c, fh).await;
     assert_eq!(data.len() as u64, size, "READ length vs attributes");
     data
 }

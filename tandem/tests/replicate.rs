@@ -247,22 +247,6 @@ fn bad_requests_and_refusals_are_clear() {
     assert_eq!(vb["state"], "active", "{vb}");
 }
 
-/// Deletes the journal segments of `vs` at a stopped site, as a checkpoint
-/// does once the journal has moved past them (2 GiB of records later), so
-/// the journal no longer holds its start.
-fn drop_journal_segments(site: &TestSite, vs: &str) {
-    let journal = site.dir.join(format!("vservers/{vs}/journal"));
-    let mut removed = 0;
-    for e in std::fs::read_dir(&journal).expect("journal dir") {
-        let p = e.expect("entry").path();
-        if p.extension().is_some_and(|x| x == "seg") {
-            std::fs::remove_file(&p).expect("remove segment");
-            removed += 1;
-        }
-    }
-    assert!(removed > 0, "no journal segment in {}", journal.display());
-}
-
 #[test]
 fn lost_journal_start_takes_a_baseline_then_streams() {
     const VS_ADDR: &str = "127.79.3.11";

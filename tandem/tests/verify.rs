@@ -21,26 +21,6 @@ fn ino_of(fh: &nfs_fh3) -> u64 {
     u64::from_be_bytes(a)
 }
 
-/// `tandem verify`, retried while the sender is (re)connecting: the one
-/// answer that is not yet the real one.
-fn verify(site: &TestSite, args: &[&str]) -> std::process::Output {
-    let start = Instant::now();
-    let mut all = vec!["verify"];
-    all.extend_from_slice(args);
-    loop {
-        let out = site.tandem(&all);
-        if !stderr(&out).contains("not streaming") {
-            return out;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "never streaming: {}",
-            stderr(&out)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn verify_matches_then_names_a_file_changed_at_the_replica() {
     const VS_ADDR: &str = "127.79.2.11";

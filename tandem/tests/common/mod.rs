@@ -5,6 +5,7 @@
 
 pub mod nfs;
 pub mod replication;
+pub mod tree;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -359,6 +360,12 @@ pub fn create_vserver_and_fs(site: &TestSite, vs: &str, address: &str, fs: &str,
         &site.tandem(&["vserver", "create", vs, "--address", &cidr]),
         "vserver create",
     );
+    create_fs(site, vs, fs, export);
+}
+
+/// Creates file system `fs` of `vs` exported at `export`, root not
+/// squashed, open to all of 127.0.0.0/8.
+pub fn create_fs(site: &TestSite, vs: &str, fs: &str, export: &str) {
     assert_success(
         &site.tandem(&[
             "fs",

@@ -76,22 +76,50 @@ pub fn dirop<'a>(dir: &nfs_fh3, name: &'a str) -> diropargs3<'a> {
 
 /// Mounts /data at `ip` with `site`'s ports, retrying until it is served.
 pub async fn mount(site: &TestSite, ip: &str) -> Conn {
+    mount_export(site, ip, "/data").await
+}
+
+/// Mounts `export` at `ip` with `site`'s ports, retrying until it is served.
+pub async fn mount_export(site: &TestSite, ip: &str, export: &str) -> Conn {
+    mount_at(ip, export, (site.mount_port, site.nfs_port), DEADLINE).await
+}
+
+/// Mounts `export` at `ip` with the given (mount, nfs) ports, retrying
+/// until it is served or `limit` has passed (then panics).
+pub async fn mount_at(ip: &str, export: &str, ports: (u16, u16), limit: Duration) -> Conn {
     let start = Instant::now();
     loop {
-        let r = Nfs3ConnectionBuilder::new(TcpConnector, ip, "/data")
+        let r = Nfs3ConnectionBuilder::new(TcpConnector, ip, export)
             .connect_from_privileged_port(false)
-            .mount_port(site.mount_port)
-            .nfs3_port(site.nfs_port)
+            .mount_port(ports.0)
+            .nfs3_port(ports.1)
             .credential(root_cred())
             .mount()
             .await;
         match r {
             Ok(c) => return c,
             Err(e) => {
-                assert!(start.elapsed() < DEADLINE, "cannot mount {ip}:/data: {e:?}");
+                assert!(
+                    start.elapsed() < limit,
+                    "cannot mount {ip}:{export} within {limit:?}: {e:?}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// One call bounded in time: the reply or its NFS error status, or the
+/// transport's error (the server went away: the outcome is unknown).
+pub async fn call_or_lost<T, E: std::fmt::Debug>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<Nfs3Result<T, E>, RpcError>>,
+) -> Result<Result<T, nfsstat3>, RpcError> {
+    match tokio::time::timeout(OP_DEADLINE, fut).await {
+        Err(_) => panic!("{what}: no reply within {OP_DEADLINE:?}"),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(Nfs3Result::Ok(v))) => Ok(Ok(v)),
+        Ok(Ok(Nfs3Result::Err((st, _)))) => Ok(Err(st)),
     }
 }
 
@@ -99,11 +127,9 @@ pub async fn call<T, E: std::fmt::Debug>(
     what: &str,
     fut: impl std::future::Future<Output = Result<Nfs3Result<T, E>, RpcError>>,
 ) -> Result<T, nfsstat3> {
-    match tokio::time::timeout(OP_DEADLINE, fut).await {
-        Err(_) => panic!("{what}: no reply within {OP_DEADLINE:?}"),
-        Ok(Err(e)) => panic!("{what}: transport: {e:?}"),
-        Ok(Ok(Nfs3Result::Ok(v))) => Ok(v),
-        Ok(Ok(Nfs3Result::Err((st, _)))) => Err(st),
+    match call_or_lost(what, fut).await {
+        Ok(r) => r,
+        Err(e) => panic!("{what}: transport: {e:?}"),
     }
 }
 
@@ -120,19 +146,28 @@ pub async fn must<T, E: std::fmt::Debug>(
 /// Reads a whole file with 1 MiB READs.
 pub async fn read_all(c: &mut Conn, fh: &nfs_fh3) -> Vec<u8> {
     let mut data = Vec::new();
+    read_chunks(c, fh, |chunk| data.extend_from_slice(chunk)).await;
+    data
+}
+
+/// Reads a file to EOF with 1 MiB READs, handing each reply's bytes to
+/// `f`; returns how many bytes were read.
+pub async fn read_chunks(c: &mut Conn, fh: &nfs_fh3, mut f: impl FnMut(&[u8])) -> u64 {
+    let mut offset = 0u64;
     loop {
         let r = must(
             "READ",
             c.read(&READ3args {
                 file: fh.clone(),
-                offset: data.len() as u64,
+                offset,
                 count: 1 << 20,
             }),
         )
         .await;
-        data.extend_from_slice(r.data.as_ref());
+        f(r.data.as_ref());
+        offset += r.data.as_ref().len() as u64;
         if r.eof || r.count == 0 {
-            return data;
+            return offset;
         }
     }
 }

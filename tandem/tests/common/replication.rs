@@ -39,6 +39,20 @@ pub fn pair_both(a: &TestSite, a_addr: &str, b: &TestSite, b_addr: &str) {
     assert_success(&out, "peer add alpha");
 }
 
+/// `tandem replicate VS --to beta --replica-address IP/32` at `a`.
+pub fn replicate_to_beta(a: &TestSite, vs: &str, replica_ip: &str) {
+    let replica = format!("{replica_ip}/32");
+    let out = a.tandem(&[
+        "replicate",
+        vs,
+        "--to",
+        "beta",
+        "--replica-address",
+        &replica,
+    ]);
+    assert_success(&out, "replicate");
+}
+
 /// The named vserver's entry in `status --json`.
 pub fn vserver_status(s: &TestSite, vs: &str) -> Option<serde_json::Value> {
     s.status_json()["vservers"]
@@ -46,9 +60,39 @@ pub fn vserver_status(s: &TestSite, vs: &str) -> Option<serde_json::Value> {
         .and_then(|v| v.iter().find(|x| x["name"] == vs).cloned())
 }
 
+/// A vserver's file systems or users from `status --json`, by name.
+pub fn by_name(vs: &serde_json::Value, key: &str) -> Vec<serde_json::Value> {
+    let mut v = vs[key].as_array().cloned().unwrap_or_default();
+    v.sort_by_key(|x| x["name"].as_str().unwrap_or_default().to_string());
+    v
+}
+
+/// Asserts `status --json` shows the same file systems and users of `vs`
+/// at both sites; returns how many of each.
+pub fn assert_same_config(a: &TestSite, b: &TestSite, vs: &str) -> (usize, usize) {
+    let va = vserver_status(a, vs).expect("vserver at the active site");
+    let vb = vserver_status(b, vs).expect("vserver at the replica");
+    let fss = by_name(&va, "filesystems");
+    assert_eq!(fss, by_name(&vb, "filesystems"), "file systems differ");
+    let users = by_name(&va, "users");
+    assert_eq!(users, by_name(&vb, "users"), "user maps differ");
+    (fss.len(), users.len())
+}
+
 /// Polls until the replica at `b` has applied everything `a` holds and
 /// `a` has seen the ack; returns that LSN.
 pub fn wait_converged(a: &TestSite, b: &TestSite, vs: &str, logs: &dyn Fn() -> String) -> u64 {
+    wait_converged_within(a, b, vs, DEADLINE, logs)
+}
+
+/// `wait_converged` with a deadline of `limit`.
+pub fn wait_converged_within(
+    a: &TestSite,
+    b: &TestSite,
+    vs: &str,
+    limit: Duration,
+    logs: &dyn Fn() -> String,
+) -> u64 {
     let start = Instant::now();
     loop {
         let va = vserver_status(a, vs).expect("vserver at the active site");
@@ -70,12 +114,59 @@ pub fn wait_converged(a: &TestSite, b: &TestSite, vs: &str, logs: &dyn Fn() -> S
             return last;
         }
         assert!(
-            start.elapsed() < DEADLINE,
-            "replica not converged: active {va}\nreplica {at_b:?}\nlogs:\n{}",
+            start.elapsed() < limit,
+            "replica not converged within {limit:?}: active {va}\nreplica {at_b:?}\nlogs:\n{}",
             logs()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Deletes the journal segments of `vs` at a stopped site, as a checkpoint
+/// does once the journal has moved past them (2 GiB of records later), so
+/// the journal no longer holds its start.
+pub fn drop_journal_segments(site: &TestSite, vs: &str) {
+    let journal = site.dir.join(format!("vservers/{vs}/journal"));
+    let mut removed = 0;
+    for e in std::fs::read_dir(&journal).expect("journal dir") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "seg") {
+            std::fs::remove_file(&p).expect("remove segment");
+            removed += 1;
+        }
+    }
+    assert!(removed > 0, "no journal segment in {}", journal.display());
+}
+
+/// `tandem verify`, retried while the sender is (re)connecting: the one
+/// answer that is not yet the real one.
+pub fn verify(site: &TestSite, args: &[&str]) -> std::process::Output {
+    let start = Instant::now();
+    let mut all = vec!["verify"];
+    all.extend_from_slice(args);
+    loop {
+        let out = site.tandem(&all);
+        if !super::stderr(&out).contains("not streaming") {
+            return out;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "never streaming: {}",
+            super::stderr(&out)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `tandem verify VS` at the active site `a`: exit 0, "match".
+pub fn assert_verify_matches(a: &TestSite, vs: &str) {
+    let out = verify(a, &[vs]);
+    let text = format!("{}\n{}", super::stdout(&out), super::stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "verify: {text}");
+    assert!(
+        super::stdout(&out).starts_with(&format!("{vs}: match at LSN ")),
+        "verify: {text}"
+    );
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
