@@ -318,6 +318,18 @@ fn parse_mark(b: &[u8]) -> std::result::Result<Mark, String> {
     })
 }
 
+/// A data piece may be at most `MAX_BASELINE_CHUNK_BYTES` (baseline and
+/// catch-up installs alike).
+pub(crate) fn check_chunk_len(bytes: &[u8]) -> BaselineResult<()> {
+    if bytes.len() > MAX_BASELINE_CHUNK_BYTES {
+        return Err(BaselineError::ChunkTooLarge {
+            len_bytes: bytes.len(),
+            max_bytes: MAX_BASELINE_CHUNK_BYTES,
+        });
+    }
+    Ok(())
+}
+
 fn write_mark(dir: &Path, m: &Mark) -> crate::Result<()> {
     crate::data::write_atomically(dir, BASELINE_FILE, &encode_mark(m))
 }
@@ -535,12 +547,7 @@ impl BaselineInstall {
     /// Writes a piece of `ino`'s data at `offset`. `ino` must be a regular
     /// file of the baseline state and the piece within its size there.
     pub fn write(&mut self, ino: Ino, offset: u64, bytes: &[u8]) -> BaselineResult<()> {
-        if bytes.len() > MAX_BASELINE_CHUNK_BYTES {
-            return Err(BaselineError::ChunkTooLarge {
-                len_bytes: bytes.len(),
-                max_bytes: MAX_BASELINE_CHUNK_BYTES,
-            });
-        }
+        check_chunk_len(bytes)?;
         let Some((_, files, _)) = &self.state else {
             return Err(BaselineError::StateMissing);
         };

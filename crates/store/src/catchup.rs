@@ -23,8 +23,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::baseline::{
-    decode_state, read_state_file, syncfs, write_state_piece, BaselineError, BaselineResult,
-    MAX_BASELINE_CHUNK_BYTES,
+    check_chunk_len, decode_state, read_state_file, syncfs, write_state_piece, BaselineError,
+    BaselineResult, MAX_BASELINE_CHUNK_BYTES,
 };
 use crate::checkpoint;
 use crate::data::{sync_dir, DataFiles};
@@ -292,12 +292,7 @@ impl CatchupInstall {
 
     /// Stages `bytes` for `ino` at `offset` (within its size at X).
     pub fn write(&mut self, ino: Ino, offset: u64, bytes: &[u8]) -> BaselineResult<()> {
-        if bytes.len() > MAX_BASELINE_CHUNK_BYTES {
-            return Err(BaselineError::ChunkTooLarge {
-                len_bytes: bytes.len(),
-                max_bytes: MAX_BASELINE_CHUNK_BYTES,
-            });
-        }
+        check_chunk_len(bytes)?;
         self.append(ino, offset, bytes.len() as u64, 0, bytes)
     }
 
