@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tandem_repl::session::SessionConfig;
+use tandem_repl::wire::{decode, WireError, WIRE_VERSION};
 use tandem_store::{Cred, Export, FileType, Ino, Store, StoreOptions};
 
 pub const SITE: &str = "3f2a9c0d5e6b7a8f3f2a9c0d5e6b7a8f3f2a9c0d5e6b7a8f3f2a9c0d5e6b7a8f";
@@ -94,4 +95,31 @@ macro_rules! assert_refused {
         let err = $h.await.expect("join").err().expect("refused");
         assert!(matches!(err, $pat), "{err}");
     }};
+}
+
+/// Recomputes the envelope CRC after a test changed bytes on purpose.
+pub fn reseal(bytes: &mut [u8]) {
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes[..12]), &bytes[16..]);
+    bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// A message with this payload and type, correctly sealed.
+pub fn sealed(msg_type: u16, payload: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"TNRP");
+    b.extend_from_slice(&WIRE_VERSION.to_le_bytes());
+    b.extend_from_slice(&msg_type.to_le_bytes());
+    b.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(payload);
+    reseal(&mut b);
+    b
+}
+
+/// Why `decode` refused `bytes` as malformed (anything else fails the test).
+pub fn malformed(bytes: &[u8]) -> String {
+    match decode(bytes) {
+        Err(WireError::Malformed { why, .. }) => why,
+        other => panic!("expected Malformed, got {other:?}"),
+    }
 }
