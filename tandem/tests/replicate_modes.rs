@@ -88,23 +88,6 @@ fn setup(
     (a, da, b, db, vs_addr, replica_addr)
 }
 
-async fn write_unstable(c: &mut Conn, fh: &nfs_fh3, data: &[u8]) {
-    for (i, chunk) in data.chunks(64 << 10).enumerate() {
-        let w = must(
-            "WRITE",
-            c.write(&WRITE3args {
-                file: fh.clone(),
-                offset: (i * (64 << 10)) as u64,
-                count: chunk.len() as u32,
-                stable: stable_how::UNSTABLE,
-                data: Opaque::borrowed(chunk),
-            }),
-        )
-        .await;
-        assert_eq!(w.count as usize, chunk.len());
-    }
-}
-
 fn commit_args(fh: &nfs_fh3) -> COMMIT3args {
     COMMIT3args {
         file: fh.clone(),
@@ -138,7 +121,7 @@ fn commit_sync_block_holds_commit_until_replica_resumes() {
         let thaw = Thaw(&db);
         signal(&db, libc::SIGSTOP);
         // UNSTABLE writes do not wait for the replica in commit-sync.
-        write_unstable(&mut c, &fh, &data).await;
+        write_at(&mut c, &fh, 0, &data, stable_how::UNSTABLE).await;
         let args = commit_args(&fh);
         let commit = c.commit(&args);
         tokio::pin!(commit);
@@ -197,7 +180,7 @@ fn commit_sync_degrades_after_timeout_and_recovers() {
         let fh = create_file(&mut c, "late.bin").await;
         let thaw = Thaw(&db);
         signal(&db, libc::SIGSTOP);
-        write_unstable(&mut c, &fh, &pattern(64 << 10, 22)).await;
+        write_at(&mut c, &fh, 0, &pattern(64 << 10, 22), stable_how::UNSTABLE).await;
         let started = Instant::now();
         must("COMMIT", c.commit(&commit_args(&fh))).await;
         let took = started.elapsed();
@@ -249,13 +232,20 @@ fn commit_sync_kill9_of_active_keeps_every_committed_byte() {
         for i in 0..6u64 {
             let data = pattern((96 << 10) + (i as usize) * 1000, 100 + i);
             let fh = create_file(&mut c, &format!("f{i}.bin")).await;
-            write_unstable(&mut c, &fh, &data).await;
+            write_at(&mut c, &fh, 0, &data, stable_how::UNSTABLE).await;
             must("COMMIT", c.commit(&commit_args(&fh))).await;
             files.push((fh, data));
         }
         // More, uncommitted, in flight as the active site dies.
         let fh = create_file(&mut c, "uncommitted.bin").await;
-        write_unstable(&mut c, &fh, &pattern(128 << 10, 999)).await;
+        write_at(
+            &mut c,
+            &fh,
+            0,
+            &pattern(128 << 10, 999),
+            stable_how::UNSTABLE,
+        )
+        .await;
         files
     });
     // Right after the last COMMIT returned: no time for async catch-up.

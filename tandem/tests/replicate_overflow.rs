@@ -13,60 +13,9 @@ use common::nfs::*;
 use common::replication::*;
 use common::*;
 use nfs3_client::nfs3_types::nfs3::*;
-use nfs3_client::nfs3_types::xdr_codec::Opaque;
 
 const JOURNAL_MAX_BYTES: u64 = 4 << 20;
 const MIB: u64 = 1 << 20;
-
-async fn create(c: &mut Conn, name: &str) -> nfs_fh3 {
-    let root = c.root_nfs_fh3();
-    let r = must(
-        "CREATE",
-        c.create(&CREATE3args {
-            where_: dirop(&root, name),
-            how: createhow3::UNCHECKED(sattr3 {
-                mode: Nfs3Option::Some(0o644),
-                ..Default::default()
-            }),
-        }),
-    )
-    .await;
-    let Nfs3Option::Some(fh) = r.obj else {
-        panic!("CREATE without a handle");
-    };
-    fh
-}
-
-/// Writes `data` at `offset` in 64 KiB FILE_SYNC pieces.
-async fn write_at(c: &mut Conn, fh: &nfs_fh3, offset: u64, data: &[u8]) {
-    for (i, chunk) in data.chunks(64 << 10).enumerate() {
-        let w = must(
-            "WRITE",
-            c.write(&WRITE3args {
-                file: fh.clone(),
-                offset: offset + (i as u64) * (64 << 10),
-                count: chunk.len() as u32,
-                stable: stable_how::FILE_SYNC,
-                data: Opaque::borrowed(chunk),
-            }),
-        )
-        .await;
-        assert_eq!(w.count as usize, chunk.len());
-    }
-}
-
-async fn lookup(c: &mut Conn, name: &str) -> Option<nfs_fh3> {
-    let root = c.root_nfs_fh3();
-    call(
-        "LOOKUP",
-        c.lookup(&LOOKUP3args {
-            what: dirop(&root, name),
-        }),
-    )
-    .await
-    .ok()
-    .map(|r| r.object)
-}
 
 /// Bytes of the journal segments of `vs` at `site`.
 fn journal_bytes(site: &TestSite, vs: &str) -> u64 {
@@ -136,8 +85,15 @@ fn a_long_outage_ends_in_a_catchup_of_the_changed_bytes() {
     rt.block_on(async {
         let mut c = mount(&a, VS_ADDR).await;
         for (i, n) in names.iter().enumerate() {
-            let fh = create(&mut c, n).await;
-            write_at(&mut c, &fh, 0, &pattern(initial, i as u64)).await;
+            let fh = create_file(&mut c, n).await;
+            write_at(
+                &mut c,
+                &fh,
+                0,
+                &pattern(initial, i as u64),
+                stable_how::FILE_SYNC,
+            )
+            .await;
         }
     });
     let logs = |da: &Daemon, db: Option<&Daemon>| {
@@ -158,14 +114,35 @@ fn a_long_outage_ends_in_a_catchup_of_the_changed_bytes() {
         let mut c = mount(&a, VS_ADDR).await;
         let f0 = lookup(&mut c, "f0").await.expect("f0");
         for round in 0..12u64 {
-            write_at(&mut c, &f0, MIB, &pattern(MIB as usize, 100 + round)).await;
+            write_at(
+                &mut c,
+                &f0,
+                MIB,
+                &pattern(MIB as usize, 100 + round),
+                stable_how::FILE_SYNC,
+            )
+            .await;
         }
         written += MIB;
         let f1 = lookup(&mut c, "f1").await.expect("f1");
-        write_at(&mut c, &f1, 2 * MIB + 4096, &pattern(MIB as usize / 2, 7)).await;
+        write_at(
+            &mut c,
+            &f1,
+            2 * MIB + 4096,
+            &pattern(MIB as usize / 2, 7),
+            stable_how::FILE_SYNC,
+        )
+        .await;
         written += MIB / 2;
-        let new = create(&mut c, "new").await;
-        write_at(&mut c, &new, 0, &pattern(MIB as usize, 8)).await;
+        let new = create_file(&mut c, "new").await;
+        write_at(
+            &mut c,
+            &new,
+            0,
+            &pattern(MIB as usize, 8),
+            stable_how::FILE_SYNC,
+        )
+        .await;
         written += MIB;
         let f2 = lookup(&mut c, "f2").await.expect("f2");
         must(
@@ -255,7 +232,7 @@ fn a_long_outage_ends_in_a_catchup_of_the_changed_bytes() {
     rt.block_on(async {
         let mut c = mount(&a, VS_ADDR).await;
         let f1 = lookup(&mut c, "f1").await.expect("f1");
-        write_at(&mut c, &f1, 0, b"after the catch-up").await;
+        write_at(&mut c, &f1, 0, b"after the catch-up", stable_how::FILE_SYNC).await;
     });
     wait_converged(&a, &b, "vs", &|| logs(&da, Some(&db)));
     drop(db);

@@ -319,14 +319,7 @@ async fn wait_converged(daemon: &Daemon, timeout: Duration) -> anyhow::Result<In
             return Ok(Instant::now());
         }
         if started.elapsed() > timeout {
-            let err = daemon
-                .status(Some(VSERVER))
-                .await?
-                .vservers
-                .first()
-                .and_then(|v| v.replication.as_ref())
-                .and_then(|r| r.last_error.clone())
-                .unwrap_or_else(|| "no error reported".into());
+            let err = daemon.status(Some(VSERVER)).await?.replication_error();
             bail!(
                 "the replica did not converge within {timeout:?} (acked LSN {} of {}): {err}",
                 s.replica_lsn,

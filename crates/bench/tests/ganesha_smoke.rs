@@ -1,6 +1,8 @@
 //! Runs the quick preset against NFS-Ganesha alone, when it is installed,
 //! to prove the workload and the Ganesha launcher. Never asserts on time.
 
+mod common;
+
 use std::path::Path;
 
 use tandem_bench::{BenchOptions, ServerKind};
@@ -9,13 +11,7 @@ const GANESHA: &str = "/usr/bin/ganesha.nfsd";
 
 #[test]
 fn quick_workload_against_ganesha() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_test_writer()
-        .try_init();
+    common::init_tracing();
     let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
     if !Path::new(GANESHA).exists() {
         assert!(

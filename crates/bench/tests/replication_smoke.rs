@@ -3,6 +3,8 @@
 //! installed) so the bench cannot rot. Checks the table's rows and that
 //! the byte counts are sane; never asserts on time.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -10,13 +12,7 @@ use tandem_bench::{Rate, ReplOptions};
 
 #[test]
 fn tiny_replication_bench() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_test_writer()
-        .try_init();
+    common::init_tracing();
     let defaults = ReplOptions::default();
     let rsync = Path::new(&defaults.rsync_binary).exists();
     let opts = ReplOptions {

@@ -2,17 +2,13 @@
 //! bench's Tandem path (store + NFS service + workload) cannot rot. Never
 //! asserts on time.
 
+mod common;
+
 use tandem_bench::{BenchOptions, ServerKind};
 
 #[test]
 fn small_workload_against_tandem() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_test_writer()
-        .try_init();
+    common::init_tracing();
     let opts = BenchOptions {
         servers: vec![ServerKind::Tandem],
         seq_bytes: 16 << 20,

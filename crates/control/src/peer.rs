@@ -503,7 +503,6 @@ async fn receive_baseline<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
     daemon: &crate::daemon::Daemon,
     vserver: &str,
 ) -> Option<Arc<tandem_store::Store>> {
-    let cfg = tandem_repl::baseline::BaselineConfig::default();
     let dir = match daemon.begin_baseline(vserver).await {
         Ok(d) => d,
         Err(e) => {
@@ -513,16 +512,7 @@ async fn receive_baseline<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
         }
     };
     tracing::info!(peer_id, vserver, "receiving baseline");
-    let received = tandem_repl::baseline::receive_baseline(
-        stream,
-        &dir,
-        vserver,
-        crate::site::store_options(),
-        &cfg,
-        None,
-    )
-    .await;
-    let store = match received {
+    let store = match receive_transfer(stream, &dir, vserver, Transfer::Baseline).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(peer_id, vserver, error = %e, "baseline ended unfinished");
@@ -540,6 +530,33 @@ async fn receive_baseline<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
         Err(e) => {
             tracing::error!(peer_id, vserver, error = %e, "baseline installed but not opened");
             None
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Transfer {
+    Baseline,
+    Catchup,
+}
+
+/// Runs the replica's side of a baseline or a catch-up into `dir`, with
+/// the same settings for both (default timeouts and sizes, the site's
+/// store options).
+async fn receive_transfer<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    dir: &std::path::Path,
+    vserver: &str,
+    transfer: Transfer,
+) -> std::result::Result<tandem_store::Store, tandem_repl::baseline::BaselineSessionError> {
+    let cfg = tandem_repl::baseline::BaselineConfig::default();
+    let opts = crate::site::store_options();
+    match transfer {
+        Transfer::Baseline => {
+            tandem_repl::baseline::receive_baseline(stream, dir, vserver, opts, &cfg, None).await
+        }
+        Transfer::Catchup => {
+            tandem_repl::catchup::receive_catchup(stream, dir, vserver, opts, &cfg, None).await
         }
     }
 }
@@ -567,17 +584,7 @@ async fn receive_catchup<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
         }
     };
     tracing::info!(peer_id, vserver, "receiving catch-up");
-    let cfg = tandem_repl::baseline::BaselineConfig::default();
-    let received = tandem_repl::catchup::receive_catchup(
-        stream,
-        &dir,
-        vserver,
-        crate::site::store_options(),
-        &cfg,
-        None,
-    )
-    .await;
-    let installed = match received {
+    let installed = match receive_transfer(stream, &dir, vserver, Transfer::Catchup).await {
         Ok(s) => {
             tracing::info!(peer_id, vserver, lsn = s.last_lsn(), "catch-up installed");
             Some(s)

@@ -897,66 +897,32 @@ async fn attempt(
                         *snapshot = Some(s.clone());
                         s
                     }
-                    Ok(Err(e)) => {
-                        return Outcome::Retry {
-                            state: "disconnected",
-                            error: format!("starting a baseline: {e}"),
-                        }
-                    }
-                    Err(e) => {
-                        return Outcome::Retry {
-                            state: "disconnected",
-                            error: format!("starting a baseline: {e}"),
-                        }
-                    }
+                    Ok(Err(e)) => return disconnected(format!("starting a baseline: {e}")),
+                    Err(e) => return disconnected(format!("starting a baseline: {e}")),
                 }
             }
         };
         tracing::info!(vserver, to = %peer.name, lsn = snap.lsn, bytes = snap.total_bytes, "sending baseline");
-        let sent = async {
-            stream.write_all(b"BASELINE\n").await?;
-            stream.flush().await
-        };
-        if let Err(e) = sent.await {
-            return Outcome::Retry {
-                state: "disconnected",
-                error: format!("peer {}: {e}", peer.name),
-            };
+        if let Err(outcome) = send_line(&mut stream, &peer, b"BASELINE\n").await {
+            return outcome;
         }
         let cfg = BaselineConfig::default();
-        let (ptx, mut prx) = watch::channel(baseline::BaselineStatus::default());
+        let (ptx, prx) = watch::channel(baseline::BaselineStatus::default());
         let sending = baseline::send_baseline(&mut stream, store.clone(), snap, &cfg, Some(&ptx));
-        tokio::pin!(sending);
-        let result = loop {
-            tokio::select! {
-                r = &mut sending => break r,
-                changed = prx.changed() => {
-                    if changed.is_err() {
-                        continue;
-                    }
-                    let p = *prx.borrow_and_update();
-                    update(shared, |s| {
-                        s.baseline_done_bytes = Some(p.done_bytes);
-                        s.baseline_total_bytes = Some(p.total_bytes);
-                        s.baseline = Some(p);
-                    });
-                }
-            }
+        let result = watch_progress(sending, prx, shared, |s, p| {
+            s.baseline_done_bytes = Some(p.done_bytes);
+            s.baseline_total_bytes = Some(p.total_bytes);
+            s.baseline = Some(p);
+        })
+        .await;
+        let lsn = match result {
+            Ok(lsn) => lsn,
+            Err(e) => return disconnected(format!("baseline to {}: {e}", peer.name)),
         };
-        match result {
-            Ok(lsn) => {
-                *snapshot = None;
-                store.set_replica_acked(lsn);
-                update(shared, |s| s.replica_lsn = lsn);
-                tracing::info!(vserver, to = %peer.name, lsn, "baseline installed at the replica");
-            }
-            Err(e) => {
-                return Outcome::Retry {
-                    state: "disconnected",
-                    error: format!("baseline to {}: {e}", peer.name),
-                }
-            }
-        }
+        *snapshot = None;
+        store.set_replica_acked(lsn);
+        update(shared, |s| s.replica_lsn = lsn);
+        tracing::info!(vserver, to = %peer.name, lsn, "baseline installed at the replica");
     }
 
     let (tx, mut rx) = watch::channel::<Lsn>(0);
@@ -1045,29 +1011,14 @@ where
         };
     });
     tracing::info!(vserver, to = %peer.name, replica_lsn, lsn = snap.lsn, bytes = snap.total_bytes, "sending catch-up");
-    let sent = async {
-        stream.write_all(b"CATCHUP\n").await?;
-        stream.flush().await
-    };
-    if let Err(e) = sent.await {
-        return Err(disconnected(format!("peer {}: {e}", peer.name)));
-    }
+    send_line(stream, peer, b"CATCHUP\n").await?;
     let cfg = BaselineConfig::default();
-    let (ptx, mut prx) = watch::channel(baseline::BaselineStatus::default());
+    let (ptx, prx) = watch::channel(baseline::BaselineStatus::default());
     let sending = tandem_repl::catchup::send_catchup(stream, store.clone(), snap, &cfg, Some(&ptx));
-    tokio::pin!(sending);
-    let result = loop {
-        tokio::select! {
-            r = &mut sending => break r,
-            changed = prx.changed() => {
-                if changed.is_err() {
-                    continue;
-                }
-                let p = *prx.borrow_and_update();
-                update(shared, |s| s.catchup.done_bytes = Some(p.done_bytes));
-            }
-        }
-    };
+    let result = watch_progress(sending, prx, shared, |s, p| {
+        s.catchup.done_bytes = Some(p.done_bytes)
+    })
+    .await;
     let sent = result.map_err(|e| disconnected(format!("catch-up to {}: {e}", peer.name)))?;
     let st = store.clone();
     let lsn = sent.lsn;
@@ -1084,6 +1035,43 @@ where
     });
     tracing::info!(vserver, to = %peer.name, lsn = sent.lsn, data_bytes = sent.data_bytes, "catch-up installed at the replica");
     Ok(true)
+}
+
+/// Writes the line that says which transfer follows ("BASELINE\n",
+/// "CATCHUP\n").
+async fn send_line<S>(stream: &mut S, peer: &Peer, line: &[u8]) -> std::result::Result<(), Outcome>
+where
+    S: tokio::io::AsyncWrite + Unpin,
+{
+    let sent = async {
+        stream.write_all(line).await?;
+        stream.flush().await
+    };
+    sent.await
+        .map_err(|e| disconnected(format!("peer {}: {e}", peer.name)))
+}
+
+/// Runs a transfer (baseline or catch-up), handing each progress update to
+/// `apply` on the shared state while it runs.
+async fn watch_progress<T>(
+    transfer: impl std::future::Future<Output = T>,
+    mut progress: watch::Receiver<baseline::BaselineStatus>,
+    shared: &Arc<Mutex<SenderState>>,
+    apply: impl Fn(&mut SenderState, baseline::BaselineStatus),
+) -> T {
+    tokio::pin!(transfer);
+    loop {
+        tokio::select! {
+            r = &mut transfer => return r,
+            changed = progress.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let p = *progress.borrow_and_update();
+                update(shared, |s| apply(s, p));
+            }
+        }
+    }
 }
 
 fn disconnected(error: String) -> Outcome {

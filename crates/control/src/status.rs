@@ -12,6 +12,18 @@ pub struct StatusReport {
     pub vservers: Vec<VserverStatus>,
 }
 
+impl StatusReport {
+    /// The first vserver's last replication error, or "no error reported":
+    /// what a tool waiting on one replicated vserver tells when it gives up.
+    pub fn replication_error(&self) -> String {
+        self.vservers
+            .first()
+            .and_then(|v| v.replication.as_ref())
+            .and_then(|r| r.last_error.clone())
+            .unwrap_or_else(|| "no error reported".into())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteStatus {
     pub name: String,

@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use tandem_store::baseline::{BaselineError, BaselineInstall, BaselineSnapshot};
 use tandem_store::{Lsn, Store, StoreError, StoreOptions};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -70,6 +72,19 @@ pub struct BaselineStatus {
 }
 
 impl BaselineStatus {
+    /// A transfer starting now with `done_bytes` already done (by an
+    /// earlier attempt; zero for a fresh one).
+    pub(crate) fn starting(lsn: Lsn, total_bytes: u64, done_bytes: u64) -> Self {
+        BaselineStatus {
+            lsn,
+            done_bytes,
+            total_bytes,
+            resumed_from_bytes: done_bytes,
+            started: Some(Instant::now()),
+            finished: false,
+        }
+    }
+
     /// Bytes per second moved by this attempt so far.
     pub fn rate_bytes_per_sec(&self) -> Option<f64> {
         let secs = self.started?.elapsed().as_secs_f64();
@@ -147,6 +162,101 @@ pub(crate) async fn install_error<S: AsyncWrite + Unpin>(
     e.into()
 }
 
+/// A store error while reading what to send: told to the peer, then the
+/// session's error.
+pub(crate) async fn store_error<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    e: StoreError,
+    timeout: Duration,
+) -> BaselineSessionError {
+    tell(s, code_of(&e), &e.to_string(), timeout).await;
+    e.into()
+}
+
+/// Input the install refused (`what`: "baseline" or "catch-up"): logged,
+/// told to the peer, then the session's error.
+pub(crate) async fn refuse_input<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    e: BaselineError,
+    what: &str,
+    cfg: &BaselineConfig,
+) -> BaselineSessionError {
+    tracing::warn!(error = %e, "refusing {what} input");
+    install_error(s, e, cfg.message_timeout).await
+}
+
+/// Sends `state` in pieces of at most `cfg.state_piece_bytes`, each framed
+/// by `piece(offset, bytes)` (baseline and catch-up ship it alike).
+pub(crate) async fn send_state<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    state: &Bytes,
+    cfg: &BaselineConfig,
+    piece: impl Fn(u64, Bytes) -> Message,
+) -> Result<()> {
+    let piece_bytes = cfg
+        .state_piece_bytes
+        .clamp(1, wire::MAX_BASELINE_STATE_PIECE_BYTES);
+    let mut offset = 0usize;
+    while offset < state.len() {
+        let end = offset.saturating_add(piece_bytes).min(state.len());
+        let msg = piece(offset as u64, state.slice(offset..end));
+        wire::write_message(stream, &msg, cfg.message_timeout).await?;
+        offset = end;
+    }
+    Ok(())
+}
+
+/// Sends the transfer's `done` message and waits (up to
+/// `cfg.finish_timeout`) for the replica's Ack of `lsn`: it comes once the
+/// replica has installed the transfer.
+pub(crate) async fn send_done<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    done: &Message,
+    lsn: Lsn,
+    cfg: &BaselineConfig,
+) -> Result<()> {
+    wire::write_message(stream, done, cfg.message_timeout).await?;
+    match wire::read_message(stream, cfg.finish_timeout).await? {
+        Message::Ack(a) if a.applied_lsn == lsn => Ok(()),
+        Message::Refuse { code, reason } => Err(BaselineSessionError::Refused { code, reason }),
+        Message::Error { code, text } => Err(BaselineSessionError::Peer { code, text }),
+        other => {
+            let text = format!(
+                "expected Ack of LSN {lsn} after {}, got {}",
+                done.kind(),
+                other.kind()
+            );
+            Err(protocol_error(stream, text, cfg.message_timeout).await)
+        }
+    }
+}
+
+/// The replica's end of a transfer: once the install finished, progress
+/// shows it done and the sender gets the Ack of `lsn`; a failed finish is
+/// told to the sender.
+pub(crate) async fn ack_install<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    finished: std::result::Result<Store, BaselineError>,
+    lsn: Lsn,
+    status: &mut BaselineStatus,
+    progress: Option<&watch::Sender<BaselineStatus>>,
+    cfg: &BaselineConfig,
+) -> Result<Store> {
+    match finished {
+        Ok(store) => {
+            // Published before the Ack, so whoever sees the sender finish
+            // also sees this side finished.
+            status.done_bytes = status.total_bytes;
+            status.finished = true;
+            publish(progress, status);
+            let ack = Message::Ack(Ack::through(lsn));
+            wire::write_message(stream, &ack, cfg.message_timeout).await?;
+            Ok(store)
+        }
+        Err(e) => Err(install_error(stream, e, cfg.message_timeout).await),
+    }
+}
+
 /// Sends the baseline `snap` (from `store.baseline_begin()`) over `stream`,
 /// resuming where the replica says. Returns the baseline LSN once the
 /// replica has installed it; stream frames from there on.
@@ -190,19 +300,10 @@ where
     }
 
     if !resume.state_received {
-        let piece = cfg
-            .state_piece_bytes
-            .clamp(1, wire::MAX_BASELINE_STATE_PIECE_BYTES);
-        let mut offset = 0usize;
-        while offset < snap.state.len() {
-            let end = offset.saturating_add(piece).min(snap.state.len());
-            let msg = Message::BaselineState {
-                offset: offset as u64,
-                data: snap.state.slice(offset..end),
-            };
-            wire::write_message(stream, &msg, cfg.message_timeout).await?;
-            offset = end;
-        }
+        send_state(stream, &snap.state, cfg, |offset, data| {
+            Message::BaselineState { offset, data }
+        })
+        .await?;
     }
 
     // Done bytes are counted here from the position, not taken from the
@@ -213,14 +314,7 @@ where
         .position(|f| f.ino >= resume.next_ino)
         .unwrap_or(snap.files.len());
     let mut base: u64 = snap.files[..first].iter().map(|f| f.size).sum();
-    let mut status = BaselineStatus {
-        lsn: snap.lsn,
-        done_bytes: 0,
-        total_bytes: snap.total_bytes,
-        resumed_from_bytes: 0,
-        started: Some(Instant::now()),
-        finished: false,
-    };
+    let mut status = BaselineStatus::starting(snap.lsn, snap.total_bytes, 0);
     let chunk = cfg.chunk_bytes.clamp(1, wire::MAX_BASELINE_CHUNK_BYTES);
     for (i, f) in snap.files.iter().enumerate().skip(first) {
         let mut offset = if f.ino == resume.next_ino {
@@ -236,18 +330,13 @@ where
         while offset < f.size {
             let want = chunk.min(usize::try_from(f.size - offset).unwrap_or(chunk));
             let (s, ino) = (store.clone(), f.ino);
-            let read = tokio::task::spawn_blocking(move || s.baseline_read(ino, offset, want))
-                .await
-                .map_err(|e| BaselineSessionError::Task(e.to_string()))?;
+            let read = blocking(move || s.baseline_read(ino, offset, want)).await?;
             let data = match read {
                 Ok(d) => d,
                 // Removed since the baseline began: its removal is in the
                 // journal after the baseline LSN.
                 Err(StoreError::NoEnt) => break,
-                Err(e) => {
-                    tell(stream, code_of(&e), &e.to_string(), cfg.message_timeout).await;
-                    return Err(e.into());
-                }
+                Err(e) => return Err(store_error(stream, e, cfg.message_timeout).await),
             };
             if data.is_empty() {
                 // Shorter now than at the baseline LSN: a truncation after
@@ -279,23 +368,8 @@ where
         status.done_bytes = base;
     }
 
-    wire::write_message(
-        stream,
-        &Message::BaselineDone { lsn: snap.lsn },
-        cfg.message_timeout,
-    )
-    .await?;
-    match wire::read_message(stream, cfg.finish_timeout).await? {
-        Message::Ack(a) if a.applied_lsn == snap.lsn => {}
-        Message::Error { code, text } => return Err(BaselineSessionError::Peer { code, text }),
-        other => {
-            let text = format!(
-                "expected Ack of LSN {} after BaselineDone, got {:?}",
-                snap.lsn, other
-            );
-            return Err(protocol_error(stream, text, cfg.message_timeout).await);
-        }
-    }
+    let done = Message::BaselineDone { lsn: snap.lsn };
+    send_done(stream, &done, snap.lsn, cfg).await?;
     status.finished = true;
     publish(progress, &status);
     tracing::info!(lsn = snap.lsn, bytes = snap.total_bytes, "baseline sent");
@@ -338,14 +412,7 @@ where
     if install.resumed() {
         tracing::info!(lsn, done_bytes = p.done_bytes, "resuming baseline");
     }
-    let mut status = BaselineStatus {
-        lsn,
-        done_bytes: p.done_bytes,
-        total_bytes: start.total_bytes,
-        resumed_from_bytes: p.done_bytes,
-        started: Some(Instant::now()),
-        finished: false,
-    };
+    let mut status = BaselineStatus::starting(lsn, start.total_bytes, p.done_bytes);
     publish(progress, &status);
     let resume = Message::BaselineResume(BaselineResume {
         lsn,
@@ -382,19 +449,7 @@ where
             Message::BaselineDone { lsn: done_lsn } => {
                 let o = opts.clone();
                 let finished = blocking(move || install.finish(done_lsn, o)).await?;
-                return match finished {
-                    Ok(store) => {
-                        // Published before the Ack, so whoever sees the
-                        // sender finish also sees this side finished.
-                        status.done_bytes = status.total_bytes;
-                        status.finished = true;
-                        publish(progress, &status);
-                        let ack = Message::Ack(Ack::through(lsn));
-                        wire::write_message(stream, &ack, cfg.message_timeout).await?;
-                        Ok(store)
-                    }
-                    Err(e) => Err(install_error(stream, e, cfg.message_timeout).await),
-                };
+                return ack_install(stream, finished, lsn, &mut status, progress, cfg).await;
             }
             Message::Heartbeat { .. } => Ok(()),
             Message::Error { code, text } => return Err(BaselineSessionError::Peer { code, text }),
@@ -404,8 +459,7 @@ where
             }
         };
         if let Err(e) = step {
-            tracing::warn!(error = %e, "refusing baseline input");
-            return Err(install_error(stream, e, cfg.message_timeout).await);
+            return Err(refuse_input(stream, e, "baseline", cfg).await);
         }
         let p = install.progress();
         if p.state_received && p.done_bytes != status.done_bytes {

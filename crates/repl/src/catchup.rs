@@ -13,7 +13,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use tandem_store::catchup::CatchupInstall;
 use tandem_store::overflow::{CatchupPiece, CatchupSnapshot};
@@ -22,11 +21,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::baseline::{
-    blocking, install_error, protocol_error, publish, refuse_other_vserver, step, tell,
-    BaselineConfig, BaselineSessionError, BaselineStatus,
+    ack_install, blocking, install_error, protocol_error, publish, refuse_input,
+    refuse_other_vserver, send_done, send_state, step, store_error, BaselineConfig,
+    BaselineSessionError, BaselineStatus,
 };
-use crate::session::code_of;
-use crate::wire::{self, Ack, CatchupStart, Message};
+use crate::wire::{self, CatchupStart, Message};
 
 type Result<T> = std::result::Result<T, BaselineSessionError>;
 
@@ -64,27 +63,11 @@ where
         total_bytes: snap.total_bytes,
     });
     wire::write_message(stream, &start, cfg.message_timeout).await?;
-    let piece = cfg
-        .state_piece_bytes
-        .clamp(1, wire::MAX_BASELINE_STATE_PIECE_BYTES);
-    let mut offset = 0usize;
-    while offset < snap.state.len() {
-        let end = offset.saturating_add(piece).min(snap.state.len());
-        let msg = Message::CatchupState {
-            offset: offset as u64,
-            data: snap.state.slice(offset..end),
-        };
-        wire::write_message(stream, &msg, cfg.message_timeout).await?;
-        offset = end;
-    }
-    let mut status = BaselineStatus {
-        lsn: snap.lsn,
-        done_bytes: 0,
-        total_bytes: snap.total_bytes,
-        resumed_from_bytes: 0,
-        started: Some(Instant::now()),
-        finished: false,
-    };
+    send_state(stream, &snap.state, cfg, |offset, data| {
+        Message::CatchupState { offset, data }
+    })
+    .await?;
+    let mut status = BaselineStatus::starting(snap.lsn, snap.total_bytes, 0);
     publish(progress, &status);
     let mut data_bytes = 0u64;
     let chunk = cfg.chunk_bytes.clamp(1, wire::MAX_BASELINE_CHUNK_BYTES);
@@ -109,10 +92,7 @@ where
                     offset: at,
                     len,
                 },
-                Err(e) => {
-                    tell(stream, code_of(&e), &e.to_string(), cfg.message_timeout).await;
-                    return Err(e.into());
-                }
+                Err(e) => return Err(store_error(stream, e, cfg.message_timeout).await),
             };
             wire::write_message(stream, &msg, cfg.message_timeout).await?;
             at += want as u64;
@@ -120,27 +100,8 @@ where
             publish(progress, &status);
         }
     }
-    wire::write_message(
-        stream,
-        &Message::CatchupDone { lsn: snap.lsn },
-        cfg.message_timeout,
-    )
-    .await?;
-    match wire::read_message(stream, cfg.finish_timeout).await? {
-        Message::Ack(a) if a.applied_lsn == snap.lsn => {}
-        Message::Refuse { code, reason } => {
-            return Err(BaselineSessionError::Refused { code, reason })
-        }
-        Message::Error { code, text } => return Err(BaselineSessionError::Peer { code, text }),
-        other => {
-            let text = format!(
-                "expected Ack of LSN {} after CatchupDone, got {}",
-                snap.lsn,
-                other.kind()
-            );
-            return Err(protocol_error(stream, text, cfg.message_timeout).await);
-        }
-    }
+    let done = Message::CatchupDone { lsn: snap.lsn };
+    send_done(stream, &done, snap.lsn, cfg).await?;
     status.finished = true;
     publish(progress, &status);
     tracing::info!(
@@ -194,14 +155,7 @@ where
         Ok(i) => i,
         Err(e) => return Err(install_error(stream, e, cfg.message_timeout).await),
     };
-    let mut status = BaselineStatus {
-        lsn: start.lsn,
-        done_bytes: 0,
-        total_bytes: start.total_bytes,
-        resumed_from_bytes: 0,
-        started: Some(Instant::now()),
-        finished: false,
-    };
+    let mut status = BaselineStatus::starting(start.lsn, start.total_bytes, 0);
     publish(progress, &status);
     loop {
         let msg = wire::read_message(stream, cfg.message_timeout).await?;
@@ -229,17 +183,7 @@ where
                 }
                 let o = opts.clone();
                 let finished = blocking(move || install.finish(lsn, o)).await?;
-                return match finished {
-                    Ok(store) => {
-                        status.done_bytes = status.total_bytes;
-                        status.finished = true;
-                        publish(progress, &status);
-                        let ack = Message::Ack(Ack::through(lsn));
-                        wire::write_message(stream, &ack, cfg.message_timeout).await?;
-                        Ok(store)
-                    }
-                    Err(e) => Err(install_error(stream, e, cfg.message_timeout).await),
-                };
+                return ack_install(stream, finished, lsn, &mut status, progress, cfg).await;
             }
             Message::Heartbeat { .. } => (Ok(()), 0),
             Message::Error { code, text } => return Err(BaselineSessionError::Peer { code, text }),
@@ -249,8 +193,7 @@ where
             }
         };
         if let Err(e) = step {
-            tracing::warn!(error = %e, "refusing catch-up input");
-            return Err(install_error(stream, e, cfg.message_timeout).await);
+            return Err(refuse_input(stream, e, "catch-up", cfg).await);
         }
         if moved > 0 {
             status.done_bytes = status.done_bytes.saturating_add(moved);

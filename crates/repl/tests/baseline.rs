@@ -4,7 +4,6 @@
 //! or out-of-place baseline messages are refused and leave nothing that
 //! opens.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,8 +17,9 @@ use tandem_store::baseline::{BaselineError, BaselineSnapshot};
 use tandem_store::*;
 use tokio::sync::watch;
 
+#[macro_use]
 mod common;
-use common::{export, session_cfg, small_segments};
+use common::{assert_same, export, session_cfg, small_segments};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -98,31 +98,6 @@ fn churn(store: Arc<Store>, root: Ino, stop: Arc<AtomicBool>) -> std::thread::Jo
         }
         n
     })
-}
-
-fn contents(store: &Store) -> BTreeMap<Ino, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    for (&ino, inode) in &store.snapshot().inodes {
-        if inode.attr.ftype != FileType::Regular {
-            continue;
-        }
-        let mut data = Vec::new();
-        while (data.len() as u64) < inode.attr.size {
-            let r = store
-                .read(&Cred::root(), ino, data.len() as u64, 1 << 20)
-                .expect("read");
-            assert!(!r.data.is_empty(), "short read");
-            data.extend_from_slice(&r.data);
-        }
-        out.insert(ino, data);
-    }
-    out
-}
-
-fn assert_same(active: &Store, replica: &Store) {
-    assert_eq!(active.last_lsn(), replica.last_lsn());
-    assert!(active.snapshot() == replica.snapshot(), "states differ");
-    assert_eq!(contents(active), contents(replica));
 }
 
 async fn snapshot(store: &Arc<Store>) -> Arc<BaselineSnapshot> {
@@ -333,14 +308,6 @@ fn spawn_receiver(
         receive_baseline(&mut b, &d, "vs1", small_segments(), &bcfg(0), None).await
     });
     (a, h)
-}
-
-/// The receiver task `h` ended refusing, with an error matching `pat`.
-macro_rules! assert_refused {
-    ($h:expr, $pat:pat) => {{
-        let err = $h.await.expect("join").err().expect("refused");
-        assert!(matches!(err, $pat), "{err}");
-    }};
 }
 
 #[tokio::test]

@@ -16,8 +16,9 @@ use tandem_store::baseline::BaselineError;
 use tandem_store::overflow::CatchupSnapshot;
 use tandem_store::*;
 
+#[macro_use]
 mod common;
-use common::export;
+use common::{assert_same, export, ship};
 
 const T: Duration = Duration::from_secs(10);
 const JOURNAL_MAX_BYTES: u64 = 256 << 10;
@@ -38,42 +39,6 @@ fn cfg() -> BaselineConfig {
         chunk_bytes: 16 << 10,
         state_piece_bytes: 1000,
     }
-}
-
-fn ship(active: &Store, replica: &Store) {
-    active
-        .wait_durable_blocking(active.last_lsn())
-        .expect("durable");
-    loop {
-        let frames = active
-            .read_frames(replica.last_lsn(), 1 << 20)
-            .expect("read frames");
-        if frames.is_empty() {
-            return;
-        }
-        replica.apply_replicated(&frames).expect("apply");
-        active.set_retention_floor(replica.last_lsn());
-    }
-}
-
-fn contents(store: &Store) -> Vec<(Ino, Vec<u8>)> {
-    let mut out = Vec::new();
-    for (&ino, inode) in &store.snapshot().inodes {
-        if inode.attr.ftype != FileType::Regular {
-            continue;
-        }
-        let mut data = Vec::new();
-        while (data.len() as u64) < inode.attr.size {
-            let r = store
-                .read(&Cred::root(), ino, data.len() as u64, 1 << 20)
-                .expect("read");
-            assert!(!r.data.is_empty(), "short read");
-            data.extend_from_slice(&r.data);
-        }
-        out.push((ino, data));
-    }
-    out.sort();
-    out
 }
 
 /// An active store, a closed replica holding 8 files of 64 KiB, and the
@@ -176,9 +141,7 @@ async fn catchup_over_a_connection_converges() {
     active.catchup_finished(snap.lsn).expect("finished");
     assert!(active.overflow_status().is_none());
     ship(&active, &replica);
-    assert_eq!(replica.last_lsn(), active.last_lsn());
-    assert!(replica.snapshot() == active.snapshot(), "states differ");
-    assert_eq!(contents(&replica), contents(&active));
+    assert_same(&active, &replica);
 }
 
 /// Plays the active site by hand: Start (with `lsn` and `crc`), then the
@@ -219,13 +182,6 @@ fn spawn_receiver(
     let h =
         tokio::spawn(async move { receive_catchup(&mut b, &d, "vs1", opts(), &cfg(), None).await });
     (a, h)
-}
-
-macro_rules! assert_refused {
-    ($h:expr, $pat:pat) => {{
-        let err = $h.await.expect("join").err().expect("refused");
-        assert!(matches!(err, $pat), "{err}");
-    }};
 }
 
 /// The replica was left as it was: it opens at its own LSN, no staging.

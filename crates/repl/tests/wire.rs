@@ -13,7 +13,7 @@ use tandem_store::RawFrame;
 use tokio::io::AsyncWriteExt;
 
 mod common;
-use common::SITE;
+use common::{malformed, reseal, sealed, SITE};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -100,25 +100,6 @@ async fn messages_round_trip_over_a_stream() {
 
 fn good() -> Vec<u8> {
     encode(&Message::Heartbeat { now_ms: 42 }).expect("encode")
-}
-
-/// Recomputes the envelope CRC after a test changed bytes on purpose.
-fn reseal(bytes: &mut [u8]) {
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes[..12]), &bytes[16..]);
-    bytes[12..16].copy_from_slice(&crc.to_le_bytes());
-}
-
-/// A message with this payload and type, correctly sealed.
-fn sealed(msg_type: u16, payload: &[u8]) -> Vec<u8> {
-    let mut b = Vec::new();
-    b.extend_from_slice(b"TNRP");
-    b.extend_from_slice(&WIRE_VERSION.to_le_bytes());
-    b.extend_from_slice(&msg_type.to_le_bytes());
-    b.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    b.extend_from_slice(&[0; 4]);
-    b.extend_from_slice(payload);
-    reseal(&mut b);
-    b
 }
 
 #[test]
@@ -225,13 +206,6 @@ async fn silence_times_out() {
         matches!(err, WireError::Timeout { timeout_ms: 50 }),
         "{err}"
     );
-}
-
-fn malformed(bytes: &[u8]) -> String {
-    match decode(bytes) {
-        Err(WireError::Malformed { why, .. }) => why,
-        other => panic!("expected Malformed, got {other:?}"),
-    }
 }
 
 #[test]

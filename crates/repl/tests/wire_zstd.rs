@@ -10,6 +10,9 @@ use tandem_store::journal::encode_frame;
 use tandem_store::record::{Op, Record};
 use tandem_store::RawFrame;
 
+mod common;
+use common::{malformed, sealed};
+
 fn frame(lsn: u64, name: &str) -> RawFrame {
     let record = Record {
         req: None,
@@ -74,22 +77,6 @@ fn frame_bytes(b: &Batch) -> usize {
     b.frames.iter().map(|f| f.bytes.len()).sum()
 }
 
-fn sealed(msg_type: u16, payload: &[u8]) -> Vec<u8> {
-    let mut b = Vec::new();
-    b.extend_from_slice(b"TNRP");
-    b.extend_from_slice(&WIRE_VERSION.to_le_bytes());
-    b.extend_from_slice(&msg_type.to_le_bytes());
-    b.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    let crc = crc32c_of(&b[..12], payload);
-    b.extend_from_slice(&crc.to_le_bytes());
-    b.extend_from_slice(payload);
-    b
-}
-
-fn crc32c_of(head: &[u8], payload: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(head), payload)
-}
-
 /// The BatchZstd payload: Batch's fields, the uncompressed length, `zstd`.
 fn zstd_payload(count: u32, raw_len: u32, zstd: &[u8]) -> Vec<u8> {
     let mut p = Vec::new();
@@ -105,13 +92,6 @@ fn zstd_payload(count: u32, raw_len: u32, zstd: &[u8]) -> Vec<u8> {
 
 fn raw_frames(b: &Batch) -> Vec<u8> {
     b.frames.iter().flat_map(|f| f.bytes.to_vec()).collect()
-}
-
-fn malformed(bytes: &[u8]) -> String {
-    match decode(bytes) {
-        Err(WireError::Malformed { why, .. }) => why,
-        other => panic!("expected Malformed, got {other:?}"),
-    }
 }
 
 #[test]

@@ -43,7 +43,7 @@ use crate::journal::{list_segments, SEGMENT_HEADER_BYTES};
 use crate::replica::{ROLE_FILE, ROLE_REPLICA};
 use crate::state::State;
 use crate::store::{Store, StoreOptions, FORMAT_FILE, FORMAT_TEXT};
-use crate::types::{le_u32, le_u64, FileType, Ino, Lsn};
+use crate::types::{check_mark, le_u32, le_u64, seal_mark, FileType, Ino, Lsn};
 
 /// Marks a directory whose baseline is being installed; holds the progress.
 pub const BASELINE_FILE: &str = "BASELINE";
@@ -290,32 +290,24 @@ struct Mark {
 /// next_offset u64 | state_crc u32 | crc32c of bytes 0..52 u32.
 fn encode_mark(m: &Mark) -> [u8; BASELINE_FILE_BYTES] {
     let mut b = [0u8; BASELINE_FILE_BYTES];
-    b[0..8].copy_from_slice(BASELINE_MAGIC);
-    b[8..12].copy_from_slice(&BASELINE_VERSION.to_le_bytes());
     b[12..16].copy_from_slice(&u32::from(m.state_received).to_le_bytes());
     b[16..24].copy_from_slice(&m.lsn.to_le_bytes());
     b[24..32].copy_from_slice(&m.state_len.to_le_bytes());
     b[32..40].copy_from_slice(&m.next_ino.to_le_bytes());
     b[40..48].copy_from_slice(&m.next_offset.to_le_bytes());
     b[48..52].copy_from_slice(&m.state_crc.to_le_bytes());
-    let crc = crc32c::crc32c(&b[0..52]);
-    b[52..56].copy_from_slice(&crc.to_le_bytes());
+    seal_mark(&mut b, BASELINE_MAGIC, BASELINE_VERSION);
     b
 }
 
 fn parse_mark(b: &[u8]) -> std::result::Result<Mark, String> {
-    if b.len() != BASELINE_FILE_BYTES || &b[0..8] != BASELINE_MAGIC {
-        return Err("bad baseline progress header".into());
-    }
-    if le_u32(b, 8) != BASELINE_VERSION {
-        return Err(format!(
-            "unsupported baseline progress version {}",
-            le_u32(b, 8)
-        ));
-    }
-    if crc32c::crc32c(&b[0..52]) != le_u32(b, 52) {
-        return Err("baseline progress checksum mismatch".into());
-    }
+    check_mark(
+        b,
+        BASELINE_FILE_BYTES,
+        BASELINE_MAGIC,
+        BASELINE_VERSION,
+        "baseline progress",
+    )?;
     Ok(Mark {
         state_received: le_u32(b, 12) & 1 == 1,
         lsn: le_u64(b, 16),
@@ -324,6 +316,18 @@ fn parse_mark(b: &[u8]) -> std::result::Result<Mark, String> {
         next_offset: le_u64(b, 40),
         state_crc: le_u32(b, 48),
     })
+}
+
+/// A data piece may be at most `MAX_BASELINE_CHUNK_BYTES` (baseline and
+/// catch-up installs alike).
+pub(crate) fn check_chunk_len(bytes: &[u8]) -> BaselineResult<()> {
+    if bytes.len() > MAX_BASELINE_CHUNK_BYTES {
+        return Err(BaselineError::ChunkTooLarge {
+            len_bytes: bytes.len(),
+            max_bytes: MAX_BASELINE_CHUNK_BYTES,
+        });
+    }
+    Ok(())
 }
 
 fn write_mark(dir: &Path, m: &Mark) -> crate::Result<()> {
@@ -543,12 +547,7 @@ impl BaselineInstall {
     /// Writes a piece of `ino`'s data at `offset`. `ino` must be a regular
     /// file of the baseline state and the piece within its size there.
     pub fn write(&mut self, ino: Ino, offset: u64, bytes: &[u8]) -> BaselineResult<()> {
-        if bytes.len() > MAX_BASELINE_CHUNK_BYTES {
-            return Err(BaselineError::ChunkTooLarge {
-                len_bytes: bytes.len(),
-                max_bytes: MAX_BASELINE_CHUNK_BYTES,
-            });
-        }
+        check_chunk_len(bytes)?;
         let Some((_, files, _)) = &self.state else {
             return Err(BaselineError::StateMissing);
         };

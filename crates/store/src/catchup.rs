@@ -23,8 +23,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::baseline::{
-    decode_state, read_state_file, syncfs, write_state_piece, BaselineError, BaselineResult,
-    MAX_BASELINE_CHUNK_BYTES,
+    check_chunk_len, decode_state, read_state_file, syncfs, write_state_piece, BaselineError,
+    BaselineResult, MAX_BASELINE_CHUNK_BYTES,
 };
 use crate::checkpoint;
 use crate::data::{sync_dir, DataFiles};
@@ -32,7 +32,7 @@ use crate::error::StoreError;
 use crate::journal;
 use crate::state::State;
 use crate::store::{Store, StoreOptions};
-use crate::types::{le_u32, le_u64, FileType, Ino, Lsn};
+use crate::types::{check_mark, le_u32, le_u64, seal_mark, FileType, Ino, Lsn};
 
 /// Marks a catch-up being installed (committed: redone by `open`).
 pub const CATCHUP_FILE: &str = "CATCHUP";
@@ -63,29 +63,15 @@ struct Mark {
 /// | lsn u64 | state_len u64 | reserved u32 | crc32c of bytes 0..36 u32.
 fn encode_mark(m: &Mark) -> [u8; MARK_BYTES] {
     let mut b = [0u8; MARK_BYTES];
-    b[0..8].copy_from_slice(MARK_MAGIC);
-    b[8..12].copy_from_slice(&MARK_VERSION.to_le_bytes());
     b[12..16].copy_from_slice(&m.state_crc.to_le_bytes());
     b[16..24].copy_from_slice(&m.lsn.to_le_bytes());
     b[24..32].copy_from_slice(&m.state_len.to_le_bytes());
-    let crc = crc32c::crc32c(&b[0..36]);
-    b[36..40].copy_from_slice(&crc.to_le_bytes());
+    seal_mark(&mut b, MARK_MAGIC, MARK_VERSION);
     b
 }
 
 fn parse_mark(b: &[u8]) -> std::result::Result<Mark, String> {
-    if b.len() != MARK_BYTES || &b[0..8] != MARK_MAGIC {
-        return Err("bad catch-up mark header".into());
-    }
-    if le_u32(b, 8) != MARK_VERSION {
-        return Err(format!(
-            "unsupported catch-up mark version {}",
-            le_u32(b, 8)
-        ));
-    }
-    if crc32c::crc32c(&b[0..36]) != le_u32(b, 36) {
-        return Err("catch-up mark checksum mismatch".into());
-    }
+    check_mark(b, MARK_BYTES, MARK_MAGIC, MARK_VERSION, "catch-up mark")?;
     Ok(Mark {
         state_crc: le_u32(b, 12),
         lsn: le_u64(b, 16),
@@ -306,12 +292,7 @@ impl CatchupInstall {
 
     /// Stages `bytes` for `ino` at `offset` (within its size at X).
     pub fn write(&mut self, ino: Ino, offset: u64, bytes: &[u8]) -> BaselineResult<()> {
-        if bytes.len() > MAX_BASELINE_CHUNK_BYTES {
-            return Err(BaselineError::ChunkTooLarge {
-                len_bytes: bytes.len(),
-                max_bytes: MAX_BASELINE_CHUNK_BYTES,
-            });
-        }
+        check_chunk_len(bytes)?;
         self.append(ino, offset, bytes.len() as u64, 0, bytes)
     }
 

@@ -237,6 +237,39 @@ pub(crate) fn le_u32(b: &[u8], i: usize) -> u32 {
     u32::from_le_bytes(a)
 }
 
+/// Layout shared by the small mark files (baseline progress, catch-up
+/// mark): magic (8 bytes) | version u32 | fields | crc32c of all the bytes
+/// before it u32. `seal_mark` writes the magic, version and checksum
+/// around the fields already in `b`.
+pub(crate) fn seal_mark(b: &mut [u8], magic: &[u8; 8], version: u32) {
+    let crc_at = b.len() - 4;
+    b[0..8].copy_from_slice(magic);
+    b[8..12].copy_from_slice(&version.to_le_bytes());
+    let crc = crc32c::crc32c(&b[0..crc_at]);
+    b[crc_at..].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Checks a mark's length, magic, version and checksum (as `seal_mark`
+/// wrote them); `what` names the mark in the error.
+pub(crate) fn check_mark(
+    b: &[u8],
+    len: usize,
+    magic: &[u8; 8],
+    version: u32,
+    what: &str,
+) -> std::result::Result<(), String> {
+    if b.len() != len || &b[0..8] != magic {
+        return Err(format!("bad {what} header"));
+    }
+    if le_u32(b, 8) != version {
+        return Err(format!("unsupported {what} version {}", le_u32(b, 8)));
+    }
+    if crc32c::crc32c(&b[0..len - 4]) != le_u32(b, len - 4) {
+        return Err(format!("{what} checksum mismatch"));
+    }
+    Ok(())
+}
+
 /// The little-endian `u64` at byte `i` of `b`, as `le_u32`.
 pub(crate) fn le_u64(b: &[u8], i: usize) -> u64 {
     let mut a = [0u8; 8];

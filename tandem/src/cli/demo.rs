@@ -218,14 +218,7 @@ async fn wait_for_replica(active: &Arc<Daemon>, dr: &Arc<Daemon>) -> anyhow::Res
             return Ok(());
         }
         if started.elapsed() > REPLICA_WAIT {
-            let why = active
-                .status(Some(VSERVER))
-                .await?
-                .vservers
-                .first()
-                .and_then(|v| v.replication.as_ref())
-                .and_then(|r| r.last_error.clone())
-                .unwrap_or_else(|| "no error reported".into());
+            let why = active.status(Some(VSERVER)).await?.replication_error();
             bail!(
                 "the DR copy did not catch up within {}s (at LSN {have} of {want}): {why}. \
                  Run with --no-dr for the active site alone.",

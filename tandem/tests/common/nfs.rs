@@ -195,19 +195,38 @@ pub async fn create_file(c: &mut Conn, name: &str) -> nfs_fh3 {
 /// Creates `name` in the export's root and writes `data` with FILE_SYNC.
 pub async fn write_file(c: &mut Conn, name: &str, data: &[u8]) -> nfs_fh3 {
     let fh = create_file(c, name).await;
+    write_at(c, &fh, 0, data, stable_how::FILE_SYNC).await;
+    fh
+}
+
+/// Writes `data` at `offset` in 64 KiB pieces, each `stable`.
+pub async fn write_at(c: &mut Conn, fh: &nfs_fh3, offset: u64, data: &[u8], stable: stable_how) {
     for (i, chunk) in data.chunks(64 << 10).enumerate() {
         let w = must(
             "WRITE",
             c.write(&WRITE3args {
                 file: fh.clone(),
-                offset: (i * (64 << 10)) as u64,
+                offset: offset + (i as u64) * (64 << 10),
                 count: chunk.len() as u32,
-                stable: stable_how::FILE_SYNC,
+                stable,
                 data: Opaque::borrowed(chunk),
             }),
         )
         .await;
         assert_eq!(w.count as usize, chunk.len());
     }
-    fh
+}
+
+/// The handle of `name` in the export's root, if LOOKUP finds it.
+pub async fn lookup(c: &mut Conn, name: &str) -> Option<nfs_fh3> {
+    let root = c.root_nfs_fh3();
+    call(
+        "LOOKUP",
+        c.lookup(&LOOKUP3args {
+            what: dirop(&root, name),
+        }),
+    )
+    .await
+    .ok()
+    .map(|r| r.object)
 }
