@@ -72,10 +72,18 @@ fn free_port(ip: IpAddr) -> anyhow::Result<u16> {
 
 /// `tandem init` for one site: peer listener on `ip`, NFS on free ports
 /// of the same address, no portmapper.
-fn init_site(dir: &Path, name: &str, ip: IpAddr) -> anyhow::Result<SocketAddr> {
+fn init_site(
+    dir: &Path,
+    name: &str,
+    ip: IpAddr,
+    journal_max_bytes: Option<u64>,
+) -> anyhow::Result<SocketAddr> {
     let listen = SocketAddr::new(ip, free_port(ip)?);
     let mut site = Site::init(dir, name, &listen.to_string(), false)
         .with_context(|| format!("creating site {name} in {}", dir.display()))?;
+    if let Some(bytes) = journal_max_bytes {
+        site.config.store.journal_max_bytes = bytes;
+    }
     site.config.nfs.portmap = false;
     site.config.nfs.nfs_port = free_port(ip)?;
     site.config.nfs.mount_port = free_port(ip)?;
@@ -88,11 +96,14 @@ impl Sites {
     /// Creates both sites under `dir`, pairs them (the active one through
     /// the proxy), creates the vserver with one file system and starts
     /// replicating it; returns once the replica has converged.
+    /// `journal_max_bytes`: the sites' journal limit (site.toml default if
+    /// `None`), past which an absent replica gets a changed-ranges catch-up.
     pub fn start(
         dir: &Path,
         active_ip: IpAddr,
         replica_ip: IpAddr,
         timeout: Duration,
+        journal_max_bytes: Option<u64>,
     ) -> anyhow::Result<Sites> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -101,8 +112,9 @@ impl Sites {
             .context("building the sites' runtime")?;
         let active_dir = dir.join("active");
         let replica_dir = dir.join("replica");
-        let active_listen = init_site(&active_dir, "bench-active", active_ip)?;
-        let replica_listen = init_site(&replica_dir, "bench-replica", replica_ip)?;
+        let active_listen = init_site(&active_dir, "bench-active", active_ip, journal_max_bytes)?;
+        let replica_listen =
+            init_site(&replica_dir, "bench-replica", replica_ip, journal_max_bytes)?;
         let (active, replica, proxy, target) = rt.block_on(async {
             let active = RunningDaemon::start(&active_dir)
                 .await
@@ -170,6 +182,19 @@ impl Sites {
     pub fn wait_converged(&self, timeout: Duration) -> anyhow::Result<Instant> {
         let probe = self.probe()?;
         self.rt()?.block_on(probe.converged(timeout))
+    }
+
+    /// The active site's replication state word for the bench vserver
+    /// ("streaming", "overflow", ...).
+    pub fn active_replication_state(&self) -> anyhow::Result<String> {
+        let active = self.active.as_ref().context("the active site is stopped")?;
+        let report = self.rt()?.block_on(active.daemon().status(Some(VSERVER)))?;
+        report
+            .vservers
+            .first()
+            .and_then(|v| v.replication.as_ref())
+            .map(|r| r.state.clone())
+            .context("the bench vserver shows no replication")
     }
 
     /// Stops the replica site's daemon (its listener goes away: the

@@ -62,7 +62,6 @@ impl Daemon {
     /// Opens every vserver found in the site's vservers directory.
     async fn open(site: Site) -> Result<Daemon> {
         let service_cfg = site.config.server_config();
-        crate::site::set_store_options(site.config.store.store_options());
         let dir = site.paths.vservers();
         std::fs::create_dir_all(&dir).map_err(|e| ControlError::io(&dir, e))?;
         let mut names = Vec::new();
@@ -81,7 +80,13 @@ impl Daemon {
         let replication = replication::load(&site.paths)?;
         let mut vservers = BTreeMap::new();
         for name in names {
-            let mut vs = Vserver::open(&site.paths.vserver(&name), &name, &service_cfg).await;
+            let mut vs = Vserver::open(
+                &site.paths.vserver(&name),
+                &name,
+                &service_cfg,
+                site.config.store.store_options(),
+            )
+            .await;
             if let Some(inc) = replication.incoming.get(&name) {
                 vs.set_replica_source(&inc.from);
                 if let Some(addr) = &inc.replica_address {
@@ -303,7 +308,7 @@ impl Daemon {
                     detail: dir.display().to_string(),
                 });
             }
-            let vs = Vserver::create_replica(&dir, vserver).await?;
+            let vs = Vserver::create_replica(&dir, vserver, self.store_options()).await?;
             table.insert(vserver.to_string(), vs);
         }
         let mut settings = self.replication.lock().await;
@@ -425,7 +430,7 @@ impl Daemon {
             Some(s) => s,
             None => {
                 let dir = self.site.paths.vserver(vserver);
-                let opts = crate::site::store_options();
+                let opts = self.store_options();
                 tokio::task::spawn_blocking(move || Store::open_replica(&dir, opts))
                     .await
                     .map_err(|e| ControlError::Internal(format!("reopening {vserver}: {e}")))?
@@ -437,6 +442,12 @@ impl Daemon {
 
     pub fn site(&self) -> &Site {
         &self.site
+    }
+
+    /// The options every vserver store of this site opens with (site.toml
+    /// `[store]`; per site, since one process may run several).
+    pub fn store_options(&self) -> tandem_store::StoreOptions {
+        self.site.config.store.store_options()
     }
 
     /// The open store of a vserver, for in-process users (the demo).
@@ -636,7 +647,14 @@ impl Daemon {
                 detail: dir.display().to_string(),
             });
         }
-        let vs = Vserver::create(&dir, name, addresses, &self.service_cfg).await?;
+        let vs = Vserver::create(
+            &dir,
+            name,
+            addresses,
+            &self.service_cfg,
+            self.store_options(),
+        )
+        .await?;
         tracing::info!(vserver = name, "vserver created");
         let status = vs.status();
         table.insert(name.to_string(), vs);

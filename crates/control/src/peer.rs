@@ -512,7 +512,15 @@ async fn receive_baseline<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
         }
     };
     tracing::info!(peer_id, vserver, "receiving baseline");
-    let store = match receive_transfer(stream, &dir, vserver, Transfer::Baseline).await {
+    let store = match receive_transfer(
+        stream,
+        &dir,
+        vserver,
+        Transfer::Baseline,
+        daemon.store_options(),
+    )
+    .await
+    {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(peer_id, vserver, error = %e, "baseline ended unfinished");
@@ -548,9 +556,9 @@ async fn receive_transfer<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
     dir: &std::path::Path,
     vserver: &str,
     transfer: Transfer,
+    opts: tandem_store::StoreOptions,
 ) -> std::result::Result<tandem_store::Store, tandem_repl::baseline::BaselineSessionError> {
     let cfg = tandem_repl::baseline::BaselineConfig::default();
-    let opts = crate::site::store_options();
     match transfer {
         Transfer::Baseline => {
             tandem_repl::baseline::receive_baseline(stream, dir, vserver, opts, &cfg, None).await
@@ -584,7 +592,15 @@ async fn receive_catchup<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
         }
     };
     tracing::info!(peer_id, vserver, "receiving catch-up");
-    let installed = match receive_transfer(stream, &dir, vserver, Transfer::Catchup).await {
+    let installed = match receive_transfer(
+        stream,
+        &dir,
+        vserver,
+        Transfer::Catchup,
+        daemon.store_options(),
+    )
+    .await
+    {
         Ok(s) => {
             tracing::info!(peer_id, vserver, lsn = s.last_lsn(), "catch-up installed");
             Some(s)

@@ -256,23 +256,6 @@ impl StoreSettings {
     }
 }
 
-/// The site's store options, set once the daemon loaded site.toml; the
-/// defaults until then (and in tools that open stores without a site).
-static STORE_OPTIONS: std::sync::RwLock<Option<tandem_store::StoreOptions>> =
-    std::sync::RwLock::new(None);
-
-pub fn set_store_options(opts: tandem_store::StoreOptions) {
-    *STORE_OPTIONS.write().unwrap_or_else(|p| p.into_inner()) = Some(opts);
-}
-
-pub fn store_options() -> tandem_store::StoreOptions {
-    STORE_OPTIONS
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone()
-        .unwrap_or_default()
-}
-
 /// Prometheus metrics endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

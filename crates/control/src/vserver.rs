@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use tandem_store::{AddressSpec, Export, FsConfig, Lsn, Store, User};
+use tandem_store::{AddressSpec, Export, FsConfig, Lsn, Store, StoreOptions, User};
 
 use crate::error::{ControlError, Result};
 use crate::names::parse_address;
@@ -142,12 +142,9 @@ fn remove_leftover(path: &Path) -> Result<()> {
 impl Vserver {
     /// Opens an existing vserver and serves it. Never fails: a store that
     /// cannot be opened is kept as `Failed` with the reason.
-    pub async fn open(dir: &Path, name: &str, cfg: &ServiceConfig) -> Vserver {
+    pub async fn open(dir: &Path, name: &str, cfg: &ServiceConfig, opts: StoreOptions) -> Vserver {
         let owned_dir = dir.to_path_buf();
-        let opened = blocking(name, move || {
-            Store::open(&owned_dir, crate::site::store_options())
-        })
-        .await;
+        let opened = blocking(name, move || Store::open(&owned_dir, opts)).await;
         match opened {
             Ok(store) if store.is_replica() => {
                 tracing::info!(vserver = name, lsn = store.last_lsn(), "replica opened");
@@ -193,11 +190,12 @@ impl Vserver {
         name: &str,
         addresses: Vec<AddressSpec>,
         cfg: &ServiceConfig,
+        opts: StoreOptions,
     ) -> Result<Vserver> {
         let owned_dir = dir.to_path_buf();
         let owned_name = name.to_string();
         let made = blocking(name, move || {
-            let store = Store::init(&owned_dir, &owned_name, crate::site::store_options())?;
+            let store = Store::init(&owned_dir, &owned_name, opts)?;
             let mut last: Lsn = store.last_lsn();
             for a in addresses {
                 last = store.add_address(a)?.lsn;
@@ -357,7 +355,7 @@ impl Vserver {
 
     /// Creates an empty replica store (LSN 0) for a vserver another site
     /// starts replicating here. Nothing is served until an address is set.
-    pub async fn create_replica(dir: &Path, name: &str) -> Result<Vserver> {
+    pub async fn create_replica(dir: &Path, name: &str, opts: StoreOptions) -> Result<Vserver> {
         // Built beside its place and renamed into it, so a crash never
         // leaves a half-made replica that cannot be opened.
         let new = side_dir(dir, "new");
@@ -366,10 +364,10 @@ impl Vserver {
         let store = blocking(name, move || {
             // Dropped, not closed: closing would checkpoint LSN 0, and a
             // baseline only goes into a replica without a checkpoint.
-            drop(Store::init_replica(&new, crate::site::store_options())?);
+            drop(Store::init_replica(&new, opts.clone())?);
             std::fs::rename(&new, &owned_dir)
                 .map_err(|e| tandem_store::StoreError::io(&owned_dir, e))?;
-            Store::open_replica(&owned_dir, crate::site::store_options())
+            Store::open_replica(&owned_dir, opts)
         })
         .await?;
         tracing::info!(vserver = name, "replica store created");

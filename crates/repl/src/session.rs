@@ -50,6 +50,12 @@ pub struct SessionConfig {
     pub max_bytes_per_s: Option<u64>,
     /// The sender's running totals, shared with whoever reports them.
     pub counters: Arc<SendCounters>,
+    /// Records appended but not yet durable are made durable after at most
+    /// this long, so they can be shipped (`None`: only when a client
+    /// waits, e.g. COMMIT). Without it, a stream of UNSTABLE writes stays
+    /// at the active site until the client's COMMIT or the journal's
+    /// 256 MiB unsynced limit, which is the async RPO.
+    pub max_ship_delay: Option<Duration>,
 }
 
 /// A sender's totals since they were created (they outlive sessions).
@@ -86,8 +92,31 @@ impl SessionConfig {
             compress: true,
             max_bytes_per_s: None,
             counters: Arc::default(),
+            max_ship_delay: Some(Duration::from_millis(DEFAULT_MAX_SHIP_DELAY_MS)),
         }
     }
+}
+
+/// One journal sync per this many ms at most, and only while records wait:
+/// a few dozen fdatasyncs a second bound the lag of UNSTABLE writes.
+pub const DEFAULT_MAX_SHIP_DELAY_MS: u64 = 20;
+
+/// Makes appended records durable at least every `every`, so the sender
+/// (which ships durable frames only) is never held up by a client that
+/// has not committed yet. Ends with the session (AbortOnDrop).
+fn spawn_ship_nudger(store: Arc<Store>, every: Duration) -> AbortOnDrop<()> {
+    AbortOnDrop(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let last = store.last_lsn();
+            if last > store.durable_lsn() && store.wait_durable(last).await.is_err() {
+                // The journal failed; the session sees it on its own.
+                return;
+            }
+        }
+    }))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +259,9 @@ where
     // Peer messages arrive on their own task, so acks are taken while
     // batches are being sent.
     let (_reader, mut rx) = spawn_reader(rd, cfg.idle_timeout, cfg.window_batches);
+    let _nudger = cfg
+        .max_ship_delay
+        .map(|every| spawn_ship_nudger(store.clone(), every));
 
     let mut max_bytes = cfg
         .max_batch_bytes

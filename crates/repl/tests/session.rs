@@ -337,3 +337,21 @@ async fn a_silent_replica_is_detected() {
     assert!(started.elapsed() < Duration::from_secs(5));
     peer.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncommitted_writes_ship_without_a_commit() {
+    // Nobody waits for durability here (UNSTABLE writes, no COMMIT): the
+    // sender makes the records durable itself after max_ship_delay, since
+    // it ships durable frames only. Without that this waits forever.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (active, root) = new_active(&tmp.path().join("active"));
+    let replica = Arc::new(
+        Store::init_replica(&tmp.path().join("replica"), StoreOptions::default()).expect("replica"),
+    );
+    let (sender, receiver, mut acked) = spawn_session(&active, &replica);
+    write_some(&active, root, 0);
+    wait_for(&mut acked, active.last_lsn()).await;
+    assert_eq!(contents(&active), contents(&replica));
+    sender.abort();
+    receiver.abort();
+}
