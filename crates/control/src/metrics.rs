@@ -172,10 +172,12 @@ struct FigureFamilies {
     state: Family,
     baseline_rate: Family,
     baseline_eta: Family,
+    overflow_changed: Family,
+    catchup_sent: Family,
 }
 
 /// States a sender can be in, one `tandem_replication_state` series each.
-const STATES: [&str; 8] = [
+const STATES: [&str; 9] = [
     "connecting",
     "baseline",
     "streaming",
@@ -184,6 +186,7 @@ const STATES: [&str; 8] = [
     "needs-baseline",
     "refused",
     "overflow",
+    "catch-up",
 ];
 
 impl FigureFamilies {
@@ -234,6 +237,16 @@ impl FigureFamilies {
                 "gauge",
                 "Time the running baseline needs at its rate.",
             ),
+            overflow_changed: family(
+                "tandem_replication_overflow_changed_bytes",
+                "gauge",
+                "In journal overflow: bytes of changed ranges a catch-up would send now (0 otherwise).",
+            ),
+            catchup_sent: family(
+                "tandem_replication_catchup_sent_bytes",
+                "gauge",
+                "File data bytes the last catch-up sent (zero ranges cost none).",
+            ),
         }
     }
 
@@ -267,9 +280,16 @@ impl FigureFamilies {
         if let Some(eta) = f.baseline_eta_s {
             self.baseline_eta.samples.push((l(), eta as f64));
         }
+        let o = &r.overflow;
+        self.overflow_changed
+            .samples
+            .push((l(), o.overflow_changed_bytes.unwrap_or(0) as f64));
+        if let Some(sent) = o.catchup_sent_bytes {
+            self.catchup_sent.samples.push((l(), sent as f64));
+        }
     }
 
-    fn into_families(self) -> [Family; 9] {
+    fn into_families(self) -> [Family; 11] {
         [
             self.sent_wire,
             self.sent_journal,
@@ -280,6 +300,8 @@ impl FigureFamilies {
             self.state,
             self.baseline_rate,
             self.baseline_eta,
+            self.overflow_changed,
+            self.catchup_sent,
         ]
     }
 }
@@ -364,4 +386,46 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
         buf.extend_from_slice(&chunk[..n]);
     }
     Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_and_catch_up_figures_are_exported() {
+        let r: crate::replication::ReplicationStatus = serde_json::from_value(serde_json::json!({
+            "mode": "async",
+            "state": "overflow",
+            "replica_lsn": 5,
+            "lag_records": 7,
+            "overflow_since_lsn": 5,
+            "overflow_changed_bytes": 1234,
+            "catchup_sent_bytes": 99,
+        }))
+        .expect("a status");
+        let mut f = FigureFamilies::new();
+        f.push("vserver=\"vs\"", &r);
+        let families = f.into_families();
+        let value = |name: &str, labels: &str| {
+            families
+                .iter()
+                .find(|f| f.name == name)
+                .and_then(|f| f.samples.iter().find(|(l, _)| l == labels))
+                .map(|(_, v)| *v)
+        };
+        let vs = "vserver=\"vs\"";
+        assert_eq!(
+            value("tandem_replication_overflow_changed_bytes", vs),
+            Some(1234.0)
+        );
+        assert_eq!(
+            value("tandem_replication_catchup_sent_bytes", vs),
+            Some(99.0)
+        );
+        let state = |st: &str| value("tandem_replication_state", &format!("{vs},state=\"{st}\""));
+        assert_eq!(state("overflow"), Some(1.0));
+        assert_eq!(state("catch-up"), Some(0.0));
+        assert_eq!(state("streaming"), Some(0.0));
+    }
 }
