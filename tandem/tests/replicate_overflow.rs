@@ -238,3 +238,51 @@ fn a_long_outage_ends_in_a_catchup_of_the_changed_bytes() {
     drop(db);
     drop(da);
 }
+
+#[test]
+fn an_active_restart_during_an_outage_keeps_what_the_replica_lacks() {
+    // The retention floor lives in memory: before the fix, the first
+    // checkpoint after the active site restarted deleted the journal an
+    // absent replica lacked (below the overflow limit, so no change map
+    // either), and its return ended in "needs-baseline".
+    const VS_ADDR: &str = "127.79.48.11";
+    let (a, a_addr) = site("alpha", "127.79.48.1");
+    let (b, b_addr) = site("beta", "127.79.48.2");
+    set_journal_max(&a);
+    set_journal_max(&b);
+    let da = a.start_daemon();
+    let db = b.start_daemon();
+    pair_both(&a, &a_addr, &b, &b_addr);
+    create_vserver_and_fs(&a, "vs", VS_ADDR, "data", "/data");
+    assert_success(&a.tandem(&["replicate", "vs", "--to", "beta"]), "replicate");
+    let logs = |da: &Daemon, db: Option<&Daemon>| {
+        format!(
+            "A:\n{}\nB:\n{}",
+            da.log_text(),
+            db.map(|d| d.log_text()).unwrap_or_default()
+        )
+    };
+    let rt = runtime();
+    let write = |name: &'static str, bytes: usize, seed: u64| {
+        rt.block_on(async {
+            let mut c = mount(&a, VS_ADDR).await;
+            let fh = create_file(&mut c, name).await;
+            write_at(&mut c, &fh, 0, &pattern(bytes, seed), stable_how::FILE_SYNC).await;
+        })
+    };
+    write("first", MIB as usize / 2, 1);
+    wait_converged(&a, &b, "vs", &|| logs(&da, Some(&db)));
+    db.stop();
+    // Below the limit (4 MiB), in segments of a quarter of it.
+    write("while-away", 3 * MIB as usize / 2, 2);
+    da.stop();
+    let da = a.start_daemon();
+    // Past the checkpoint interval (half the limit) after the restart, and
+    // still below the limit in all.
+    write("after-restart", 2 * MIB as usize + 4096, 3);
+    let db = b.start_daemon();
+    wait_converged(&a, &b, "vs", &|| logs(&da, Some(&db)));
+    let va = vserver_status(&a, "vs").expect("active");
+    assert_ne!(va["replication"]["state"], "needs-baseline", "{va}");
+    assert_verify_matches(&a, "vs");
+}

@@ -256,7 +256,16 @@ impl Daemon {
         replication::save(&self.site.paths, &next)?;
         *settings = next;
         if let Some(s) = senders.remove(vserver) {
+            let store = s.store().clone();
             s.stop().await;
+            // Nothing is kept for that replica any more: without this the
+            // journal would grow to the limit and a change map be kept
+            // for a replica nobody sends to.
+            match tokio::task::spawn_blocking(move || store.forget_replica()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(vserver, error = %e, "could not forget the replica"),
+                Err(e) => tracing::error!(vserver, error = %e, "could not forget the replica"),
+            }
         }
         tracing::info!(vserver, to = %out.to, "replication stopped; the replica at the peer stays");
         Ok(out)

@@ -583,6 +583,10 @@ impl Sender {
         }
     }
 
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// Ends the task; the session's connection closes with it. Replies no
     /// longer wait for a replica nothing sends to.
     pub async fn stop(self) {
@@ -609,6 +613,7 @@ pub fn start_sender(
     peers: PeerLookup,
 ) -> Sender {
     store.set_replication_mode(policy);
+    store.keep_journal_for_replica();
     let counters = Arc::new(SendCounters::default());
     let shared = Arc::new(Mutex::new(SenderState {
         state: "connecting",

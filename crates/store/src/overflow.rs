@@ -607,6 +607,25 @@ impl Store {
         Ok(())
     }
 
+    /// Replication of this vserver stopped: nothing is kept for a replica
+    /// any more, neither journal past checkpoints nor a change map.
+    pub fn forget_replica(&self) -> Result<()> {
+        self.clear_retention_floor();
+        self.overflow_reset()
+    }
+
+    /// Before any session after an open: keep every journal segment still
+    /// on disk until the replica says where it stands (the floor is not
+    /// persisted, so without this the first checkpoint after a restart
+    /// would delete what an absent replica lacks, and its return would
+    /// need a baseline). Not in overflow: the change map covers it then,
+    /// and the journal must stay bounded.
+    pub fn keep_journal_for_replica(&self) {
+        if self.checkpointer.overflow.is_off() {
+            self.set_retention_floor(0);
+        }
+    }
+
     /// A baseline replaces whatever the replica held: any overflow ends.
     pub(crate) fn overflow_reset(&self) -> Result<()> {
         if self.checkpointer.overflow.is_off() {

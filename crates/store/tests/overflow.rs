@@ -515,3 +515,29 @@ fn a_catchup_larger_than_the_free_space_is_refused_up_front() {
     );
     drop(active);
 }
+
+#[test]
+fn forgetting_the_replica_ends_overflow_and_lets_the_journal_go() {
+    // `tandem replicate --stop`: no journal nor change map is kept for a
+    // replica nobody sends to any more.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (active, _replica, root) = setup(tmp.path());
+    overflow(&active, root);
+    assert!(active.in_overflow());
+    let dir = tmp.path().join("active");
+    assert!(dir.join(OVERFLOW_FILE).exists());
+    active.forget_replica().expect("forget");
+    assert!(!active.in_overflow());
+    assert!(!dir.join(OVERFLOW_FILE).exists());
+    // Kept again for a replica only once a sender asks for it.
+    active.keep_journal_for_replica();
+    overflow(&active, root);
+    active.checkpoint().expect("checkpoint");
+    assert!(active.in_overflow(), "the limit still applies");
+    assert!(journal_bytes(&dir) <= 2 * JOURNAL_MAX_BYTES);
+    active.forget_replica().expect("forget");
+    overflow(&active, root);
+    active.checkpoint().expect("checkpoint");
+    assert!(!active.in_overflow(), "no replica, no overflow");
+    assert!(journal_bytes(&dir) <= 2 * JOURNAL_MAX_BYTES);
+}
