@@ -95,7 +95,7 @@ pub async fn run(data: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> 
     };
     print_instructions(&dir, &vs, args.ip);
     if let Some((dr_dir, _)) = &dr {
-        print_dr_instructions(dr_dir, &vs, args.dr_ip);
+        print_dr_instructions(&dir, dr_dir, &vs, args.dr_ip);
     }
     say!("Press Ctrl-C to stop.");
     let sig = terminate.recv().await;
@@ -362,7 +362,7 @@ fn print_instructions(dir: &Path, vs: &VserverStatus, ip: IpAddr) {
     say!();
 }
 
-fn print_dr_instructions(dr_dir: &Path, vs: &VserverStatus, dr_ip: IpAddr) {
+fn print_dr_instructions(dir: &Path, dr_dir: &Path, vs: &VserverStatus, dr_ip: IpAddr) {
     let Some(e) = vs.endpoints.first() else {
         return;
     };
@@ -373,5 +373,9 @@ fn print_dr_instructions(dr_dir: &Path, vs: &VserverStatus, dr_ip: IpAddr) {
     say!("  nfs-cat \"nfs://{host}{EXPORT}/README{query}\"");
     say!("  nfs-ls \"nfs://{host}{EXPORT}{query}\"     # copy a file in at the active site, then look here");
     say!("  tandem --data {} status", dr_dir.display());
+    say!(
+        "  tandem --data {} verify {VSERVER}     # both sites digested at one LSN and compared",
+        dir.display()
+    );
     say!();
 }
