@@ -373,6 +373,101 @@ pub fn disk_usage(dir: &Path) -> std::io::Result<u64> {
     Ok(total)
 }
 
+/// Everything the checks need, gathered by the daemon under its lock so
+/// the checks themselves (which bind ports and walk directories) run
+/// without it.
+#[derive(Debug, Clone)]
+pub struct CheckInputs {
+    pub vserver: String,
+    pub site: String,
+    /// The vserver's addresses; none while its baseline is unfinished (the
+    /// store holding them is not open).
+    pub addresses: Option<Vec<AddressSpec>>,
+    /// (vserver, IP) of every address other vservers of this site hold.
+    pub held: Vec<(String, IpAddr)>,
+    pub in_baseline: bool,
+    pub replication_state: Option<String>,
+    pub last_lsn: u64,
+    pub lag_records: u64,
+    pub interfaces: Vec<InterfaceSettings>,
+    pub pools: Vec<PoolSettings>,
+    pub data_dir: PathBuf,
+    pub store_dir: PathBuf,
+    /// (service, port) pairs the vserver will be served on.
+    pub ports: Vec<(String, u16)>,
+}
+
+/// Runs every check, in report order: per address, then the replica.
+pub fn run_checks(inp: &CheckInputs, sys_net: &Path) -> FailoverCheck {
+    let mut lines = Vec::new();
+    match &inp.addresses {
+        Some(addresses) => {
+            for addr in addresses {
+                lines.extend(check_address(addr, inp, sys_net));
+            }
+        }
+        None => lines.push(CheckLine::new(
+            "addresses",
+            Outcome::Missing,
+            "unknown until the replica's baseline finishes",
+        )),
+    }
+    let state = inp.replication_state.as_deref();
+    lines.push(check_replica_complete(inp.in_baseline, state));
+    if !inp.in_baseline {
+        lines.push(replica_lsn_line(inp.last_lsn, inp.lag_records, state));
+        let (pool, path, cap) = pool_for(&inp.store_dir, &inp.pools, &inp.data_dir);
+        match disk_usage(&inp.store_dir) {
+            Ok(used) => lines.push(check_pool_room(&pool, &path, cap, used)),
+            Err(e) => lines.push(CheckLine::new(
+                format!("room in {pool} ({})", path.display()),
+                Outcome::Missing,
+                format!(
+                    "cannot measure the store at {}: {e}",
+                    inp.store_dir.display()
+                ),
+            )),
+        }
+    }
+    FailoverCheck::new(&inp.vserver, &inp.site, lines)
+}
+
+/// The lines of one address: its interface and device, who holds it, the
+/// network probe, and its service ports (on the interface's substitute
+/// address when the site declares one).
+fn check_address(addr: &AddressSpec, inp: &CheckInputs, sys_net: &Path) -> Vec<CheckLine> {
+    let (line, iface) = check_interface(addr, &inp.interfaces);
+    let mut lines = vec![line];
+    let mut ip = addr.ip;
+    if let Some(iface) = iface {
+        lines.push(check_device(sys_net, &iface.device));
+        if let Some(sub) = &iface.substitute {
+            match crate::names::parse_address(sub) {
+                Ok(spec) => {
+                    ip = spec.ip;
+                    lines.push(CheckLine::new(
+                        format!("address {} substitute", bare(addr)),
+                        Outcome::Found,
+                        format!("served here as {sub} (interface {})", iface.name),
+                    ));
+                }
+                // site.toml was checked at load; kept as a line, not a panic.
+                Err(e) => lines.push(CheckLine::new(
+                    format!("address {} substitute", bare(addr)),
+                    Outcome::Discrepant,
+                    e.to_string(),
+                )),
+            }
+        }
+    }
+    lines.push(check_not_held(addr, &inp.held));
+    lines.push(check_not_on_network(addr));
+    for (service, port) in &inp.ports {
+        lines.push(check_port(ip, service, *port));
+    }
+    lines
+}
+
 fn bare(addr: &AddressSpec) -> String {
     format!("{}/{}", addr.ip, addr.prefix)
 }
