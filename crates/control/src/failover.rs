@@ -262,7 +262,7 @@ pub fn replica_lsn_line(last_lsn: u64, lag_records: u64, state: Option<&str>) ->
         "replica LSN",
         Outcome::Found,
         format!(
-            "at LSN {last_lsn}; lag as last known: {lag_records} records; replication {}",
+            "at LSN {last_lsn}; replication {}; lag as last known here: {lag_records} records (the active site's status has the exact figure)",
             state.unwrap_or("not running")
         ),
     )
@@ -620,5 +620,75 @@ mod tests {
         assert!(FailoverCheck::new("vs", "s", vec![ok.clone(), skip]).ready);
         let bad = CheckLine::new("c", Outcome::Missing, "");
         assert!(!FailoverCheck::new("vs", "s", vec![ok, bad]).ready);
+    }
+
+    fn inputs(sys_ifaces: Vec<InterfaceSettings>, store_dir: PathBuf) -> CheckInputs {
+        CheckInputs {
+            vserver: "vs".into(),
+            site: "beta".into(),
+            addresses: Some(vec![addr("127.0.0.2/32@front")]),
+            held: vec![("other".into(), "127.0.0.3".parse().unwrap())],
+            in_baseline: false,
+            replication_state: Some("replica".into()),
+            last_lsn: 9,
+            lag_records: 0,
+            interfaces: sys_ifaces,
+            pools: Vec::new(),
+            data_dir: store_dir.clone(),
+            store_dir,
+            ports: vec![("NFS".into(), 0)],
+        }
+    }
+
+    #[test]
+    fn run_checks_uses_substitute_and_reports_baseline() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut front = iface("front", "lo");
+        front.substitute = Some("192.0.2.5/24".into());
+        let report = run_checks(
+            &inputs(vec![front], tmp.path().to_path_buf()),
+            Path::new(SYS_CLASS_NET),
+        );
+        assert!(report.ready, "{report:#?}");
+        let sub = report
+            .lines
+            .iter()
+            .find(|l| l.resource.ends_with("substitute"))
+            .unwrap();
+        assert!(sub.reason.contains("192.0.2.5/24"), "{sub:?}");
+        // Ports are tried on the substitute, which this host lacks.
+        let port = report
+            .lines
+            .iter()
+            .find(|l| l.resource.starts_with("NFS"))
+            .unwrap();
+        assert!(port.resource.contains("192.0.2.5"), "{port:?}");
+        assert!(port.reason.contains("will be claimed"), "{port:?}");
+
+        let mut inp = inputs(
+            vec![iface("front", "tandemnodev0")],
+            tmp.path().to_path_buf(),
+        );
+        inp.addresses = Some(vec![addr("127.0.0.3/32@front")]);
+        let report = run_checks(&inp, Path::new(SYS_CLASS_NET));
+        assert!(!report.ready);
+        let blocking: Vec<_> = report
+            .lines
+            .iter()
+            .filter(|l| l.outcome.blocks())
+            .map(|l| l.resource.as_str())
+            .collect();
+        assert_eq!(
+            blocking,
+            ["device tandemnodev0", "address 127.0.0.3/32 at this site"]
+        );
+
+        inp.addresses = None;
+        inp.in_baseline = true;
+        inp.replication_state = Some("baseline-unfinished".into());
+        let report = run_checks(&inp, Path::new(SYS_CLASS_NET));
+        let resources: Vec<_> = report.lines.iter().map(|l| l.resource.as_str()).collect();
+        assert_eq!(resources, ["addresses", "replica completeness"]);
+        assert!(report.lines.iter().all(|l| l.outcome == Outcome::Missing));
     }
 }
