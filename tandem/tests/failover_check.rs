@@ -1,11 +1,13 @@
 //! `tandem failover VS --check` through the real binary: two paired sites
 //! on loopback addresses, a vserver replicated from alpha to beta; the
-//! check at beta reports each resource, names what site.toml lacks, and is
-//! refused at the active site and without `--check`.
+//! check at beta reports each resource, names what site.toml lacks and an
+//! address another vserver holds, and is refused at the active site and
+//! without `--check`.
 
 mod common;
 
 use std::process::Output;
+use std::time::{Duration, Instant};
 
 use common::replication::*;
 use common::*;
@@ -120,6 +122,31 @@ fn check_at_replica_site_names_missing_interface_then_passes() {
         .as_str()
         .unwrap()
         .starts_with("room in site data directory")));
+
+    // Another vserver replicated to beta with its replica address on this
+    // IP: the IP is held here and beta's ports on it are busy.
+    create_vserver_and_fs(&a, "other", "127.91.1.21", "data", "/data");
+    replicate_to_beta(&a, "other", VS_ADDR);
+    wait_converged(&a, &b, "other", &|| logs(&db));
+    let start = Instant::now();
+    while vserver_status(&b, "other").expect("other at beta")["endpoints"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        assert!(start.elapsed() < DEADLINE, "other never served at beta");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (out, report) = check_json(&b);
+    assert_eq!(out.status.code(), Some(EXIT_NOT_READY), "{report:#}");
+    let all = lines(&report);
+    let held = line(&all, &format!("address {VS_ADDR}/32 at this site"));
+    assert_eq!(held["outcome"], "discrepant", "{held}");
+    assert!(
+        held["reason"].as_str().unwrap().contains("vserver other"),
+        "{held}"
+    );
+    let nfs = line(&all, &format!("NFS port {VS_ADDR}:{}", b.nfs_port));
+    assert_eq!(nfs["outcome"], "discrepant", "{nfs}");
 
     // Refused at the active site, and without --check.
     let out = a.tandem(&["failover", "vs", "--check"]);
