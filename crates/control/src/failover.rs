@@ -356,14 +356,26 @@ pub fn disk_usage(dir: &Path) -> std::io::Result<u64> {
     let mut total = 0u64;
     let mut seen = 0u64;
     let mut todo = vec![dir.to_path_buf()];
+    // A running replica removes journal segments at checkpoints: what
+    // vanished while we walked takes no room any more.
+    let gone = |e: &std::io::Error| e.kind() == IoKind::NotFound;
     while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d)? {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(entries) => entries,
+            Err(e) if gone(&e) && d != dir => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
             let entry = entry?;
             seen += 1;
             if seen > MAX_DISK_USAGE_ENTRIES {
                 return Ok(total);
             }
-            let meta = entry.metadata()?;
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(e),
+            };
             total = total.saturating_add(meta.blocks().saturating_mul(512));
             if meta.is_dir() {
                 todo.push(entry.path());
