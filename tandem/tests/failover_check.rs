@@ -1,7 +1,7 @@
 //! `tandem failover VS --check` through the real binary: two paired sites
 //! on loopback addresses, a vserver replicated from alpha to beta; the
 //! check at beta reports each resource, names what site.toml lacks and an
-//! address another vserver holds, and is refused at the active site and
+//! address another vserver holds, an unfinished replica, and is refused at the active site and
 //! without `--check`.
 
 mod common;
@@ -87,6 +87,9 @@ fn check_at_replica_site_names_missing_interface_then_passes() {
     // Declared on lo (site.toml is read at start): every line found.
     db.stop();
     declare_front_on_lo(&b);
+    // A replica whose baseline stopped before its first mark: an empty
+    // directory, which the daemon opens as an unfinished baseline.
+    std::fs::create_dir(b.dir.join("vservers/ghost")).unwrap();
     let db = b.start_daemon();
     let (out, report) = check_json(&b);
     assert_eq!(out.status.code(), Some(0), "{report:#}\n{}", logs(&db));
@@ -147,6 +150,22 @@ fn check_at_replica_site_names_missing_interface_then_passes() {
     );
     let nfs = line(&all, &format!("NFS port {VS_ADDR}:{}", b.nfs_port));
     assert_eq!(nfs["outcome"], "discrepant", "{nfs}");
+
+    // The unfinished replica: incomplete, its addresses unknown.
+    let out = b.tandem(&["failover", "ghost", "--check", "--json"]);
+    assert_eq!(out.status.code(), Some(EXIT_NOT_READY), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let all = lines(&report);
+    let complete = line(&all, "replica completeness");
+    assert_eq!(complete["outcome"], "missing", "{complete}");
+    assert!(
+        complete["reason"]
+            .as_str()
+            .unwrap()
+            .contains("baseline-unfinished"),
+        "{complete}"
+    );
+    assert_eq!(line(&all, "addresses")["outcome"], "missing");
 
     // Refused at the active site, and without --check.
     let out = a.tandem(&["failover", "vs", "--check"]);
