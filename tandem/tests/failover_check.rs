@@ -1,8 +1,8 @@
 //! `tandem failover VS --check` through the real binary: two paired sites
-//! on loopback addresses, a vserver replicated from alpha to beta; the
-//! check at beta reports each resource, names what site.toml lacks and an
-//! address another vserver holds, an unfinished replica, and is refused at the active site and
-//! without `--check`.
+//! on loopback addresses, a vserver replicated from alpha to beta. The
+//! check at beta reports each resource; it names what site.toml lacks, an
+//! address another vserver holds and an unfinished replica; it is refused
+//! at the active site and without `--check`.
 
 mod common;
 
