@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use crate::api::proto::{Reply, Request, Response};
 use crate::api::server::ApiServer;
 use crate::error::{ControlError, Result};
+use crate::failover::{self, CheckInputs, FailoverCheck};
 use crate::lock::SiteLock;
 use crate::names::parse_address;
 use crate::names::{validate_address, validate_export_path, validate_name};
@@ -24,7 +25,7 @@ use crate::peer::{self, Peer, PeerCheck, PeerListener, PeerTls, MAX_PEERS};
 use crate::replication::{self, Incoming, Outgoing, ReplicationStatus, Sender};
 use crate::service::ServiceConfig;
 use crate::site::Site;
-use crate::status::{FsStatus, SiteStatus, StatusReport, VserverStatus};
+use crate::status::{FsStatus, SiteStatus, StatusReport, VserverState, VserverStatus};
 use crate::vserver::Vserver;
 
 /// Longest wait for a replica store's last users (in-flight NFS reads)
@@ -528,6 +529,10 @@ impl Daemon {
                     })
             }
             Request::Verify { vserver } => self.verify(&vserver).await.map(Reply::Verified),
+            Request::FailoverCheck { vserver } => self
+                .failover_check(&vserver)
+                .await
+                .map(Reply::FailoverChecked),
         };
         if let Err(e) = &result {
             tracing::info!(error = %e, "control request refused");
@@ -563,6 +568,68 @@ impl Daemon {
         verifier
             .verify(vserver, crate::verify::VERIFY_TIMEOUT)
             .await
+    }
+
+    /// `tandem failover VS --check`: gathers what the checks need under
+    /// the table lock, then runs them (port binds, a directory walk) on
+    /// the blocking pool without it.
+    pub async fn failover_check(&self, vserver: &str) -> Result<FailoverCheck> {
+        validate_name("vserver name", vserver)?;
+        let inputs = {
+            let table = self.vservers.lock().await;
+            let vs = table
+                .get(vserver)
+                .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
+            let status = vs.status();
+            if status.state != VserverState::Replica {
+                let why = match status.state {
+                    VserverState::Active => format!(
+                        "{vserver} is active here; run failover at the DR site that holds its replica"
+                    ),
+                    _ => format!(
+                        "{vserver} is {} here: {}",
+                        status.state,
+                        status.error.as_deref().unwrap_or("no reason recorded")
+                    ),
+                };
+                return Err(ControlError::invalid("failover", why));
+            }
+            let addresses = vs.store().ok().map(|s| s.config().addresses);
+            let held = table
+                .values()
+                .filter(|other| other.name() != vserver)
+                .flat_map(|other| held_ips(&other.status()))
+                .collect();
+            let replication = status.replication.as_deref();
+            let nfs = &self.site.config.nfs;
+            let mut ports = vec![
+                ("NFS".to_string(), nfs.nfs_port),
+                ("MOUNT".to_string(), nfs.mount_port),
+            ];
+            if nfs.portmap {
+                ports.push(("portmapper".to_string(), nfs.portmap_port));
+            }
+            CheckInputs {
+                vserver: vserver.to_string(),
+                site: self.site.config.name.clone(),
+                addresses,
+                held,
+                in_baseline: vs.in_baseline(),
+                replication_state: replication.map(|r| r.state.clone()),
+                last_lsn: status.last_lsn,
+                lag_records: replication.map_or(0, |r| r.lag_records),
+                interfaces: self.site.config.interfaces.clone(),
+                pools: self.site.config.pools.clone(),
+                data_dir: self.site.paths.root.clone(),
+                store_dir: self.site.paths.vserver(vserver),
+                ports,
+            }
+        };
+        tokio::task::spawn_blocking(move || {
+            failover::run_checks(&inputs, std::path::Path::new(failover::SYS_CLASS_NET))
+        })
+        .await
+        .map_err(|e| ControlError::Internal(format!("failover check failed: {e}")))
     }
 
     pub async fn status(&self, only: Option<&str>) -> Result<StatusReport> {
@@ -819,6 +886,23 @@ impl Daemon {
             vs.shutdown().await;
         }
     }
+}
+
+/// The IPs a vserver holds at this site: its own addresses and, for a
+/// replica, the address it is served on read-only.
+fn held_ips(status: &VserverStatus) -> Vec<(String, std::net::IpAddr)> {
+    let replica = status
+        .replication
+        .as_ref()
+        .and_then(|r| r.replica_address.clone());
+    status
+        .addresses
+        .iter()
+        .cloned()
+        .chain(replica)
+        .filter_map(|a| parse_address(&a).ok())
+        .map(|a| (status.name.clone(), a.ip))
+        .collect()
 }
 
 /// A daemon running inside this process.

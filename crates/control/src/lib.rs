@@ -8,6 +8,7 @@
 pub mod api;
 pub mod daemon;
 pub mod error;
+pub mod failover;
 pub mod fsck;
 pub mod identity;
 pub mod lock;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod names;
 pub mod peer;
 pub mod replication;
+pub mod resources;
 pub mod service;
 pub mod site;
 pub mod status;

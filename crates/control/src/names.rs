@@ -100,7 +100,7 @@ pub fn validate_address(spec: &AddressSpec) -> Result<()> {
     Ok(())
 }
 
-fn validate_interface(iface: &str) -> Result<()> {
+pub fn validate_interface(iface: &str) -> Result<()> {
     let what = "interface";
     if iface.is_empty() || iface.len() > MAX_INTERFACE_BYTES {
         return Err(ControlError::invalid(

@@ -202,6 +202,13 @@ pub struct SiteConfig {
     pub metrics: MetricsSettings,
     #[serde(default)]
     pub store: StoreSettings,
+    /// Network interfaces a vserver address may name (`IP/PREFIX@NAME`).
+    /// Arrays of tables come last: TOML puts them after plain tables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<crate::resources::InterfaceSettings>,
+    /// Storage pools: where replicas may live and how much room they have.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<crate::resources::PoolSettings>,
 }
 
 /// Store settings, applied to every vserver store of the site.
@@ -275,6 +282,8 @@ impl SiteConfig {
         if let Some(listen) = &self.metrics.listen {
             parse_listen(listen).map_err(|e| format!("metrics.listen: {e}"))?;
         }
+        crate::resources::validate_interfaces(&self.interfaces)?;
+        crate::resources::validate_pools(&self.pools)?;
         Ok(())
     }
 
@@ -362,6 +371,8 @@ impl Site {
             control: ControlSettings::default(),
             metrics: MetricsSettings::default(),
             store: StoreSettings::default(),
+            interfaces: Vec::new(),
+            pools: Vec::new(),
         };
         let identity = identity::generate(&paths, name, &listen)?;
         fs::DirBuilder::new()
@@ -529,6 +540,37 @@ mod tests {
             format!("{without}\n\n[store]\njournal_max = 1\n"),
         )
         .unwrap();
+        assert!(Site::load(&dir).is_err());
+    }
+
+    #[test]
+    fn interfaces_and_pools_are_read_and_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        let site = Site::init(&dir, "alpha", "127.0.0.1", false).unwrap();
+        assert!(site.config.interfaces.is_empty() && site.config.pools.is_empty());
+        let toml_path = SitePaths::new(&dir).site_toml();
+        let text = fs::read_to_string(&toml_path).unwrap();
+        let good = "\n[[interfaces]]\nname = \"front\"\ndevice = \"lo\"\n\
+                    \n[[pools]]\nname = \"main\"\npath = \"/srv/tandem\"\ncapacity_bytes = 1073741824\n";
+        fs::write(&toml_path, format!("{text}{good}")).unwrap();
+        let mut loaded = Site::load(&dir).unwrap();
+        assert_eq!(loaded.config.interfaces[0].device, "lo");
+        assert_eq!(loaded.config.pools[0].capacity_bytes, Some(1 << 30));
+        // Saving keeps them (arrays of tables after the plain tables).
+        loaded.config.nfs.max_connections = 7;
+        loaded.save().unwrap();
+        assert_eq!(Site::load(&dir).unwrap().config.pools, loaded.config.pools);
+        let bad = "\n[[interfaces]]\nname = \"front\"\ndevice = \"no/slash\"\n";
+        fs::write(&toml_path, format!("{text}{bad}")).unwrap();
+        let err = Site::load(&dir).unwrap_err().to_string();
+        assert!(err.contains("interfaces[0] (\"front\"): device"), "{err}");
+        let bad = "\n[[pools]]\nname = \"main\"\npath = \"srv\"\n";
+        fs::write(&toml_path, format!("{text}{bad}")).unwrap();
+        let err = Site::load(&dir).unwrap_err().to_string();
+        assert!(err.contains("pools[0] (\"main\")"), "{err}");
+        let bad = "\n[[pools]]\nname = \"main\"\npath = \"/srv\"\nsize = 1\n";
+        fs::write(&toml_path, format!("{text}{bad}")).unwrap();
         assert!(Site::load(&dir).is_err());
     }
 }

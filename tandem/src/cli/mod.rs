@@ -21,6 +21,7 @@ macro_rules! say_raw {
 mod bench;
 mod daemon;
 mod demo;
+mod failover;
 mod fs;
 mod fsck;
 mod init;
@@ -78,6 +79,8 @@ pub enum Command {
     Status(status::Args),
     /// Compare a replicated vserver's content at both sites at one LSN.
     Verify(verify::Args),
+    /// Check this DR site's resources for taking over a vserver (--check).
+    Failover(failover::Args),
     /// Check a vserver's store offline (the daemon must be stopped).
     Fsck(fsck::Args),
     /// Start a ready-to-use demo site serving an NFS export on 127.0.0.2.
@@ -115,6 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replicate(args) => replicate::run(&need_data(data)?, args).await,
         Command::Status(args) => status::run(&need_data(data)?, args).await,
         Command::Verify(args) => verify::run(&need_data(data)?, args).await,
+        Command::Failover(args) => failover::run(&need_data(data)?, args).await,
         Command::Fsck(args) => fsck::run(&need_data(data)?, args).await,
         Command::Demo(args) => demo::run(data, args).await,
         Command::Bench(args) => bench::run(args).await,

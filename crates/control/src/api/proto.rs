@@ -74,6 +74,11 @@ pub enum Request {
     Verify {
         vserver: String,
     },
+    /// `tandem failover VS --check`: check this (DR) site's resources for
+    /// the vserver and report; changes nothing.
+    FailoverCheck {
+        vserver: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +106,7 @@ pub enum Reply {
         replication: Box<ReplicationStatus>,
     },
     Verified(crate::verify::VerifyReport),
+    FailoverChecked(crate::failover::FailoverCheck),
     ReplicationStopped {
         vserver: String,
         /// The peer it was sent to.
@@ -156,6 +162,15 @@ mod tests {
         assert!(serde_json::from_str::<Request>(r#"{"op":"verify"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"op":"status","x":1}"#).is_err());
+        let req: Request =
+            serde_json::from_str(r#"{"op":"failover_check","vserver":"vs"}"#).unwrap();
+        assert_eq!(
+            req,
+            Request::FailoverCheck {
+                vserver: "vs".into()
+            }
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"op":"failover_check"}"#).is_err());
         let req: Request =
             serde_json::from_str(r#"{"op":"replicate_stop","vserver":"vs"}"#).unwrap();
         assert_eq!(
