@@ -17,7 +17,9 @@ use tokio::task::JoinHandle;
 use crate::api::proto::{Reply, Request, Response};
 use crate::api::server::ApiServer;
 use crate::error::{ControlError, Result};
-use crate::failover::{self, CheckInputs, FailoverCheck};
+use crate::failover::{self, CheckInputs, CheckLine, FailoverCheck};
+use crate::failover_mark::{self, Mark, Step};
+use crate::failover_report::{FailoverReport, StepClock};
 use crate::lock::SiteLock;
 use crate::names::parse_address;
 use crate::names::{validate_address, validate_export_path, validate_name};
@@ -289,6 +291,16 @@ impl Daemon {
             None => None,
         };
         let mut table = self.vservers.lock().await;
+        // Checked under the table lock, which reserve takes too.
+        if let Some(mark) = failover_mark::load(&self.site.paths.root, vserver)? {
+            return Err(ControlError::Exists {
+                what: "failover".into(),
+                detail: format!(
+                    "{vserver} is being failed over here (step {}, epoch {}); refusing to replicate into it",
+                    mark.step, mark.epoch
+                ),
+            });
+        }
         if let Some(vs) = table.get(vserver) {
             if !vs.is_replica() && !vs.in_baseline() {
                 // Refused before any session: whatever the journals hold,
@@ -533,6 +545,10 @@ impl Daemon {
                 .failover_check(&vserver)
                 .await
                 .map(Reply::FailoverChecked),
+            Request::Failover { vserver, force } => self
+                .failover(&vserver, force)
+                .await
+                .map(|r| Reply::FailedOver(Box::new(r))),
         };
         if let Err(e) = &result {
             tracing::info!(error = %e, "control request refused");
@@ -630,6 +646,122 @@ impl Daemon {
         })
         .await
         .map_err(|e| ControlError::Internal(format!("failover check failed: {e}")))
+    }
+
+    /// `tandem failover VS`: check; then, when every resource is present
+    /// or `force`, reserve (the FAILOVER mark), promote the store and serve
+    /// the vserver's addresses read-write here. An interrupted failover
+    /// (its mark left) resumes from the step the mark names, without a
+    /// new check. Each step is timed.
+    pub async fn failover(&self, vserver: &str, force: bool) -> Result<FailoverReport> {
+        validate_name("vserver name", vserver)?;
+        let root = self.site.paths.root.clone();
+        let mut report = FailoverReport {
+            vserver: vserver.to_string(),
+            site: self.site.config.name.clone(),
+            check: None,
+            resumed_from: None,
+            done: false,
+            left_out: Vec::new(),
+            epoch: 0,
+            lsn: 0,
+            serving: Vec::new(),
+            not_serving: Vec::new(),
+            steps: Vec::new(),
+        };
+        let mut mark = match failover_mark::load(&root, vserver)? {
+            Some(m) => {
+                tracing::warn!(vserver, step = %m.step, epoch = m.epoch, "resuming an interrupted failover");
+                report.resumed_from = Some(m.step.to_string());
+                m
+            }
+            None => {
+                let clock = StepClock::start();
+                let check = self.failover_check(vserver).await?;
+                clock.stop("check", &mut report.steps);
+                let ready = check.ready;
+                report.left_out = check
+                    .lines
+                    .iter()
+                    .filter(|l| l.outcome.blocks())
+                    .cloned()
+                    .collect::<Vec<CheckLine>>();
+                report.check = Some(check);
+                if !ready && !force {
+                    return Ok(report);
+                }
+                let clock = StepClock::start();
+                let table = self.vservers.lock().await;
+                let vs = table
+                    .get(vserver)
+                    .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
+                let mark = Mark {
+                    vserver: vserver.to_string(),
+                    epoch: vs.store()?.epoch() + 1,
+                    step: Step::Reserved,
+                    forced: !ready,
+                };
+                failover_mark::save(&root, &mark)?;
+                drop(table);
+                clock.stop("reserve", &mut report.steps);
+                tracing::warn!(
+                    vserver,
+                    epoch = mark.epoch,
+                    forced = mark.forced,
+                    "failover: reserved"
+                );
+                mark
+            }
+        };
+        let mut table = self.vservers.lock().await;
+        let vs = table
+            .get_mut(vserver)
+            .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
+        if mark.step < Step::Promoted {
+            let clock = StepClock::start();
+            vs.promote(mark.epoch).await?;
+            let mut settings = self.replication.lock().await;
+            if settings.incoming.contains_key(vserver) {
+                let mut next = settings.clone();
+                next.incoming.remove(vserver);
+                replication::save(&self.site.paths, &next)?;
+                *settings = next;
+            }
+            drop(settings);
+            mark.step = Step::Promoted;
+            failover_mark::save(&root, &mark)?;
+            clock.stop("promote", &mut report.steps);
+            tracing::warn!(vserver, epoch = mark.epoch, "failover: promoted");
+        }
+        let clock = StepClock::start();
+        vs.serve_active(&self.service_cfg).await?;
+        failover_mark::remove(&root, vserver)?;
+        clock.stop("serve", &mut report.steps);
+        let status = vs.status();
+        let store = vs.store()?;
+        report.epoch = store.epoch();
+        report.lsn = store.last_lsn();
+        report.serving = status.addresses.clone();
+        report.serving.retain(|a| {
+            !status
+                .bind_failures
+                .iter()
+                .any(|f| f.address.split(' ').next() == Some(a.as_str()))
+        });
+        report.not_serving = status
+            .bind_failures
+            .iter()
+            .map(|f| format!("{}: {}", f.address, f.error))
+            .collect();
+        report.done = true;
+        tracing::warn!(
+            vserver,
+            epoch = report.epoch,
+            lsn = report.lsn,
+            total_us = report.total_micros(),
+            "failover done: active here"
+        );
+        Ok(report)
     }
 
     pub async fn status(&self, only: Option<&str>) -> Result<StatusReport> {

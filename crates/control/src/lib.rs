@@ -9,6 +9,8 @@ pub mod api;
 pub mod daemon;
 pub mod error;
 pub mod failover;
+pub mod failover_mark;
+pub mod failover_report;
 pub mod fsck;
 pub mod identity;
 pub mod lock;

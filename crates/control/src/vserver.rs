@@ -445,6 +445,60 @@ impl Vserver {
         }
     }
 
+    /// Failover: stops serving the replica (its read-only address), then
+    /// promotes its store to `epoch` (tandem_store::promote). The vserver
+    /// stays a replica here until `serve_active`. Already active (a rerun
+    /// after a restart that opened it active): nothing to do.
+    pub async fn promote(&mut self, epoch: u64) -> Result<Option<tandem_store::promote::Promoted>> {
+        let State::Replica {
+            store, services, ..
+        } = &mut self.state
+        else {
+            if matches!(self.state, State::Active { .. }) {
+                return Ok(None);
+            }
+            return Err(ControlError::Unavailable {
+                vserver: self.name.clone(),
+                reason: "not a replica with an open store; cannot promote".into(),
+            });
+        };
+        for s in services.drain(..) {
+            s.shutdown().await;
+        }
+        let store = store.clone();
+        blocking(&self.name, move || store.promote(epoch))
+            .await
+            .map(Some)
+    }
+
+    /// Failover, last step: a promoted store becomes this vserver's active
+    /// copy, served read-write on every address of its config.
+    pub async fn serve_active(&mut self, cfg: &ServiceConfig) -> Result<()> {
+        let store = match &self.state {
+            State::Active { services, .. } if !services.is_empty() => return Ok(()),
+            State::Active { store, .. } | State::Replica { store, .. } => store.clone(),
+            _ => {
+                return Err(ControlError::Unavailable {
+                    vserver: self.name.clone(),
+                    reason: "no open store to serve".into(),
+                })
+            }
+        };
+        if store.is_replica() {
+            return Err(ControlError::Unavailable {
+                vserver: self.name.clone(),
+                reason: "the store is still a replica; promote it first".into(),
+            });
+        }
+        self.state = State::Active {
+            store,
+            services: Vec::new(),
+            bind_failures: Vec::new(),
+        };
+        self.serve_all(cfg).await;
+        Ok(())
+    }
+
     pub fn store(&self) -> Result<&Arc<Store>> {
         match &self.state {
             State::Active { store, .. } | State::Replica { store, .. } => Ok(store),

@@ -21,6 +21,7 @@ mod ops;
 pub mod overflow;
 pub mod pending;
 pub mod perm;
+pub mod promote;
 pub mod record;
 pub mod replica;
 pub mod replica_sync;

@@ -82,6 +82,11 @@ pub enum Op {
         cookie: u64,
         time: Timestamp,
     },
+    /// Failover promoted this copy: from here on `epoch` is the vserver's
+    /// epoch (promote.rs). Its frame carries the same epoch.
+    EpochRaised {
+        epoch: u64,
+    },
 }
 
 impl Op {
@@ -98,6 +103,7 @@ impl Op {
             Op::Unlink { .. } => "unlink",
             Op::Rename { .. } => "rename",
             Op::Link { .. } => "link",
+            Op::EpochRaised { .. } => "epoch-raised",
         }
     }
 }

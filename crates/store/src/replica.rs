@@ -111,12 +111,13 @@ pub(crate) struct Replication {
     /// A replica refuses local changes; only `apply_replicated` writes.
     pub(crate) replica: AtomicBool,
     /// One batch at a time: a batch's LSNs are checked against the state
-    /// before it is appended, so two batches must not interleave.
-    applying: Mutex<()>,
+    /// before it is appended, so two batches must not interleave. Promotion
+    /// holds it too, so it never lands inside a batch.
+    pub(crate) applying: Mutex<()>,
     /// Set when a checked batch could still not be applied (its records do
     /// not fit the state: the active site's journal is damaged). The journal
     /// then holds frames the state lacks, so nothing more is taken.
-    failed: Mutex<Option<String>>,
+    pub(crate) failed: Mutex<Option<String>>,
     /// Where the last `read_frames` stopped, so the next one (which usually
     /// continues from there) seeks straight to it instead of walking the
     /// segment's frames from its start.
@@ -301,6 +302,13 @@ impl Store {
             ));
         }
         let _one = lock(&self.replication.applying);
+        // Again under the lock: a promotion (promote.rs) may have ended the
+        // replica while this batch waited for it.
+        if !self.is_replica() {
+            return Err(StoreError::Replication(
+                "this store was promoted; it takes no replicated frames".into(),
+            ));
+        }
         if let Some(why) = lock(&self.replication.failed).as_ref() {
             return Err(StoreError::Replication(format!(
                 "replica stopped after a batch failed to apply: {why}"
@@ -437,7 +445,10 @@ fn dry_run(real: &State, frames: &[RawFrame], records: &[Record]) -> Result<()> 
         // Inodes that may go away with this record, to note if they do.
         let mut victims: Vec<Ino> = Vec::new();
         match &record.op {
-            Op::VserverCreated { .. } | Op::AddressAdded { .. } | Op::UserAdded { .. } => {}
+            Op::VserverCreated { .. }
+            | Op::AddressAdded { .. }
+            | Op::UserAdded { .. }
+            | Op::EpochRaised { .. } => {}
             Op::FsCreated { fs, .. } => pull(&mut scratch, &removed, fs.root_ino),
             Op::SetAttr { ino, .. } | Op::Write { ino, .. } => pull(&mut scratch, &removed, *ino),
             Op::Create { dir, inode, .. } => {

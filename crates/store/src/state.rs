@@ -171,6 +171,7 @@ impl State {
             Op::UserAdded { user } => {
                 self.config.users.insert(user.name.clone(), user.clone());
             }
+            Op::EpochRaised { epoch } => self.epoch = self.epoch.max(*epoch),
             Op::SetAttr { ino, attr } => {
                 let inode = self.inode_mut(*ino)?;
                 let old_size = inode.attr.size;

@@ -86,7 +86,8 @@ pub struct Store {
     pub(crate) lsn_marks: crate::lag::LsnMarks,
     /// The replica's ack and the mode replies wait by (replica_sync.rs).
     pub(crate) sync: crate::replica_sync::ReplicaSync,
-    verifier: [u8; 8],
+    /// New at every open and at promotion (promote.rs).
+    pub(crate) verifier: std::sync::atomic::AtomicU64,
     /// Held for the store's lifetime: one process per store directory.
     _lock: File,
 }
@@ -258,7 +259,7 @@ impl Store {
             fence,
             lsn_marks: crate::lag::LsnMarks::default(),
             sync: crate::replica_sync::ReplicaSync::default(),
-            verifier: rand::random(),
+            verifier: std::sync::atomic::AtomicU64::new(rand::random()),
             _lock: lock,
         })
     }
@@ -359,6 +360,8 @@ impl Store {
     /// open of the store.
     pub fn write_verifier(&self) -> [u8; 8] {
         self.verifier
+            .load(std::sync::atomic::Ordering::Acquire)
+            .to_le_bytes()
     }
 
     /// Flushes, checkpoints and stops the journal writer.

@@ -79,6 +79,13 @@ pub enum Request {
     FailoverCheck {
         vserver: String,
     },
+    /// `tandem failover VS`: check, then (all present, or `force`)
+    /// reserve, promote and serve here; resumes an interrupted failover.
+    Failover {
+        vserver: String,
+        #[serde(default)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +114,7 @@ pub enum Reply {
     },
     Verified(crate::verify::VerifyReport),
     FailoverChecked(crate::failover::FailoverCheck),
+    FailedOver(Box<crate::failover_report::FailoverReport>),
     ReplicationStopped {
         vserver: String,
         /// The peer it was sent to.
@@ -171,6 +179,18 @@ mod tests {
             }
         );
         assert!(serde_json::from_str::<Request>(r#"{"op":"failover_check"}"#).is_err());
+        let req: Request = serde_json::from_str(r#"{"op":"failover","vserver":"vs"}"#).unwrap();
+        assert_eq!(
+            req,
+            Request::Failover {
+                vserver: "vs".into(),
+                force: false
+            }
+        );
+        assert!(serde_json::from_str::<Request>(
+            r#"{"op":"failover","vserver":"vs","force":"yes"}"#
+        )
+        .is_err());
         let req: Request =
             serde_json::from_str(r#"{"op":"replicate_stop","vserver":"vs"}"#).unwrap();
         assert_eq!(
