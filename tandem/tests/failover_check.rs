@@ -37,18 +37,6 @@ fn line<'a>(lines: &'a [serde_json::Value], resource: &str) -> &'a serde_json::V
         .unwrap_or_else(|| panic!("no line {resource:?} in {lines:#?}"))
 }
 
-fn declare_front_on_lo(site: &TestSite) {
-    site.edit_toml(|t| {
-        let mut front = toml::Table::new();
-        front.insert("name".into(), "front".into());
-        front.insert("device".into(), "lo".into());
-        t.insert(
-            "interfaces".into(),
-            toml::Value::Array(vec![toml::Value::Table(front)]),
-        );
-    });
-}
-
 #[test]
 fn check_at_replica_site_names_missing_interface_then_passes() {
     let (a, a_addr) = site("alpha", "127.91.1.1");
@@ -56,12 +44,7 @@ fn check_at_replica_site_names_missing_interface_then_passes() {
     let da = a.start_daemon();
     let db = b.start_daemon();
     pair_both(&a, &a_addr, &b, &b_addr);
-    let cidr = format!("{VS_ADDR}/32@front");
-    assert_success(
-        &a.tandem(&["vserver", "create", "vs", "--address", &cidr]),
-        "vserver create",
-    );
-    create_fs(&a, "vs", "data", "/data");
+    create_vs_on_front(&a, VS_ADDR);
     replicate_to_beta(&a, "vs", REPLICA_ADDR);
     let logs = |db: &Daemon| format!("A:\n{}\nB:\n{}", da.log_text(), db.log_text());
     let lsn = wait_converged(&a, &b, "vs", &|| logs(&db));

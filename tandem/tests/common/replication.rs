@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{assert_success, free_port, TestSite, DEADLINE};
+use super::{assert_success, create_fs, free_port, TestSite, DEADLINE};
 
 /// Deterministic, not very compressible bytes.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
@@ -175,4 +175,27 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// Declares the interface `front` on device `lo` in the site's site.toml.
+pub fn declare_front_on_lo(site: &TestSite) {
+    site.edit_toml(|t| {
+        let mut front = toml::Table::new();
+        front.insert("name".into(), "front".into());
+        front.insert("device".into(), "lo".into());
+        t.insert(
+            "interfaces".into(),
+            toml::Value::Array(vec![toml::Value::Table(front)]),
+        );
+    });
+}
+
+/// Creates vserver `vs` at `ip`/32 on interface `front`, with /data.
+pub fn create_vs_on_front(site: &TestSite, ip: &str) {
+    let cidr = format!("{ip}/32@front");
+    assert_success(
+        &site.tandem(&["vserver", "create", "vs", "--address", &cidr]),
+        "vserver create",
+    );
+    create_fs(site, "vs", "data", "/data");
 }

@@ -1,0 +1,307 @@
+//! `tandem failover VS` through the real binary, on loopback (every
+//! 127.0.0.0/8 address is local, so the DR site can bind the vserver's own
+//! address once the active site is gone). Two paired sites declare the
+//! interface `front` on `lo`; the vserver is replicated in commit-sync.
+//!
+//! * The active site is killed (`kill -9`); failover at the DR site; the
+//!   same client, keeping its file handles (a new TCP connection to the
+//!   same address and port, no MOUNT, no LOOKUP), reads back every byte
+//!   whose COMMIT returned, sees a new write verifier and writes on.
+//! * A missing interface stops the failover (exit 3, nothing changed);
+//!   `--force` goes on and reports what it left out.
+//! * A failover interrupted after reserving (its mark left, the daemon
+//!   restarted) completes when rerun.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::nfs::*;
+use common::replication::*;
+use common::*;
+use nfs3_client::nfs3_types::nfs3::*;
+use nfs3_client::nfs3_types::rpc::opaque_auth;
+use nfs3_client::nfs3_types::xdr_codec::Opaque;
+use nfs3_client::Nfs3Client;
+
+/// Exit code of `tandem failover` when something is missing and the
+/// failover did not go on (tandem/src/cli/failover.rs).
+const EXIT_NOT_READY: i32 = 3;
+
+struct Sites {
+    a: TestSite,
+    da: Daemon,
+    b: TestSite,
+    db: Daemon,
+    vs_addr: String,
+}
+
+/// Alpha holds `vs` at 127.80.NET.11/32@front with /data, replicated in
+/// commit-sync to beta (read-only at .12). Beta uses alpha's NFS and MOUNT
+/// ports, so after a failover a client finds the vserver at the very same
+/// address and port. `front_at_b`: whether beta declares the interface.
+fn setup(net: u8, front_at_b: bool) -> Sites {
+    let vs_addr = format!("127.80.{net}.11");
+    let (a, a_addr) = site("alpha", &format!("127.80.{net}.1"));
+    let (mut b, b_addr) = site("beta", &format!("127.80.{net}.2"));
+    b.nfs_port = a.nfs_port;
+    b.mount_port = a.mount_port;
+    let ports = (a.nfs_port, a.mount_port);
+    b.edit_toml(|t| {
+        let nfs = t["nfs"].as_table_mut().expect("nfs table");
+        nfs.insert("nfs_port".into(), i64::from(ports.0).into());
+        nfs.insert("mount_port".into(), i64::from(ports.1).into());
+    });
+    declare_front_on_lo(&a);
+    if front_at_b {
+        declare_front_on_lo(&b);
+    }
+    let da = a.start_daemon();
+    let db = b.start_daemon();
+    pair_both(&a, &a_addr, &b, &b_addr);
+    create_vs_on_front(&a, &vs_addr);
+    let replica = format!("127.80.{net}.12/32");
+    assert_success(
+        &a.tandem(&[
+            "replicate",
+            "vs",
+            "--to",
+            "beta",
+            "--mode",
+            "commit-sync",
+            "--on-replica-loss",
+            "block",
+            "--replica-address",
+            &replica,
+        ]),
+        "replicate",
+    );
+    wait_converged(&a, &b, "vs", &|| {
+        format!("A:\n{}\nB:\n{}", da.log_text(), db.log_text())
+    });
+    Sites {
+        a,
+        da,
+        b,
+        db,
+        vs_addr,
+    }
+}
+
+fn state_at(site: &TestSite) -> serde_json::Value {
+    vserver_status(site, "vs").expect("vserver at the site")["state"].clone()
+}
+
+fn commit_args(fh: &nfs_fh3) -> COMMIT3args {
+    COMMIT3args {
+        file: fh.clone(),
+        offset: 0,
+        count: 0,
+    }
+}
+
+/// An NFS client on a new connection to `ip:port`, with no MOUNT: it uses
+/// the handles it already has. Retries the connect until served.
+async fn reconnect(ip: &str, port: u16) -> Nfs3Client<Tcp> {
+    let start = Instant::now();
+    loop {
+        match tokio::net::TcpStream::connect((ip, port)).await {
+            Ok(s) => return Nfs3Client::new_with_auth(Tcp(s), root_cred(), opaque_auth::default()),
+            Err(e) => {
+                assert!(start.elapsed() < DEADLINE, "cannot reach {ip}:{port}: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn read_whole(c: &mut Nfs3Client<Tcp>, fh: &nfs_fh3) -> Vec<u8> {
+    let mut data = Vec::new();
+    loop {
+        let r = must(
+            "READ",
+            c.read(&READ3args {
+                file: fh.clone(),
+                offset: data.len() as u64,
+                count: 1 << 20,
+            }),
+        )
+        .await;
+        data.extend_from_slice(&r.data);
+        if r.eof || r.data.is_empty() {
+            return data;
+        }
+    }
+}
+
+/// Runs `tandem failover vs ARGS` at `site`; returns its stdout.
+fn failover(site: &TestSite, args: &[&str]) -> String {
+    let mut all = vec!["failover", "vs"];
+    all.extend_from_slice(args);
+    let out = site.tandem(&all);
+    assert_success(&out, "failover");
+    let text = stdout(&out);
+    // The measured step times, for whoever reads the test's output.
+    eprintln!("{text}");
+    text
+}
+
+fn assert_steps_timed(text: &str, steps: &[&str]) {
+    for step in steps.iter().chain(&["total"]) {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(step) && l.trim_end().ends_with("ms")),
+            "no time for step {step} in:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn failover_after_kill9_keeps_committed_bytes_and_the_clients_handles() {
+    let s = setup(41, true);
+    let rt = runtime();
+    let (files, old_verf) = rt.block_on(async {
+        let mut c = mount(&s.a, &s.vs_addr).await;
+        let mut files = Vec::new();
+        let mut verf = None;
+        for i in 0..5u64 {
+            let data = pattern((64 << 10) + (i as usize) * 777, 300 + i);
+            let fh = create_file(&mut c, &format!("f{i}.bin")).await;
+            write_at(&mut c, &fh, 0, &data, stable_how::UNSTABLE).await;
+            let done = must("COMMIT", c.commit(&commit_args(&fh))).await;
+            verf = Some(done.verf);
+            files.push((fh, data));
+        }
+        (files, verf.expect("a COMMIT returned"))
+    });
+    s.da.kill9();
+    assert_eq!(state_at(&s.b), "replica");
+    let text = failover(&s.b, &["--yes"]);
+    assert!(
+        text.contains("vs is active at site beta: epoch 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("serving {}/32@front read-write", s.vs_addr)),
+        "{text}"
+    );
+    assert_steps_timed(&text, &["check", "reserve", "promote", "serve"]);
+    assert_eq!(state_at(&s.b), "active");
+    assert!(!s.b.dir.join("failover").join("vs.toml").exists());
+
+    rt.block_on(async {
+        let mut c = reconnect(&s.vs_addr, s.a.nfs_port).await;
+        for (i, (fh, data)) in files.iter().enumerate() {
+            assert_eq!(
+                &read_whole(&mut c, fh).await,
+                data,
+                "f{i}.bin after failover"
+            );
+        }
+        let (fh, data) = &files[0];
+        let more = pattern(10_000, 77);
+        let w = must(
+            "WRITE",
+            c.write(&WRITE3args {
+                file: fh.clone(),
+                offset: data.len() as u64,
+                count: more.len() as u32,
+                stable: stable_how::UNSTABLE,
+                data: Opaque::borrowed(&more),
+            }),
+        )
+        .await;
+        assert_ne!(
+            w.verf, old_verf,
+            "a promoted store has a new write verifier"
+        );
+        let commit = must("COMMIT", c.commit(&commit_args(fh))).await;
+        assert_eq!(commit.verf, w.verf);
+        let mut expect = data.clone();
+        expect.extend_from_slice(&more);
+        assert_eq!(read_whole(&mut c, fh).await, expect);
+    });
+    drop(s.db);
+}
+
+#[test]
+fn missing_interface_stops_the_failover_and_force_goes_on() {
+    let s = setup(42, false);
+    s.da.kill9();
+    let out = s.b.tandem(&["failover", "vs"]);
+    assert_eq!(out.status.code(), Some(EXIT_NOT_READY), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("no [[interfaces]] entry named front"),
+        "{text}"
+    );
+    assert!(text.contains("nothing changed"), "{text}");
+    assert_eq!(
+        state_at(&s.b),
+        "replica",
+        "a stopped failover changes nothing"
+    );
+    assert!(!s.b.dir.join("failover").exists());
+
+    let out = s.b.tandem(&["failover", "vs", "--json"]);
+    assert_eq!(out.status.code(), Some(EXIT_NOT_READY));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["done"], false);
+    assert_eq!(state_at(&s.b), "replica");
+
+    let text = failover(&s.b, &["--force"]);
+    assert!(text.contains("left out: address"), "{text}");
+    assert_steps_timed(&text, &["check", "reserve", "promote", "serve"]);
+    assert_eq!(state_at(&s.b), "active");
+    drop(s.db);
+}
+
+#[test]
+fn failover_interrupted_after_reserve_completes_when_rerun() {
+    let s = setup(43, true);
+    s.da.kill9();
+    let lsn = vserver_status(&s.b, "vs").unwrap()["last_lsn"]
+        .as_u64()
+        .unwrap();
+    s.db.stop();
+    // What a crash right after the reserve step leaves.
+    let marks = s.b.dir.join("failover");
+    std::fs::create_dir_all(&marks).unwrap();
+    std::fs::write(
+        marks.join("vs.toml"),
+        "vserver = \"vs\"\nepoch = 2\nstep = \"reserved\"\nforced = false\n",
+    )
+    .unwrap();
+    let db = s.b.start_daemon();
+    assert_eq!(state_at(&s.b), "replica");
+    let text = failover(&s.b, &[]);
+    assert!(
+        text.contains("Resumed an interrupted failover from step reserved"),
+        "{text}"
+    );
+    assert!(text.contains("epoch 2"), "{text}");
+    assert_steps_timed(&text, &["promote", "serve"]);
+    assert!(
+        !text.lines().any(|l| l.trim_start().starts_with("check")),
+        "{text}"
+    );
+    assert_eq!(state_at(&s.b), "active");
+    let after = vserver_status(&s.b, "vs").unwrap()["last_lsn"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        after,
+        lsn + 1,
+        "one epoch record on top of what was received"
+    );
+    assert!(!marks.join("vs.toml").exists());
+    // Nothing left to resume: a second run is refused (active here).
+    let out = s.b.tandem(&["failover", "vs"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("vs is active here"),
+        "{}",
+        stderr(&out)
+    );
+    drop(db);
+}
