@@ -6,7 +6,8 @@
 //! * The active site is killed (`kill -9`); failover at the DR site; the
 //!   same client, keeping its file handles (a new TCP connection to the
 //!   same address and port, no MOUNT, no LOOKUP), reads back every byte
-//!   whose COMMIT returned, sees a new write verifier and writes on.
+//!   whose COMMIT returned, sees a new write verifier and writes on. The
+//!   old active site, restarted, learns the higher epoch and is fenced.
 //! * A missing interface stops the failover (exit 3, nothing changed);
 //!   `--force` goes on and reports what it left out.
 //! * A failover interrupted after reserving (its mark left, the daemon
@@ -221,6 +222,23 @@ fn failover_after_kill9_keeps_committed_bytes_and_the_clients_handles() {
         expect.extend_from_slice(&more);
         assert_eq!(read_whole(&mut c, fh).await, expect);
     });
+
+    // The old active site comes back: its sender learns epoch 2 from beta
+    // and fences its own store (durably), so it never takes a write again.
+    let da = s.a.start_daemon();
+    let fenced = s.a.dir.join("vservers").join("vs").join("FENCED");
+    let start = Instant::now();
+    while !fenced.exists() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "alpha not fenced; its log:\n{}",
+            da.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&fenced).unwrap(), "2\n");
+    assert_eq!(state_at(&s.b), "active");
+    drop(da);
     drop(s.db);
 }
 

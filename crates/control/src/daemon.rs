@@ -372,6 +372,17 @@ impl Daemon {
         Ok((IncomingTarget::Store(vs.store()?.clone()), lock))
     }
 
+    /// The epoch of `vserver` if it is active here (told to a sender that
+    /// asks to replicate over it, so an older active site fences itself).
+    pub async fn active_epoch(&self, vserver: &str) -> Option<u64> {
+        let table = self.vservers.lock().await;
+        let vs = table.get(vserver)?;
+        if vs.is_replica() || vs.in_baseline() {
+            return None;
+        }
+        vs.store().ok().map(|s| s.epoch())
+    }
+
     /// Readies a replica that never received a record for a baseline:
     /// stops serving it and closes its store. Returns its directory.
     pub async fn begin_baseline(&self, vserver: &str) -> Result<std::path::PathBuf> {

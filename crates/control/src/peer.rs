@@ -395,6 +395,10 @@ async fn serve_peer<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send + 'stati
     }
 }
 
+/// Starts a REPLICATE refusal from a site where the vserver is active:
+/// "ERR EPOCH <n> <reason>".
+pub const REFUSE_EPOCH_PREFIX: &str = "EPOCH ";
+
 /// "REPLICATE <vserver> <address|->": readies the replica store, answers
 /// OK, then runs the receiving session on the same connection.
 async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send + 'static>(
@@ -414,7 +418,13 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
         Err(e) => {
             tracing::warn!(peer_id, vserver = %truncate(vserver), error = %e, "refusing replication");
             let text: String = e.to_string().replace('\n', " ").chars().take(200).collect();
-            write_line(&mut stream, &format!("ERR {text}")).await?;
+            // Active here (a failover promoted it): the sender learns the
+            // epoch and fences itself if its own is lower (invariant 3).
+            let line = match daemon.active_epoch(vserver).await {
+                Some(epoch) => format!("ERR {REFUSE_EPOCH_PREFIX}{epoch} {text}"),
+                None => format!("ERR {text}"),
+            };
+            write_line(&mut stream, &line).await?;
             return Ok(());
         }
     };

@@ -841,6 +841,22 @@ async fn attempt(
     let mut words = line.split(' ');
     if words.next() != Some("OK") {
         let reason = line.strip_prefix("ERR ").unwrap_or(&line);
+        if let Some(theirs) = refused_epoch(reason) {
+            if theirs > store.epoch() {
+                // The peer was promoted (failover): this site must take no
+                // more writes for the vserver (invariant 3).
+                if let Err(e) = store.fence(theirs) {
+                    tracing::error!(vserver, error = %e, "could not fence the store");
+                }
+                return Outcome::Slow {
+                    state: "fenced",
+                    error: format!(
+                        "peer {} holds {vserver} active at epoch {theirs}, above ours; this store is fenced",
+                        peer.name
+                    ),
+                };
+            }
+        }
         if reason.starts_with("BUSY") {
             // The replica still runs the previous session (it ends at its
             // idle timeout): worth retrying soon.
@@ -980,6 +996,12 @@ async fn attempt(
         }
     }
     classify(result, &peer)
+}
+
+/// The epoch in an "EPOCH <n> <reason>" refusal (peer.rs), if it is one.
+fn refused_epoch(reason: &str) -> Option<u64> {
+    let rest = reason.strip_prefix(crate::peer::REFUSE_EPOCH_PREFIX)?;
+    rest.split(' ').next()?.parse().ok()
 }
 
 /// Sends a catch-up if the store is in journal overflow covering the
@@ -1131,6 +1153,21 @@ fn classify(result: std::result::Result<(), SessionError>, peer: &Peer) -> Outco
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epoch_refusals_are_read_and_others_are_not() {
+        assert_eq!(refused_epoch("EPOCH 7 vs is active here"), Some(7));
+        assert_eq!(refused_epoch("EPOCH 7"), Some(7));
+        for other in [
+            "EPOCH x y",
+            "EPOCH ",
+            "BUSY: later",
+            "epoch 7",
+            "EPOCH -1 z",
+        ] {
+            assert_eq!(refused_epoch(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn settings_round_trip_and_bad_file() {
