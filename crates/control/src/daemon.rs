@@ -59,6 +59,9 @@ pub struct Daemon {
     replication: Mutex<replication::Settings>,
     /// One sender per vserver this site replicates to a peer.
     senders: Mutex<BTreeMap<String, Sender>>,
+    /// One failover at a time: two runs for one vserver must not both
+    /// reserve (the second would take the first's new epoch + 1).
+    failover_running: Mutex<()>,
 }
 
 impl Daemon {
@@ -116,6 +119,7 @@ impl Daemon {
             peer_listener_error: None,
             replication: Mutex::new(replication),
             senders: Mutex::new(BTreeMap::new()),
+            failover_running: Mutex::new(()),
         })
     }
 
@@ -666,6 +670,12 @@ impl Daemon {
     /// new check. Each step is timed.
     pub async fn failover(&self, vserver: &str, force: bool) -> Result<FailoverReport> {
         validate_name("vserver name", vserver)?;
+        let Ok(_one) = self.failover_running.try_lock() else {
+            return Err(ControlError::Unavailable {
+                vserver: vserver.to_string(),
+                reason: "another failover is running at this site; rerun when it is done".into(),
+            });
+        };
         let root = self.site.paths.root.clone();
         let mut report = FailoverReport {
             vserver: vserver.to_string(),
