@@ -8,6 +8,8 @@
 //!   same address and port, no MOUNT, no LOOKUP), reads back every byte
 //!   whose COMMIT returned, sees a new write verifier and writes on. The
 //!   old active site, restarted, learns the higher epoch and is fenced.
+//! * With the old active site still up, its session ends at the failover
+//!   and it is fenced.
 //! * A missing interface stops the failover (exit 3, nothing changed);
 //!   `--force` goes on and reports what it left out.
 //! * A failover interrupted after reserving (its mark left, the daemon
@@ -40,19 +42,22 @@ struct Sites {
 /// Alpha holds `vs` at 127.80.NET.11/32@front with /data, replicated in
 /// commit-sync to beta (read-only at .12). Beta uses alpha's NFS and MOUNT
 /// ports, so after a failover a client finds the vserver at the very same
-/// address and port. `front_at_b`: whether beta declares the interface.
-fn setup(net: u8, front_at_b: bool) -> Sites {
+/// address and port (`same_ports`; without it both sites can serve the
+/// address at once). `front_at_b`: whether beta declares the interface.
+fn setup(net: u8, front_at_b: bool, same_ports: bool) -> Sites {
     let vs_addr = format!("127.80.{net}.11");
     let (a, a_addr) = site("alpha", &format!("127.80.{net}.1"));
     let (mut b, b_addr) = site("beta", &format!("127.80.{net}.2"));
-    b.nfs_port = a.nfs_port;
-    b.mount_port = a.mount_port;
-    let ports = (a.nfs_port, a.mount_port);
-    b.edit_toml(|t| {
-        let nfs = t["nfs"].as_table_mut().expect("nfs table");
-        nfs.insert("nfs_port".into(), i64::from(ports.0).into());
-        nfs.insert("mount_port".into(), i64::from(ports.1).into());
-    });
+    if same_ports {
+        b.nfs_port = a.nfs_port;
+        b.mount_port = a.mount_port;
+        let ports = (a.nfs_port, a.mount_port);
+        b.edit_toml(|t| {
+            let nfs = t["nfs"].as_table_mut().expect("nfs table");
+            nfs.insert("nfs_port".into(), i64::from(ports.0).into());
+            nfs.insert("mount_port".into(), i64::from(ports.1).into());
+        });
+    }
     declare_front_on_lo(&a);
     if front_at_b {
         declare_front_on_lo(&b);
@@ -157,9 +162,25 @@ fn assert_steps_timed(text: &str, steps: &[&str]) {
     }
 }
 
+/// Polls until `site`'s store of vs is fenced at epoch 2.
+fn wait_fenced(site: &TestSite, d: &Daemon) {
+    let fenced = site.dir.join("vservers").join("vs").join("FENCED");
+    let start = Instant::now();
+    while !fenced.exists() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{} not fenced; its log:\n{}",
+            site.dir.display(),
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&fenced).unwrap(), "2\n");
+}
+
 #[test]
 fn failover_after_kill9_keeps_committed_bytes_and_the_clients_handles() {
-    let s = setup(41, true);
+    let s = setup(41, true, true);
     let rt = runtime();
     let (files, old_verf) = rt.block_on(async {
         let mut c = mount(&s.a, &s.vs_addr).await;
@@ -226,17 +247,7 @@ fn failover_after_kill9_keeps_committed_bytes_and_the_clients_handles() {
     // The old active site comes back: its sender learns epoch 2 from beta
     // and fences its own store (durably), so it never takes a write again.
     let da = s.a.start_daemon();
-    let fenced = s.a.dir.join("vservers").join("vs").join("FENCED");
-    let start = Instant::now();
-    while !fenced.exists() {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "alpha not fenced; its log:\n{}",
-            da.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(std::fs::read_to_string(&fenced).unwrap(), "2\n");
+    wait_fenced(&s.a, &da);
     assert_eq!(state_at(&s.b), "active");
     drop(da);
     drop(s.db);
@@ -244,7 +255,7 @@ fn failover_after_kill9_keeps_committed_bytes_and_the_clients_handles() {
 
 #[test]
 fn missing_interface_stops_the_failover_and_force_goes_on() {
-    let s = setup(42, false);
+    let s = setup(42, false, true);
     s.da.kill9();
     let out = s.b.tandem(&["failover", "vs"]);
     assert_eq!(out.status.code(), Some(EXIT_NOT_READY), "{}", stderr(&out));
@@ -276,7 +287,7 @@ fn missing_interface_stops_the_failover_and_force_goes_on() {
 
 #[test]
 fn failover_interrupted_after_reserve_completes_when_rerun() {
-    let s = setup(43, true);
+    let s = setup(43, true, true);
     s.da.kill9();
     let lsn = vserver_status(&s.b, "vs").unwrap()["last_lsn"]
         .as_u64()
@@ -322,4 +333,40 @@ fn failover_interrupted_after_reserve_completes_when_rerun() {
         stderr(&out)
     );
     drop(db);
+}
+
+/// The old active site still up (a partition healed, or an operator's
+/// mistake): the failover ends its replication session at once, and its
+/// sender, reconnecting, learns epoch 2 and fences its store, which then
+/// refuses NFS changes.
+#[test]
+fn failover_while_the_old_active_is_up_fences_it() {
+    let s = setup(44, true, false);
+    let text = failover(&s.b, &["--yes"]);
+    assert!(
+        text.contains("vs is active at site beta: epoch 2"),
+        "{text}"
+    );
+    assert_eq!(state_at(&s.b), "active");
+    wait_fenced(&s.a, &s.da);
+    let rt = runtime();
+    rt.block_on(async {
+        let mut c = mount(&s.a, &s.vs_addr).await;
+        let root = c.root_nfs_fh3();
+        let r = call(
+            "CREATE",
+            c.create(&CREATE3args {
+                where_: dirop(&root, "after-fence"),
+                how: createhow3::UNCHECKED(sattr3::default()),
+            }),
+        )
+        .await;
+        assert!(r.is_err(), "a fenced site took a CREATE");
+    });
+    assert!(
+        s.db.log_text()
+            .contains("the vserver was failed over to this site"),
+        "the incoming session did not end at the failover:\n{}",
+        s.db.log_text()
+    );
 }

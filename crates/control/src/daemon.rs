@@ -62,6 +62,10 @@ pub struct Daemon {
     /// One failover at a time: two runs for one vserver must not both
     /// reserve (the second would take the first's new epoch + 1).
     failover_running: Mutex<()>,
+    /// Per replica vserver: set when a failover promotes it, so its
+    /// incoming session (peer.rs) ends at once instead of at its next
+    /// batch. Never removed (a few bytes per vserver ever replicated).
+    session_stops: std::sync::Mutex<BTreeMap<String, watch::Sender<bool>>>,
 }
 
 impl Daemon {
@@ -120,6 +124,7 @@ impl Daemon {
             replication: Mutex::new(replication),
             senders: Mutex::new(BTreeMap::new()),
             failover_running: Mutex::new(()),
+            session_stops: std::sync::Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -364,6 +369,7 @@ impl Daemon {
             .get_mut(vserver)
             .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
         vs.set_replica_source(peer_id);
+        self.set_session_stop(vserver, false);
         if let Some(addr) = &entry.replica_address {
             vs.serve_replica_address(addr, &self.service_cfg).await;
         }
@@ -374,6 +380,35 @@ impl Daemon {
             return Ok((IncomingTarget::Baseline, lock));
         }
         Ok((IncomingTarget::Store(vs.store()?.clone()), lock))
+    }
+
+    /// Sets the stop flag of `vserver`'s incoming sessions (true: end them).
+    fn set_session_stop(&self, vserver: &str, stop: bool) {
+        let mut stops = match self.session_stops.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        match stops.get(vserver) {
+            Some(tx) => {
+                tx.send_replace(stop);
+            }
+            None => {
+                stops.insert(vserver.to_string(), watch::channel(stop).0);
+            }
+        }
+    }
+
+    /// What an incoming session of `vserver` watches: true once a failover
+    /// promoted the vserver here. Take it after `incoming` accepted.
+    pub fn session_stop(&self, vserver: &str) -> watch::Receiver<bool> {
+        let mut stops = match self.session_stops.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        stops
+            .entry(vserver.to_string())
+            .or_insert_with(|| watch::channel(false).0)
+            .subscribe()
     }
 
     /// The epoch of `vserver` if it is active here (told to a sender that
@@ -740,6 +775,9 @@ impl Daemon {
             .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
         if mark.step < Step::Promoted {
             let clock = StepClock::start();
+            // The incoming session ends now; promote waits for a batch it
+            // may be applying.
+            self.set_session_stop(vserver, true);
             vs.promote(mark.epoch).await?;
             let mut settings = self.replication.lock().await;
             if settings.incoming.contains_key(vserver) {

@@ -428,6 +428,7 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
             return Ok(());
         }
     };
+    let mut stop = daemon.session_stop(vserver);
     let Ok(_session) = lock.try_lock_owned() else {
         write_line(
             &mut stream,
@@ -489,7 +490,21 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
         lsn = store.last_lsn(),
         "replication session starting"
     );
-    match tandem_repl::session::receive(store.clone(), vserver, stream, &cfg).await {
+    let stopped = async {
+        // The flag's sender lives as long as the daemon; if it went, the
+        // session just runs on.
+        if stop.wait_for(|promoted| *promoted).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let received = tokio::select! {
+        r = tandem_repl::session::receive(store.clone(), vserver, stream, &cfg) => r,
+        () = stopped => {
+            tracing::warn!(peer_id, vserver, lsn = store.last_lsn(), "replication session ended: the vserver was failed over to this site");
+            return Ok(());
+        }
+    };
+    match received {
         Ok(()) => {
             tracing::info!(
                 peer_id,
