@@ -801,12 +801,11 @@ impl Daemon {
         report.epoch = store.epoch();
         report.lsn = store.last_lsn();
         report.serving = status.addresses.clone();
-        report.serving.retain(|a| {
-            !status
-                .bind_failures
-                .iter()
-                .any(|f| f.address.split(' ').next() == Some(a.as_str()))
-        });
+        // A portmapper-only failure ("IP/P portmap port N") still serves
+        // NFS and MOUNT on the address.
+        report
+            .serving
+            .retain(|a| !status.bind_failures.iter().any(|f| &f.address == a));
         report.not_serving = status
             .bind_failures
             .iter()
