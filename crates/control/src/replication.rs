@@ -457,6 +457,17 @@ fn shown_state(state: &'static str, lag_ms: u64, max_lag_ms: Option<u64>) -> &'s
     }
 }
 
+/// Baseline and catch-up settings from the vserver's options: the
+/// bandwidth limit applies to the bulk copies too.
+fn copy_config(settings: &Outgoing) -> BaselineConfig {
+    BaselineConfig {
+        max_bytes_per_s: settings
+            .bandwidth_mbps
+            .map(tandem_repl::throttle::mbps_to_bytes_per_s),
+        ..BaselineConfig::default()
+    }
+}
+
 /// The session settings for one attempt from the vserver's options.
 fn session_config(
     own_id: String,
@@ -890,7 +901,17 @@ async fn attempt(
     let behind_journal = replica_lsn.is_some_and(|l| l.saturating_add(1) < oldest);
     let mut caught_up = false;
     if let (Some(lsn), true, false) = (replica_lsn, behind_journal, wants_baseline) {
-        match catch_up(vserver, store, &peer, &mut stream, shared, lsn).await {
+        match catch_up(
+            vserver,
+            store,
+            &peer,
+            &mut stream,
+            shared,
+            lsn,
+            &copy_config(settings),
+        )
+        .await
+        {
             Ok(done) => caught_up = done,
             Err(outcome) => return outcome,
         }
@@ -927,7 +948,7 @@ async fn attempt(
         if let Err(outcome) = send_line(&mut stream, &peer, b"BASELINE\n").await {
             return outcome;
         }
-        let cfg = BaselineConfig::default();
+        let cfg = copy_config(settings);
         let (ptx, prx) = watch::channel(baseline::BaselineStatus::default());
         let sending = baseline::send_baseline(&mut stream, store.clone(), snap, &cfg, Some(&ptx));
         let result = watch_progress(sending, prx, shared, |s, p| {
@@ -1015,6 +1036,7 @@ async fn catch_up<S>(
     stream: &mut S,
     shared: &Arc<Mutex<SenderState>>,
     replica_lsn: Lsn,
+    cfg: &BaselineConfig,
 ) -> std::result::Result<bool, Outcome>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -1039,9 +1061,8 @@ where
     });
     tracing::info!(vserver, to = %peer.name, replica_lsn, lsn = snap.lsn, bytes = snap.total_bytes, "sending catch-up");
     send_line(stream, peer, b"CATCHUP\n").await?;
-    let cfg = BaselineConfig::default();
     let (ptx, prx) = watch::channel(baseline::BaselineStatus::default());
-    let sending = tandem_repl::catchup::send_catchup(stream, store.clone(), snap, &cfg, Some(&ptx));
+    let sending = tandem_repl::catchup::send_catchup(stream, store.clone(), snap, cfg, Some(&ptx));
     let result = watch_progress(sending, prx, shared, |s, p| {
         s.catchup.done_bytes = Some(p.done_bytes)
     })

@@ -41,6 +41,8 @@ pub struct BaselineConfig {
     pub chunk_bytes: usize,
     /// State bytes per piece (at most `wire::MAX_BASELINE_STATE_PIECE_BYTES`).
     pub state_piece_bytes: usize,
+    /// File bytes per second the copy may send, at most (`--bandwidth-mbps`).
+    pub max_bytes_per_s: Option<u64>,
 }
 
 impl Default for BaselineConfig {
@@ -50,6 +52,7 @@ impl Default for BaselineConfig {
             finish_timeout: Duration::from_secs(600),
             chunk_bytes: wire::MAX_BASELINE_CHUNK_BYTES,
             state_piece_bytes: wire::MAX_BASELINE_STATE_PIECE_BYTES,
+            max_bytes_per_s: None,
         }
     }
 }
@@ -315,6 +318,7 @@ where
         .unwrap_or(snap.files.len());
     let mut base: u64 = snap.files[..first].iter().map(|f| f.size).sum();
     let mut status = BaselineStatus::starting(snap.lsn, snap.total_bytes, 0);
+    let mut bucket = crate::throttle::for_copy(cfg.max_bytes_per_s, cfg.chunk_bytes);
     let chunk = cfg.chunk_bytes.clamp(1, wire::MAX_BASELINE_CHUNK_BYTES);
     for (i, f) in snap.files.iter().enumerate().skip(first) {
         let mut offset = if f.ino == resume.next_ino {
@@ -347,6 +351,7 @@ where
             // All zeros: the replica's file reads as zeros there anyway
             // (it is sized at the end), so holes cost nothing on the wire.
             if data.iter().any(|&b| b != 0) {
+                crate::throttle::pace_copy(&mut bucket, data.len()).await;
                 let msg = Message::BaselineChunk {
                     ino: f.ino,
                     offset,

@@ -68,6 +68,7 @@ where
     })
     .await?;
     let mut status = BaselineStatus::starting(snap.lsn, snap.total_bytes, 0);
+    let mut bucket = crate::throttle::for_copy(cfg.max_bytes_per_s, cfg.chunk_bytes);
     publish(progress, &status);
     let mut data_bytes = 0u64;
     let chunk = cfg.chunk_bytes.clamp(1, wire::MAX_BASELINE_CHUNK_BYTES);
@@ -94,6 +95,9 @@ where
                 },
                 Err(e) => return Err(store_error(stream, e, cfg.message_timeout).await),
             };
+            if let Message::CatchupChunk { data, .. } = &msg {
+                crate::throttle::pace_copy(&mut bucket, data.len()).await;
+            }
             wire::write_message(stream, &msg, cfg.message_timeout).await?;
             at += want as u64;
             status.done_bytes += want as u64;

@@ -50,6 +50,25 @@ impl TokenBucket {
     }
 }
 
+/// A bucket for bulk copies (baseline, catch-up): `rate` bytes/s with a
+/// burst of one `piece_bytes` message; `None` without a limit.
+pub fn for_copy(rate: Option<u64>, piece_bytes: usize) -> Option<TokenBucket> {
+    rate.map(|r| TokenBucket::new(r, piece_bytes as u64, Instant::now()))
+}
+
+/// Waits until `bytes` more may be sent (at once without a bucket). Bulk
+/// copies have no heartbeats to keep up: their per-message timeout on the
+/// receiving side covers one piece at the lowest rate (1 MiB at 1 Mbit/s
+/// is about 8 s).
+pub async fn pace_copy(bucket: &mut Option<TokenBucket>, bytes: usize) {
+    if let Some(b) = bucket.as_mut() {
+        let wait = b.take(bytes as u64, Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
 /// Megabits per second (the CLI's unit) as bytes per second.
 pub fn mbps_to_bytes_per_s(mbps: u32) -> u64 {
     u64::from(mbps) * 1_000_000 / 8

@@ -29,6 +29,7 @@ fn bcfg(chunk_bytes: usize) -> BaselineConfig {
         finish_timeout: T,
         chunk_bytes,
         state_piece_bytes: 1000,
+        max_bytes_per_s: None,
     }
 }
 
@@ -136,7 +137,11 @@ async fn baseline_then_streaming_on_one_connection() {
         &mut a,
         active.clone(),
         snap.clone(),
-        &bcfg(4096),
+        // Paced (generously: the data is small) so the bucket's path runs.
+        &BaselineConfig {
+            max_bytes_per_s: Some(64 << 20),
+            ..bcfg(4096)
+        },
         Some(&ptx),
     )
     .await

@@ -38,6 +38,7 @@ fn cfg() -> BaselineConfig {
         finish_timeout: T,
         chunk_bytes: 16 << 10,
         state_piece_bytes: 1000,
+        max_bytes_per_s: None,
     }
 }
 
