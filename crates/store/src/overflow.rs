@@ -133,27 +133,36 @@ impl ChangeMap {
     pub fn clipped(&self, state: &State) -> Vec<CatchupRange> {
         let mut inos: Vec<Ino> = self.inodes.keys().copied().collect();
         inos.sort_unstable();
-        let mut out = Vec::new();
-        for ino in inos {
-            let Some(inode) = state.inodes.get(&ino) else {
-                continue;
-            };
-            if inode.attr.ftype != FileType::Regular {
-                continue;
-            }
-            let size = inode.attr.size;
-            for &(s, e) in self.ranges(ino) {
-                let e = e.min(size);
-                if s < e {
-                    out.push(CatchupRange {
-                        ino,
-                        offset: s,
-                        len: e - s,
-                    });
-                }
-            }
-        }
-        out
+        inos.into_iter()
+            .flat_map(|ino| {
+                self.clipped_of(ino, state)
+                    .map(move |(offset, len)| CatchupRange { ino, offset, len })
+            })
+            .collect()
+    }
+
+    /// The total of `clipped`'s lengths, without sorting or allocating:
+    /// status asks for it on every scrape, under the state's read lock.
+    pub fn clipped_bytes(&self, state: &State) -> u64 {
+        self.inodes
+            .keys()
+            .flat_map(|&ino| self.clipped_of(ino, state))
+            .map(|(_, len)| len)
+            .sum()
+    }
+
+    /// One inode's ranges clipped to its size in `state` as (offset, len);
+    /// none unless it is a regular file there.
+    fn clipped_of<'a>(&'a self, ino: Ino, state: &State) -> impl Iterator<Item = (u64, u64)> + 'a {
+        let size = state
+            .inodes
+            .get(&ino)
+            .filter(|i| i.attr.ftype == FileType::Regular)
+            .map(|i| i.attr.size);
+        self.ranges(ino).iter().filter_map(move |&(s, e)| {
+            let e = e.min(size?);
+            (s < e).then_some((s, e - s))
+        })
     }
 }
 
@@ -506,7 +515,7 @@ impl Store {
             Mode::Tracking { since, map } => Some(OverflowStatus {
                 since_lsn: *since,
                 changed_inodes: map.inode_count() as u64,
-                changed_bytes: map.clipped(&st).iter().map(|r| r.len).sum(),
+                changed_bytes: map.clipped_bytes(&st),
                 map_lost: None,
             }),
             Mode::Lost { why } => Some(OverflowStatus {

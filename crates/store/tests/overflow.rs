@@ -208,6 +208,12 @@ fn catchup_after_overflow_sends_the_changed_bytes_and_converges() {
         Err(StoreError::CatchupUnavailable(_))
     ));
     let snap = active.catchup_begin(replica_lsn).expect("catch-up begin");
+    // Status's figure (summed without building the list) is what it sends.
+    assert_eq!(status.changed_bytes, snap.total_bytes);
+    assert_eq!(
+        snap.total_bytes,
+        snap.ranges.iter().map(|r| r.len).sum::<u64>()
+    );
     assert!(
         snap.total_bytes <= written * 5 / 4 + (1 << 20) && snap.total_bytes < store_bytes / 2,
         "catch-up of {} bytes for {written} written (store {store_bytes})",
