@@ -266,16 +266,7 @@ fn lost_journal_start_takes_a_baseline_then_streams() {
     assert!(da.stop().success());
     drop_journal_segments(&a, "vs");
     let da = a.start_daemon();
-    let replica = format!("{REPLICA_ADDR}/32");
-    let out = a.tandem(&[
-        "replicate",
-        "vs",
-        "--to",
-        "beta",
-        "--replica-address",
-        &replica,
-    ]);
-    assert_success(&out, "replicate");
+    replicate_to_beta(&a, "vs", REPLICA_ADDR);
     // kill -9 the replica once the baseline has started (or as soon as
     // it is seen): it restarts and the copy completes.
     let start = Instant::now();

@@ -62,23 +62,9 @@ fn wait_for(
 fn a_long_outage_ends_in_a_catchup_of_the_changed_bytes() {
     const VS_ADDR: &str = "127.79.47.11";
     const REPLICA_ADDR: &str = "127.79.47.12";
-    let (a, a_addr) = site("alpha", "127.79.47.1");
-    let (b, b_addr) = site("beta", "127.79.47.2");
-    set_journal_max(&a);
-    set_journal_max(&b);
-    let da = a.start_daemon();
-    let db = b.start_daemon();
-    pair_both(&a, &a_addr, &b, &b_addr);
+    let (a, da, b, db) = paired_sites("127.79.47", set_journal_max);
     create_vserver_and_fs(&a, "vs", VS_ADDR, "data", "/data");
-    let out = a.tandem(&[
-        "replicate",
-        "vs",
-        "--to",
-        "beta",
-        "--replica-address",
-        &format!("{REPLICA_ADDR}/32"),
-    ]);
-    assert_success(&out, "replicate");
+    replicate_to_beta(&a, "vs", REPLICA_ADDR);
     let rt = runtime();
     let names = ["f0", "f1", "f2", "f3", "f4"];
     let initial = 3 * MIB as usize;
@@ -246,13 +232,7 @@ fn an_active_restart_during_an_outage_keeps_what_the_replica_lacks() {
     // absent replica lacked (below the overflow limit, so no change map
     // either), and its return ended in "needs-baseline".
     const VS_ADDR: &str = "127.79.48.11";
-    let (a, a_addr) = site("alpha", "127.79.48.1");
-    let (b, b_addr) = site("beta", "127.79.48.2");
-    set_journal_max(&a);
-    set_journal_max(&b);
-    let da = a.start_daemon();
-    let db = b.start_daemon();
-    pair_both(&a, &a_addr, &b, &b_addr);
+    let (a, da, b, db) = paired_sites("127.79.48", set_journal_max);
     create_vserver_and_fs(&a, "vs", VS_ADDR, "data", "/data");
     assert_success(&a.tandem(&["replicate", "vs", "--to", "beta"]), "replicate");
     let logs = |da: &Daemon, db: Option<&Daemon>| {

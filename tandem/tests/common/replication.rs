@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{assert_success, create_fs, free_port, TestSite, DEADLINE};
+use super::{assert_success, create_fs, free_port, Daemon, TestSite, DEADLINE};
 
 /// Deterministic, not very compressible bytes.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
@@ -37,6 +37,22 @@ pub fn pair_both(a: &TestSite, a_addr: &str, b: &TestSite, b_addr: &str) {
     assert_success(&out, "peer add beta");
     let out = b.tandem(&["peer", "add", "alpha", "--addr", a_addr, "--id", &a_id]);
     assert_success(&out, "peer add alpha");
+}
+
+/// Sites "alpha" at `{net}.1` and "beta" at `{net}.2` (`net`: the first
+/// three octets of a 127.x address), each changed by `configure` before
+/// its daemon starts, then paired both ways.
+pub fn paired_sites(
+    net: &str,
+    configure: impl Fn(&TestSite),
+) -> (TestSite, Daemon, TestSite, Daemon) {
+    let (a, a_addr) = site("alpha", &format!("{net}.1"));
+    let (b, b_addr) = site("beta", &format!("{net}.2"));
+    configure(&a);
+    configure(&b);
+    let (da, db) = (a.start_daemon(), b.start_daemon());
+    pair_both(&a, &a_addr, &b, &b_addr);
+    (a, da, b, db)
 }
 
 /// `tandem replicate VS --to beta --replica-address IP/32` at `a`.
