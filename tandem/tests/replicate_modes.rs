@@ -55,10 +55,10 @@ fn setup(
     mode: &str,
     extra: &[&str],
 ) -> (TestSite, Daemon, TestSite, Daemon, String, String) {
-    let vs_addr = format!("127.79.{net}.11");
-    let replica_addr = format!("127.79.{net}.12");
-    let (a, a_addr) = site("alpha", &format!("127.79.{net}.1"));
-    let (b, b_addr) = site("beta", &format!("127.79.{net}.2"));
+    let vs_addr = format!("127.81.{net}.11");
+    let replica_addr = format!("127.81.{net}.12");
+    let (a, a_addr) = site("alpha", &format!("127.81.{net}.1"));
+    let (b, b_addr) = site("beta", &format!("127.81.{net}.2"));
     let da = a.start_daemon();
     let db = b.start_daemon();
     pair_both(&a, &a_addr, &b, &b_addr);
@@ -300,12 +300,12 @@ fn sync_mode_holds_unstable_writes_too() {
 
 #[test]
 fn mode_options_are_checked() {
-    let (a, a_addr) = site("alpha", "127.79.25.1");
-    let (b, b_addr) = site("beta", "127.79.25.2");
+    let (a, a_addr) = site("alpha", "127.81.25.1");
+    let (b, b_addr) = site("beta", "127.81.25.2");
     let _da = a.start_daemon();
     let _db = b.start_daemon();
     pair_both(&a, &a_addr, &b, &b_addr);
-    create_vserver_and_fs(&a, "vs", "127.79.25.11", "data", "/data");
+    create_vserver_and_fs(&a, "vs", "127.81.25.11", "data", "/data");
     let out = a.tandem(&[
         "replicate",
         "vs",

@@ -23,9 +23,9 @@ fn ino_of(fh: &nfs_fh3) -> u64 {
 
 #[test]
 fn verify_matches_then_names_a_file_changed_at_the_replica() {
-    const VS_ADDR: &str = "127.79.2.11";
-    let (a, a_addr) = site("alpha", "127.79.2.1");
-    let (b, b_addr) = site("beta", "127.79.2.2");
+    const VS_ADDR: &str = "127.79.5.11";
+    let (a, a_addr) = site("alpha", "127.79.5.1");
+    let (b, b_addr) = site("beta", "127.79.5.2");
     let da = a.start_daemon();
     let db = b.start_daemon();
     pair_both(&a, &a_addr, &b, &b_addr);
