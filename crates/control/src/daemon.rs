@@ -88,23 +88,6 @@ impl Daemon {
         }
         names.sort();
         let replication = replication::load(&site.paths)?;
-        let mut vservers = BTreeMap::new();
-        for name in names {
-            let mut vs = Vserver::open(
-                &site.paths.vserver(&name),
-                &name,
-                &service_cfg,
-                site.config.store.store_options(),
-            )
-            .await;
-            if let Some(inc) = replication.incoming.get(&name) {
-                vs.set_replica_source(&inc.from);
-                if let Some(addr) = &inc.replica_address {
-                    vs.serve_replica_address(addr, &service_cfg).await;
-                }
-            }
-            vservers.insert(name, vs);
-        }
         let peers = peer::load(&site.paths, &site.identity.id)?;
         let peer_tls = PeerTls {
             own_id: site.identity.id.clone(),
@@ -113,6 +96,31 @@ impl Daemon {
             allowed: tandem_repl::tls::AllowedIds::new(peers.iter().map(|p| p.id.clone())),
             refused: Arc::new(AtomicU64::new(0)),
         };
+        let mut vservers = BTreeMap::new();
+        for name in names {
+            let mut vs = Vserver::open_unserved(
+                &site.paths.vserver(&name),
+                &name,
+                site.config.store.store_options(),
+            )
+            .await;
+            // Fencing (resync.rs): learn a higher epoch before serving.
+            let to = replication.outgoing.get(&name).map(|o| &o.to);
+            if let (Some(peer), Ok(store)) = (
+                to.and_then(|t| peers.iter().find(|p| &p.name == t)),
+                vs.store(),
+            ) {
+                crate::resync::probe_and_fence(store, &name, peer, &peer_tls).await;
+            }
+            vs.serve_opened(&service_cfg).await;
+            if let Some(inc) = replication.incoming.get(&name) {
+                vs.set_replica_source(&inc.from);
+                if let Some(addr) = &inc.replica_address {
+                    vs.serve_replica_address(addr, &service_cfg).await;
+                }
+            }
+            vservers.insert(name, vs);
+        }
         Ok(Daemon {
             site,
             service_cfg,
@@ -599,6 +607,12 @@ impl Daemon {
                 .failover(&vserver, force)
                 .await
                 .map(|r| Reply::FailedOver(Box::new(r))),
+            Request::Resync {
+                vserver,
+                replica_address,
+            } => crate::resync::resync(self, &vserver, replica_address)
+                .await
+                .map(|r| Reply::Resynced(Box::new(r))),
         };
         if let Err(e) = &result {
             tracing::info!(error = %e, "control request refused");
@@ -1075,6 +1089,77 @@ impl Daemon {
         for (_, vs) in all {
             vs.shutdown().await;
         }
+    }
+}
+
+/// Hooks for `tandem resync` (resync.rs keeps its logic there).
+impl Daemon {
+    pub(crate) fn peer_tls(&self) -> PeerTls {
+        self.peer_tls.clone()
+    }
+
+    /// The peer `vserver` is replicated to from here, if any.
+    pub(crate) async fn outgoing_to(&self, vserver: &str) -> Option<String> {
+        let settings = self.replication.lock().await;
+        settings.outgoing.get(vserver).map(|o| o.to.clone())
+    }
+
+    pub(crate) async fn stop_sender(&self, vserver: &str) {
+        let sender = self.senders.lock().await.remove(vserver);
+        if let Some(s) = sender {
+            s.stop().await;
+        }
+    }
+
+    /// Stops serving `vserver` and closes its store, waiting until no one
+    /// holds it (in-flight requests), so the install can lock it.
+    pub(crate) async fn close_for_resync(&self, vserver: &str) -> Result<()> {
+        let store = {
+            let mut table = self.vservers.lock().await;
+            let vs = table
+                .get_mut(vserver)
+                .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
+            vs.close_for_resync().await?
+        };
+        let deadline = tokio::time::Instant::now() + crate::resync::RELEASE_TIMEOUT;
+        while Arc::strong_count(&store) > 1 {
+            if tokio::time::Instant::now() >= deadline {
+                drop(store);
+                self.reopen_after_resync(vserver).await;
+                return Err(ControlError::Unavailable {
+                    vserver: vserver.to_string(),
+                    reason: "the store is still in use; resync not started".into(),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// A resync that did not install: the vserver is opened and served
+    /// again as it was, and its sender restarted.
+    pub(crate) async fn reopen_after_resync(&self, vserver: &str) {
+        let dir = self.site.paths.vserver(vserver);
+        let vs = Vserver::open(&dir, vserver, &self.service_cfg, self.store_options()).await;
+        self.vservers.lock().await.insert(vserver.to_string(), vs);
+        self.start_senders().await;
+    }
+
+    /// A resync installed: the vserver is a replica here and no longer
+    /// replicated from here (the promoted site replicates to it).
+    pub(crate) async fn finish_resync(&self, vserver: &str, store: Store) -> Result<()> {
+        let mut settings = self.replication.lock().await;
+        let mut next = settings.clone();
+        next.outgoing.remove(vserver);
+        replication::save(&self.site.paths, &next)?;
+        *settings = next;
+        drop(settings);
+        let mut table = self.vservers.lock().await;
+        let vs = table
+            .get_mut(vserver)
+            .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
+        vs.finish_baseline(store);
+        Ok(())
     }
 }
 

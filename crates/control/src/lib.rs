@@ -19,6 +19,8 @@ pub mod names;
 pub mod peer;
 pub mod replication;
 pub mod resources;
+pub mod resync;
+mod resync_report;
 pub mod service;
 pub mod site;
 pub mod status;

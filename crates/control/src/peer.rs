@@ -379,6 +379,22 @@ async fn serve_peer<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send + 'stati
                 write_line(&mut stream, "ERR site id differs from certificate").await?;
                 return Ok(());
             }
+            Some(("EPOCH", rest)) => {
+                let Some(daemon) = &daemon else {
+                    write_line(&mut stream, "ERR this listener takes no replication").await?;
+                    return Ok(());
+                };
+                let answer = crate::resync::answer_epoch(daemon, rest).await;
+                write_line(&mut stream, &answer).await?;
+                return Ok(());
+            }
+            Some(("RESYNC", rest)) => {
+                let Some(daemon) = daemon else {
+                    write_line(&mut stream, "ERR this listener takes no replication").await?;
+                    return Ok(());
+                };
+                return crate::resync::serve_resync(stream, peer_id, &daemon, rest).await;
+            }
             Some(("REPLICATE", rest)) => {
                 let Some(daemon) = daemon else {
                     write_line(&mut stream, "ERR this listener takes no replication").await?;

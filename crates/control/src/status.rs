@@ -53,6 +53,9 @@ pub enum VserverState {
     Failed,
     /// A copy of a vserver active at another site (read-only here).
     Replica,
+    /// A former active copy fenced by a higher epoch elsewhere: it never
+    /// takes another write; `tandem resync` makes it a replica.
+    Diverged,
 }
 
 impl std::fmt::Display for VserverState {
@@ -61,6 +64,7 @@ impl std::fmt::Display for VserverState {
             VserverState::Active => "active",
             VserverState::Failed => "failed",
             VserverState::Replica => "replica",
+            VserverState::Diverged => "diverged",
         })
     }
 }

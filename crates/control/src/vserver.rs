@@ -143,6 +143,19 @@ impl Vserver {
     /// Opens an existing vserver and serves it. Never fails: a store that
     /// cannot be opened is kept as `Failed` with the reason.
     pub async fn open(dir: &Path, name: &str, cfg: &ServiceConfig, opts: StoreOptions) -> Vserver {
+        let mut vs = Vserver::open_unserved(dir, name, opts).await;
+        vs.serve_opened(cfg).await;
+        vs
+    }
+
+    /// Serves an active vserver opened by `open_unserved` (resync.rs
+    /// fences it first if the peer was promoted meanwhile).
+    pub async fn serve_opened(&mut self, cfg: &ServiceConfig) {
+        self.serve_all(cfg).await;
+    }
+
+    /// `open` without serving: an active store is open but not served.
+    pub async fn open_unserved(dir: &Path, name: &str, opts: StoreOptions) -> Vserver {
         let owned_dir = dir.to_path_buf();
         let opened = blocking(name, move || Store::open(&owned_dir, opts)).await;
         match opened {
@@ -150,18 +163,14 @@ impl Vserver {
                 tracing::info!(vserver = name, lsn = store.last_lsn(), "replica opened");
                 Vserver::replica(name, store)
             }
-            Ok(store) => {
-                let mut vs = Vserver {
-                    name: name.to_string(),
-                    state: State::Active {
-                        store: Arc::new(store),
-                        services: Vec::new(),
-                        bind_failures: Vec::new(),
-                    },
-                };
-                vs.serve_all(cfg).await;
-                vs
-            }
+            Ok(store) => Vserver {
+                name: name.to_string(),
+                state: State::Active {
+                    store: Arc::new(store),
+                    services: Vec::new(),
+                    bind_failures: Vec::new(),
+                },
+            },
             Err(e)
                 if matches!(
                     tandem_store::baseline::baseline_in_progress(dir),
@@ -303,6 +312,32 @@ impl Vserver {
     /// waits for every other holder to let it go.
     pub async fn begin_catchup(&mut self) -> Result<Arc<Store>> {
         self.pause_replica().await
+    }
+
+    /// Resync: stops serving an active (diverged) vserver, closes its
+    /// store and puts it in baseline state until `finish_baseline`.
+    pub async fn close_for_resync(&mut self) -> Result<Arc<Store>> {
+        let State::Active {
+            store, services, ..
+        } = &mut self.state
+        else {
+            return Err(ControlError::Unavailable {
+                vserver: self.name.clone(),
+                reason: "not an active vserver with an open store".into(),
+            });
+        };
+        for s in services.drain(..) {
+            s.shutdown().await;
+        }
+        let store = store.clone();
+        self.state = State::Baseline {
+            session: Arc::new(tokio::sync::Mutex::new(())),
+            from: None,
+            replica_address: None,
+        };
+        let closing = store.clone();
+        blocking(&self.name, move || closing.close()).await?;
+        Ok(store)
     }
 
     /// Stops serving a replica, closes its store and puts the vserver in
@@ -572,7 +607,11 @@ impl Vserver {
                 bind_failures,
             } => served(
                 &self.name,
-                VserverState::Active,
+                if store.fenced_by().is_some() {
+                    VserverState::Diverged
+                } else {
+                    VserverState::Active
+                },
                 store,
                 services,
                 bind_failures,

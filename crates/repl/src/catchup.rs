@@ -134,6 +134,23 @@ pub async fn receive_catchup<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    receive_catchup_for(stream, store_dir, vserver, opts, cfg, progress, false).await
+}
+
+/// `receive_catchup`; `resync`: the directory is a diverged store rewound
+/// by a resync (`CatchupInstall::begin_for`).
+pub(crate) async fn receive_catchup_for<S>(
+    stream: &mut S,
+    store_dir: &Path,
+    vserver: &str,
+    opts: StoreOptions,
+    cfg: &BaselineConfig,
+    progress: Option<&watch::Sender<BaselineStatus>>,
+    resync: bool,
+) -> Result<Store>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let start = match wire::read_message(stream, cfg.message_timeout).await? {
         Message::CatchupStart(s) => s,
         other => {
@@ -145,13 +162,13 @@ where
     let dir: PathBuf = store_dir.to_path_buf();
     let s = start.clone();
     let begun = blocking(move || {
-        CatchupInstall::begin(
+        CatchupInstall::begin_for(
             &dir,
             s.from_lsn,
             s.lsn,
-            s.state_len,
-            s.state_crc,
+            (s.state_len, s.state_crc),
             s.total_bytes,
+            resync,
         )
     })
     .await?;

@@ -4,6 +4,7 @@
 
 pub mod baseline;
 pub mod catchup;
+pub mod resync;
 pub mod session;
 pub mod throttle;
 pub mod tls;

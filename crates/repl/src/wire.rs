@@ -90,6 +90,8 @@ pub mod msg_type {
     pub const CATCHUP_CHUNK: u16 = 26;
     pub const CATCHUP_ZEROS: u16 = 27;
     pub const CATCHUP_DONE: u16 = 28;
+    // Resync of a diverged former active site (32-39).
+    pub const RESYNC_REQUEST: u16 = 32;
 }
 
 /// Reason codes of `Refuse` and `Error`. Unknown codes are kept as they are
@@ -227,6 +229,21 @@ pub struct CatchupStart {
     pub total_bytes: u64,
 }
 
+/// From a diverged former active site (resync): what it changed after the
+/// LSN it shares with the promoted site, which answers with a catch-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResyncRequest {
+    pub vserver: String,
+    /// The diverged site's epoch.
+    pub epoch: u64,
+    pub shared_lsn: Lsn,
+    /// (inode, start, end): byte ranges its records after the shared LSN
+    /// set; end u64::MAX is "to the end of the file".
+    pub ranges: Vec<(u64, u64, u64)>,
+    /// Inode numbers it holds now, as inclusive runs, ascending.
+    pub present: Vec<(u64, u64)>,
+}
+
 /// The replica's answer to `BaselineStart`: where to (re)start. A fresh
 /// copy is all zeros with `state_received` false.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,6 +346,7 @@ pub enum Message {
     CatchupDone {
         lsn: Lsn,
     },
+    ResyncRequest(ResyncRequest),
 }
 
 impl Message {
@@ -355,6 +373,7 @@ impl Message {
             Message::CatchupChunk { .. } => msg_type::CATCHUP_CHUNK,
             Message::CatchupZeros { .. } => msg_type::CATCHUP_ZEROS,
             Message::CatchupDone { .. } => msg_type::CATCHUP_DONE,
+            Message::ResyncRequest(_) => msg_type::RESYNC_REQUEST,
         }
     }
 
@@ -386,6 +405,7 @@ fn type_name(t: u16) -> &'static str {
         msg_type::CATCHUP_CHUNK => "CatchupChunk",
         msg_type::CATCHUP_ZEROS => "CatchupZeros",
         msg_type::CATCHUP_DONE => "CatchupDone",
+        msg_type::RESYNC_REQUEST => "ResyncRequest",
         _ => "unknown",
     }
 }
@@ -608,6 +628,23 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>> {
             w.u64(*len);
         }
         Message::CatchupDone { lsn } => w.u64(*lsn),
+        Message::ResyncRequest(q) => {
+            check_resync_request(q).map_err(|why| malformed(kind, why))?;
+            w.vserver(&q.vserver)?;
+            w.u64(q.epoch);
+            w.u64(q.shared_lsn);
+            w.u32(q.ranges.len() as u32);
+            for &(ino, start, end) in &q.ranges {
+                w.u64(ino);
+                w.u64(start);
+                w.u64(end);
+            }
+            w.u32(q.present.len() as u32);
+            for &(first, last) in &q.present {
+                w.u64(first);
+                w.u64(last);
+            }
+        }
     }
     let payload_len = out.len() - ENVELOPE_BYTES;
     if payload_len > MAX_MESSAGE_BYTES {
@@ -838,6 +875,22 @@ fn state_too_large(len: u64) -> String {
 }
 
 /// A catch-up's opening: a state that can be stored, `from_lsn <= lsn`.
+fn check_resync_request(q: &ResyncRequest) -> std::result::Result<(), String> {
+    if let Some(&(ino, s, e)) = q.ranges.iter().find(|&&(_, s, e)| s >= e) {
+        return Err(format!("inode {ino}: empty range {s}..{e}"));
+    }
+    let mut prev: Option<u64> = None;
+    for &(first, last) in &q.present {
+        if first > last || prev.is_some_and(|p| first <= p) {
+            return Err(format!(
+                "inode runs not ascending and disjoint at {first}..={last}"
+            ));
+        }
+        prev = Some(last);
+    }
+    Ok(())
+}
+
 fn check_catchup_start(c: &CatchupStart) -> std::result::Result<(), String> {
     if c.state_len > MAX_BASELINE_STATE_BYTES {
         return Err(state_too_large(c.state_len));
@@ -1083,6 +1136,42 @@ impl Reader {
         check_entries(&entries).map_err(|why| malformed(self.kind, why))?;
         Ok(entries)
     }
+    /// A count of `item_bytes`-byte items that must fit what is left, so
+    /// nothing is allocated for items that are not there.
+    fn count(&mut self, item_bytes: usize, field: &str) -> Result<usize> {
+        let n = self.u32(field)? as usize;
+        if n.saturating_mul(item_bytes) > self.buf.len() - self.pos {
+            return Err(malformed(
+                self.kind,
+                format!("{field} {n} exceeds the payload"),
+            ));
+        }
+        Ok(n)
+    }
+    fn resync_request(&mut self) -> Result<ResyncRequest> {
+        let vserver = self.vserver()?;
+        let epoch = self.u64("epoch")?;
+        let shared_lsn = self.u64("shared LSN")?;
+        let n = self.count(24, "range count")?;
+        let mut ranges = Vec::with_capacity(n);
+        for _ in 0..n {
+            ranges.push((self.u64("inode")?, self.u64("start")?, self.u64("end")?));
+        }
+        let n = self.count(16, "run count")?;
+        let mut present = Vec::with_capacity(n);
+        for _ in 0..n {
+            present.push((self.u64("first inode")?, self.u64("last inode")?));
+        }
+        let q = ResyncRequest {
+            vserver,
+            epoch,
+            shared_lsn,
+            ranges,
+            present,
+        };
+        check_resync_request(&q).map_err(|why| malformed(self.kind, why))?;
+        Ok(q)
+    }
     fn bool(&mut self, field: &str) -> Result<bool> {
         match self.take(1, field)?[0] {
             0 => Ok(false),
@@ -1260,6 +1349,7 @@ fn decode_payload(msg_type: u16, payload: Bytes) -> Result<Message> {
             Message::CatchupZeros { ino, offset, len }
         }
         msg_type::CATCHUP_DONE => Message::CatchupDone { lsn: r.u64("LSN")? },
+        msg_type::RESYNC_REQUEST => Message::ResyncRequest(r.resync_request()?),
         other => return Err(WireError::UnknownType { found: other }),
     };
     r.finish()?;

@@ -158,6 +158,27 @@ impl CatchupInstall {
         state_crc: u32,
         total_bytes: u64,
     ) -> BaselineResult<CatchupInstall> {
+        Self::begin_for(
+            dir,
+            from_lsn,
+            lsn,
+            (state_len, state_crc),
+            total_bytes,
+            false,
+        )
+    }
+
+    /// `begin` for a resync (resync.rs): the directory is a diverged store
+    /// whose records after `from_lsn` (the shared LSN) may reach past
+    /// `lsn`; they are in the ranges too, and the install drops them.
+    pub fn begin_for(
+        dir: &Path,
+        from_lsn: Lsn,
+        lsn: Lsn,
+        (state_len, state_crc): (u64, u32),
+        total_bytes: u64,
+        resync: bool,
+    ) -> BaselineResult<CatchupInstall> {
         if state_len > checkpoint::MAX_CHECKPOINT_BYTES {
             return Err(BaselineError::StateTooLarge {
                 len_bytes: state_len,
@@ -171,7 +192,7 @@ impl CatchupInstall {
         // A committed install left by a crash comes first.
         recover(dir)?;
         let replica_lsn = closed_store_lsn(dir)?;
-        if replica_lsn < from_lsn || replica_lsn > lsn {
+        if replica_lsn < from_lsn || (replica_lsn > lsn && !resync) {
             return Err(BaselineError::NotCovered {
                 replica_lsn,
                 from_lsn,
@@ -415,7 +436,8 @@ fn install(dir: &Path, mark: &Mark, crash: Option<CrashPoint>) -> BaselineResult
         return Ok(false);
     }
     // Every frame here is at or before X (the replica was at most at X),
-    // and the checkpoint at X holds them all.
+    // and the checkpoint at X holds them all; a resync drops its divergent
+    // frames here on purpose.
     for seg in journal::list_segments(&dir.join("journal"))? {
         remove_if_there(&seg.path)?;
     }

@@ -26,6 +26,7 @@ pub mod record;
 pub mod replica;
 pub mod replica_sync;
 pub mod requests;
+pub mod resync;
 pub mod state;
 pub mod store;
 pub mod types;

@@ -124,6 +124,17 @@ impl ChangeMap {
         self.inodes.get(&ino).map_or(&[], |r| r.as_slice())
     }
 
+    /// Every range as (inode, start, end), ascending.
+    pub fn triples(&self) -> Vec<(Ino, u64, u64)> {
+        let mut out: Vec<(Ino, u64, u64)> = self
+            .inodes
+            .iter()
+            .flat_map(|(&ino, r)| r.iter().map(move |&(s, e)| (ino, s, e)))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     pub fn inode_count(&self) -> usize {
         self.inodes.len()
     }
@@ -355,7 +366,7 @@ fn enter(ck: &Checkpointer, floor: Lsn) -> Result<()> {
 
 /// Adds a decoded record's data changes, as `State::apply` would emit them
 /// (a size change counts even if the size did not change: a superset).
-fn add_record(map: &mut ChangeMap, record: &Record) {
+pub(crate) fn add_record(map: &mut ChangeMap, record: &Record) {
     match &record.op {
         Op::Write {
             ino, offset, data, ..
@@ -533,6 +544,16 @@ impl Store {
     /// sizes at X. Tracking continues until `catchup_finished`. Blocks
     /// (journal sync): call from a blocking context.
     pub fn catchup_begin(&self, replica_lsn: Lsn) -> Result<CatchupSnapshot> {
+        self.catchup_begin_with(replica_lsn, |_, map| map.clone())
+    }
+
+    /// `catchup_begin` sending the ranges `ranges(state at X, change map)`
+    /// returns (a superset of the map's: resync.rs adds the old site's).
+    pub(crate) fn catchup_begin_with(
+        &self,
+        replica_lsn: Lsn,
+        ranges: impl FnOnce(&State, &ChangeMap) -> ChangeMap,
+    ) -> Result<CatchupSnapshot> {
         let (state, since, ranges) = {
             let st = self.write_state();
             let (since, ranges) = match &*lock(&self.checkpointer.overflow.mode) {
@@ -546,7 +567,7 @@ impl Store {
                         "the change map was lost ({why}); the replica needs a baseline"
                     )))
                 }
-                Mode::Tracking { since, map } => (*since, map.clipped(&st)),
+                Mode::Tracking { since, map } => (*since, ranges(&st, map).clipped(&st)),
             };
             if replica_lsn < since || replica_lsn > st.lsn {
                 return Err(StoreError::CatchupUnavailable(format!(
@@ -632,6 +653,30 @@ impl Store {
     pub fn keep_journal_for_replica(&self) {
         if self.checkpointer.overflow.is_off() {
             self.set_retention_floor(0);
+        }
+    }
+
+    /// Starts the change map from `since` (covered through `covered`) and
+    /// persists it at once, unless one runs already (a promotion rerun).
+    pub(crate) fn track_changes_from(&self, since: Lsn, covered: Lsn) -> Result<()> {
+        if !self.checkpointer.overflow.is_off() {
+            return Ok(());
+        }
+        let map = ChangeMap::default();
+        write_file(&self.dir, since, covered, &map)?;
+        self.checkpointer
+            .overflow
+            .set(Mode::Tracking { since, map });
+        Ok(())
+    }
+
+    /// The change map's ranges clipped to the current sizes, and the LSN
+    /// it covers from; `None` unless tracking.
+    pub fn changed_since(&self) -> Option<(Lsn, u64)> {
+        let st = self.read_state();
+        match &*lock(&self.checkpointer.overflow.mode) {
+            Mode::Tracking { since, map } => Some((*since, map.clipped_bytes(&st))),
+            _ => None,
         }
     }
 

@@ -76,6 +76,9 @@ impl Store {
                     st.epoch
                 )));
             } else {
+                // Before the record: a resync of the old active site
+                // needs where this epoch began and what changed since.
+                self.begin_epoch(target_epoch, st.lsn)?;
                 let old = st.epoch;
                 self.replication.replica.store(false, Ordering::Release);
                 st.epoch = target_epoch;

@@ -28,6 +28,7 @@ mod init;
 mod output;
 mod peer;
 mod replicate;
+mod resync;
 mod signal;
 mod status;
 mod user;
@@ -81,6 +82,9 @@ pub enum Command {
     Verify(verify::Args),
     /// Check this DR site's resources for taking over a vserver (--check).
     Failover(failover::Args),
+    /// At a diverged former active site: keep its divergent writes in a
+    /// folder, rewind it to the promoted site and become its replica.
+    Resync(resync::Args),
     /// Check a vserver's store offline (the daemon must be stopped).
     Fsck(fsck::Args),
     /// Start a ready-to-use demo site serving an NFS export on 127.0.0.2.
@@ -119,6 +123,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(&need_data(data)?, args).await,
         Command::Verify(args) => verify::run(&need_data(data)?, args).await,
         Command::Failover(args) => failover::run(&need_data(data)?, args).await,
+        Command::Resync(args) => resync::run(&need_data(data)?, args)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Fsck(args) => fsck::run(&need_data(data)?, args).await,
         Command::Demo(args) => demo::run(data, args).await,
         Command::Bench(args) => bench::run(args).await,

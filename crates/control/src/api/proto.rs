@@ -86,6 +86,12 @@ pub enum Request {
         #[serde(default)]
         force: bool,
     },
+    /// `tandem resync VS` at a diverged former active site.
+    Resync {
+        vserver: String,
+        #[serde(default)]
+        replica_address: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +121,7 @@ pub enum Reply {
     Verified(crate::verify::VerifyReport),
     FailoverChecked(crate::failover::FailoverCheck),
     FailedOver(Box<crate::failover_report::FailoverReport>),
+    Resynced(Box<crate::resync::ResyncReport>),
     ReplicationStopped {
         vserver: String,
         /// The peer it was sent to.
