@@ -29,6 +29,7 @@ use crate::error::{ControlError, Result};
 use crate::names::{parse_address, validate_name};
 use crate::peer::{Peer, PeerTls, MAX_PING_LINE_BYTES};
 use crate::replication::{Outgoing, MODE_ASYNC};
+use crate::vserver::blocking;
 
 /// How long a daemon start waits for the peer's epoch before serving a
 /// vserver anyway.
@@ -488,16 +489,6 @@ async fn install<S: AsyncRead + AsyncWrite + Unpin>(
     .await?;
     daemon.finish_resync(vserver, store).await?;
     Ok(lsn)
-}
-
-async fn blocking<T: Send + 'static>(
-    vserver: &str,
-    f: impl FnOnce() -> tandem_store::Result<T> + Send + 'static,
-) -> Result<T> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(|e| ControlError::store(vserver, e)),
-        Err(e) => Err(ControlError::Internal(format!("{vserver}: {e}"))),
-    }
 }
 
 /// How long `close_for_resync` waits for in-flight users of the store.

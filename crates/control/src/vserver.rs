@@ -50,7 +50,7 @@ enum State {
 
 /// Runs a blocking store call off the async workers. A panic inside the
 /// store becomes an error for this one request, not a dead daemon.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     vserver: &str,
     f: impl FnOnce() -> tandem_store::Result<T> + Send + 'static,
 ) -> Result<T> {
