@@ -92,6 +92,13 @@ fn a_cut_off_old_active_comes_back_diverged_and_resyncs_as_a_replica() {
     std::fs::write(&peers, paired).unwrap();
     let da = a.start_daemon();
     assert_eq!(state_at(&a), "diverged", "{}", da.log_text());
+    // Fenced by the probe before serving, not later by its sender.
+    assert!(
+        da.log_text()
+            .contains("the peer holds this vserver active at a higher epoch"),
+        "{}",
+        da.log_text()
+    );
     rt.block_on(async {
         let mut c = mount(&a, VS_IP).await;
         let root = c.root_nfs_fh3();

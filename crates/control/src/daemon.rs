@@ -1141,8 +1141,23 @@ impl Daemon {
     pub(crate) async fn reopen_after_resync(&self, vserver: &str) {
         let dir = self.site.paths.vserver(vserver);
         let vs = Vserver::open(&dir, vserver, &self.service_cfg, self.store_options()).await;
+        let store = vs.store().ok().cloned();
         self.vservers.lock().await.insert(vserver.to_string(), vs);
-        self.start_senders().await;
+        let out = self.replication.lock().await.outgoing.get(vserver).cloned();
+        if let (Some(store), Some(out)) = (store, out) {
+            match out.policy() {
+                Ok(policy) => {
+                    let sender = self.start_sender(vserver, store, out, policy);
+                    self.senders
+                        .lock()
+                        .await
+                        .insert(vserver.to_string(), sender);
+                }
+                Err(e) => {
+                    tracing::error!(vserver, error = %e, "replication.toml: not replicating this vserver")
+                }
+            }
+        }
     }
 
     /// A resync installed: the vserver is a replica here and no longer

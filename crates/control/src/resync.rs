@@ -483,7 +483,7 @@ async fn install<S: AsyncRead + AsyncWrite + Unpin>(
     let store = blocking(vserver, move || {
         store.close()?;
         drop(store);
-        tandem_store::resync::clear_fence(&d)?;
+        tandem_store::resync::finish_install(&d)?;
         Store::open_replica(&d, opts)
     })
     .await?;

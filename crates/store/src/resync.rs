@@ -235,8 +235,10 @@ pub fn undo_mark_replica(dir: &Path) -> Result<()> {
 }
 
 /// After the install: the store holds the promoted site's state and epoch,
-/// so the fence no longer applies (its replica role keeps it read-only).
-pub fn clear_fence(dir: &Path) -> Result<()> {
+/// so the fence no longer applies (its replica role keeps it read-only),
+/// and a change map it kept for its own former replica means nothing now.
+pub fn finish_install(dir: &Path) -> Result<()> {
+    remove_synced(&dir.join(crate::overflow::OVERFLOW_FILE))?;
     remove_synced(&dir.join(crate::fence::FENCE_FILE))
 }
 
