@@ -171,3 +171,26 @@ fn a_cut_off_old_active_comes_back_diverged_and_resyncs_as_a_replica() {
     });
     drop(da);
 }
+
+/// A peer that cannot be reached at start does not keep the vserver from
+/// being served: the peer may be the site that is gone.
+#[test]
+fn an_unreachable_peer_at_start_leaves_the_vserver_served() {
+    let (a, da, b, db) = paired_sites("127.85.2", declare_front_on_lo);
+    create_vs_on_front(&a, "127.85.2.11");
+    replicate_to_beta(&a, "vs", "127.85.2.12");
+    wait_converged(&a, &b, "vs", &|| da.log_text());
+    db.stop();
+    da.stop();
+    let da = a.start_daemon();
+    assert_eq!(state_at(&a), "active", "{}", da.log_text());
+    assert!(
+        da.log_text().contains("could not learn the peer's epoch"),
+        "{}",
+        da.log_text()
+    );
+    runtime().block_on(async {
+        let mut c = mount(&a, "127.85.2.11").await;
+        write_file(&mut c, "still-served.bin", &pattern(4096, 9)).await;
+    });
+}

@@ -110,7 +110,9 @@ impl Daemon {
                 to.and_then(|t| peers.iter().find(|p| &p.name == t)),
                 vs.store(),
             ) {
-                crate::resync::probe_and_fence(store, &name, peer, &peer_tls).await;
+                let timeout =
+                    std::time::Duration::from_millis(site.config.control.epoch_probe_timeout_ms);
+                crate::resync::probe_and_fence(store, &name, peer, &peer_tls, timeout).await;
             }
             vs.serve_opened(&service_cfg).await;
             if let Some(inc) = replication.incoming.get(&name) {

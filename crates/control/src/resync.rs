@@ -4,7 +4,7 @@
 //! * **Epoch probe** (`probe_and_fence`): before an active vserver with
 //!   outgoing replication is served at daemon start, the peer is asked
 //!   for its epoch (`EPOCH <vs> <epoch>`, answered `OK <epoch> <role>
-//!   <shared-lsn|->`), within `EPOCH_PROBE_TIMEOUT_MS`. A peer holding the
+//!   <shared-lsn|->`), within `control.epoch_probe_timeout_ms`. A peer holding the
 //!   vserver active at a higher epoch fences the store before it serves
 //!   anything (`diverged`); an unreachable peer is logged and the vserver
 //!   served: the peer may be the site that is gone.
@@ -32,8 +32,8 @@ use crate::replication::{Outgoing, MODE_ASYNC};
 use crate::vserver::blocking;
 
 /// How long a daemon start waits for the peer's epoch before serving a
-/// vserver anyway.
-pub const EPOCH_PROBE_TIMEOUT_MS: u64 = 3000;
+/// vserver anyway (site.toml `control.epoch_probe_timeout_ms`).
+pub const DEFAULT_EPOCH_PROBE_TIMEOUT_MS: u64 = 3000;
 /// Each exchange of a resync's line protocol (not the transfer itself).
 const RESYNC_LINE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -195,11 +195,16 @@ pub async fn ask_epoch(
 
 /// At daemon start, before `store`'s vserver is served: fences it if
 /// `peer` holds it active at a higher epoch (see the module doc).
-pub async fn probe_and_fence(store: &Arc<Store>, vserver: &str, peer: &Peer, peer_tls: &PeerTls) {
+pub async fn probe_and_fence(
+    store: &Arc<Store>,
+    vserver: &str,
+    peer: &Peer,
+    peer_tls: &PeerTls,
+    timeout: Duration,
+) {
     if store.is_replica() || store.fenced_by().is_some() {
         return;
     }
-    let timeout = Duration::from_millis(EPOCH_PROBE_TIMEOUT_MS);
     match ask_epoch(peer, peer_tls, vserver, store.epoch(), timeout).await {
         Ok(p) if p.active && p.epoch > store.epoch() => {
             let s = store.clone();

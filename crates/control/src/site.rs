@@ -143,6 +143,15 @@ pub struct ControlSettings {
     pub idle_timeout_secs: u64,
     /// Most vservers one site may hold.
     pub max_vservers: usize,
+    /// At daemon start, how long an active vserver with outgoing
+    /// replication waits for its peer's epoch before it is served anyway
+    /// (control::resync).
+    #[serde(default = "default_epoch_probe_timeout_ms")]
+    pub epoch_probe_timeout_ms: u64,
+}
+
+fn default_epoch_probe_timeout_ms() -> u64 {
+    crate::resync::DEFAULT_EPOCH_PROBE_TIMEOUT_MS
 }
 
 impl Default for ControlSettings {
@@ -152,6 +161,7 @@ impl Default for ControlSettings {
             max_request_bytes: 64 * 1024,
             idle_timeout_secs: 60,
             max_vservers: 256,
+            epoch_probe_timeout_ms: default_epoch_probe_timeout_ms(),
         }
     }
 }
@@ -172,6 +182,12 @@ impl ControlSettings {
             86_400,
         )?;
         check_range("control.max_vservers", self.max_vservers, 1, 4096)?;
+        check_range(
+            "control.epoch_probe_timeout_ms",
+            usize::try_from(self.epoch_probe_timeout_ms).unwrap_or(usize::MAX),
+            100,
+            60_000,
+        )?;
         Ok(())
     }
 }
@@ -501,6 +517,50 @@ mod tests {
             Site::load(&dir),
             Err(ControlError::SiteConfig { .. })
         ));
+    }
+
+    #[test]
+    fn epoch_probe_timeout_is_read_and_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        let site = Site::init(&dir, "alpha", "127.0.0.1", false).unwrap();
+        assert_eq!(site.config.control.epoch_probe_timeout_ms, 3000);
+        let toml_path = SitePaths::new(&dir).site_toml();
+        let text = fs::read_to_string(&toml_path).unwrap();
+        let with = |v: i64| {
+            let mut t: toml::Table = text.parse().unwrap();
+            let control = t
+                .entry("control")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let control = control.as_table_mut().unwrap();
+            for (k, d) in [
+                ("max_clients", 32),
+                ("max_request_bytes", 65536),
+                ("idle_timeout_secs", 60),
+                ("max_vservers", 256),
+            ] {
+                control.entry(k).or_insert(toml::Value::Integer(d));
+            }
+            control.insert("epoch_probe_timeout_ms".into(), toml::Value::Integer(v));
+            fs::write(&toml_path, toml::to_string(&t).unwrap()).unwrap();
+        };
+        with(500);
+        assert_eq!(
+            Site::load(&dir)
+                .unwrap()
+                .config
+                .control
+                .epoch_probe_timeout_ms,
+            500
+        );
+        for bad in [0, 99, 60_001] {
+            with(bad);
+            let err = Site::load(&dir).unwrap_err().to_string();
+            assert!(
+                err.contains("control.epoch_probe_timeout_ms"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

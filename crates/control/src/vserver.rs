@@ -317,6 +317,10 @@ impl Vserver {
     /// Resync: stops serving an active (diverged) vserver, closes its
     /// store and puts it in baseline state until `finish_baseline`.
     pub async fn close_for_resync(&mut self) -> Result<Arc<Store>> {
+        // A resync interrupted after marking the store a replica: rerun.
+        if matches!(self.state, State::Replica { .. }) {
+            return self.pause_replica().await;
+        }
         let State::Active {
             store, services, ..
         } = &mut self.state
@@ -630,7 +634,12 @@ impl Vserver {
                 let replication = incoming(from, replica_address, state, store.last_lsn());
                 served(
                     &self.name,
-                    VserverState::Replica,
+                    // A resync interrupted before its install: still diverged.
+                    if store.fenced_by().is_some() {
+                        VserverState::Diverged
+                    } else {
+                        VserverState::Replica
+                    },
                     store,
                     services,
                     bind_failures,
