@@ -153,6 +153,8 @@ where
 {
     let start = match wire::read_message(stream, cfg.message_timeout).await? {
         Message::CatchupStart(s) => s,
+        // The sender could not start (a resync it refused): say why.
+        Message::Error { code, text } => return Err(BaselineSessionError::Peer { code, text }),
         other => {
             let text = format!("expected CatchupStart, got {}", other.kind());
             return Err(protocol_error(stream, text, cfg.message_timeout).await);

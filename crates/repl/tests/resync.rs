@@ -179,7 +179,29 @@ async fn a_wrong_shared_lsn_or_vserver_is_refused_and_changes_nothing() {
         .unwrap();
     assert!(sender.await.unwrap().is_err());
     assert_eq!(b.last_lsn(), before);
-    assert!(a_dir.join("ROLE").exists());
+
+    // Once the promoted site forgot its changes since S, the diverged one
+    // is told to fall back to a baseline, and its directory is untouched.
+    b.forget_replica().unwrap();
+    let a_lsn = tandem_store::catchup::closed_store_lsn(&a_dir).unwrap();
+    let (mut x, mut y) = tokio::io::duplex(1 << 20);
+    let b2 = b.clone();
+    let (epoch, shared) = (req.epoch, req.shared_lsn);
+    let sender = tokio::spawn(async move { serve_resync(&mut x, b2, epoch, shared, &cfg()).await });
+    let err = receive_resync(&mut y, &a_dir, req, StoreOptions::default(), &cfg())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("fall back to a new baseline"),
+        "{err}"
+    );
+    assert!(sender.await.unwrap().is_err());
+    assert_eq!(
+        tandem_store::catchup::closed_store_lsn(&a_dir).unwrap(),
+        a_lsn
+    );
+    assert!(a_dir.join("FENCED").exists());
 }
 
 #[test]

@@ -279,6 +279,16 @@ impl Store {
                 "the vserver is a replica here, not active".into(),
             ));
         }
+        match self.changed_since() {
+            Some((since, _)) if since <= shared_lsn => {}
+            _ => {
+                return Err(StoreError::CatchupUnavailable(format!(
+                    "this site no longer knows every change it made since LSN {shared_lsn} \
+                     (a replica confirmed a later LSN, which ended its change map); \
+                     fall back to a new baseline"
+                )))
+            }
+        }
         let known = shared_lsn_in(&self.epoch_history()?, old_epoch);
         if known != Some(shared_lsn) {
             return Err(StoreError::CatchupUnavailable(format!(
