@@ -483,15 +483,9 @@ async fn install<S: AsyncRead + AsyncWrite + Unpin>(
             )));
         }
     };
+    // Opened at the promoted site's epoch, the store dropped its fence
+    // (outgrown, fence.rs).
     let lsn = store.last_lsn();
-    let d = dir.clone();
-    let store = blocking(vserver, move || {
-        store.close()?;
-        drop(store);
-        tandem_store::resync::finish_install(&d)?;
-        Store::open_replica(&d, opts)
-    })
-    .await?;
     daemon.finish_resync(vserver, store).await?;
     Ok(lsn)
 }

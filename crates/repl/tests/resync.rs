@@ -138,6 +138,9 @@ async fn the_diverged_store_becomes_the_promoted_one_for_about_the_changed_bytes
         "{sent:?}"
     );
     assert!(sent.data_bytes < 6 * (64 << 10), "a full copy: {sent:?}");
+    // Its fence (epoch 2) is outgrown: the opened store is a plain replica.
+    assert_eq!(a.fenced_by(), None);
+    assert!(!a_dir.join("FENCED").exists());
 }
 
 #[tokio::test]

@@ -32,6 +32,21 @@ impl Fence {
         }
     }
 
+    /// At open, once the state is known: a fence the store's own epoch
+    /// has reached fences nothing (a fenced store cannot raise its epoch;
+    /// only a resync's install gives it the promoted site's), so it is
+    /// removed. This finishes a resync interrupted after its install.
+    pub(crate) fn outgrown(self, dir: &Path, epoch: u64) -> Result<Fence> {
+        match self.epoch() {
+            Some(theirs) if theirs <= epoch => {
+                crate::resync::clear_fence(dir)?;
+                tracing::info!(dir = %dir.display(), theirs, epoch, "fence outgrown (a resync installed the promoted state): removed");
+                Ok(Fence::default())
+            }
+            _ => Ok(self),
+        }
+    }
+
     pub(crate) fn epoch(&self) -> Option<u64> {
         match self.0.load(Ordering::Acquire) {
             0 => None,

@@ -216,8 +216,11 @@ pub fn resync_ranges(
 }
 
 /// Resync, before the install: the closed diverged store is marked a
-/// replica, so whatever happens next it never opens writable again.
+/// replica, so whatever happens next it never opens writable again. A
+/// change map it kept for its former replica (now the promoted site) is
+/// dropped: it could only mislead a later catch-up.
 pub fn mark_replica(dir: &Path) -> Result<()> {
+    remove_synced(&dir.join(crate::overflow::OVERFLOW_FILE))?;
     write_atomically(
         dir,
         crate::replica::ROLE_FILE,
@@ -235,10 +238,8 @@ pub fn undo_mark_replica(dir: &Path) -> Result<()> {
 }
 
 /// After the install: the store holds the promoted site's state and epoch,
-/// so the fence no longer applies (its replica role keeps it read-only),
-/// and a change map it kept for its own former replica means nothing now.
-pub fn finish_install(dir: &Path) -> Result<()> {
-    remove_synced(&dir.join(crate::overflow::OVERFLOW_FILE))?;
+/// so the fence no longer applies (its replica role keeps it read-only).
+pub fn clear_fence(dir: &Path) -> Result<()> {
     remove_synced(&dir.join(crate::fence::FENCE_FILE))
 }
 

@@ -207,6 +207,7 @@ impl Store {
                 std::fs::remove_file(&seg.path).map_err(|e| StoreError::io(&seg.path, e))?;
             }
         }
+        let fence = fence.outgrown(dir, state.epoch)?;
         tracing::info!(dir = %dir.display(), checkpoint_lsn, replayed = outcome.records, lsn = state.lsn, "store opened");
         let journal = JournalWriter::start(
             journal_dir,
