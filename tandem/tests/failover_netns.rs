@@ -383,3 +383,89 @@ fn check_names_an_unfinished_replica() {
     assert!(stderr(&out).contains("baseline"), "{}", stderr(&out));
     assert_eq!(vserver_status(&b, "vs").unwrap()["state"], "replica");
 }
+
+/// IPv6, through the library on B's host (no daemon): the probe finds a
+/// neighbour holding an address (the client, with B's solicitation
+/// answered), a claim adds the address to B's eth0 without DAD, its
+/// unsolicited neighbour advertisement (override flag) reaches the
+/// client, and the release removes it again.
+#[test]
+fn ipv6_probe_claim_announce_and_release() {
+    use tandem_control::addresses::{claim, ifindex};
+    use tandem_control::announce::{announce_once, mac_text, parse_advertisement, Icmp6Socket};
+    use tandem_control::probe::{probe, Probed, PROBE_TIMEOUT_MS};
+
+    if !available() {
+        return;
+    }
+    let net = Net::new();
+    let held: std::net::Ipv6Addr = "fd00:200::11".parse().unwrap();
+    let ours: std::net::Ipv6Addr = "fd00:200::12".parse().unwrap();
+    for (ns, ip) in [(&net.client, "fd00:200::1"), (&net.b, "fd00:200::3")] {
+        net.ip_in(
+            ns,
+            &["addr", "add", &format!("{ip}/64"), "dev", DEV, "nodad"],
+        );
+    }
+    net.ip_in(
+        &net.client,
+        &["addr", "add", &format!("{held}/64"), "dev", DEV, "nodad"],
+    );
+    let (client_mac, b_mac) = (net.mac(&net.client), net.mac(&net.b));
+
+    let (ready_tx, ready) = mpsc::channel();
+    let watcher = in_ns(&net.client, move || {
+        let sock = Icmp6Socket::open(ifindex(DEV).expect("eth0"), None).expect("ICMPv6 socket");
+        ready_tx.send(()).expect("test waits");
+        let start = Instant::now();
+        while start.elapsed() < DEADLINE {
+            if let Some(p) = sock.recv(Duration::from_millis(100)).expect("recv") {
+                if let Some((target, Some(mac))) = parse_advertisement(&p) {
+                    if target == ours && p[4] & 0x20 != 0 {
+                        return Some(mac_text(&mac));
+                    }
+                }
+            }
+        }
+        None
+    });
+    ready.recv_timeout(DEADLINE).expect("watcher listening");
+
+    let front = tandem_control::resources::InterfaceSettings {
+        name: "front".into(),
+        device: DEV.into(),
+        substitute: None,
+    };
+    let at_b = in_ns(&net.b, move || {
+        let idx = ifindex(DEV).expect("eth0");
+        let timeout = Duration::from_millis(PROBE_TIMEOUT_MS);
+        let probed_held = probe(idx, held.into(), timeout).expect("probe");
+        let probed_free = probe(idx, ours.into(), timeout).expect("probe");
+        let addr = tandem_store::AddressSpec {
+            ip: ours.into(),
+            prefix: 64,
+            interface: Some("front".into()),
+        };
+        let rt = local_runtime();
+        let c = rt
+            .block_on(claim(&addr, std::slice::from_ref(&front)))
+            .expect("claim")
+            .expect("added");
+        announce_once(idx, ours.into()).expect("announce");
+        (probed_held, probed_free, c, rt)
+    });
+    let (probed_held, probed_free, c, rt) = at_b.join().expect("B's thread");
+    assert_eq!(probed_held, Probed::Answered { mac: client_mac });
+    assert_eq!(probed_free, Probed::Silent);
+    let has = |net: &Net| {
+        net.ip_in(&net.b, &["-6", "addr", "show", "dev", DEV])
+            .contains(&format!("{ours}/64"))
+    };
+    assert!(has(&net), "claimed address not on B's eth0");
+    assert_eq!(watcher.join().expect("watcher"), Some(b_mac));
+    // Released from B's namespace (the netlink socket is made there).
+    in_ns(&net.b, move || rt.block_on(c.release()).expect("release"))
+        .join()
+        .expect("release thread");
+    assert!(!has(&net), "released address still on B's eth0");
+}

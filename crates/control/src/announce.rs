@@ -347,7 +347,7 @@ fn sockaddr6(ip: Ipv6Addr, scope: u32) -> libc::sockaddr_in6 {
 /// A raw ICMPv6 socket sending on one device with hop limit 255 (NDP),
 /// optionally bound to a source address.
 pub struct Icmp6Socket {
-    pub fd: OwnedFd,
+    fd: OwnedFd,
     ifindex: u32,
 }
 
@@ -384,6 +384,33 @@ impl Icmp6Socket {
             })?;
         }
         Ok(Icmp6Socket { fd, ifindex })
+    }
+
+    /// The next ICMPv6 message (its body, from the type byte), waiting at
+    /// most `wait`; None when the wait ran out.
+    pub fn recv(&self, wait: Duration) -> io::Result<Option<Vec<u8>>> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if !wait_readable(&self.fd, left)? {
+                return Ok(None);
+            }
+            let mut buf = [0u8; 256];
+            // SAFETY: `buf` is valid for its length.
+            let n = check(unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                ) as libc::c_int
+            });
+            match n {
+                Ok(n) => return Ok(Some(buf[..n as usize].to_vec())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     pub fn send_to(&self, packet: &[u8], dest: Ipv6Addr) -> io::Result<()> {

@@ -7,12 +7,11 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use crate::announce::{
-    mac_text, neighbour_solicitation, parse_advertisement, wait_readable, Arp, ArpSocket,
-    Icmp6Socket, ARP_REPLY, ARP_REQUEST,
+    mac_text, neighbour_solicitation, parse_advertisement, Arp, ArpSocket, Icmp6Socket, ARP_REPLY,
+    ARP_REQUEST,
 };
 
 /// How long a probe listens for an answer.
@@ -94,27 +93,10 @@ fn probe_v6(ifindex: u32, ip: Ipv6Addr, timeout: Duration) -> io::Result<Probed>
         let until = step * (i + 1);
         loop {
             let left = until.saturating_sub(start.elapsed());
-            if !wait_readable(&s.fd, left)? {
+            let Some(packet) = s.recv(left)? else {
                 break;
-            }
-            let mut buf = [0u8; 256];
-            // SAFETY: `buf` is valid for its length.
-            let n = unsafe {
-                libc::recv(
-                    s.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
             };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    continue;
-                }
-                return Err(e);
-            }
-            match parse_advertisement(&buf[..n as usize]) {
+            match parse_advertisement(&packet) {
                 Some((target, from)) if target == ip && from != Some(mac) => {
                     return Ok(Probed::Answered {
                         mac: from.map_or_else(|| "unknown".to_string(), |m| mac_text(&m)),
