@@ -22,14 +22,24 @@ pub const B_IP: &str = "10.200.0.3";
 /// Every host's device on the bridge.
 pub const DEV: &str = "eth0";
 
-/// Whether namespace tests can run here: root and `ip netns`. Skips (or
-/// fails in CI) otherwise.
+/// Whether namespace tests can run here: root, and `ip netns` able to
+/// make a namespace (a container may forbid it). Skips (or fails in CI)
+/// otherwise.
 pub fn available() -> bool {
-    require(super::is_root(), "root (network namespaces)")
-        && require(
-            ip(&["netns", "list"]).is_ok(),
-            "the `ip` tool with netns support (iproute2)",
-        )
+    if !require(super::is_root(), "root (network namespaces)") {
+        return false;
+    }
+    let probe = format!("td{}probe", std::process::id());
+    let made = ip(&["netns", "add", &probe]);
+    if made.is_ok() {
+        if let Err(e) = ip(&["netns", "del", &probe]) {
+            eprintln!("cleanup: {e}");
+        }
+    }
+    require(
+        made.is_ok(),
+        &format!("`ip netns add` to work (iproute2 and CAP_SYS_ADMIN): {made:?}"),
+    )
 }
 
 /// Runs `ip ARGS`; Err with its stderr when it fails.
