@@ -114,7 +114,7 @@ impl Daemon {
                     std::time::Duration::from_millis(site.config.control.epoch_probe_timeout_ms);
                 crate::resync::probe_and_fence(store, &name, peer, &peer_tls, timeout).await;
             }
-            vs.serve_opened(&service_cfg).await;
+            crate::resync::serve_unless_diverged(&mut vs, &service_cfg).await;
             if let Some(inc) = replication.incoming.get(&name) {
                 vs.set_replica_source(&inc.from);
                 if let Some(addr) = &inc.replica_address {
@@ -1142,7 +1142,8 @@ impl Daemon {
     /// again as it was, and its sender restarted.
     pub(crate) async fn reopen_after_resync(&self, vserver: &str) {
         let dir = self.site.paths.vserver(vserver);
-        let vs = Vserver::open(&dir, vserver, &self.service_cfg, self.store_options()).await;
+        let mut vs = Vserver::open_unserved(&dir, vserver, self.store_options()).await;
+        crate::resync::serve_unless_diverged(&mut vs, &self.service_cfg).await;
         let store = vs.store().ok().cloned();
         self.vservers.lock().await.insert(vserver.to_string(), vs);
         let out = self.replication.lock().await.outgoing.get(vserver).cloned();

@@ -224,6 +224,24 @@ pub async fn probe_and_fence(
     }
 }
 
+/// Serves a vserver `open_unserved` opened, unless it is diverged: the
+/// promoted site holds its addresses, and claiming them here (netlink,
+/// announcements) would take them from it. A diverged vserver is kept
+/// like a replica, unserved, until `tandem resync`.
+pub(crate) async fn serve_unless_diverged(
+    vs: &mut crate::vserver::Vserver,
+    cfg: &crate::service::ServiceConfig,
+) {
+    match vs.store() {
+        Ok(s) if s.fenced_by().is_some() => tracing::warn!(
+            vserver = vs.name(),
+            theirs = s.fenced_by(),
+            "diverged: another site holds this vserver at a higher epoch; not serving its addresses (see `tandem resync`)"
+        ),
+        _ => vs.serve_opened(cfg).await,
+    }
+}
+
 /// Peer side of `EPOCH <vs> <their-epoch>`.
 pub(crate) async fn answer_epoch(daemon: &Daemon, args: &str) -> String {
     let Some((vserver, epoch)) = args.split_once(' ') else {
