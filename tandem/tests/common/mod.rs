@@ -3,8 +3,10 @@
 //! and polling with deadlines instead of sleeps.
 #![allow(dead_code)]
 
+pub mod failover;
 pub mod nfs;
 pub mod replication;
+pub mod rpc;
 pub mod tree;
 
 use std::io::{BufRead, BufReader};
