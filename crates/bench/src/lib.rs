@@ -21,7 +21,7 @@
 
 pub mod client;
 mod error;
-mod failover;
+pub mod failover;
 mod failover_report;
 pub mod failover_sites;
 mod ganesha;
