@@ -7,7 +7,8 @@
 //!   cache that travelled in the journal, not EEXIST/ENOENT; the same
 //!   requests under new xids do conflict, so the cache is what answered.
 //! * The MOUNT list (DUMP) travelled too: the DR site lists the client;
-//!   UMNT there takes it off.
+//!   UMNT there takes it off. Before the failover, a MOUNT at the
+//!   read-only replica writes nothing there.
 //! * A client with UNSTABLE writes not yet committed sees the write
 //!   verifier change at COMMIT, resends, and reads its bytes back.
 
@@ -172,6 +173,17 @@ fn a_session_carries_on_across_a_failover() {
         mounts_at_a.iter().any(|(_, path)| path == "/data"),
         "DUMP at the active site: {mounts_at_a:?}"
     );
+    // A MOUNT at the read-only replica writes nothing there; its DUMP is
+    // the list replicated from the active site.
+    wait_converged(&s.a, &s.b, "vs", &|| s.db.log_text());
+    let lsn_at_b = || vserver_status(&s.b, "vs").unwrap()["last_lsn"].clone();
+    let before = lsn_at_b();
+    let replica_ip = "127.87.1.12";
+    rt.block_on(async {
+        mount(&s.b, replica_ip).await;
+        assert_eq!(dump(replica_ip, mount_port).await, mounts_at_a);
+    });
+    assert_eq!(lsn_at_b(), before, "a MOUNT at the replica wrote a record");
 
     s.da.kill9();
     failover(&s.b, &["--yes"]);

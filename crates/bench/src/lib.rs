@@ -17,7 +17,8 @@
 //!
 //! `tandem bench replication` ([`run_replication`]) is the replication
 //! benchmark: lag, wire bytes and catch-up against rsync (see
-//! `replication.rs`).
+//! `replication.rs`). `tandem bench failover` ([`run_failover`]) times
+//! failovers between two `tandem daemon` processes (see `failover.rs`).
 
 pub mod client;
 mod error;
