@@ -24,7 +24,6 @@ use common::nfs::*;
 use common::replication::*;
 use common::*;
 use nfs3_client::nfs3_types::nfs3::*;
-use nfs3_client::nfs3_types::xdr_codec::Opaque;
 
 /// Exit code of `tandem failover` when something is missing and the
 /// failover did not go on (tandem/src/cli/failover.rs).
@@ -105,17 +104,7 @@ fn failover_after_kill9_keeps_committed_bytes_and_the_clients_handles() {
         }
         let (fh, data) = &files[0];
         let more = pattern(10_000, 77);
-        let w = must(
-            "WRITE",
-            c.write(&WRITE3args {
-                file: fh.clone(),
-                offset: data.len() as u64,
-                count: more.len() as u32,
-                stable: stable_how::UNSTABLE,
-                data: Opaque::borrowed(&more),
-            }),
-        )
-        .await;
+        let w = write_once(&mut c, fh, data.len() as u64, &more, stable_how::UNSTABLE).await;
         assert_ne!(
             w.verf, old_verf,
             "a promoted store has a new write verifier"

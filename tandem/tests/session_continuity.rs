@@ -129,26 +129,6 @@ async fn dump(ip: &str, mount_port: u16) -> Vec<(String, String)> {
         .collect()
 }
 
-/// An UNSTABLE WRITE of `data` at offset 0; its write verifier.
-async fn write_unstable(
-    c: &mut nfs3_client::Nfs3Client<Tcp>,
-    fh: &nfs_fh3,
-    data: &[u8],
-) -> writeverf3 {
-    let w = must(
-        "WRITE",
-        c.write(&WRITE3args {
-            file: fh.clone(),
-            offset: 0,
-            count: data.len() as u32,
-            stable: stable_how::UNSTABLE,
-            data: Opaque::borrowed(data),
-        }),
-    )
-    .await;
-    w.verf
-}
-
 #[test]
 fn a_session_carries_on_across_a_failover() {
     let s = failover_sites("127.87.1", true, true);
@@ -165,7 +145,9 @@ fn a_session_carries_on_across_a_failover() {
         let made = req.send(&mut raw).await;
         // UNSTABLE writes whose COMMIT never comes before the crash.
         let fh = create_file(&mut c, "unstable.bin").await;
-        let verf = write_unstable(&mut c, &fh, &unstable).await;
+        let verf = write_once(&mut c, &fh, 0, &unstable, stable_how::UNSTABLE)
+            .await
+            .verf;
         let mounts = dump(&ip, mount_port).await;
         (req, made, fh, verf, mounts)
     });
@@ -255,7 +237,9 @@ fn a_session_carries_on_across_a_failover() {
         // The UNSTABLE writes: COMMIT shows a new verifier, so resend them.
         let commit = must("COMMIT", c.commit(&commit_args(&fh))).await;
         assert_ne!(commit.verf, old_verf, "a new write verifier after failover");
-        let verf = write_unstable(&mut c, &fh, &unstable).await;
+        let verf = write_once(&mut c, &fh, 0, &unstable, stable_how::UNSTABLE)
+            .await
+            .verf;
         let commit = must("COMMIT", c.commit(&commit_args(&fh))).await;
         assert_eq!(commit.verf, verf, "the resent writes are committed");
         assert_eq!(read_whole(&mut c, &fh).await, unstable);

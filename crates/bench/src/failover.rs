@@ -97,7 +97,7 @@ struct Run {
 
 pub async fn run_failover(opts: FailoverOptions) -> anyhow::Result<FailoverBenchReport> {
     opts.validate()?;
-    let (work, _temp) = match &opts.dir {
+    let (work, temp) = match &opts.dir {
         Some(d) => {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
             (d.clone(), None)
@@ -154,7 +154,7 @@ pub async fn run_failover(opts: FailoverOptions) -> anyhow::Result<FailoverBench
         report
             .notes
             .push(format!("sites kept in {}", work.display()));
-        if let Some(t) = _temp {
+        if let Some(t) = temp {
             let _ = t.keep();
         }
     }

@@ -1,19 +1,14 @@
 //! Two paired sites set up for a failover on loopback (every 127.0.0.0/8
 //! address is local, so the DR site can bind the vserver's own address once
-//! the active site is gone), and what a client does across one: reconnect
-//! to the same address with the handles it has, read files back.
-
-use std::time::{Duration, Instant};
+//! the active site is gone). What a client does across one (reconnect with
+//! the handles it has, read files back) is in nfs.rs.
 
 use nfs3_client::nfs3_types::nfs3::*;
-use nfs3_client::nfs3_types::rpc::opaque_auth;
-use nfs3_client::Nfs3Client;
 
-use super::nfs::{must, root_cred, Tcp};
 use super::replication::{
     create_vs_on_front, declare_front_on_lo, pair_both, site, vserver_status, wait_converged,
 };
-use super::{assert_success, stdout, Daemon, TestSite, DEADLINE};
+use super::{assert_success, stdout, Daemon, TestSite};
 
 pub struct Sites {
     pub a: TestSite,
@@ -88,46 +83,6 @@ pub fn commit_args(fh: &nfs_fh3) -> COMMIT3args {
         file: fh.clone(),
         offset: 0,
         count: 0,
-    }
-}
-
-/// An NFS client on a new connection to `ip:port`, with no MOUNT: it uses
-/// the handles it already has. Retries the connect until served.
-pub async fn reconnect(ip: &str, port: u16) -> Nfs3Client<Tcp> {
-    let s = connect_until_served(ip, port).await;
-    Nfs3Client::new_with_auth(Tcp(s), root_cred(), opaque_auth::default())
-}
-
-/// A new TCP connection to `ip:port`, retried until something listens.
-pub async fn connect_until_served(ip: &str, port: u16) -> tokio::net::TcpStream {
-    let start = Instant::now();
-    loop {
-        match tokio::net::TcpStream::connect((ip, port)).await {
-            Ok(s) => return s,
-            Err(e) => {
-                assert!(start.elapsed() < DEADLINE, "cannot reach {ip}:{port}: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-pub async fn read_whole(c: &mut Nfs3Client<Tcp>, fh: &nfs_fh3) -> Vec<u8> {
-    let mut data = Vec::new();
-    loop {
-        let r = must(
-            "READ",
-            c.read(&READ3args {
-                file: fh.clone(),
-                offset: data.len() as u64,
-                count: 1 << 20,
-            }),
-        )
-        .await;
-        data.extend_from_slice(&r.data);
-        if r.eof || r.data.is_empty() {
-            return data;
-        }
     }
 }
 

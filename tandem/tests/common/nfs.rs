@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nfs3_client::nfs3_types::nfs3::*;
 use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
 use nfs3_client::nfs3_types::xdr_codec::Opaque;
-use nfs3_client::{Nfs3Connection, Nfs3ConnectionBuilder, RpcError};
+use nfs3_client::{Nfs3Client, Nfs3Connection, Nfs3ConnectionBuilder, RpcError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -229,4 +229,66 @@ pub async fn lookup(c: &mut Conn, name: &str) -> Option<nfs_fh3> {
     .await
     .ok()
     .map(|r| r.object)
+}
+
+/// An NFS client on a new connection to `ip:port`, with no MOUNT: it uses
+/// the handles it already has. Retries the connect until served.
+pub async fn reconnect(ip: &str, port: u16) -> Nfs3Client<Tcp> {
+    let s = connect_until_served(ip, port).await;
+    Nfs3Client::new_with_auth(Tcp(s), root_cred(), opaque_auth::default())
+}
+
+/// A new TCP connection to `ip:port`, retried until something listens.
+pub async fn connect_until_served(ip: &str, port: u16) -> TcpStream {
+    let start = Instant::now();
+    loop {
+        match TcpStream::connect((ip, port)).await {
+            Ok(s) => return s,
+            Err(e) => {
+                assert!(start.elapsed() < DEADLINE, "cannot reach {ip}:{port}: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Reads a whole file through a client without a mount (see `reconnect`).
+pub async fn read_whole(c: &mut Nfs3Client<Tcp>, fh: &nfs_fh3) -> Vec<u8> {
+    let mut data = Vec::new();
+    loop {
+        let r = must(
+            "READ",
+            c.read(&READ3args {
+                file: fh.clone(),
+                offset: data.len() as u64,
+                count: 1 << 20,
+            }),
+        )
+        .await;
+        data.extend_from_slice(&r.data);
+        if r.eof || r.data.is_empty() {
+            return data;
+        }
+    }
+}
+
+/// One WRITE of `data` at `offset` through a client without a mount.
+pub async fn write_once(
+    c: &mut Nfs3Client<Tcp>,
+    fh: &nfs_fh3,
+    offset: u64,
+    data: &[u8],
+    stable: stable_how,
+) -> WRITE3resok {
+    must(
+        "WRITE",
+        c.write(&WRITE3args {
+            file: fh.clone(),
+            offset,
+            count: data.len() as u32,
+            stable,
+            data: Opaque::borrowed(data),
+        }),
+    )
+    .await
 }
