@@ -14,7 +14,7 @@ use tandem_store::{Lsn, Store, StoreError};
 use tracing::debug;
 
 use crate::dispatch::Call;
-use crate::nfs3::common::{blocking, durable};
+use crate::nfs3::common::blocking;
 use crate::rpc::message::ReplyStatus;
 use crate::server::Shared;
 
@@ -39,22 +39,20 @@ fn client_name(call: &Call) -> String {
     call.peer.ip().to_canonical().to_string()
 }
 
-/// Journals a change of the mount list (so it travels to the DR site) and
-/// waits for it like any change. The list is advisory: a store that takes
-/// no changes (a replica, a fenced copy) writes nothing and the MOUNT
-/// call still succeeds.
+/// Journals a change of the mount list, so it travels to the DR site. The
+/// list is advisory, so the reply waits neither for the record's fsync nor
+/// for the replica (a MOUNT must not hang on a lost replica in
+/// `--on-replica-loss block`), and a store that takes no changes (a
+/// replica, a fenced copy) writes nothing while the MOUNT call still
+/// succeeds.
 async fn journal_mount_change(
     shared: &Arc<Shared>,
     change: impl FnOnce(&Store) -> Result<Option<Lsn>, StoreError> + Send + 'static,
 ) {
     match blocking(shared, change).await {
-        Ok(Ok(Some(lsn))) => {
-            // The failure is logged where it happens; the reply does not
-            // depend on the list.
-            let _ = durable(shared, lsn).await;
-        }
-        Ok(Ok(None)) => {}
+        Ok(Ok(_)) => {}
         Ok(Err(e)) => debug!(error = %e, "mount list not changed"),
+        // Logged by `blocking`.
         Err(_) => {}
     }
 }
