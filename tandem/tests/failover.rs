@@ -19,6 +19,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::failover::*;
 use common::nfs::*;
 use common::replication::*;
 use common::*;
@@ -28,91 +29,9 @@ use nfs3_client::nfs3_types::nfs3::*;
 /// failover did not go on (tandem/src/cli/failover.rs).
 const EXIT_NOT_READY: i32 = 3;
 
-struct Sites {
-    a: TestSite,
-    da: Daemon,
-    b: TestSite,
-    db: Daemon,
-    vs_addr: String,
-}
-
-/// Alpha holds `vs` at 127.80.NET.11/32@front with /data, replicated in
-/// commit-sync to beta (read-only at .12). Beta uses alpha's NFS and MOUNT
-/// ports, so after a failover a client finds the vserver at the very same
-/// address and port (`same_ports`; without it both sites can serve the
-/// address at once). `front_at_b`: whether beta declares the interface.
+/// The two sites on 127.80.NET (common/failover.rs).
 fn setup(net: u8, front_at_b: bool, same_ports: bool) -> Sites {
-    let vs_addr = format!("127.80.{net}.11");
-    let (a, a_addr) = site("alpha", &format!("127.80.{net}.1"));
-    let (mut b, b_addr) = site("beta", &format!("127.80.{net}.2"));
-    if same_ports {
-        b.nfs_port = a.nfs_port;
-        b.mount_port = a.mount_port;
-        let ports = (a.nfs_port, a.mount_port);
-        b.edit_toml(|t| {
-            let nfs = t["nfs"].as_table_mut().expect("nfs table");
-            nfs.insert("nfs_port".into(), i64::from(ports.0).into());
-            nfs.insert("mount_port".into(), i64::from(ports.1).into());
-        });
-    }
-    declare_front_on_lo(&a);
-    if front_at_b {
-        declare_front_on_lo(&b);
-    }
-    let da = a.start_daemon();
-    let db = b.start_daemon();
-    pair_both(&a, &a_addr, &b, &b_addr);
-    create_vs_on_front(&a, &vs_addr);
-    let replica = format!("127.80.{net}.12/32");
-    assert_success(
-        &a.tandem(&[
-            "replicate",
-            "vs",
-            "--to",
-            "beta",
-            "--mode",
-            "commit-sync",
-            "--on-replica-loss",
-            "block",
-            "--replica-address",
-            &replica,
-        ]),
-        "replicate",
-    );
-    wait_converged(&a, &b, "vs", &|| {
-        format!("A:\n{}\nB:\n{}", da.log_text(), db.log_text())
-    });
-    Sites {
-        a,
-        da,
-        b,
-        db,
-        vs_addr,
-    }
-}
-
-fn state_at(site: &TestSite) -> serde_json::Value {
-    vserver_status(site, "vs").expect("vserver at the site")["state"].clone()
-}
-
-fn commit_args(fh: &nfs_fh3) -> COMMIT3args {
-    COMMIT3args {
-        file: fh.clone(),
-        offset: 0,
-        count: 0,
-    }
-}
-
-/// Runs `tandem failover vs ARGS` at `site`; returns its stdout.
-fn failover(site: &TestSite, args: &[&str]) -> String {
-    let mut all = vec!["failover", "vs"];
-    all.extend_from_slice(args);
-    let out = site.tandem(&all);
-    assert_success(&out, "failover");
-    let text = stdout(&out);
-    // The measured step times, for whoever reads the test's output.
-    eprintln!("{text}");
-    text
+    failover_sites(&format!("127.80.{net}"), front_at_b, same_ports)
 }
 
 fn assert_steps_timed(text: &str, steps: &[&str]) {

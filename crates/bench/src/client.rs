@@ -69,11 +69,7 @@ impl Mounted {
         };
         let mut clients = Vec::with_capacity(connections);
         for _ in 0..connections {
-            let io = connect(target, target.nfs_port).await?;
-            clients.push(Client {
-                server: target.server,
-                nfs: Nfs3Client::new_with_auth(io, credential(), opaque_auth::default()),
-            });
+            clients.push(Client::connect(target).await?);
         }
         Ok(Mounted {
             root,
@@ -103,6 +99,24 @@ pub fn dirop<'a>(dir: &nfs_fh3, s: &'a str) -> diropargs3<'a> {
 }
 
 impl Client {
+    /// A new NFS connection to `target`, no MOUNT: what a client that
+    /// keeps its handles does after losing its connection.
+    pub async fn connect(target: &Target) -> anyhow::Result<Client> {
+        let io = connect(target, target.nfs_port).await?;
+        Ok(Client {
+            server: target.server,
+            nfs: Nfs3Client::new_with_auth(io, credential(), opaque_auth::default()),
+        })
+    }
+
+    pub async fn getattr(&mut self, fh: &nfs_fh3) -> Result<nfs::fattr3, BenchError> {
+        let res = self
+            .nfs
+            .getattr(&nfs::GETATTR3args { object: fh.clone() })
+            .await;
+        Ok(self.check("GETATTR", "handle", res)?.obj_attributes)
+    }
+
     fn rpc(&self, op: &'static str, what: &str, source: RpcError) -> BenchError {
         BenchError::Rpc {
             server: self.server,

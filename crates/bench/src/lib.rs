@@ -17,10 +17,14 @@
 //!
 //! `tandem bench replication` ([`run_replication`]) is the replication
 //! benchmark: lag, wire bytes and catch-up against rsync (see
-//! `replication.rs`).
+//! `replication.rs`). `tandem bench failover` ([`run_failover`]) times
+//! failovers between two `tandem daemon` processes (see `failover.rs`).
 
-mod client;
+pub mod client;
 mod error;
+pub mod failover;
+mod failover_report;
+pub mod failover_sites;
 mod ganesha;
 mod options;
 mod replication;
@@ -43,6 +47,8 @@ use anyhow::Context;
 use tracing::{info, warn};
 
 pub use error::BenchError;
+pub use failover::{run_failover, FailoverOptions};
+pub use failover_report::{FailoverBenchReport, MeasureRow};
 pub use ganesha::config_text as ganesha_config_text;
 pub use options::{BenchOptions, ServerKind, MAX_IN_FLIGHT, MAX_IO_BYTES};
 pub use replication::{run_replication, run_replication_async};

@@ -110,55 +110,75 @@ impl fmt::Display for ReplReport {
                 },
             ]);
         }
-        let widths: Vec<usize> = (0..head.len())
-            .map(|c| {
-                cells
-                    .iter()
-                    .map(|l| l[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for (i, line) in cells.iter().enumerate() {
-            let mut out = String::from("|");
-            for (c, cell) in line.iter().enumerate() {
-                let pad = widths[c] - cell.chars().count();
-                // Text columns left-aligned, numbers right-aligned.
-                if c == 0 || c >= 11 {
-                    out.push_str(&format!(" {cell}{} |", " ".repeat(pad)));
-                } else {
-                    out.push_str(&format!(" {}{cell} |", " ".repeat(pad)));
-                }
-            }
-            writeln!(f, "{out}")?;
-            if i == 0 {
-                let mut sep = String::from("|");
-                for (c, w) in widths.iter().enumerate() {
-                    let dashes = "-".repeat(*w);
-                    if c == 0 || c >= 11 {
-                        sep.push_str(&format!(" {dashes} |"));
-                    } else {
-                        sep.push_str(&format!(" {}: |", &dashes[1..]));
-                    }
-                }
-                writeln!(f, "{sep}")?;
-            }
-        }
-        if !self.notes.is_empty() {
-            writeln!(f)?;
-            for n in &self.notes {
-                writeln!(f, "* {n}")?;
-            }
-        }
-        if !self.failures.is_empty() {
-            writeln!(f)?;
-            writeln!(f, "FAILED:")?;
-            for e in &self.failures {
-                writeln!(f, "* {e}")?;
-            }
-        }
-        Ok(())
+        write_table(f, &cells, |c| c == 0 || c >= 11)?;
+        write_notes(f, &self.notes, &self.failures)
     }
+}
+
+/// The notes under a table, then what failed.
+pub(crate) fn write_notes(
+    f: &mut fmt::Formatter<'_>,
+    notes: &[String],
+    failures: &[String],
+) -> fmt::Result {
+    if !notes.is_empty() {
+        writeln!(f)?;
+        for n in notes {
+            writeln!(f, "* {n}")?;
+        }
+    }
+    if !failures.is_empty() {
+        writeln!(f)?;
+        writeln!(f, "FAILED:")?;
+        for e in failures {
+            writeln!(f, "* {e}")?;
+        }
+    }
+    Ok(())
+}
+
+/// A Markdown table of `cells` (the first line is the heading): text
+/// columns (`is_text`) left-aligned, numbers right-aligned.
+pub(crate) fn write_table(
+    f: &mut fmt::Formatter<'_>,
+    cells: &[Vec<String>],
+    is_text: impl Fn(usize) -> bool,
+) -> fmt::Result {
+    let columns = cells.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            cells
+                .iter()
+                .map(|l| l.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for (i, line) in cells.iter().enumerate() {
+        let mut out = String::from("|");
+        for (c, cell) in line.iter().enumerate() {
+            let pad = widths[c].saturating_sub(cell.chars().count());
+            if is_text(c) {
+                out.push_str(&format!(" {cell}{} |", " ".repeat(pad)));
+            } else {
+                out.push_str(&format!(" {}{cell} |", " ".repeat(pad)));
+            }
+        }
+        writeln!(f, "{out}")?;
+        if i == 0 {
+            let mut sep = String::from("|");
+            for (c, w) in widths.iter().enumerate() {
+                let dashes = "-".repeat((*w).max(2));
+                if is_text(c) {
+                    sep.push_str(&format!(" {dashes} |"));
+                } else {
+                    sep.push_str(&format!(" {}: |", &dashes[1..]));
+                }
+            }
+            writeln!(f, "{sep}")?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

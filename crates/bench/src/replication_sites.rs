@@ -3,7 +3,7 @@
 //! in async mode through the counting proxy. The daemons run on a runtime
 //! of their own so the client workload does not share their threads.
 
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use tandem_store::{AddressSpec, Export, Lsn};
 use tokio::runtime::Runtime;
 use tracing::info;
 
+use crate::failover_sites::free_port;
 use crate::replication_proxy::{CountingProxy, WireBytes};
 use crate::target::Target;
 
@@ -64,29 +65,21 @@ pub struct Sites {
     target: Target,
 }
 
-/// A port nobody listens on at `ip` now (bound, then released).
-fn free_port(ip: IpAddr) -> anyhow::Result<u16> {
-    let l = TcpListener::bind((ip, 0)).with_context(|| format!("finding a free port on {ip}"))?;
-    Ok(l.local_addr().context("a bound port")?.port())
-}
-
 /// `tandem init` for one site: peer listener on `ip`, NFS on free ports
-/// of the same address, no portmapper.
-fn init_site(
+/// of the same address, no portmapper; then `configure` has its say.
+pub(crate) fn init_site(
     dir: &Path,
     name: &str,
     ip: IpAddr,
-    journal_max_bytes: Option<u64>,
+    configure: impl FnOnce(&mut Site),
 ) -> anyhow::Result<SocketAddr> {
     let listen = SocketAddr::new(ip, free_port(ip)?);
     let mut site = Site::init(dir, name, &listen.to_string(), false)
         .with_context(|| format!("creating site {name} in {}", dir.display()))?;
-    if let Some(bytes) = journal_max_bytes {
-        site.config.store.journal_max_bytes = bytes;
-    }
     site.config.nfs.portmap = false;
     site.config.nfs.nfs_port = free_port(ip)?;
     site.config.nfs.mount_port = free_port(ip)?;
+    configure(&mut site);
     site.save()
         .with_context(|| format!("configuring site {name}"))?;
     Ok(listen)
@@ -112,9 +105,13 @@ impl Sites {
             .context("building the sites' runtime")?;
         let active_dir = dir.join("active");
         let replica_dir = dir.join("replica");
-        let active_listen = init_site(&active_dir, "bench-active", active_ip, journal_max_bytes)?;
-        let replica_listen =
-            init_site(&replica_dir, "bench-replica", replica_ip, journal_max_bytes)?;
+        let journal_limit = |site: &mut Site| {
+            if let Some(bytes) = journal_max_bytes {
+                site.config.store.journal_max_bytes = bytes;
+            }
+        };
+        let active_listen = init_site(&active_dir, "bench-active", active_ip, journal_limit)?;
+        let replica_listen = init_site(&replica_dir, "bench-replica", replica_ip, journal_limit)?;
         let (active, replica, proxy, target) = rt.block_on(async {
             let active = RunningDaemon::start(&active_dir)
                 .await

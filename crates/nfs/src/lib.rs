@@ -17,7 +17,7 @@ mod server;
 mod xdr;
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tandem_store::{Store, MAX_IO_BYTES};
 use tokio::sync::watch;
@@ -106,7 +106,6 @@ impl VserverService {
         }
         let shared = Arc::new(Shared {
             store,
-            mounts: Mutex::new(mount::MountTable::default()),
             endpoints: endpoints.clone(),
             max_write_bytes,
         });

@@ -1,15 +1,13 @@
 //! State shared by every connection of one vserver's service.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tandem_store::Store;
 
-use crate::mount::MountTable;
 use crate::Endpoint;
 
 pub(crate) struct Shared {
     pub(crate) store: Arc<Store>,
-    pub(crate) mounts: Mutex<MountTable>,
     pub(crate) endpoints: Vec<Endpoint>,
     /// Largest WRITE accepted and advertised (wtmax): what fits in a record.
     pub(crate) max_write_bytes: u32,

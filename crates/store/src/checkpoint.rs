@@ -2,7 +2,8 @@
 //! written to a temporary file, synced, and renamed over the previous one.
 //! Layout (little-endian): magic "TANDEMC\0" | version u32 | reserved u32 |
 //! lsn u64 | payload_len u64 | crc32c(payload) u32 | reserved u32 | payload
-//! (postcard of `State`).
+//! (postcard of `State`). Version 1 had no mount list, the last field of
+//! `State`: it reads as an empty one.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,11 @@ use crate::state::State;
 use crate::types::{le_u32, le_u64};
 
 pub const CHECKPOINT_MAGIC: &[u8; 8] = b"TANDEMC\0";
-pub const CHECKPOINT_VERSION: u32 = 1;
+pub const CHECKPOINT_VERSION: u32 = 2;
+/// Version 1: `State` without its last field, the mount list.
+const CHECKPOINT_VERSION_WITHOUT_MOUNTS: u32 = 1;
+/// postcard of an empty `MountList` (a zero count).
+const EMPTY_MOUNT_LIST: [u8; 1] = [0];
 pub const CHECKPOINT_HEADER_BYTES: usize = 40;
 /// A checkpoint larger than this is refused as corrupt rather than read.
 pub const MAX_CHECKPOINT_BYTES: u64 = 16 << 30;
@@ -54,8 +59,9 @@ pub fn read(dir: &Path) -> Result<Option<State>> {
     if bytes.len() < CHECKPOINT_HEADER_BYTES || &bytes[0..8] != CHECKPOINT_MAGIC {
         return Err(bad("bad header"));
     }
-    if le_u32(&bytes, 8) != CHECKPOINT_VERSION {
-        return Err(bad(&format!("unsupported version {}", le_u32(&bytes, 8))));
+    let version = le_u32(&bytes, 8);
+    if version != CHECKPOINT_VERSION && version != CHECKPOINT_VERSION_WITHOUT_MOUNTS {
+        return Err(bad(&format!("unsupported version {version}")));
     }
     let lsn = le_u64(&bytes, 16);
     let len = le_u64(&bytes, 24);
@@ -66,8 +72,15 @@ pub fn read(dir: &Path) -> Result<Option<State>> {
     if crc32c::crc32c(payload) != le_u32(&bytes, 32) {
         return Err(bad("checksum mismatch"));
     }
-    let state: State =
-        postcard::from_bytes(payload).map_err(|e| bad(&format!("undecodable: {e}")))?;
+    let state: State = if version == CHECKPOINT_VERSION_WITHOUT_MOUNTS {
+        let mut upgraded = Vec::with_capacity(payload.len() + EMPTY_MOUNT_LIST.len());
+        upgraded.extend_from_slice(payload);
+        upgraded.extend_from_slice(&EMPTY_MOUNT_LIST);
+        postcard::from_bytes(&upgraded)
+    } else {
+        postcard::from_bytes(payload)
+    }
+    .map_err(|e| bad(&format!("undecodable: {e}")))?;
     if state.lsn != lsn {
         return Err(bad("header LSN differs from the state's"));
     }

@@ -17,6 +17,7 @@ pub mod fence;
 pub mod fsck;
 pub mod journal;
 pub mod lag;
+pub mod mounts;
 mod ops;
 pub mod overflow;
 pub mod pending;

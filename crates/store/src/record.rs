@@ -87,6 +87,16 @@ pub enum Op {
     EpochRaised {
         epoch: u64,
     },
+    /// MNT: `host` mounted the export at `path` (the DUMP list, mounts.rs).
+    MountAdded {
+        host: String,
+        path: String,
+    },
+    /// UMNT of `path`, or UMNTALL (`None`): `host` unmounted.
+    MountRemoved {
+        host: String,
+        path: Option<String>,
+    },
 }
 
 impl Op {
@@ -104,6 +114,8 @@ impl Op {
             Op::Rename { .. } => "rename",
             Op::Link { .. } => "link",
             Op::EpochRaised { .. } => "epoch-raised",
+            Op::MountAdded { .. } => "mount-added",
+            Op::MountRemoved { .. } => "mount-removed",
         }
     }
 }

@@ -448,7 +448,9 @@ fn dry_run(real: &State, frames: &[RawFrame], records: &[Record]) -> Result<()> 
             Op::VserverCreated { .. }
             | Op::AddressAdded { .. }
             | Op::UserAdded { .. }
-            | Op::EpochRaised { .. } => {}
+            | Op::EpochRaised { .. }
+            | Op::MountAdded { .. }
+            | Op::MountRemoved { .. } => {}
             Op::FsCreated { fs, .. } => pull(&mut scratch, &removed, fs.root_ino),
             Op::SetAttr { ino, .. } | Op::Write { ino, .. } => pull(&mut scratch, &removed, *ino),
             Op::Create { dir, inode, .. } => {

@@ -6,10 +6,12 @@
 //! operation would fail it falsely (REMOVE says "no such file", CREATE
 //! GUARDED says "exists"). Instead the store answers it from what it did.
 //!
-//! A request matches only if the client (address and port, which Linux
-//! clients keep across reconnects for this very purpose), the xid and a
+//! A request matches only if the client identity, the xid and a
 //! fingerprint of the operation's target all match, so an xid reused for a
-//! different request is never mistaken for a retransmission.
+//! different request is never mistaken for a retransmission. The identity
+//! is what a client keeps when it resends: its address and AUTH_SYS
+//! machine name, never the source port (a client reconnecting after a
+//! failover comes from a new port, see nfs3/common.rs `client_identity`).
 
 use std::collections::{BTreeMap, VecDeque};
 

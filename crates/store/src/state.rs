@@ -98,6 +98,9 @@ pub struct State {
     pub epoch: u64,
     /// Recent client requests, to answer retransmissions (requests.rs).
     pub requests: crate::requests::RequestLog,
+    /// Who mounted what (MOUNT DUMP, mounts.rs). Last, so a version 1
+    /// checkpoint reads as one with an empty list (checkpoint.rs).
+    pub mounts: crate::mounts::MountList,
 }
 
 impl State {
@@ -172,6 +175,8 @@ impl State {
                 self.config.users.insert(user.name.clone(), user.clone());
             }
             Op::EpochRaised { epoch } => self.epoch = self.epoch.max(*epoch),
+            Op::MountAdded { host, path } => self.mounts.add(host, path),
+            Op::MountRemoved { host, path } => self.mounts.remove(host, path.as_deref()),
             Op::SetAttr { ino, attr } => {
                 let inode = self.inode_mut(*ino)?;
                 let old_size = inode.attr.size;

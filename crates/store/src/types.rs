@@ -105,7 +105,8 @@ impl Cred {
 /// request (a retransmission, possibly after failover) can be recognised.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ReqId {
-    /// Client address as text ("127.0.0.1:812").
+    /// Who sent the request, as the NFS layer names it: the client's
+    /// address and AUTH_SYS machine name ("127.0.0.1 host7"), not its port.
     pub client: String,
     pub xid: u32,
 }

@@ -11,7 +11,7 @@ fn ctx(xid: u32) -> OpCtx {
     OpCtx {
         cred: Cred::root(),
         req: Some(ReqId {
-            client: "127.0.0.9:801".into(),
+            client: "127.0.0.9 client9".into(),
             xid,
         }),
     }
@@ -77,7 +77,7 @@ fn retransmissions_get_the_original_outcome() {
     let other = OpCtx {
         cred: Cred::root(),
         req: Some(ReqId {
-            client: "127.0.0.10:801".into(),
+            client: "127.0.0.10 client9".into(),
             xid: 3,
         }),
     };

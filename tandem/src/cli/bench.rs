@@ -1,7 +1,8 @@
 //! `tandem bench`: the side-by-side comparison with NFS-Ganesha that each
 //! issue asks for, printed as one table of ratios. Not a test: numbers on a
 //! shared machine are noisy, so nothing here asserts on time.
-//! `tandem bench replication` is the replication benchmark instead.
+//! `tandem bench replication` is the replication benchmark instead, and
+//! `tandem bench failover` times failovers.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use tandem_bench::{BenchOptions, Rate, ReplOptions, ServerKind};
+use tandem_bench::{BenchOptions, FailoverOptions, Rate, ReplOptions, ServerKind};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -46,6 +47,33 @@ enum Command {
     /// Replication: steady lag at paced client rates, wire bytes per
     /// changed byte, and catch-up against `rsync -a --inplace`; one table.
     Replication(ReplArgs),
+    /// Failover: from the command to the first NFS reply at the vserver's
+    /// address, over several runs (two `tandem daemon` processes, the
+    /// active one killed with SIGKILL each time); one table.
+    Failover(FailoverArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct FailoverArgs {
+    /// Failovers to time (fresh sites each).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=50))]
+    runs: u32,
+    /// MiB the client writes and commits before each kill.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    write_mib: u64,
+    /// Parent directory of every run's sites.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Keep the sites afterwards.
+    #[arg(long)]
+    keep: bool,
+    /// Loopback addresses: the vserver, the active site, the DR site.
+    #[arg(long)]
+    vs_ip: Option<IpAddr>,
+    #[arg(long)]
+    active_ip: Option<IpAddr>,
+    #[arg(long)]
+    dr_ip: Option<IpAddr>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -134,17 +162,44 @@ async fn run_replication(args: ReplArgs) -> anyhow::Result<ExitCode> {
         o.replica_ip = ip;
     }
     let report = tandem_bench::run_replication_async(o).await?;
+    Ok(print_table(&report, report.is_complete()))
+}
+
+/// Prints a bench's table; success only if every row was measured.
+fn print_table(report: &impl std::fmt::Display, complete: bool) -> ExitCode {
     say_raw!("{report}");
-    Ok(if report.is_complete() {
+    if complete {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
+}
+
+async fn run_failover(args: FailoverArgs) -> anyhow::Result<ExitCode> {
+    let bin = std::env::current_exe().context("finding the tandem binary")?;
+    let mut o = FailoverOptions::new(bin);
+    o.runs = args.runs;
+    o.write_bytes = args.write_mib << 20;
+    o.dir = args.dir;
+    o.keep = args.keep;
+    if let Some(ip) = args.vs_ip {
+        o.vs_ip = ip;
+    }
+    if let Some(ip) = args.active_ip {
+        o.active_ip = ip;
+    }
+    if let Some(ip) = args.dr_ip {
+        o.dr_ip = ip;
+    }
+    let report = tandem_bench::run_failover(o).await?;
+    Ok(print_table(&report, report.is_complete()))
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if let Some(Command::Replication(r)) = args.command {
-        return run_replication(r).await;
+    match args.command {
+        Some(Command::Replication(r)) => return run_replication(r).await,
+        Some(Command::Failover(f)) => return run_failover(f).await,
+        None => {}
     }
     let mut opts = if args.quick {
         BenchOptions::quick()

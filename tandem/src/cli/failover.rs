@@ -107,7 +107,7 @@ fn read_answer() -> anyhow::Result<String> {
     Ok(line.trim().to_ascii_lowercase())
 }
 
-fn print_failover(report: &FailoverReport) {
+pub(super) fn print_failover(report: &FailoverReport) {
     if let Some(check) = &report.check {
         print_table(check);
     }

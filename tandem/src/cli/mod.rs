@@ -87,7 +87,8 @@ pub enum Command {
     Resync(resync::Args),
     /// Check a vserver's store offline (the daemon must be stopped).
     Fsck(fsck::Args),
-    /// Start a ready-to-use demo site serving an NFS export on 127.0.0.2.
+    /// The disaster-recovery story on this machine: two sites, a client,
+    /// SIGKILL of the active site, failover, the client carrying on.
     Demo(demo::Args),
     /// Run the same NFS workload against Tandem and NFS-Ganesha; print ratios.
     Bench(bench::Args),

@@ -3,9 +3,11 @@
 //! and polling with deadlines instead of sleeps.
 #![allow(dead_code)]
 
+pub mod failover;
 pub mod netns;
 pub mod nfs;
 pub mod replication;
+pub mod rpc;
 pub mod tree;
 
 use std::io::{BufRead, BufReader};

@@ -234,10 +234,16 @@ pub async fn lookup(c: &mut Conn, name: &str) -> Option<nfs_fh3> {
 /// An NFS client on a new connection to `ip:port`, with no MOUNT: it uses
 /// the handles it already has. Retries the connect until served.
 pub async fn reconnect(ip: &str, port: u16) -> Nfs3Client<Tcp> {
+    let s = connect_until_served(ip, port).await;
+    Nfs3Client::new_with_auth(Tcp(s), root_cred(), opaque_auth::default())
+}
+
+/// A new TCP connection to `ip:port`, retried until something listens.
+pub async fn connect_until_served(ip: &str, port: u16) -> TcpStream {
     let start = Instant::now();
     loop {
-        match tokio::net::TcpStream::connect((ip, port)).await {
-            Ok(s) => return Nfs3Client::new_with_auth(Tcp(s), root_cred(), opaque_auth::default()),
+        match TcpStream::connect((ip, port)).await {
+            Ok(s) => return s,
             Err(e) => {
                 assert!(start.elapsed() < DEADLINE, "cannot reach {ip}:{port}: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;

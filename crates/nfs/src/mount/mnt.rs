@@ -7,7 +7,7 @@ use nfs3_types::xdr_codec::Opaque;
 use tandem_store::config::normalize_export_path;
 use tracing::{debug, info};
 
-use super::{client_name, lock_table, MAX_MOUNT_PATH_BYTES};
+use super::{client_name, journal_mount_change, MAX_MOUNT_PATH_BYTES};
 use crate::dispatch::{success, Call};
 use crate::exports::client_allowed;
 use crate::nfs3::common::{blocking, parse_args};
@@ -41,7 +41,8 @@ pub(super) async fn call(shared: &Arc<Shared>, call: &Call, args: &[u8]) -> Repl
         Ok(Ok(handle)) => {
             let host = client_name(call);
             info!(%host, %path, "mounted");
-            lock_table(shared).add(host, normalize_export_path(&path).to_owned());
+            let path = normalize_export_path(&path).to_owned();
+            journal_mount_change(shared, move |store| store.mount_added(&host, &path)).await;
             mountres3::Ok(mountres3_ok {
                 fhandle: fhandle3(Opaque::owned(crate::handle::encode(&handle))),
                 auth_flavors: vec![AUTH_SYS],

@@ -12,6 +12,7 @@ use tracing::{debug, error, warn};
 use super::convert::{fattr, wcc_attr};
 use crate::dispatch::Call;
 use crate::exports::{client_allowed, map_cred};
+use crate::rpc::auth::AuthCred;
 use crate::rpc::message::ReplyStatus;
 use crate::server::Shared;
 use crate::xdr::{XdrError, XdrReader};
@@ -174,9 +175,21 @@ pub(crate) fn op_ctx(call: &Call, cred: &Cred) -> OpCtx {
     OpCtx {
         cred: cred.clone(),
         req: Some(ReqId {
-            client: call.peer.to_string(),
+            client: client_identity(call),
             xid: call.xid,
         }),
+    }
+}
+
+/// Who sent a request, for the duplicate-request cache. Not the source
+/// port: a client that reconnects after a failover (or any lost
+/// connection) comes from a new one, but keeps its address, its AUTH_SYS
+/// machine name and the xid of the request it resends.
+pub(crate) fn client_identity(call: &Call) -> String {
+    let ip = call.peer.ip().to_canonical();
+    match &call.auth {
+        AuthCred::Sys(sys) => format!("{ip} {}", String::from_utf8_lossy(&sys.machine_name)),
+        AuthCred::None => ip.to_string(),
     }
 }
 

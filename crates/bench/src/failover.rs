@@ -1,0 +1,295 @@
+//! `tandem bench failover`: how long a client waits when the active site
+//! dies. Each run builds two fresh sites (failover_sites.rs), has a client
+//! write and commit a file, kills the active site with SIGKILL, gives the
+//! failover command at the DR site and, at the same moment, starts polling
+//! the vserver's address with GETATTR of a handle it already had. The row
+//! is the time from the command to the first successful reply; the client
+//! then reads back every committed byte. Nothing here asserts on time: the
+//! table judges each figure against the issue's goal.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nfs3_client::nfs3_types::nfs3::{nfs_fh3, stable_how, writeverf3};
+
+use crate::client::{Client, Mounted};
+use crate::failover_report::{FailoverBenchReport, MeasureRow};
+use crate::failover_sites::{FailoverSites, SitesOptions};
+use crate::target::Target;
+
+/// Most runs one bench makes.
+pub const MAX_RUNS: u32 = 50;
+/// Largest file the client writes before each kill.
+pub const MAX_WRITE_BYTES: u64 = 1 << 30;
+/// How long one poll of the address waits for its reply.
+const POLL_CALL: Duration = Duration::from_millis(500);
+/// Pause between two polls that found nobody listening.
+const POLL_GAP: Duration = Duration::from_millis(2);
+/// Size of each client WRITE.
+const WRITE_BYTES: usize = 1 << 20;
+/// Largest READ while checking the bytes.
+const READ_BYTES: u32 = 1 << 20;
+/// The issue's goal: serving again within 2 s of the command.
+const FAILOVER_GOAL_MS: f64 = 2000.0;
+
+pub const ROW_FIRST_REPLY: &str = "failover: command to first NFS reply";
+pub const ROW_STEPS: &str = "failover: daemon's steps (check..serve)";
+
+#[derive(Debug, Clone)]
+pub struct FailoverOptions {
+    /// The `tandem` binary that runs each site's daemon.
+    pub tandem_bin: PathBuf,
+    /// Parent of every run's sites; `None`: a temporary directory under
+    /// /var/tmp, removed at the end.
+    pub dir: Option<PathBuf>,
+    pub keep: bool,
+    pub runs: u32,
+    /// Bytes the client writes and commits before each kill.
+    pub write_bytes: u64,
+    pub vs_ip: IpAddr,
+    pub active_ip: IpAddr,
+    pub dr_ip: IpAddr,
+    /// Bound on every wait of a run (site start, convergence, failover).
+    pub timeout: Duration,
+}
+
+impl FailoverOptions {
+    pub fn new(tandem_bin: PathBuf) -> FailoverOptions {
+        FailoverOptions {
+            tandem_bin,
+            dir: None,
+            keep: false,
+            runs: 5,
+            write_bytes: 4 << 20,
+            vs_ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 61)),
+            active_ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 62)),
+            dr_ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 63)),
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.runs == 0 || self.runs > MAX_RUNS {
+            bail!("runs must be 1..={MAX_RUNS}, not {}", self.runs);
+        }
+        if self.write_bytes == 0 || self.write_bytes > MAX_WRITE_BYTES {
+            bail!(
+                "the client writes 1..={MAX_WRITE_BYTES} bytes, not {}",
+                self.write_bytes
+            );
+        }
+        for ip in [self.vs_ip, self.active_ip, self.dr_ip] {
+            if !ip.is_loopback() {
+                bail!("{ip} is not a loopback address: the bench runs on this machine only");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one run measured.
+struct Run {
+    first_reply: Duration,
+    steps_micros: u64,
+}
+
+pub async fn run_failover(opts: FailoverOptions) -> anyhow::Result<FailoverBenchReport> {
+    opts.validate()?;
+    let (work, temp) = match &opts.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            (d.clone(), None)
+        }
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("tandem-failbench-")
+                .tempdir_in("/var/tmp")
+                .context("creating a work directory under /var/tmp")?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    let mut report = FailoverBenchReport {
+        header: vec![format!(
+            "tandem bench failover: {} runs; each: two sites (tandem daemon processes), \
+             commit-sync, a client commits {} bytes, SIGKILL of the active site, failover",
+            opts.runs, opts.write_bytes
+        )],
+        ..FailoverBenchReport::default()
+    };
+    let mut first = MeasureRow::new(ROW_FIRST_REPLY, "ms").with_goal("< 2 s", FAILOVER_GOAL_MS);
+    let mut steps = MeasureRow::new(ROW_STEPS, "ms");
+    for n in 0..opts.runs {
+        let dir = work.join(format!("run-{n}"));
+        match one_run(&opts, dir.clone()).await {
+            Ok(run) => {
+                first.samples.push(run.first_reply.as_secs_f64() * 1000.0);
+                steps.samples.push(run.steps_micros as f64 / 1000.0);
+            }
+            Err(e) => report.failures.push(format!("run {n}: {e:#}")),
+        }
+        if !opts.keep {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a run's sites");
+            }
+        }
+    }
+    report.push(first);
+    report.push(steps);
+    // Rows to come from the switchover and resync work, measured the same
+    // way: "switchover: command to done", "switchover: client-visible
+    // pause" (goal < 1 s), "resync: bytes sent / divergent bytes" (goal
+    // <= 1.1 x).
+    report.notes.push(format!(
+        "{ROW_FIRST_REPLY}: from the failover request to the first GETATTR answered at the \
+         vserver's address, polled every {} ms with a handle from before the kill",
+        POLL_GAP.as_millis()
+    ));
+    report.notes.push(
+        "every run reads back each committed byte after the failover; a mismatch fails the run"
+            .into(),
+    );
+    if opts.keep {
+        report
+            .notes
+            .push(format!("sites kept in {}", work.display()));
+        if let Some(t) = temp {
+            let _ = t.keep();
+        }
+    }
+    Ok(report)
+}
+
+async fn one_run(opts: &FailoverOptions, dir: PathBuf) -> anyhow::Result<Run> {
+    let mut sites = FailoverSites::start(SitesOptions {
+        tandem_bin: opts.tandem_bin.clone(),
+        dir,
+        vserver: "bench".into(),
+        vs_ip: opts.vs_ip,
+        active_ip: opts.active_ip,
+        dr_ip: opts.dr_ip,
+        timeout: opts.timeout,
+    })
+    .await?;
+    let target = sites.target.clone();
+    let data = pattern(usize::try_from(opts.write_bytes)?, 7);
+    let (root, fh) = within(opts.timeout, "writing before the kill", async {
+        let mut m = Mounted::mount(&target, 1).await?;
+        let c = m.clients.first_mut().context("no NFS connection")?;
+        let fh = c.create(&m.root, "committed.bin", 0o644).await?;
+        write_chunks(c, &fh, 0, &data).await?;
+        c.commit(&fh).await?;
+        anyhow::Ok((m.root.clone(), fh))
+    })
+    .await?;
+    sites.kill_active()?;
+    let started = Instant::now();
+    let (report, client) = tokio::join!(
+        sites.failover(),
+        first_reply(&target, &root, started, opts.timeout)
+    );
+    let report = report?;
+    let (first_reply, mut client) = client?;
+    within(opts.timeout, "reading back", async {
+        let back = read_whole(&mut client, &fh, data.len() as u64).await?;
+        if back != data {
+            bail!(
+                "read back {} bytes that differ from the {} committed",
+                back.len(),
+                data.len()
+            );
+        }
+        anyhow::Ok(())
+    })
+    .await?;
+    sites.stop();
+    Ok(Run {
+        first_reply,
+        steps_micros: report.total_micros(),
+    })
+}
+
+/// Polls `target` with GETATTR of `fh` on new connections until one is
+/// answered; returns how long after `since` that was, and the client.
+pub async fn first_reply(
+    target: &Target,
+    fh: &nfs_fh3,
+    since: Instant,
+    timeout: Duration,
+) -> anyhow::Result<(Duration, Client)> {
+    loop {
+        let attempt = tokio::time::timeout(POLL_CALL, async {
+            let mut c = Client::connect(target).await?;
+            c.getattr(fh).await?;
+            anyhow::Ok(c)
+        })
+        .await;
+        match attempt {
+            Ok(Ok(c)) => return Ok((since.elapsed(), c)),
+            Ok(Err(e)) if since.elapsed() > timeout => {
+                bail!(
+                    "no NFS reply at {}:{} within {timeout:?}: {e:#}",
+                    target.ip,
+                    target.nfs_port
+                )
+            }
+            Err(_) if since.elapsed() > timeout => {
+                bail!(
+                    "no NFS reply at {}:{} within {timeout:?}",
+                    target.ip,
+                    target.nfs_port
+                )
+            }
+            _ => tokio::time::sleep(POLL_GAP).await,
+        }
+    }
+}
+
+/// Reads `fh` from the start until EOF (at most `limit` bytes and one
+/// READ more).
+pub async fn read_whole(c: &mut Client, fh: &nfs_fh3, limit: u64) -> anyhow::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    loop {
+        let (chunk, eof) = c.read(fh, data.len() as u64, READ_BYTES).await?;
+        data.extend_from_slice(&chunk);
+        if eof || chunk.is_empty() || data.len() as u64 > limit {
+            return Ok(data);
+        }
+    }
+}
+
+/// UNSTABLE WRITEs of `data` at `offset`, `WRITE_BYTES` at a time; the
+/// verifier of the last reply.
+pub async fn write_chunks(
+    c: &mut Client,
+    fh: &nfs_fh3,
+    offset: u64,
+    data: &[u8],
+) -> anyhow::Result<writeverf3> {
+    let mut verf = writeverf3::default();
+    for (i, chunk) in data.chunks(WRITE_BYTES).enumerate() {
+        let at = offset + (i * WRITE_BYTES) as u64;
+        verf = c.write_all(fh, at, chunk, stable_how::UNSTABLE).await?;
+    }
+    Ok(verf)
+}
+
+/// `len` bytes that compress poorly and differ from run to run of `seed`.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut data = vec![0u8; len];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
+    data
+}
+
+/// `fut`, failing with `what` if it takes longer than `timeout`.
+pub async fn within<T>(
+    timeout: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(timeout, fut)
+        .await
+        .with_context(|| format!("{what}: nothing within {timeout:?}"))?
+}
