@@ -30,6 +30,13 @@ use crate::site::Site;
 use crate::status::{FsStatus, SiteStatus, StatusReport, VserverState, VserverStatus};
 use crate::vserver::Vserver;
 
+// Children of this module, so they reach the daemon's tables; the files
+// stand beside the others.
+#[path = "switchover.rs"]
+mod switchover;
+#[path = "switchover_peer.rs"]
+pub(crate) mod switchover_peer;
+
 /// Longest wait for a replica store's last users (in-flight NFS reads)
 /// before a catch-up gives up for this attempt.
 const CATCHUP_RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -599,6 +606,14 @@ impl Daemon {
                 .failover(&vserver, force)
                 .await
                 .map(|r| Reply::FailedOver(Box::new(r))),
+            Request::Switchover {
+                vserver,
+                to,
+                timeout_ms,
+            } => self
+                .switchover(&vserver, &to, timeout_ms)
+                .await
+                .map(|r| Reply::SwitchedOver(Box::new(r))),
         };
         if let Err(e) = &result {
             tracing::info!(error = %e, "control request refused");
@@ -779,14 +794,7 @@ impl Daemon {
             // may be applying.
             self.set_session_stop(vserver, true);
             vs.promote(mark.epoch).await?;
-            let mut settings = self.replication.lock().await;
-            if settings.incoming.contains_key(vserver) {
-                let mut next = settings.clone();
-                next.incoming.remove(vserver);
-                replication::save(&self.site.paths, &next)?;
-                *settings = next;
-            }
-            drop(settings);
+            self.forget_incoming(vserver).await?;
             mark.step = Step::Promoted;
             failover_mark::save(&root, &mark)?;
             clock.stop("promote", &mut report.steps);
@@ -820,6 +828,19 @@ impl Daemon {
             "failover done: active here"
         );
         Ok(report)
+    }
+
+    /// A promoted vserver is no replica any more: its replication.toml
+    /// incoming entry goes (failover, switchover).
+    async fn forget_incoming(&self, vserver: &str) -> Result<()> {
+        let mut settings = self.replication.lock().await;
+        if settings.incoming.contains_key(vserver) {
+            let mut next = settings.clone();
+            next.incoming.remove(vserver);
+            replication::save(&self.site.paths, &next)?;
+            *settings = next;
+        }
+        Ok(())
     }
 
     pub async fn status(&self, only: Option<&str>) -> Result<StatusReport> {

@@ -22,6 +22,7 @@ pub mod resources;
 pub mod service;
 pub mod site;
 pub mod status;
+pub mod switchover_report;
 pub mod toml_file;
 pub mod verify;
 pub mod vserver;

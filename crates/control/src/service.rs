@@ -58,6 +58,11 @@ impl Service {
             .collect()
     }
 
+    /// The switchover pause of this address's NFS calls.
+    pub fn pause_gate(&self) -> Arc<tandem_nfs::pause::PauseGate> {
+        self.inner.pause_gate()
+    }
+
     pub async fn shutdown(self) {
         self.inner.shutdown().await;
     }

@@ -20,7 +20,7 @@ use tandem_store::{Lsn, Store, StoreError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::{mpsc, watch};
 
-use crate::switchover::{PromoteAsk, SwitchoverAsk, Switching};
+use crate::switchover::{PromoteAsk, Switching, SwitchoverAsk};
 use crate::throttle::TokenBucket;
 use crate::verify::{Answering, VerifyAsk, Verifying};
 use crate::wire::{self, code, Ack, Batch, Hello, HelloOk, Message, WireError};
@@ -350,7 +350,10 @@ where
             wire::write_message(&mut wr, &request, cfg.message_timeout).await?;
             continue;
         }
-        match switching.as_mut().and_then(|s| s.request_due(&vserver, applied)) {
+        match switching
+            .as_mut()
+            .and_then(|s| s.request_due(&vserver, applied))
+        {
             None => {}
             // The asker gave up before the request went out.
             Some(Err(())) => switching = None,

@@ -323,7 +323,12 @@ pub(crate) async fn answer<W: tokio::io::AsyncWrite + Unpin>(
                 notes: wire::clip_text(&notes),
             };
             wire::write_message(wr, &done, cfg.message_timeout).await?;
-            tracing::warn!(vserver, lsn, epoch, "switchover: promoted here, session ends");
+            tracing::warn!(
+                vserver,
+                lsn,
+                epoch,
+                "switchover: promoted here, session ends"
+            );
             Ok(true)
         }
     }

@@ -57,7 +57,8 @@ async fn switch(
     epoch: u64,
     refuse: Option<&str>,
     stage: Arc<Stage>,
-) -> std::result::Result<std::result::Result<HandedOver, SwitchoverError>, oneshot::error::RecvError> {
+) -> std::result::Result<std::result::Result<HandedOver, SwitchoverError>, oneshot::error::RecvError>
+{
     let demoted = p.active.demote().unwrap();
     let (a_end, b_end) = tokio::io::duplex(1 << 20);
     let (ask_tx, mut ask_rx) = mpsc::channel(1);
@@ -140,10 +141,17 @@ async fn a_refusal_changes_nothing_at_the_replica() {
     let p = pair();
     // Epoch 3 is not the replica's 1 + 1: refused by the session itself.
     let got = switch(&p, 3, None, Arc::default()).await.unwrap();
-    assert!(matches!(got, Err(SwitchoverError::Refused(ref w)) if w.contains("epoch")), "{got:?}");
+    assert!(
+        matches!(got, Err(SwitchoverError::Refused(ref w)) if w.contains("epoch")),
+        "{got:?}"
+    );
     assert!(p.replica.is_replica());
     assert_eq!(p.replica.epoch(), 1);
-    assert_eq!(p.replica.last_lsn(), p.active.last_lsn(), "the tail was shipped");
+    assert_eq!(
+        p.replica.last_lsn(),
+        p.active.last_lsn(),
+        "the tail was shipped"
+    );
 }
 
 #[tokio::test]
@@ -152,7 +160,10 @@ async fn a_daemon_refusal_is_passed_on() {
     let got = switch(&p, 2, Some("no room here"), Arc::default())
         .await
         .unwrap();
-    assert!(matches!(got, Err(SwitchoverError::Refused(ref w)) if w == "no room here"), "{got:?}");
+    assert!(
+        matches!(got, Err(SwitchoverError::Refused(ref w)) if w == "no room here"),
+        "{got:?}"
+    );
     assert!(p.replica.is_replica());
 }
 
@@ -208,7 +219,10 @@ fn switchover_messages_round_trip_and_bad_ones_are_refused() {
     })
     .unwrap();
     assert_eq!(&done[6..8], &41u16.to_le_bytes());
-    assert_eq!(&done[16..], &[1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(
+        &done[16..],
+        &[1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    );
     // Cut short, a bad vserver name, bytes left over: refused.
     let sealed = |t: u16, payload: &[u8]| {
         let mut out = Vec::new();
@@ -226,11 +240,17 @@ fn switchover_messages_round_trip_and_bad_ones_are_refused() {
         (SWITCHOVER_DONE, vec![0u8; 17]),
         (SWITCHOVER_DONE, vec![0u8; 19]),
         (SWITCHOVER_REFUSED, vec![0u8; 9]),
-        (SWITCHOVER_REQUEST, [&[2u8, 0][..], b"..", &[0u8; 18]].concat()),
+        (
+            SWITCHOVER_REQUEST,
+            [&[2u8, 0][..], b"..", &[0u8; 18]].concat(),
+        ),
         (SWITCHOVER_REQUEST, vec![0u8; 20]),
     ] {
         assert!(
-            matches!(wire::decode(&sealed(t, &p)), Err(wire::WireError::Malformed { .. })),
+            matches!(
+                wire::decode(&sealed(t, &p)),
+                Err(wire::WireError::Malformed { .. })
+            ),
             "type {t} payload {p:?}"
         );
     }

@@ -11,7 +11,13 @@ use tandem_store::*;
 fn write_one(store: &Store, fs: &FsConfig, name: &[u8]) -> Result<Lsn> {
     let ctx = OpCtx::new(Cred::root());
     store
-        .create(&ctx, fs.root_ino, name, CreateHow::Guarded, &SetAttr::default())
+        .create(
+            &ctx,
+            fs.root_ino,
+            name,
+            CreateHow::Guarded,
+            &SetAttr::default(),
+        )
         .map(|m| m.lsn)
 }
 

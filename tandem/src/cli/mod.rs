@@ -30,6 +30,7 @@ mod peer;
 mod replicate;
 mod signal;
 mod status;
+mod switchover;
 mod user;
 mod verify;
 mod vserver;
@@ -81,6 +82,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Check this DR site's resources for taking over a vserver (--check).
     Failover(failover::Args),
+    /// Move an active vserver to the peer it replicates to (planned).
+    Switchover(switchover::Args),
     /// Check a vserver's store offline (the daemon must be stopped).
     Fsck(fsck::Args),
     /// Start a ready-to-use demo site serving an NFS export on 127.0.0.2.
@@ -119,6 +122,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(&need_data(data)?, args).await,
         Command::Verify(args) => verify::run(&need_data(data)?, args).await,
         Command::Failover(args) => failover::run(&need_data(data)?, args).await,
+        Command::Switchover(args) => switchover::run(&need_data(data)?, args).await,
         Command::Fsck(args) => fsck::run(&need_data(data)?, args).await,
         Command::Demo(args) => demo::run(data, args).await,
         Command::Bench(args) => bench::run(args).await,

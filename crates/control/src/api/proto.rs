@@ -86,6 +86,16 @@ pub enum Request {
         #[serde(default)]
         force: bool,
     },
+    /// `tandem switchover VS --to PEER` (at the active site): pause, ship
+    /// the tail, demote here, promote at the peer, replicate back.
+    Switchover {
+        vserver: String,
+        to: String,
+        /// Longest client-visible pause before giving up (unpaused,
+        /// nothing moved); default `switchover_report::DEFAULT_TIMEOUT_MS`.
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +125,7 @@ pub enum Reply {
     Verified(crate::verify::VerifyReport),
     FailoverChecked(crate::failover::FailoverCheck),
     FailedOver(Box<crate::failover_report::FailoverReport>),
+    SwitchedOver(Box<crate::switchover_report::SwitchoverReport>),
     ReplicationStopped {
         vserver: String,
         /// The peer it was sent to.
