@@ -23,7 +23,6 @@ use common::nfs::*;
 use common::replication::*;
 use common::*;
 use nfs3_client::nfs3_types::nfs3::*;
-use nfs3_client::nfs3_types::rpc::opaque_auth;
 use nfs3_client::nfs3_types::xdr_codec::Opaque;
 use nfs3_client::Nfs3Client;
 
@@ -49,14 +48,7 @@ fn setup(net: u8, front_at_b: bool, same_ports: bool) -> Sites {
     let (a, a_addr) = site("alpha", &format!("127.80.{net}.1"));
     let (mut b, b_addr) = site("beta", &format!("127.80.{net}.2"));
     if same_ports {
-        b.nfs_port = a.nfs_port;
-        b.mount_port = a.mount_port;
-        let ports = (a.nfs_port, a.mount_port);
-        b.edit_toml(|t| {
-            let nfs = t["nfs"].as_table_mut().expect("nfs table");
-            nfs.insert("nfs_port".into(), i64::from(ports.0).into());
-            nfs.insert("mount_port".into(), i64::from(ports.1).into());
-        });
+        share_nfs_ports(&a, &mut b);
     }
     declare_front_on_lo(&a);
     if front_at_b {
@@ -103,21 +95,6 @@ fn commit_args(fh: &nfs_fh3) -> COMMIT3args {
         file: fh.clone(),
         offset: 0,
         count: 0,
-    }
-}
-
-/// An NFS client on a new connection to `ip:port`, with no MOUNT: it uses
-/// the handles it already has. Retries the connect until served.
-async fn reconnect(ip: &str, port: u16) -> Nfs3Client<Tcp> {
-    let start = Instant::now();
-    loop {
-        match tokio::net::TcpStream::connect((ip, port)).await {
-            Ok(s) => return Nfs3Client::new_with_auth(Tcp(s), root_cred(), opaque_auth::default()),
-            Err(e) => {
-                assert!(start.elapsed() < DEADLINE, "cannot reach {ip}:{port}: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
     }
 }
 

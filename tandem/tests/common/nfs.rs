@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nfs3_client::nfs3_types::nfs3::*;
 use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
 use nfs3_client::nfs3_types::xdr_codec::Opaque;
-use nfs3_client::{Nfs3Connection, Nfs3ConnectionBuilder, RpcError};
+use nfs3_client::{Nfs3Client, Nfs3Connection, Nfs3ConnectionBuilder, RpcError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -109,6 +109,21 @@ pub async fn mount_at(ip: &str, export: &str, ports: (u16, u16), limit: Duration
     }
 }
 
+/// An NFS client on a new connection to `ip:port`, with no MOUNT: it uses
+/// the handles it already has. Retries the connect until served.
+pub async fn reconnect(ip: &str, port: u16) -> Nfs3Client<Tcp> {
+    let start = Instant::now();
+    loop {
+        match tokio::net::TcpStream::connect((ip, port)).await {
+            Ok(s) => return Nfs3Client::new_with_auth(Tcp(s), root_cred(), opaque_auth::default()),
+            Err(e) => {
+                assert!(start.elapsed() < DEADLINE, "cannot reach {ip}:{port}: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// One call bounded in time: the reply or its NFS error status, or the
 /// transport's error (the server went away: the outcome is unknown).
 pub async fn call_or_lost<T, E: std::fmt::Debug>(
@@ -144,7 +159,7 @@ pub async fn must<T, E: std::fmt::Debug>(
 }
 
 /// Reads a whole file with 1 MiB READs.
-pub async fn read_all(c: &mut Conn, fh: &nfs_fh3) -> Vec<u8> {
+pub async fn read_all(c: &mut Nfs3Client<Tcp>, fh: &nfs_fh3) -> Vec<u8> {
     let mut data = Vec::new();
     read_chunks(c, fh, |chunk| data.extend_from_slice(chunk)).await;
     data
@@ -152,7 +167,7 @@ pub async fn read_all(c: &mut Conn, fh: &nfs_fh3) -> Vec<u8> {
 
 /// Reads a file to EOF with 1 MiB READs, handing each reply's bytes to
 /// `f`; returns how many bytes were read.
-pub async fn read_chunks(c: &mut Conn, fh: &nfs_fh3, mut f: impl FnMut(&[u8])) -> u64 {
+pub async fn read_chunks(c: &mut Nfs3Client<Tcp>, fh: &nfs_fh3, mut f: impl FnMut(&[u8])) -> u64 {
     let mut offset = 0u64;
     loop {
         let r = must(
