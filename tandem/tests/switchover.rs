@@ -436,3 +436,57 @@ fn each_site_killed_after_a_switchover_comes_back_in_its_new_role() {
         }
     });
 }
+
+/// What a `kill -9` of alpha between its demotion and the peer's answer
+/// leaves on its disk: the store marked a replica (ROLE), the outgoing
+/// replication settings still there. Made by hand, since the window is a
+/// few milliseconds.
+fn leave_interrupted_switchover(s: &mut Sites, outgoing_toml: &str) {
+    s.kill9(0);
+    let store = s.a.dir.join("vservers").join("vs");
+    std::fs::write(store.join("ROLE"), "replica\n").expect("ROLE");
+    std::fs::write(s.a.dir.join("replication.toml"), outgoing_toml).expect("replication.toml");
+}
+
+#[test]
+fn a_switchover_interrupted_before_the_peer_promoted_is_taken_back() {
+    let mut s = setup(4, "async");
+    let settings = std::fs::read_to_string(s.a.dir.join("replication.toml")).expect("settings");
+    leave_interrupted_switchover(&mut s, &settings);
+    s.restart(0);
+    // Alpha asks beta, which is still a replica: alpha is active again
+    // and replicates to beta as before; beta never was.
+    assert_replicated_and_verified(&s.a, &s.b, &|| s.logs());
+    assert!(!s.a.dir.join("vservers/vs/ROLE").exists());
+    runtime().block_on(async {
+        let mut c = mount(&s.a, &s.vs_addr).await;
+        write_file(&mut c, "after", b"written after the take-back").await;
+    });
+    assert_replicated_and_verified(&s.a, &s.b, &|| s.logs());
+}
+
+#[test]
+fn a_switchover_interrupted_after_the_peer_promoted_completes() {
+    let mut s = setup(5, "async");
+    let settings = std::fs::read_to_string(s.a.dir.join("replication.toml")).expect("settings");
+    switchover(&s.a, "beta");
+    // As if alpha died before the answer: its settings still say it sends.
+    leave_interrupted_switchover(&mut s, &settings);
+    s.restart(0);
+    assert_replicated_and_verified(&s.b, &s.a, &|| s.logs());
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(s.a.dir.join("replication.toml")).unwrap_or_default();
+        if !text.contains("[outgoing.vs]") {
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "alpha kept its outgoing settings:\n{text}\n{}",
+            s.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(state_at(&s.a), "replica");
+    assert_eq!(state_at(&s.b), "active");
+}

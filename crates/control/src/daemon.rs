@@ -36,6 +36,8 @@ use crate::vserver::Vserver;
 mod switchover;
 #[path = "switchover_peer.rs"]
 pub(crate) mod switchover_peer;
+#[path = "switchover_resume.rs"]
+mod switchover_resume;
 
 /// Longest wait for a replica store's last users (in-flight NFS reads)
 /// before a catch-up gives up for this attempt.
@@ -1156,6 +1158,7 @@ impl RunningDaemon {
         };
         let daemon = Arc::new(daemon);
         daemon.start_senders().await;
+        switchover_resume::resume_interrupted(daemon.clone()).await;
         let (stop, stopped) = watch::channel(false);
         let peer_server = peer_listener
             .map(|l| tokio::spawn(l.serve_with(stopped.clone(), Some(daemon.clone()))));

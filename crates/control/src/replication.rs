@@ -1054,7 +1054,7 @@ async fn attempt(
 }
 
 /// The epoch in an "EPOCH <n> <reason>" refusal (peer.rs), if it is one.
-fn refused_epoch(reason: &str) -> Option<u64> {
+pub(crate) fn refused_epoch(reason: &str) -> Option<u64> {
     let rest = reason.strip_prefix(crate::peer::REFUSE_EPOCH_PREFIX)?;
     rest.split(' ').next()?.parse().ok()
 }

@@ -323,7 +323,7 @@ impl Daemon {
 
     /// This site no longer sends `vserver`: the sender stops and its
     /// settings go (the peer replicates it back now).
-    async fn stop_sending(&self, vserver: &str) {
+    pub(super) async fn stop_sending(&self, vserver: &str) {
         let mut senders = self.senders.lock().await;
         let mut settings = self.replication.lock().await;
         if settings.outgoing.contains_key(vserver) {
