@@ -490,3 +490,44 @@ fn a_switchover_interrupted_after_the_peer_promoted_completes() {
     assert_eq!(state_at(&s.a), "replica");
     assert_eq!(state_at(&s.b), "active");
 }
+
+/// Sends `signal` (STOP, CONT) to a daemon.
+fn signal(d: &Daemon, signal: &str) {
+    let out = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &d.pid().to_string()])
+        .output()
+        .expect("kill");
+    assert_success(&out, "kill");
+}
+
+#[test]
+fn a_replica_that_never_acknowledges_the_tail_times_out_and_nothing_moves() {
+    let s = setup(6, "async");
+    let rt = runtime();
+    let mut c = rt.block_on(mount(&s.a, &s.vs_addr));
+    // Beta frozen: it holds the connection but acknowledges nothing. A
+    // write now (async: answered at once) is a tail beta never acks.
+    signal(s.daemons[1].as_ref().expect("beta"), "STOP");
+    rt.block_on(write_file(&mut c, "tail", b"never acknowledged"));
+    let out =
+        s.a.tandem(&["switchover", "vs", "--to", "beta", "--timeout-ms", "1000"]);
+    signal(s.daemons[1].as_ref().expect("beta"), "CONT");
+    let err = stderr(&out);
+    eprintln!("{err}");
+    assert_eq!(out.status.code(), Some(EXIT_ERROR), "{err}");
+    // Within beta's idle timeout the session still looks alive: the
+    // timeout path. On a slow machine the sender may have noticed first
+    // and the check refuses; nothing moves either way.
+    assert!(
+        err.contains("abandoned, nothing moved") || err.contains("not streaming"),
+        "{err}"
+    );
+    assert_eq!(state_at(&s.a), "active");
+    assert!(!s.a.dir.join("vservers/vs/ROLE").exists());
+    // Writable again at once: unpaused, the same connection or a new one.
+    rt.block_on(async {
+        let mut c = mount(&s.a, &s.vs_addr).await;
+        write_file(&mut c, "after-timeout", b"still writable").await;
+    });
+    assert_replicated_and_verified(&s.a, &s.b, &|| s.logs());
+}
