@@ -416,7 +416,17 @@ fn each_site_killed_after_a_switchover_comes_back_in_its_new_role() {
         }
         files
     });
-    switchover(&s.a, "beta");
+    let out = s.a.tandem(&["switchover", "vs", "--to", "beta", "--json"]);
+    assert_success(&out, "switchover --json");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["to"], "beta", "{report}");
+    assert_eq!(report["epoch"], 2, "{report}");
+    assert!(report["pause_micros"].as_u64().is_some(), "{report}");
+    assert_eq!(
+        report["steps"].as_array().map(Vec::len),
+        Some(6),
+        "{report}"
+    );
     let mut s = s;
 
     // The new active site dies and comes back: still active (its promotion
