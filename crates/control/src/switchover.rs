@@ -206,15 +206,19 @@ impl Daemon {
                 ));
             }
             Err(Failed::Unknown(why)) => {
-                self.stop_sending(vserver).await;
+                // The outgoing settings stay: they mark the switchover as
+                // unfinished, so a restart asks the peer and settles it
+                // (switchover_resume); the sender makes no attempt while
+                // the store is a replica.
                 tracing::error!(vserver, to, reason = %why, "switchover: outcome unknown");
                 return Err(unavailable(
                     vserver,
                     format!(
                         "switchover to {to}: the request to promote went out but no answer came \
                          ({why}). {vserver} is a replica here at LSN {}; see `tandem status {vserver}` \
-                         at {to}: if it is not active there, `tandem failover {vserver}` here makes \
-                         it active again",
+                         at {to}: if it is not active there, restart this site's daemon (it asks {to} \
+                         and takes the switchover back), or `tandem failover {vserver}` here if {to} \
+                         is gone",
                         demoted.lsn
                     ),
                 ));
