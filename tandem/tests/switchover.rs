@@ -541,3 +541,53 @@ fn a_replica_that_never_acknowledges_the_tail_times_out_and_nothing_moves() {
     });
     assert_replicated_and_verified(&s.a, &s.b, &|| s.logs());
 }
+
+#[test]
+fn a_frozen_peer_leaves_the_outcome_unknown_and_a_restart_settles_it() {
+    let mut s = setup(7, "async");
+    // Nothing to ship: the request goes out at once, into a frozen peer.
+    signal(s.daemons[1].as_ref().expect("beta"), "STOP");
+    let out =
+        s.a.tandem(&["switchover", "vs", "--to", "beta", "--timeout-ms", "500"]);
+    signal(s.daemons[1].as_ref().expect("beta"), "CONT");
+    let err = stderr(&out);
+    eprintln!("{err}");
+    assert_eq!(out.status.code(), Some(EXIT_ERROR), "{err}");
+    if !err.contains("no answer came") {
+        // The sender had already noticed the silence: refused, unchanged.
+        assert!(err.contains("not streaming"), "{err}");
+        assert_eq!(state_at(&s.a), "active");
+        return;
+    }
+    // Never two writers meanwhile: alpha holds it as a replica.
+    assert_eq!(state_at(&s.a), "replica");
+    // Alpha dies and comes back: it asks beta and either completes the
+    // switchover (beta promoted once thawed) or takes it back.
+    s.kill9(0);
+    s.restart(0);
+    let start = Instant::now();
+    let (active, replica) = loop {
+        let (at_a, at_b) = (state_at(&s.a), state_at(&s.b));
+        if at_a == "active" && at_b == "replica" {
+            break (&s.a, &s.b);
+        }
+        if at_b == "active" && at_a == "replica" {
+            break (&s.b, &s.a);
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "alpha {at_a}, beta {at_b}; logs:\n{}",
+            s.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!(
+        "settled: {} active",
+        if std::ptr::eq(active, &s.a) {
+            "alpha"
+        } else {
+            "beta"
+        }
+    );
+    assert_replicated_and_verified(active, replica, &|| s.logs());
+}
