@@ -232,6 +232,22 @@ mod tests {
             r#"{"op":"replicate","vserver":"vs","to":"b","mode":"async","level":9}"#
         )
         .is_err());
+        // Switchover: the timeout may be left out; the peer may not.
+        let req: Request =
+            serde_json::from_str(r#"{"op":"switchover","vserver":"vs","to":"b"}"#).unwrap();
+        assert_eq!(
+            req,
+            Request::Switchover {
+                vserver: "vs".into(),
+                to: "b".into(),
+                timeout_ms: None
+            }
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"op":"switchover","vserver":"vs"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(
+            r#"{"op":"switchover","vserver":"vs","to":"b","timeout_ms":-1}"#
+        )
+        .is_err());
         let resp: Response = Err(ControlError::NoVserver("vs".into())).into();
         let text = serde_json::to_string(&resp).unwrap();
         assert_eq!(
