@@ -23,8 +23,6 @@ use common::nfs::*;
 use common::replication::*;
 use common::*;
 use nfs3_client::nfs3_types::nfs3::*;
-use nfs3_client::nfs3_types::xdr_codec::Opaque;
-use nfs3_client::Nfs3Client;
 
 /// Exit code of `tandem failover` when something is missing and the
 /// failover did not go on (tandem/src/cli/failover.rs).
@@ -95,25 +93,6 @@ fn commit_args(fh: &nfs_fh3) -> COMMIT3args {
         file: fh.clone(),
         offset: 0,
         count: 0,
-    }
-}
-
-async fn read_whole(c: &mut Nfs3Client<Tcp>, fh: &nfs_fh3) -> Vec<u8> {
-    let mut data = Vec::new();
-    loop {
-        let r = must(
-            "READ",
-            c.read(&READ3args {
-                file: fh.clone(),
-                offset: data.len() as u64,
-                count: 1 << 20,
-            }),
-        )
-        .await;
-        data.extend_from_slice(&r.data);
-        if r.eof || r.data.is_empty() {
-            return data;
-        }
     }
 }
 
@@ -199,17 +178,7 @@ fn failover_after_kill9_keeps_committed_bytes_and_the_clients_handles() {
         }
         let (fh, data) = &files[0];
         let more = pattern(10_000, 77);
-        let w = must(
-            "WRITE",
-            c.write(&WRITE3args {
-                file: fh.clone(),
-                offset: data.len() as u64,
-                count: more.len() as u32,
-                stable: stable_how::UNSTABLE,
-                data: Opaque::borrowed(&more),
-            }),
-        )
-        .await;
+        let w = write_once(&mut c, fh, data.len() as u64, &more, stable_how::UNSTABLE).await;
         assert_ne!(
             w.verf, old_verf,
             "a promoted store has a new write verifier"

@@ -335,7 +335,7 @@ fn switchover_there_and_back_loses_no_byte_and_keeps_the_handles() {
     // the start, on the connection it holds now.
     rt.block_on(async {
         for (i, (fh, acked)) in w.files.iter().enumerate() {
-            let got = read_all(&mut w.client, fh).await;
+            let got = read_whole(&mut w.client, fh).await;
             assert!(
                 got == *acked,
                 "w{i}.bin: {} bytes read, {} acknowledged",
@@ -442,7 +442,7 @@ fn each_site_killed_after_a_switchover_comes_back_in_its_new_role() {
     runtime().block_on(async {
         let mut c = reconnect(&s.vs_addr, s.b.nfs_port).await;
         for (i, (fh, data)) in files.iter().enumerate() {
-            assert_eq!(&read_all(&mut c, fh).await, data, "k{i} at beta");
+            assert_eq!(&read_whole(&mut c, fh).await, data, "k{i} at beta");
         }
     });
 }

@@ -200,13 +200,46 @@ pub fn check_not_held(addr: &AddressSpec, held: &[(String, IpAddr)]) -> CheckLin
     }
 }
 
-/// Whether another host answers for the address: not built yet.
-pub fn check_not_on_network(addr: &AddressSpec) -> CheckLine {
-    CheckLine::new(
-        format!("address {} on the network", bare(addr)),
-        Outcome::NotChecked,
-        "not probed (issue 4 follow-up)",
-    )
+/// Whether another host answers for the address on the interface's
+/// device (crate::probe, bounded by PROBE_TIMEOUT_MS). Not probed, and
+/// said why, when there is no device to ask, on loopback, or without
+/// CAP_NET_RAW.
+pub fn check_not_on_network(addr: &AddressSpec, iface: Option<&InterfaceSettings>) -> CheckLine {
+    let resource = format!("address {} on the network", bare(addr));
+    let not_checked = |why: String| CheckLine::new(resource.clone(), Outcome::NotChecked, why);
+    let Some(iface) = iface else {
+        return not_checked("not probed: no interface to probe on".into());
+    };
+    if iface.device == "lo" {
+        return not_checked("not probed: on loopback no other host can hold it".into());
+    }
+    let Some(ifindex) = crate::addresses::ifindex(&iface.device) else {
+        return not_checked(format!("not probed: device {} absent", iface.device));
+    };
+    let timeout = std::time::Duration::from_millis(crate::probe::PROBE_TIMEOUT_MS);
+    match crate::probe::probe(ifindex, addr.ip, timeout) {
+        Ok(crate::probe::Probed::Answered { mac }) => CheckLine::new(
+            resource,
+            Outcome::Missing,
+            format!(
+                "in use on the network by MAC {mac} (answered a probe on {})",
+                iface.device
+            ),
+        ),
+        Ok(crate::probe::Probed::Silent) => CheckLine::new(
+            resource,
+            Outcome::Found,
+            format!(
+                "no host answered a probe on {} within {} ms",
+                iface.device,
+                crate::probe::PROBE_TIMEOUT_MS
+            ),
+        ),
+        Err(e) if e.kind() == IoKind::PermissionDenied => {
+            not_checked(format!("not probed: {e}; probing needs CAP_NET_RAW"))
+        }
+        Err(e) => not_checked(format!("not probed on {}: {e}", iface.device)),
+    }
 }
 
 /// One service port free on the address. An address this host does not
@@ -481,7 +514,7 @@ fn check_address(addr: &AddressSpec, inp: &CheckInputs, sys_net: &Path) -> Vec<C
         }
     }
     lines.push(check_not_held(addr, &inp.held));
-    lines.push(check_not_on_network(addr));
+    lines.push(check_not_on_network(addr, iface));
     for (service, port) in &inp.ports {
         lines.push(check_port(ip, service, *port));
     }
@@ -567,10 +600,15 @@ mod tests {
             check_not_held(&addr("127.0.0.8/32"), &held).outcome,
             Outcome::Found
         );
-        assert_eq!(
-            check_not_on_network(&addr("127.0.0.8/32")).outcome,
-            Outcome::NotChecked
-        );
+        for ifs in [
+            None,
+            Some(&iface("front", "lo")),
+            Some(&iface("front", "tandemnodev0")),
+        ] {
+            let l = check_not_on_network(&addr("127.0.0.8/32"), ifs);
+            assert_eq!(l.outcome, Outcome::NotChecked, "{l:?}");
+            assert!(l.reason.starts_with("not probed"), "{l:?}");
+        }
     }
 
     #[test]

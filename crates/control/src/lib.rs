@@ -5,6 +5,8 @@
 //! Everything here sits above `tandem_store` and `tandem_nfs` and never the
 //! other way round (see docs/design.md).
 
+pub mod addresses;
+pub mod announce;
 pub mod api;
 pub mod daemon;
 pub mod error;
@@ -17,6 +19,7 @@ pub mod lock;
 pub mod metrics;
 pub mod names;
 pub mod peer;
+pub mod probe;
 pub mod replication;
 pub mod resources;
 pub mod service;

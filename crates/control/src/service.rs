@@ -9,8 +9,16 @@ use serde::{Deserialize, Serialize};
 use tandem_nfs::{ServerConfig, VserverService};
 use tandem_store::Store;
 
-/// The NFS layer's settings, built from site.toml.
-pub type ServiceConfig = ServerConfig;
+use crate::addresses::Claim;
+use crate::resources::InterfaceSettings;
+
+/// How the site serves an address, built from site.toml: the NFS layer's
+/// settings and the interfaces addresses are claimed on.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub nfs: ServerConfig,
+    pub interfaces: Vec<InterfaceSettings>,
+}
 
 /// Where clients reach one address's services.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +42,9 @@ impl From<tandem_nfs::Endpoint> for Endpoint {
 
 pub struct Service {
     inner: VserverService,
+    /// The address this service's start added to a device, given back
+    /// when it stops.
+    claim: Option<Claim>,
 }
 
 impl Service {
@@ -44,9 +55,9 @@ impl Service {
         ip: IpAddr,
         cfg: &ServiceConfig,
     ) -> std::result::Result<Service, String> {
-        VserverService::start(store, vec![ip], cfg.clone())
+        VserverService::start(store, vec![ip], cfg.nfs.clone())
             .await
-            .map(|inner| Service { inner })
+            .map(|inner| Service { inner, claim: None })
             .map_err(|e| e.to_string())
     }
 
@@ -63,7 +74,19 @@ impl Service {
         self.inner.pause_gate()
     }
 
+    /// Hands the service the claim of its address, released at shutdown.
+    pub fn hold(&mut self, claim: Claim) {
+        self.claim = Some(claim);
+    }
+
+    /// Stops serving, then releases the address it claimed (never one it
+    /// found on the device).
     pub async fn shutdown(self) {
         self.inner.shutdown().await;
+        if let Some(claim) = self.claim {
+            if let Err(e) = claim.release().await {
+                tracing::error!(error = %e, "cannot release the address");
+            }
+        }
     }
 }

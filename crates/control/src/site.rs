@@ -290,13 +290,16 @@ impl SiteConfig {
     /// The NFS layer's settings for this site.
     pub fn server_config(&self) -> crate::service::ServiceConfig {
         crate::service::ServiceConfig {
-            nfs_port: self.nfs.nfs_port,
-            mount_port: self.nfs.mount_port,
-            portmap_port: self.nfs.portmap.then_some(self.nfs.portmap_port),
-            max_connections: self.nfs.max_connections,
-            max_record_bytes: self.nfs.max_record_bytes,
-            max_requests_per_connection: self.nfs.max_requests_per_connection,
-            max_requests_total: self.nfs.max_requests_total,
+            nfs: tandem_nfs::ServerConfig {
+                nfs_port: self.nfs.nfs_port,
+                mount_port: self.nfs.mount_port,
+                portmap_port: self.nfs.portmap.then_some(self.nfs.portmap_port),
+                max_connections: self.nfs.max_connections,
+                max_record_bytes: self.nfs.max_record_bytes,
+                max_requests_per_connection: self.nfs.max_requests_per_connection,
+                max_requests_total: self.nfs.max_requests_total,
+            },
+            interfaces: self.interfaces.clone(),
         }
     }
 }

@@ -62,11 +62,43 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Starts the service on one address. Port 111 is often held by a system
+/// Starts the service on one address, claiming the address on its device
+/// first (crate::addresses) and announcing it once served. The claim goes
+/// with the service, which releases it when it stops; a failed start
+/// releases it at once.
+async fn start_service(
+    store: &Arc<Store>,
+    addr: &AddressSpec,
+    cfg: &ServiceConfig,
+) -> std::result::Result<(Service, Option<BindFailure>), String> {
+    let claim = crate::addresses::claim(addr, &cfg.interfaces)
+        .await
+        .map_err(|e| e.to_string())?;
+    match bind_service(store, addr, cfg).await {
+        Ok((mut service, failure)) => {
+            if let Some(claim) = claim {
+                let t = claim.target();
+                crate::announce::spawn_announce(t.device.clone(), claim.ifindex(), t.ip);
+                service.hold(claim);
+            }
+            Ok((service, failure))
+        }
+        Err(error) => {
+            if let Some(claim) = claim {
+                if let Err(e) = claim.release().await {
+                    tracing::error!(address = %addr, error = %e, "cannot release the address");
+                }
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Binds the service on one address. Port 111 is often held by a system
 /// rpcbind on the wildcard address; NFS and MOUNT are still worth serving
 /// then (clients can name the ports), so a failure with the portmapper is
 /// retried without it and reported.
-async fn start_service(
+async fn bind_service(
     store: &Arc<Store>,
     addr: &AddressSpec,
     cfg: &ServiceConfig,
@@ -75,13 +107,11 @@ async fn start_service(
         Ok(s) => return Ok((s, None)),
         Err(e) => e,
     };
-    let Some(port) = cfg.portmap_port else {
+    let Some(port) = cfg.nfs.portmap_port else {
         return Err(error);
     };
-    let without = ServiceConfig {
-        portmap_port: None,
-        ..cfg.clone()
-    };
+    let mut without = cfg.clone();
+    without.nfs.portmap_port = None;
     let s = Service::start(store.clone(), addr.ip, &without)
         .await
         .map_err(|_| error.clone())?;

@@ -3,6 +3,7 @@
 //! and polling with deadlines instead of sleeps.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod nfs;
 pub mod replication;
 pub mod tree;
@@ -79,11 +80,31 @@ impl TestSite {
     }
 
     pub fn spawn_daemon(&self) -> Daemon {
+        self.spawn_daemon_via(&[])
+    }
+
+    /// `start_daemon` with the daemon run by `wrapper` (e.g. `ip netns
+    /// exec NS`, which execs it: the child is the daemon itself).
+    pub fn start_daemon_via(&self, wrapper: &[&str]) -> Daemon {
+        let d = self.spawn_daemon_via(wrapper);
+        d.wait_ready(self);
+        d
+    }
+
+    pub fn spawn_daemon_via(&self, wrapper: &[&str]) -> Daemon {
         static RUNS: AtomicUsize = AtomicUsize::new(0);
         let n = RUNS.fetch_add(1, Ordering::Relaxed);
         let log = self.dir.with_file_name(format!("daemon-{n}.log"));
         let log_file = std::fs::File::create(&log).expect("daemon log");
-        let child = Command::new(BIN)
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = cmd
             .args(["daemon", "--data"])
             .arg(&self.dir)
             .env_remove("TANDEM_DATA")
@@ -366,6 +387,11 @@ pub fn create_vserver_and_fs(site: &TestSite, vs: &str, address: &str, fs: &str,
 /// Creates file system `fs` of `vs` exported at `export`, root not
 /// squashed, open to all of 127.0.0.0/8.
 pub fn create_fs(site: &TestSite, vs: &str, fs: &str, export: &str) {
+    create_fs_for(site, vs, fs, export, "127.0.0.0/8");
+}
+
+/// `create_fs` open to the networks `clients` (comma-separated CIDRs).
+pub fn create_fs_for(site: &TestSite, vs: &str, fs: &str, export: &str, clients: &str) {
     assert_success(
         &site.tandem(&[
             "fs",
@@ -376,10 +402,20 @@ pub fn create_fs(site: &TestSite, vs: &str, fs: &str, export: &str) {
             export,
             "--no-root-squash",
             "--clients",
-            "127.0.0.0/8",
+            clients,
         ]),
         "fs create",
     );
+}
+
+/// Polls `done` every 50 ms until it holds; after DEADLINE, panics with
+/// `why()`.
+pub fn wait_until(mut done: impl FnMut() -> bool, why: impl Fn() -> String) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < DEADLINE, "within {DEADLINE:?}: {}", why());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `tandem fsck VS` with the daemon stopped: must exit 0 and report clean.

@@ -109,21 +109,6 @@ pub async fn mount_at(ip: &str, export: &str, ports: (u16, u16), limit: Duration
     }
 }
 
-/// An NFS client on a new connection to `ip:port`, with no MOUNT: it uses
-/// the handles it already has. Retries the connect until served.
-pub async fn reconnect(ip: &str, port: u16) -> Nfs3Client<Tcp> {
-    let start = Instant::now();
-    loop {
-        match tokio::net::TcpStream::connect((ip, port)).await {
-            Ok(s) => return Nfs3Client::new_with_auth(Tcp(s), root_cred(), opaque_auth::default()),
-            Err(e) => {
-                assert!(start.elapsed() < DEADLINE, "cannot reach {ip}:{port}: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
 /// One call bounded in time: the reply or its NFS error status, or the
 /// transport's error (the server went away: the outcome is unknown).
 pub async fn call_or_lost<T, E: std::fmt::Debug>(
@@ -159,7 +144,7 @@ pub async fn must<T, E: std::fmt::Debug>(
 }
 
 /// Reads a whole file with 1 MiB READs.
-pub async fn read_all(c: &mut Nfs3Client<Tcp>, fh: &nfs_fh3) -> Vec<u8> {
+pub async fn read_all(c: &mut Conn, fh: &nfs_fh3) -> Vec<u8> {
     let mut data = Vec::new();
     read_chunks(c, fh, |chunk| data.extend_from_slice(chunk)).await;
     data
@@ -167,7 +152,7 @@ pub async fn read_all(c: &mut Nfs3Client<Tcp>, fh: &nfs_fh3) -> Vec<u8> {
 
 /// Reads a file to EOF with 1 MiB READs, handing each reply's bytes to
 /// `f`; returns how many bytes were read.
-pub async fn read_chunks(c: &mut Nfs3Client<Tcp>, fh: &nfs_fh3, mut f: impl FnMut(&[u8])) -> u64 {
+pub async fn read_chunks(c: &mut Conn, fh: &nfs_fh3, mut f: impl FnMut(&[u8])) -> u64 {
     let mut offset = 0u64;
     loop {
         let r = must(
@@ -244,4 +229,60 @@ pub async fn lookup(c: &mut Conn, name: &str) -> Option<nfs_fh3> {
     .await
     .ok()
     .map(|r| r.object)
+}
+
+/// An NFS client on a new connection to `ip:port`, with no MOUNT: it uses
+/// the handles it already has. Retries the connect until served.
+pub async fn reconnect(ip: &str, port: u16) -> Nfs3Client<Tcp> {
+    let start = Instant::now();
+    loop {
+        match tokio::net::TcpStream::connect((ip, port)).await {
+            Ok(s) => return Nfs3Client::new_with_auth(Tcp(s), root_cred(), opaque_auth::default()),
+            Err(e) => {
+                assert!(start.elapsed() < DEADLINE, "cannot reach {ip}:{port}: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Reads a whole file through a client without a mount (see `reconnect`).
+pub async fn read_whole(c: &mut Nfs3Client<Tcp>, fh: &nfs_fh3) -> Vec<u8> {
+    let mut data = Vec::new();
+    loop {
+        let r = must(
+            "READ",
+            c.read(&READ3args {
+                file: fh.clone(),
+                offset: data.len() as u64,
+                count: 1 << 20,
+            }),
+        )
+        .await;
+        data.extend_from_slice(&r.data);
+        if r.eof || r.data.is_empty() {
+            return data;
+        }
+    }
+}
+
+/// One WRITE of `data` at `offset` through a client without a mount.
+pub async fn write_once(
+    c: &mut Nfs3Client<Tcp>,
+    fh: &nfs_fh3,
+    offset: u64,
+    data: &[u8],
+    stable: stable_how,
+) -> WRITE3resok {
+    must(
+        "WRITE",
+        c.write(&WRITE3args {
+            file: fh.clone(),
+            offset,
+            count: data.len() as u32,
+            stable,
+            data: Opaque::borrowed(data),
+        }),
+    )
+    .await
 }

@@ -208,10 +208,15 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// Declares the interface `front` on device `lo` in the site's site.toml.
 pub fn declare_front_on_lo(site: &TestSite) {
+    declare_front_on(site, "lo");
+}
+
+/// Declares the interface `front` on `device` in the site's site.toml.
+pub fn declare_front_on(site: &TestSite, device: &str) {
     site.edit_toml(|t| {
         let mut front = toml::Table::new();
         front.insert("name".into(), "front".into());
-        front.insert("device".into(), "lo".into());
+        front.insert("device".into(), device.into());
         t.insert(
             "interfaces".into(),
             toml::Value::Array(vec![toml::Value::Table(front)]),
