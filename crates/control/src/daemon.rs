@@ -30,6 +30,15 @@ use crate::site::Site;
 use crate::status::{FsStatus, SiteStatus, StatusReport, VserverState, VserverStatus};
 use crate::vserver::Vserver;
 
+// Children of this module, so they reach the daemon's tables; the files
+// stand beside the others.
+#[path = "switchover.rs"]
+mod switchover;
+#[path = "switchover_peer.rs"]
+pub(crate) mod switchover_peer;
+#[path = "switchover_resume.rs"]
+mod switchover_resume;
+
 /// Longest wait for a replica store's last users (in-flight NFS reads)
 /// before a catch-up gives up for this attempt.
 const CATCHUP_RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -615,6 +624,14 @@ impl Daemon {
             } => crate::resync::resync(self, &vserver, replica_address)
                 .await
                 .map(|r| Reply::Resynced(Box::new(r))),
+            Request::Switchover {
+                vserver,
+                to,
+                timeout_ms,
+            } => self
+                .switchover(&vserver, &to, timeout_ms)
+                .await
+                .map(|r| Reply::SwitchedOver(Box::new(r))),
         };
         if let Err(e) = &result {
             tracing::info!(error = %e, "control request refused");
@@ -795,14 +812,7 @@ impl Daemon {
             // may be applying.
             self.set_session_stop(vserver, true);
             vs.promote(mark.epoch).await?;
-            let mut settings = self.replication.lock().await;
-            if settings.incoming.contains_key(vserver) {
-                let mut next = settings.clone();
-                next.incoming.remove(vserver);
-                replication::save(&self.site.paths, &next)?;
-                *settings = next;
-            }
-            drop(settings);
+            self.forget_incoming(vserver).await?;
             mark.step = Step::Promoted;
             failover_mark::save(&root, &mark)?;
             clock.stop("promote", &mut report.steps);
@@ -836,6 +846,19 @@ impl Daemon {
             "failover done: active here"
         );
         Ok(report)
+    }
+
+    /// A promoted vserver is no replica any more: its replication.toml
+    /// incoming entry goes (failover, switchover).
+    async fn forget_incoming(&self, vserver: &str) -> Result<()> {
+        let mut settings = self.replication.lock().await;
+        if settings.incoming.contains_key(vserver) {
+            let mut next = settings.clone();
+            next.incoming.remove(vserver);
+            replication::save(&self.site.paths, &next)?;
+            *settings = next;
+        }
+        Ok(())
     }
 
     pub async fn status(&self, only: Option<&str>) -> Result<StatusReport> {
@@ -1238,6 +1261,7 @@ impl RunningDaemon {
         };
         let daemon = Arc::new(daemon);
         daemon.start_senders().await;
+        switchover_resume::resume_interrupted(daemon.clone()).await;
         let (stop, stopped) = watch::channel(false);
         let peer_server = peer_listener
             .map(|l| tokio::spawn(l.serve_with(stopped.clone(), Some(daemon.clone()))));

@@ -27,6 +27,7 @@ mod resync_report;
 pub mod service;
 pub mod site;
 pub mod status;
+pub mod switchover_report;
 pub mod toml_file;
 pub mod verify;
 pub mod vserver;

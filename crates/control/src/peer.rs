@@ -400,7 +400,7 @@ async fn serve_peer<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send + 'stati
                     write_line(&mut stream, "ERR this listener takes no replication").await?;
                     return Ok(());
                 };
-                return serve_replication(stream, peer_id, own_id, &daemon, rest).await;
+                return serve_replication(stream, peer_id, own_id, daemon, rest).await;
             }
             _ => {
                 tracing::warn!(peer_id, line = %truncate(&line), "unknown message from peer");
@@ -421,7 +421,7 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
     mut stream: BufReader<S>,
     peer_id: &str,
     own_id: &str,
-    daemon: &crate::daemon::Daemon,
+    daemon: Arc<crate::daemon::Daemon>,
     args: &str,
 ) -> std::io::Result<()> {
     let (vserver, address) = match args.split_once(' ') {
@@ -484,11 +484,11 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
             Ok(Ok(Some(l))) => l,
         };
         let received = match line.as_str() {
-            "BASELINE" => receive_baseline(&mut stream, peer_id, daemon, vserver).await,
+            "BASELINE" => receive_baseline(&mut stream, peer_id, &daemon, vserver).await,
             "CATCHUP" => {
                 // The install needs the store closed: let go of ours.
                 drop(target);
-                receive_catchup(&mut stream, peer_id, daemon, vserver).await
+                receive_catchup(&mut stream, peer_id, &daemon, vserver).await
             }
             _ => {
                 tracing::warn!(peer_id, line = %truncate(&line), "unexpected line after REPLICATE");
@@ -514,7 +514,7 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
         }
     };
     let received = tokio::select! {
-        r = tandem_repl::session::receive(store.clone(), vserver, stream, &cfg) => r,
+        r = crate::daemon::switchover_peer::receive(daemon.clone(), peer_id, store.clone(), vserver, stream, &cfg) => r,
         () = stopped => {
             tracing::warn!(peer_id, vserver, lsn = store.last_lsn(), "replication session ended: the vserver was failed over to this site");
             return Ok(());

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tandem_repl::baseline::{self, BaselineConfig};
 use tandem_repl::session::{self, SendCounters, SessionConfig, SessionError};
+use tandem_repl::switchover::SwitchoverAsk;
 use tandem_repl::tls::{self, TlsError};
 use tandem_repl::wire::code;
 use tandem_store::baseline::BaselineSnapshot;
@@ -494,6 +495,8 @@ pub struct Sender {
     task: tokio::task::JoinHandle<()>,
     /// Verify asks for the running session (`tandem verify`).
     verify: tokio::sync::mpsc::Sender<tandem_repl::verify::VerifyAsk>,
+    /// Switchover asks for the running session (`tandem switchover`).
+    switchover: tokio::sync::mpsc::Sender<SwitchoverAsk>,
     samples: Arc<Mutex<VecDeque<Sample>>>,
     sampler: tokio::task::JoinHandle<()>,
 }
@@ -504,6 +507,11 @@ impl Sender {
             asks: self.verify.clone(),
             shared: self.shared.clone(),
         }
+    }
+
+    /// Where `tandem switchover` hands its ask to the running session.
+    pub fn switchover_asks(&self) -> tokio::sync::mpsc::Sender<SwitchoverAsk> {
+        self.switchover.clone()
     }
 
     pub fn status(&self, store: &Store) -> ReplicationStatus {
@@ -610,6 +618,12 @@ impl Sender {
     }
 }
 
+/// The asks a sender's sessions take: verifies and switchovers.
+type Asks = (
+    tokio::sync::mpsc::Receiver<tandem_repl::verify::VerifyAsk>,
+    tokio::sync::mpsc::Receiver<SwitchoverAsk>,
+);
+
 /// Where the sender finds its peer each attempt (the list may change).
 pub type PeerLookup = Arc<dyn Fn(&str) -> Option<Peer> + Send + Sync>;
 
@@ -638,6 +652,8 @@ pub fn start_sender(
         catchup: CatchupFigures::default(),
     }));
     let (verify, verify_rx) = crate::verify::channel();
+    let (switchover, switchover_rx) =
+        tokio::sync::mpsc::channel(tandem_repl::switchover::MAX_QUEUED_SWITCHOVER_ASKS);
     let samples = Arc::new(Mutex::new(VecDeque::new()));
     let sampler = tokio::spawn(sample_throughput(counters, samples.clone()));
     let task = tokio::spawn(run_sender(
@@ -647,7 +663,7 @@ pub fn start_sender(
         tls,
         peers,
         shared.clone(),
-        verify_rx,
+        (verify_rx, switchover_rx),
     ));
     Sender {
         settings,
@@ -655,6 +671,7 @@ pub fn start_sender(
         shared,
         task,
         verify,
+        switchover,
         samples,
         sampler,
     }
@@ -708,7 +725,7 @@ async fn run_sender(
     tls: PeerTls,
     peers: PeerLookup,
     shared: Arc<Mutex<SenderState>>,
-    mut verify: tokio::sync::mpsc::Receiver<tandem_repl::verify::VerifyAsk>,
+    mut asks: Asks,
 ) {
     let mut backoff_ms = BACKOFF_MIN_MS;
     // Kept across attempts so a broken baseline resumes (the replica
@@ -728,12 +745,13 @@ async fn run_sender(
             &peers,
             &shared,
             &mut snapshot,
-            &mut verify,
+            &mut asks,
         )
         .await;
-        // Verify asks still queued were for the session that just ended:
-        // dropping them answers their callers now, not at their timeout.
-        while verify.try_recv().is_ok() {}
+        // Asks still queued were for the session that just ended: dropping
+        // them answers their callers now, not at their timeout.
+        while asks.0.try_recv().is_ok() {}
+        while asks.1.try_recv().is_ok() {}
         let streamed_long = started.elapsed() >= Duration::from_millis(STABLE_SESSION_MS);
         if streamed_long {
             backoff_ms = BACKOFF_MIN_MS;
@@ -764,8 +782,16 @@ async fn attempt(
     peers: &PeerLookup,
     shared: &Arc<Mutex<SenderState>>,
     snapshot: &mut Option<Arc<BaselineSnapshot>>,
-    verify: &mut tokio::sync::mpsc::Receiver<tandem_repl::verify::VerifyAsk>,
+    asks: &mut Asks,
 ) -> Outcome {
+    if store.is_replica() {
+        // Demoted by a switchover: the vserver is active at the peer now,
+        // and connecting would only get this store fenced.
+        return Outcome::Slow {
+            state: "switched-over",
+            error: format!("{vserver} is a replica here now (switched over)"),
+        };
+    }
     let Some(peer) = peers(&settings.to) else {
         return Outcome::Slow {
             state: "disconnected",
@@ -969,7 +995,15 @@ async fn attempt(
 
     let (tx, mut rx) = watch::channel::<Lsn>(0);
     let cfg = session_config(peer_tls.own_id.clone(), settings, shared);
-    let session = session::send_verifiable(store.clone(), stream, &cfg, Some(tx), Some(verify));
+    let (verify, switchover) = (&mut asks.0, &mut asks.1);
+    let session = session::send_switchable(
+        store.clone(),
+        stream,
+        &cfg,
+        Some(tx),
+        Some(verify),
+        Some(switchover),
+    );
     tokio::pin!(session);
     let mut streaming = false;
     let result = loop {
@@ -1020,7 +1054,7 @@ async fn attempt(
 }
 
 /// The epoch in an "EPOCH <n> <reason>" refusal (peer.rs), if it is one.
-fn refused_epoch(reason: &str) -> Option<u64> {
+pub(crate) fn refused_epoch(reason: &str) -> Option<u64> {
     let rest = reason.strip_prefix(crate::peer::REFUSE_EPOCH_PREFIX)?;
     rest.split(' ').next()?.parse().ok()
 }

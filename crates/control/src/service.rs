@@ -69,6 +69,11 @@ impl Service {
             .collect()
     }
 
+    /// The switchover pause of this address's NFS calls.
+    pub fn pause_gate(&self) -> Arc<tandem_nfs::pause::PauseGate> {
+        self.inner.pause_gate()
+    }
+
     /// Hands the service the claim of its address, released at shutdown.
     pub fn hold(&mut self, claim: Claim) {
         self.claim = Some(claim);

@@ -568,6 +568,56 @@ impl Vserver {
         Ok(())
     }
 
+    /// Switchover: the pause gates of every address served read-write.
+    pub fn pause_gates(&self) -> Vec<Arc<tandem_nfs::pause::PauseGate>> {
+        match &self.state {
+            State::Active { services, .. } => services.iter().map(Service::pause_gate).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Switchover: demotes the active store (tandem_store::demote), then
+    /// stops serving its addresses; the vserver is a replica of `to_site`.
+    pub async fn demote(&mut self, to_site: &str) -> Result<tandem_store::demote::Demoted> {
+        let State::Active { store, .. } = &self.state else {
+            return Err(ControlError::Unavailable {
+                vserver: self.name.clone(),
+                reason: "not active here; cannot demote".into(),
+            });
+        };
+        let store = store.clone();
+        let demoting = store.clone();
+        let demoted = blocking(&self.name, move || demoting.demote()).await?;
+        let old = std::mem::replace(
+            &mut self.state,
+            State::Failed {
+                error: String::new(),
+            },
+        );
+        if let State::Active { services, .. } = old {
+            for s in services {
+                s.shutdown().await;
+            }
+        }
+        self.state = State::Replica {
+            store,
+            services: Vec::new(),
+            bind_failures: Vec::new(),
+            session: Arc::new(tokio::sync::Mutex::new(())),
+            from: Some(to_site.to_string()),
+            replica_address: None,
+        };
+        Ok(demoted)
+    }
+
+    /// Takes back `demote` (the peer was never asked to promote): active
+    /// and served again.
+    pub async fn undo_demote(&mut self, cfg: &ServiceConfig) -> Result<()> {
+        let store = self.store()?.clone();
+        blocking(&self.name, move || store.undo_demote()).await?;
+        self.serve_active(cfg).await
+    }
+
     pub fn store(&self) -> Result<&Arc<Store>> {
         match &self.state {
             State::Active { store, .. } | State::Replica { store, .. } => Ok(store),

@@ -11,6 +11,7 @@ mod handle;
 mod listener;
 mod mount;
 mod nfs3;
+pub mod pause;
 mod portmap;
 mod rpc;
 mod server;
@@ -73,6 +74,7 @@ pub struct Endpoint {
 
 pub struct VserverService {
     endpoints: Vec<Endpoint>,
+    pause: Arc<pause::PauseGate>,
     shutdown: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
 }
@@ -104,7 +106,9 @@ impl VserverService {
                 bound.push((p, Service::Portmap));
             }
         }
+        let pause = Arc::new(pause::PauseGate::default());
         let shared = Arc::new(Shared {
+            pause: pause.clone(),
             store,
             endpoints: endpoints.clone(),
             max_write_bytes,
@@ -131,6 +135,7 @@ impl VserverService {
         info!(?endpoints, "NFS service started");
         Ok(VserverService {
             endpoints,
+            pause,
             shutdown,
             listeners,
         })
@@ -138,6 +143,11 @@ impl VserverService {
 
     pub fn endpoints(&self) -> Vec<Endpoint> {
         self.endpoints.clone()
+    }
+
+    /// The switchover pause of this service's NFS calls.
+    pub fn pause_gate(&self) -> Arc<pause::PauseGate> {
+        self.pause.clone()
     }
 
     /// Stops accepting, closes every connection and waits for the listeners.

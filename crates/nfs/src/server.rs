@@ -11,4 +11,6 @@ pub(crate) struct Shared {
     pub(crate) endpoints: Vec<Endpoint>,
     /// Largest WRITE accepted and advertised (wtmax): what fits in a record.
     pub(crate) max_write_bytes: u32,
+    /// Switchover: changing calls answered JUKEBOX while set.
+    pub(crate) pause: Arc<crate::pause::PauseGate>,
 }

@@ -6,6 +6,7 @@ pub mod baseline;
 pub mod catchup;
 pub mod resync;
 pub mod session;
+pub mod switchover;
 pub mod throttle;
 pub mod tls;
 pub mod verify;

@@ -20,6 +20,7 @@ use tandem_store::{Lsn, Store, StoreError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::{mpsc, watch};
 
+use crate::switchover::{PromoteAsk, Switching, SwitchoverAsk};
 use crate::throttle::TokenBucket;
 use crate::verify::{Answering, VerifyAsk, Verifying};
 use crate::wire::{self, code, Ack, Batch, Hello, HelloOk, Message, WireError};
@@ -137,7 +138,7 @@ pub enum SessionError {
     Task(String),
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis().try_into().unwrap_or(u64::MAX))
@@ -206,7 +207,26 @@ pub async fn send_verifiable<S>(
     conn: S,
     cfg: &SessionConfig,
     acked: Option<watch::Sender<Lsn>>,
+    verify: Option<&mut mpsc::Receiver<VerifyAsk>>,
+) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    send_switchable(store, conn, cfg, acked, verify, None).await
+}
+
+/// `send_verifiable`, also taking a switchover ask (`tandem switchover`,
+/// crate::switchover) from `switchover`. After the replica answered
+/// `SwitchoverDone` the session neither sends nor returns: the vserver is
+/// active at the peer now, and a reconnect would be fenced; the caller
+/// stops it.
+pub async fn send_switchable<S>(
+    store: Arc<Store>,
+    conn: S,
+    cfg: &SessionConfig,
+    acked: Option<watch::Sender<Lsn>>,
     mut verify: Option<&mut mpsc::Receiver<VerifyAsk>>,
+    mut switchover: Option<&mut mpsc::Receiver<SwitchoverAsk>>,
 ) -> Result<(), SessionError>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -287,6 +307,7 @@ where
     let mut heartbeat = tokio::time::interval(cfg.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut verifying: Option<Verifying> = None;
+    let mut switching: Option<Switching> = None;
     loop {
         while in_flight.len() < window {
             // A verify cuts the stream at its LSN until its request is sent.
@@ -329,6 +350,19 @@ where
             wire::write_message(&mut wr, &request, cfg.message_timeout).await?;
             continue;
         }
+        match switching
+            .as_mut()
+            .and_then(|s| s.request_due(&vserver, applied))
+        {
+            None => {}
+            // The asker gave up before the request went out.
+            Some(Err(())) => switching = None,
+            Some(Ok(request)) => {
+                let msg = Message::SwitchoverRequest(request);
+                wire::write_message(&mut wr, &msg, cfg.message_timeout).await?;
+                continue;
+            }
+        }
         tokio::select! {
             m = rx.recv() => match m {
                 None => return Err(SessionError::Task("reader stopped".into())),
@@ -361,6 +395,21 @@ where
                     Verifying::on_message(&mut verifying, m)?;
                     Verifying::finish_if_done(&mut verifying);
                 }
+                Some(Ok(Message::SwitchoverDone { lsn, epoch, notes })) => match switching.take() {
+                    Some(s) if s.answers(lsn) => {
+                        s.done(epoch, notes).map_err(SessionError::Protocol)?;
+                        return std::future::pending().await;
+                    }
+                    _ => return Err(SessionError::Protocol(format!(
+                        "SwitchoverDone for LSN {lsn}, which no request of ours named"
+                    ))),
+                },
+                Some(Ok(Message::SwitchoverRefused { lsn, reason })) => match switching.take() {
+                    Some(s) if s.answers(lsn) => s.refused(reason),
+                    _ => return Err(SessionError::Protocol(format!(
+                        "SwitchoverRefused for LSN {lsn}, which no request of ours named"
+                    ))),
+                },
                 Some(Ok(other)) => {
                     return Err(SessionError::Protocol(format!(
                         "unexpected {} from the replica",
@@ -376,9 +425,23 @@ where
                 wire::write_message(&mut wr, &hb, cfg.message_timeout).await?;
                 Verifying::finish_if_done(&mut verifying);
             }
+            ask = recv_ask(&mut switchover) => match ask {
+                None => switchover = None,
+                Some(ask) if switching.is_some() || verifying.is_some() => {
+                    crate::switchover::not_sent(ask, "a verify or another switchover is running in this session".into());
+                }
+                Some(ask) if !store.is_replica() || store.last_lsn() != ask.lsn => {
+                    let why = format!(
+                        "the store is not demoted at LSN {} (it stands at {}, replica: {})",
+                        ask.lsn, store.last_lsn(), store.is_replica()
+                    );
+                    crate::switchover::not_sent(ask, why);
+                }
+                Some(ask) => switching = Some(Switching::new(ask)),
+            },
             ask = recv_ask(&mut verify) => match ask {
                 None => verify = None,
-                Some(ask) if verifying.is_some() => {
+                Some(ask) if verifying.is_some() || switching.is_some() => {
                     let _ = ask.reply.send(Err(crate::verify::VerifyError::Busy));
                 }
                 // A caller that gave up while the ask was queued (between
@@ -393,8 +456,8 @@ where
     }
 }
 
-/// The next verify ask; never, once there is no channel.
-async fn recv_ask(rx: &mut Option<&mut mpsc::Receiver<VerifyAsk>>) -> Option<VerifyAsk> {
+/// The next ask (verify, switchover); never, once there is no channel.
+async fn recv_ask<T>(rx: &mut Option<&mut mpsc::Receiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -421,7 +484,7 @@ async fn pace<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-async fn send_error<W: AsyncWrite + Unpin>(
+pub(crate) async fn send_error<W: AsyncWrite + Unpin>(
     wr: &mut W,
     code: u16,
     text: &str,
@@ -458,6 +521,22 @@ pub async fn receive<S>(
     vserver: &str,
     conn: S,
     cfg: &SessionConfig,
+) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    receive_switchable(store, vserver, conn, cfg, None).await
+}
+
+/// `receive`, also answering a `SwitchoverRequest` by handing it to
+/// `promoter` (the daemon); without one, requests are refused. Returns
+/// `Ok` once the store was promoted and `SwitchoverDone` sent.
+pub async fn receive_switchable<S>(
+    store: Arc<Store>,
+    vserver: &str,
+    conn: S,
+    cfg: &SessionConfig,
+    promoter: Option<mpsc::Sender<PromoteAsk>>,
 ) -> Result<(), SessionError>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -575,6 +654,23 @@ where
                 wire::write_message(&mut wr, &hb, cfg.message_timeout).await?;
             }
             Message::Error { code, text } => return Err(SessionError::Peer { code, text }),
+            Message::SwitchoverRequest(request) => {
+                let promoted = crate::switchover::answer(
+                    &store,
+                    vserver,
+                    &hello.site_id,
+                    request,
+                    promoter.as_ref(),
+                    answering.is_some(),
+                    &mut rx,
+                    &mut wr,
+                    cfg,
+                )
+                .await?;
+                if promoted {
+                    return Ok(());
+                }
+            }
             Message::VerifyRequest { lsn } => {
                 let started = match answering {
                     Some(_) => Err(SessionError::Protocol(

@@ -92,6 +92,11 @@ pub mod msg_type {
     pub const CATCHUP_DONE: u16 = 28;
     // Resync of a diverged former active site (32-39).
     pub const RESYNC_REQUEST: u16 = 32;
+    // Switchover (`tandem switchover`): the active site hands the vserver
+    // to its replica at one LSN. 43 is kept for this block.
+    pub const SWITCHOVER_REQUEST: u16 = 40;
+    pub const SWITCHOVER_DONE: u16 = 41;
+    pub const SWITCHOVER_REFUSED: u16 = 42;
 }
 
 /// Reason codes of `Refuse` and `Error`. Unknown codes are kept as they are
@@ -347,6 +352,33 @@ pub enum Message {
         lsn: Lsn,
     },
     ResyncRequest(ResyncRequest),
+    /// Sent once the batch ending at `lsn` is acknowledged, by an active
+    /// site that demoted itself there: promote at exactly `lsn`.
+    SwitchoverRequest(SwitchoverRequest),
+    /// The replica promoted at `lsn` to `epoch` and serves the vserver;
+    /// `notes` says what it could not serve (empty: everything).
+    SwitchoverDone {
+        lsn: Lsn,
+        epoch: u64,
+        notes: String,
+    },
+    /// The replica did not promote (nothing changed there); the session
+    /// goes on.
+    SwitchoverRefused {
+        lsn: Lsn,
+        reason: String,
+    },
+}
+
+/// A switchover's hand-over: the vserver, the LSN both sites hold, the
+/// epoch the replica takes, and the replication settings it uses to
+/// replicate back (opaque here: the daemons' TOML, at most a text's size).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchoverRequest {
+    pub vserver: String,
+    pub lsn: Lsn,
+    pub epoch: u64,
+    pub settings: String,
 }
 
 impl Message {
@@ -374,6 +406,9 @@ impl Message {
             Message::CatchupZeros { .. } => msg_type::CATCHUP_ZEROS,
             Message::CatchupDone { .. } => msg_type::CATCHUP_DONE,
             Message::ResyncRequest(_) => msg_type::RESYNC_REQUEST,
+            Message::SwitchoverRequest(_) => msg_type::SWITCHOVER_REQUEST,
+            Message::SwitchoverDone { .. } => msg_type::SWITCHOVER_DONE,
+            Message::SwitchoverRefused { .. } => msg_type::SWITCHOVER_REFUSED,
         }
     }
 
@@ -406,6 +441,9 @@ fn type_name(t: u16) -> &'static str {
         msg_type::CATCHUP_ZEROS => "CatchupZeros",
         msg_type::CATCHUP_DONE => "CatchupDone",
         msg_type::RESYNC_REQUEST => "ResyncRequest",
+        msg_type::SWITCHOVER_REQUEST => "SwitchoverRequest",
+        msg_type::SWITCHOVER_DONE => "SwitchoverDone",
+        msg_type::SWITCHOVER_REFUSED => "SwitchoverRefused",
         _ => "unknown",
     }
 }
@@ -644,6 +682,21 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>> {
                 w.u64(first);
                 w.u64(last);
             }
+        }
+        Message::SwitchoverRequest(r) => {
+            w.vserver(&r.vserver)?;
+            w.u64(r.lsn);
+            w.u64(r.epoch);
+            w.text(&r.settings)?;
+        }
+        Message::SwitchoverDone { lsn, epoch, notes } => {
+            w.u64(*lsn);
+            w.u64(*epoch);
+            w.text(notes)?;
+        }
+        Message::SwitchoverRefused { lsn, reason } => {
+            w.u64(*lsn);
+            w.text(reason)?;
         }
     }
     let payload_len = out.len() - ENVELOPE_BYTES;
@@ -1350,6 +1403,21 @@ fn decode_payload(msg_type: u16, payload: Bytes) -> Result<Message> {
         }
         msg_type::CATCHUP_DONE => Message::CatchupDone { lsn: r.u64("LSN")? },
         msg_type::RESYNC_REQUEST => Message::ResyncRequest(r.resync_request()?),
+        msg_type::SWITCHOVER_REQUEST => Message::SwitchoverRequest(SwitchoverRequest {
+            vserver: r.vserver()?,
+            lsn: r.u64("LSN")?,
+            epoch: r.u64("epoch")?,
+            settings: r.text()?,
+        }),
+        msg_type::SWITCHOVER_DONE => Message::SwitchoverDone {
+            lsn: r.u64("LSN")?,
+            epoch: r.u64("epoch")?,
+            notes: r.text()?,
+        },
+        msg_type::SWITCHOVER_REFUSED => Message::SwitchoverRefused {
+            lsn: r.u64("LSN")?,
+            reason: r.text()?,
+        },
         other => return Err(WireError::UnknownType { found: other }),
     };
     r.finish()?;

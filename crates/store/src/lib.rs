@@ -11,6 +11,7 @@ pub mod checkpoint;
 mod checkpointer;
 pub mod config;
 pub mod data;
+pub mod demote;
 pub mod digest;
 pub mod error;
 pub mod fence;

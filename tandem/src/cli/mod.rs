@@ -31,6 +31,7 @@ mod replicate;
 mod resync;
 mod signal;
 mod status;
+mod switchover;
 mod user;
 mod verify;
 mod vserver;
@@ -85,6 +86,8 @@ pub enum Command {
     /// At a diverged former active site: keep its divergent writes in a
     /// folder, rewind it to the promoted site and become its replica.
     Resync(resync::Args),
+    /// Move an active vserver to the peer it replicates to (planned).
+    Switchover(switchover::Args),
     /// Check a vserver's store offline (the daemon must be stopped).
     Fsck(fsck::Args),
     /// The disaster-recovery story on this machine: two sites, a client,
@@ -127,6 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resync(args) => resync::run(&need_data(data)?, args)
             .await
             .map(|()| ExitCode::SUCCESS),
+        Command::Switchover(args) => switchover::run(&need_data(data)?, args).await,
         Command::Fsck(args) => fsck::run(&need_data(data)?, args).await,
         Command::Demo(args) => demo::run(data, args).await,
         Command::Bench(args) => bench::run(args).await,

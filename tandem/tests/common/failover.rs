@@ -6,7 +6,8 @@
 use nfs3_client::nfs3_types::nfs3::*;
 
 use super::replication::{
-    create_vs_on_front, declare_front_on_lo, pair_both, site, vserver_status, wait_converged,
+    create_vs_on_front, declare_front_on_lo, pair_both, share_nfs_ports, site, vserver_status,
+    wait_converged,
 };
 use super::{assert_success, stdout, Daemon, TestSite};
 
@@ -29,14 +30,7 @@ pub fn failover_sites(prefix: &str, front_at_b: bool, same_ports: bool) -> Sites
     let (a, a_addr) = site("alpha", &format!("{prefix}.1"));
     let (mut b, b_addr) = site("beta", &format!("{prefix}.2"));
     if same_ports {
-        b.nfs_port = a.nfs_port;
-        b.mount_port = a.mount_port;
-        let ports = (a.nfs_port, a.mount_port);
-        b.edit_toml(|t| {
-            let nfs = t["nfs"].as_table_mut().expect("nfs table");
-            nfs.insert("nfs_port".into(), i64::from(ports.0).into());
-            nfs.insert("mount_port".into(), i64::from(ports.1).into());
-        });
+        share_nfs_ports(&a, &mut b);
     }
     declare_front_on_lo(&a);
     if front_at_b {

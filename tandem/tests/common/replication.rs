@@ -18,6 +18,19 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Gives `b` the NFS and MOUNT ports of `a`, so a vserver address that
+/// moves between them (failover, switchover) is found at the same port.
+pub fn share_nfs_ports(a: &TestSite, b: &mut TestSite) {
+    b.nfs_port = a.nfs_port;
+    b.mount_port = a.mount_port;
+    let ports = (a.nfs_port, a.mount_port);
+    b.edit_toml(|t| {
+        let nfs = t["nfs"].as_table_mut().expect("nfs table");
+        nfs.insert("nfs_port".into(), i64::from(ports.0).into());
+        nfs.insert("mount_port".into(), i64::from(ports.1).into());
+    });
+}
+
 /// A site whose peer listener is on `ip` and a free port.
 pub fn site(name: &str, ip: &str) -> (TestSite, String) {
     let addr = format!("{ip}:{}", free_port());

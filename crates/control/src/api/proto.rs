@@ -92,6 +92,16 @@ pub enum Request {
         #[serde(default)]
         replica_address: Option<String>,
     },
+    /// `tandem switchover VS --to PEER` (at the active site): pause, ship
+    /// the tail, demote here, promote at the peer, replicate back.
+    Switchover {
+        vserver: String,
+        to: String,
+        /// Longest client-visible pause before giving up (unpaused,
+        /// nothing moved); default `switchover_report::DEFAULT_TIMEOUT_MS`.
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +132,7 @@ pub enum Reply {
     FailoverChecked(crate::failover::FailoverCheck),
     FailedOver(Box<crate::failover_report::FailoverReport>),
     Resynced(Box<crate::resync::ResyncReport>),
+    SwitchedOver(Box<crate::switchover_report::SwitchoverReport>),
     ReplicationStopped {
         vserver: String,
         /// The peer it was sent to.
@@ -226,6 +237,22 @@ mod tests {
         );
         assert!(serde_json::from_str::<Request>(
             r#"{"op":"replicate","vserver":"vs","to":"b","mode":"async","level":9}"#
+        )
+        .is_err());
+        // Switchover: the timeout may be left out; the peer may not.
+        let req: Request =
+            serde_json::from_str(r#"{"op":"switchover","vserver":"vs","to":"b"}"#).unwrap();
+        assert_eq!(
+            req,
+            Request::Switchover {
+                vserver: "vs".into(),
+                to: "b".into(),
+                timeout_ms: None
+            }
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"op":"switchover","vserver":"vs"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(
+            r#"{"op":"switchover","vserver":"vs","to":"b","timeout_ms":-1}"#
         )
         .is_err());
         let resp: Response = Err(ControlError::NoVserver("vs".into())).into();

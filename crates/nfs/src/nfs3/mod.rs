@@ -43,6 +43,14 @@ pub(crate) async fn dispatch(
     call: &Call,
     args: &bytes::Bytes,
 ) -> ReplyStatus {
+    let _passed = if crate::pause::changes_state(call.proc_num) {
+        match shared.pause.enter() {
+            Some(p) => Some(p),
+            None => return ReplyStatus::Success(crate::pause::jukebox_body(call.proc_num)),
+        }
+    } else {
+        None
+    };
     match call.proc_num {
         0 => ReplyStatus::Success(Vec::new()),
         1 => getattr::call(shared, call, args).await,
