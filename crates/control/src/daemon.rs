@@ -32,6 +32,8 @@ use crate::vserver::Vserver;
 
 // Children of this module, so they reach the daemon's tables; the files
 // stand beside the others.
+#[path = "fence_watch.rs"]
+mod fence_watch;
 #[path = "switchover.rs"]
 mod switchover;
 #[path = "switchover_peer.rs"]
@@ -75,6 +77,8 @@ pub struct Daemon {
     /// incoming session (peer.rs) ends at once instead of at its next
     /// batch. Never removed (a few bytes per vserver ever replicated).
     session_stops: std::sync::Mutex<BTreeMap<String, watch::Sender<bool>>>,
+    /// Notified by a sender that fenced its store (fence_watch.rs).
+    fenced: Arc<tokio::sync::Notify>,
 }
 
 impl Daemon {
@@ -144,6 +148,7 @@ impl Daemon {
             senders: Mutex::new(BTreeMap::new()),
             failover_running: Mutex::new(()),
             session_stops: std::sync::Mutex::new(BTreeMap::new()),
+            fenced: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -177,6 +182,7 @@ impl Daemon {
             policy,
             self.peer_tls.clone(),
             lookup,
+            self.fenced.clone(),
         )
     }
 
@@ -1228,6 +1234,7 @@ pub struct RunningDaemon {
     server: JoinHandle<()>,
     peer_server: Option<JoinHandle<()>>,
     metrics_server: Option<JoinHandle<()>>,
+    fence_watch: JoinHandle<()>,
     _lock: SiteLock,
 }
 
@@ -1263,6 +1270,8 @@ impl RunningDaemon {
         daemon.start_senders().await;
         switchover_resume::resume_interrupted(daemon.clone()).await;
         let (stop, stopped) = watch::channel(false);
+        let fence_watch =
+            fence_watch::spawn(daemon.clone(), daemon.fenced.clone(), stopped.clone());
         let peer_server = peer_listener
             .map(|l| tokio::spawn(l.serve_with(stopped.clone(), Some(daemon.clone()))));
         let metrics_server = match daemon.site.config.metrics.listen.clone() {
@@ -1291,6 +1300,7 @@ impl RunningDaemon {
             server,
             peer_server,
             metrics_server,
+            fence_watch,
             _lock: lock,
         })
     }
@@ -1316,6 +1326,9 @@ impl RunningDaemon {
             if let Err(e) = metrics_server.await {
                 tracing::error!(error = %e, "metrics task failed");
             }
+        }
+        if let Err(e) = self.fence_watch.await {
+            tracing::error!(error = %e, "fence watch task failed");
         }
         self.daemon.shutdown().await;
         tracing::info!("daemon stopped");

@@ -31,7 +31,7 @@ use tandem_store::baseline::BaselineSnapshot;
 use tandem_store::replica_sync::DEFAULT_SYNC_TIMEOUT_MS;
 use tandem_store::{Lsn, OnReplicaLoss, Store, StoreError, SyncMode, SyncPolicy};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::error::{ControlError, Result};
 use crate::peer::{Peer, PeerTls};
@@ -636,6 +636,7 @@ pub fn start_sender(
     policy: SyncPolicy,
     tls: PeerTls,
     peers: PeerLookup,
+    fenced: Arc<Notify>,
 ) -> Sender {
     store.set_replication_mode(policy);
     store.keep_journal_for_replica();
@@ -664,6 +665,7 @@ pub fn start_sender(
         peers,
         shared.clone(),
         (verify_rx, switchover_rx),
+        fenced,
     ));
     Sender {
         settings,
@@ -718,6 +720,10 @@ enum Outcome {
     Slow { state: &'static str, error: String },
 }
 
+/// `fenced` is notified when an attempt leaves the store fenced: the
+/// daemon then stops serving the vserver and releases its addresses
+/// (fence_watch.rs), since a peer holds them at a higher epoch.
+#[allow(clippy::too_many_arguments)]
 async fn run_sender(
     vserver: String,
     store: Arc<Store>,
@@ -726,6 +732,7 @@ async fn run_sender(
     peers: PeerLookup,
     shared: Arc<Mutex<SenderState>>,
     mut asks: Asks,
+    fenced: Arc<Notify>,
 ) {
     let mut backoff_ms = BACKOFF_MIN_MS;
     // Kept across attempts so a broken baseline resumes (the replica
@@ -748,6 +755,9 @@ async fn run_sender(
             &mut asks,
         )
         .await;
+        if store.fenced_by().is_some() {
+            fenced.notify_one();
+        }
         // Asks still queued were for the session that just ended: dropping
         // them answers their callers now, not at their timeout.
         while asks.0.try_recv().is_ok() {}
@@ -1045,7 +1055,7 @@ async fn attempt(
     };
     if let Err(SessionError::Fenced { theirs, .. }) = &result {
         // Invariant 3: another site was promoted; stop taking writes here
-        // at once (NFS then answers ROFS).
+        // at once (NFS answers ROFS until the daemon stops serving it).
         if let Err(e) = store.fence(*theirs) {
             tracing::error!(vserver, error = %e, "could not fence the store");
         }

@@ -344,6 +344,39 @@ impl Vserver {
         self.pause_replica().await
     }
 
+    /// Stops serving an active vserver whose store a peer's higher epoch
+    /// fenced at runtime: its services end, releasing the addresses they
+    /// claimed, as for a vserver found diverged at start (the promoted
+    /// site holds them now; two hosts must not answer for one address).
+    /// The store stays open for `tandem resync`. Returns whether anything
+    /// was stopped.
+    pub async fn stop_serving_if_fenced(&mut self) -> bool {
+        let State::Active {
+            store,
+            services,
+            bind_failures,
+        } = &mut self.state
+        else {
+            return false;
+        };
+        let Some(theirs) = store.fenced_by() else {
+            return false;
+        };
+        if services.is_empty() {
+            return false;
+        }
+        tracing::warn!(
+            vserver = %self.name,
+            theirs,
+            "diverged: another site holds this vserver at a higher epoch; no longer serving its addresses (see `tandem resync`)"
+        );
+        for s in services.drain(..) {
+            s.shutdown().await;
+        }
+        bind_failures.clear();
+        true
+    }
+
     /// Resync: stops serving an active (diverged) vserver, closes its
     /// store and puts it in baseline state until `finish_baseline`.
     pub async fn close_for_resync(&mut self) -> Result<Arc<Store>> {
