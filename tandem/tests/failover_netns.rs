@@ -24,6 +24,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::netns::*;
+use common::netns_sites::*;
 use common::nfs::*;
 use common::replication::*;
 use common::*;
@@ -37,82 +38,18 @@ const REPLICA_CIDR: &str = "10.200.1.12/32";
 const EXIT_NOT_READY: i32 = 3;
 const EXIT_ERROR: i32 = 2;
 
-struct Sites {
-    net: Net,
-    a: TestSite,
-    da: Daemon,
-    b: TestSite,
-    db: Daemon,
-}
-
-fn netns_exec(ns: &str) -> [&str; 4] {
-    ["ip", "netns", "exec", ns]
-}
-
-/// The namespaces, alpha in A and beta in B (beta's `front` on
-/// `b_device`, beta on alpha's NFS and MOUNT ports so the client finds
-/// the vserver at the same address and port after a failover), paired;
-/// `before` runs before the daemons start. The vserver is created at
-/// alpha; replication is the caller's.
+/// The namespaces and sites (common/netns_sites.rs), vserver at
+/// VS_CIDR, its replica address REPLICA_CIDR.
 fn start(b_device: &str, before: impl FnOnce(&Net)) -> Option<(Sites, String)> {
-    if !available() {
-        return None;
-    }
-    let net = Net::new();
-    let (a, a_addr) = site("alpha", A_IP);
-    let (mut b, b_addr) = site("beta", B_IP);
-    b.nfs_port = a.nfs_port;
-    b.mount_port = a.mount_port;
-    let ports = (a.nfs_port, a.mount_port);
-    b.edit_toml(|t| {
-        let nfs = t["nfs"].as_table_mut().expect("nfs table");
-        nfs.insert("nfs_port".into(), i64::from(ports.0).into());
-        nfs.insert("mount_port".into(), i64::from(ports.1).into());
-    });
-    declare_front_on(&a, DEV);
-    declare_front_on(&b, b_device);
-    before(&net);
-    let da = a.start_daemon_via(&netns_exec(&net.a));
-    let db = b.start_daemon_via(&netns_exec(&net.b));
-    pair_both(&a, &a_addr, &b, &b_addr);
-    let cidr = format!("{VS_CIDR}@front");
-    let out = a.tandem(&["vserver", "create", "vs", "--address", &cidr]);
-    assert_success(&out, "vserver create");
-    create_fs_for(&a, "vs", "data", "/data", "10.200.0.0/16");
-    let sites = Sites { net, a, da, b, db };
-    Some((sites, format!("{REPLICA_CIDR}@front")))
+    start_sites(VS_CIDR, REPLICA_CIDR, b_device, before)
 }
 
 /// `start`, then commit-sync replication to beta, converged.
 fn setup(b_device: &str, before: impl FnOnce(&Net)) -> Option<Sites> {
-    let (s, replica) = start(b_device, before)?;
-    replicate(&s.a, &replica, &[]);
-    wait_converged(&s.a, &s.b, "vs", &|| s.logs());
-    Some(s)
-}
-
-fn replicate(a: &TestSite, replica: &str, extra: &[&str]) {
-    let mut args = vec![
-        "replicate",
-        "vs",
-        "--to",
-        "beta",
-        "--mode",
-        "commit-sync",
-        "--on-replica-loss",
-        "block",
-        "--replica-address",
-        replica,
-    ];
-    args.extend_from_slice(extra);
-    assert_success(&a.tandem(&args), "replicate");
+    setup_sites(VS_CIDR, REPLICA_CIDR, b_device, before)
 }
 
 impl Sites {
-    fn logs(&self) -> String {
-        format!("A:\n{}\nB:\n{}", self.da.log_text(), self.db.log_text())
-    }
-
     /// Site A's host dies: its daemon is killed, then the host leaves the
     /// network (its eth0 goes, and the addresses on it).
     fn kill_a(self) -> (Net, TestSite, TestSite, Daemon) {

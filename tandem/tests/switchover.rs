@@ -20,17 +20,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::failover::state_at;
 use common::nfs::*;
 use common::replication::*;
+use common::switchover::*;
+use common::writer::*;
 use common::*;
-use nfs3_client::nfs3_types::nfs3::*;
-use nfs3_client::nfs3_types::xdr_codec::Opaque;
-use nfs3_client::Nfs3Client;
 
 /// Exit code of `tandem switchover` when nothing moved.
 const EXIT_ERROR: i32 = 2;
-const FILES: usize = 3;
-const CHUNK_BYTES: usize = 8 << 10;
 
 /// Alpha and beta with their daemons (`None` while killed).
 struct Sites {
@@ -88,184 +86,6 @@ fn setup(net: u8, mode: &str) -> Sites {
     };
     wait_converged(&s.a, &s.b, "vs", &|| s.logs());
     s
-}
-
-fn state_at(site: &TestSite) -> serde_json::Value {
-    vserver_status(site, "vs").expect("vserver at the site")["state"].clone()
-}
-
-/// Runs `tandem switchover vs --to PEER` at `site`; returns its stdout.
-fn switchover(site: &TestSite, to: &str) -> String {
-    let out = site.tandem(&["switchover", "vs", "--to", to]);
-    assert_success(&out, "switchover");
-    let text = stdout(&out);
-    // The measured steps and pause, for whoever reads the test's output.
-    eprintln!("{text}");
-    for step in [
-        "check",
-        "pause",
-        "demote",
-        "ship-tail",
-        "promote-peer",
-        "reverse",
-        "client pause",
-    ] {
-        assert!(
-            text.lines()
-                .any(|l| l.trim_start().starts_with(step) && l.trim_end().ends_with("ms")),
-            "no time for {step} in:\n{text}"
-        );
-    }
-    text
-}
-
-/// Polls until `active` replicates vs to `replica` and both hold the
-/// same LSN, then checks the content with `tandem verify`.
-fn assert_replicated_and_verified(
-    active: &TestSite,
-    replica: &TestSite,
-    logs: &dyn Fn() -> String,
-) {
-    wait_converged(active, replica, "vs", logs);
-    assert_eq!(state_at(active), "active");
-    assert_eq!(state_at(replica), "replica");
-    assert_verify_matches(active, "vs");
-}
-
-/// The writing client: its handles, what the server acknowledged of each
-/// file, and what it met on the way.
-struct Writer {
-    client: Nfs3Client<Tcp>,
-    ip: String,
-    port: u16,
-    files: Vec<(nfs_fh3, Vec<u8>)>,
-    jukebox: u64,
-    reconnects: u64,
-    verifier_changes: u64,
-}
-
-/// One call, retried on JUKEBOX (after a short back-off, as clients do)
-/// and on a lost connection (a new one to the same address: the address
-/// moves during a switchover); any other error fails the test.
-macro_rules! retrying {
-    ($w:ident, $what:literal, |$c:ident| $call:expr) => {{
-        let start = Instant::now();
-        loop {
-            assert!(
-                start.elapsed() < DEADLINE * 2,
-                "{}: no success in time",
-                $what
-            );
-            let result = {
-                let $c = &mut $w.client;
-                call_or_lost($what, $call).await
-            };
-            match result {
-                Ok(Ok(v)) => break v,
-                Ok(Err(nfsstat3::NFS3ERR_JUKEBOX)) => {
-                    $w.jukebox += 1;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                Ok(Err(st)) => panic!("{}: {st:?}; only success or JUKEBOX may come", $what),
-                Err(_) => {
-                    $w.reconnects += 1;
-                    $w.client = reconnect(&$w.ip, $w.port).await;
-                }
-            }
-        }
-    }};
-}
-
-impl Writer {
-    async fn write(&mut self, i: usize, data: &[u8], stable: stable_how) -> writeverf3 {
-        let (fh, acked) = &self.files[i];
-        let args = WRITE3args {
-            file: fh.clone(),
-            offset: acked.len() as u64,
-            count: data.len() as u32,
-            stable,
-            data: Opaque::borrowed(data),
-        };
-        let w = retrying!(self, "WRITE", |c| c.write(&args));
-        assert_eq!(w.count as usize, data.len());
-        w.verf
-    }
-
-    /// Appends to file `round % FILES`: UNSTABLE then COMMIT on even
-    /// rounds (resent FILE_SYNC when the verifier changed in between, as
-    /// a client must), FILE_SYNC on odd ones. Only then is it acknowledged.
-    async fn round(&mut self, round: u64) {
-        let i = (round as usize) % FILES;
-        let data = pattern(CHUNK_BYTES, round);
-        if round.is_multiple_of(2) {
-            let verf = self.write(i, &data, stable_how::UNSTABLE).await;
-            let args = COMMIT3args {
-                file: self.files[i].0.clone(),
-                offset: 0,
-                count: 0,
-            };
-            let done = retrying!(self, "COMMIT", |c| c.commit(&args));
-            if done.verf != verf {
-                self.verifier_changes += 1;
-                self.write(i, &data, stable_how::FILE_SYNC).await;
-            }
-        } else {
-            self.write(i, &data, stable_how::FILE_SYNC).await;
-        }
-        self.files[i].1.extend_from_slice(&data);
-    }
-}
-
-/// Mounts once, creates the files, then writes rounds until `stop`;
-/// `rounds` counts the acknowledged ones.
-async fn run_writer(
-    s_addr: String,
-    ports: (u16, u16),
-    stop: Arc<AtomicBool>,
-    rounds: Arc<AtomicU64>,
-) -> Writer {
-    let mut conn = mount_at(&s_addr, "/data", ports, DEADLINE).await;
-    let mut files = Vec::new();
-    for i in 0..FILES {
-        files.push((
-            create_file(&mut conn, &format!("w{i}.bin")).await,
-            Vec::new(),
-        ));
-    }
-    let client = reconnect(&s_addr, ports.1).await;
-    let mut w = Writer {
-        client,
-        ip: s_addr,
-        port: ports.1,
-        files,
-        jukebox: 0,
-        reconnects: 0,
-        verifier_changes: 0,
-    };
-    let mut round = 0;
-    while !stop.load(Ordering::Relaxed) {
-        w.round(round).await;
-        round += 1;
-        rounds.store(round, Ordering::Relaxed);
-    }
-    w
-}
-
-/// Polls until the writer has acknowledged `n` more rounds than `from`.
-fn wait_rounds(rounds: &AtomicU64, from: u64, n: u64, logs: &dyn Fn() -> String) -> u64 {
-    let start = Instant::now();
-    loop {
-        let now = rounds.load(Ordering::Relaxed);
-        if now >= from + n {
-            return now;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "the writer is stuck at round {now}; logs:\n{}",
-            logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -331,19 +151,7 @@ fn switchover_there_and_back_loses_no_byte_and_keeps_the_handles() {
     assert_eq!(status["replication"]["to"], "beta", "{status}");
     assert_eq!(status["replication"]["mode"], "commit-sync", "{status}");
 
-    // Every acknowledged byte, through the handles the client had from
-    // the start, on the connection it holds now.
-    rt.block_on(async {
-        for (i, (fh, acked)) in w.files.iter().enumerate() {
-            let got = read_whole(&mut w.client, fh).await;
-            assert!(
-                got == *acked,
-                "w{i}.bin: {} bytes read, {} acknowledged",
-                got.len(),
-                acked.len()
-            );
-        }
-    });
+    rt.block_on(w.assert_acked_readable());
 }
 
 #[test]

@@ -6,8 +6,8 @@
 use nfs3_client::nfs3_types::nfs3::*;
 
 use super::replication::{
-    create_vs_on_front, declare_front_on_lo, pair_both, share_nfs_ports, site, vserver_status,
-    wait_converged,
+    create_vs_on_front, declare_front_on_lo, pair_both, replicate, share_nfs_ports, site,
+    vserver_status, wait_converged,
 };
 use super::{assert_success, stdout, Daemon, TestSite};
 
@@ -41,21 +41,7 @@ pub fn failover_sites(prefix: &str, front_at_b: bool, same_ports: bool) -> Sites
     pair_both(&a, &a_addr, &b, &b_addr);
     create_vs_on_front(&a, &vs_addr);
     let replica = format!("{prefix}.12/32");
-    assert_success(
-        &a.tandem(&[
-            "replicate",
-            "vs",
-            "--to",
-            "beta",
-            "--mode",
-            "commit-sync",
-            "--on-replica-loss",
-            "block",
-            "--replica-address",
-            &replica,
-        ]),
-        "replicate",
-    );
+    replicate(&a, &replica, &[]);
     wait_converged(&a, &b, "vs", &|| {
         format!("A:\n{}\nB:\n{}", da.log_text(), db.log_text())
     });

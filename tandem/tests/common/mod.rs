@@ -5,10 +5,13 @@
 
 pub mod failover;
 pub mod netns;
+pub mod netns_sites;
 pub mod nfs;
 pub mod replication;
 pub mod rpc;
+pub mod switchover;
 pub mod tree;
+pub mod writer;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

@@ -233,3 +233,22 @@ pub fn create_vs_on_front(site: &TestSite, ip: &str) {
     );
     create_fs(site, "vs", "data", "/data");
 }
+
+/// `tandem replicate vs --to beta` in commit-sync, blocking on replica
+/// loss, with the replica's read-only address; `extra` options appended.
+pub fn replicate(a: &TestSite, replica: &str, extra: &[&str]) {
+    let mut args = vec![
+        "replicate",
+        "vs",
+        "--to",
+        "beta",
+        "--mode",
+        "commit-sync",
+        "--on-replica-loss",
+        "block",
+        "--replica-address",
+        replica,
+    ];
+    args.extend_from_slice(extra);
+    assert_success(&a.tandem(&args), "replicate");
+}
