@@ -25,22 +25,6 @@ fn state_at(site: &TestSite) -> String {
         .to_string()
 }
 
-async fn remove(c: &mut Conn, name: &str) {
-    let root = c.root_nfs_fh3();
-    must(
-        "REMOVE",
-        c.remove(&REMOVE3args {
-            object: dirop(&root, name),
-        }),
-    )
-    .await;
-}
-
-async fn read_named(c: &mut Conn, name: &str) -> Option<Vec<u8>> {
-    let fh = lookup(c, name).await?;
-    Some(read_all(c, &fh).await)
-}
-
 #[test]
 fn a_cut_off_old_active_comes_back_diverged_and_resyncs_as_a_replica() {
     let (a, da, b, db) = paired_sites("127.85.1", declare_front_on_lo);

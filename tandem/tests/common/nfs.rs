@@ -292,3 +292,21 @@ pub async fn write_once(
     )
     .await
 }
+
+/// REMOVE of `name` in the export's root, which must succeed.
+pub async fn remove(c: &mut Conn, name: &str) {
+    let root = c.root_nfs_fh3();
+    must(
+        "REMOVE",
+        c.remove(&REMOVE3args {
+            object: dirop(&root, name),
+        }),
+    )
+    .await;
+}
+
+/// The content of `name` in the export's root, if it exists.
+pub async fn read_named(c: &mut Conn, name: &str) -> Option<Vec<u8>> {
+    let fh = lookup(c, name).await?;
+    Some(read_all(c, &fh).await)
+}
