@@ -27,9 +27,6 @@ use common::replication::*;
 use common::*;
 use nfs3_client::nfs3_types::nfs3::*;
 
-const VS_IP: &str = "10.201.1.11";
-const VS_CIDR: &str = "10.201.1.11/32";
-const REPLICA_CIDR: &str = "10.201.1.12/32";
 const A_REPLICA_CIDR: &str = "10.201.1.13/32";
 
 /// Runs `f` with a fresh mount of the vserver's /data from the client
@@ -58,9 +55,7 @@ fn partition_sites(net: &Net, add: bool) {
 
 #[test]
 fn a_partitioned_old_active_returns_releases_its_address_and_resyncs() {
-    let Some((s, replica)) = start_sites(VS_CIDR, REPLICA_CIDR, DEV, |net| {
-        route_client_to(net, "10.201.0.0/16")
-    }) else {
+    let Some((s, replica)) = start_routed() else {
         return;
     };
     assert_success(

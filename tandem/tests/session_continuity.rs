@@ -14,106 +14,15 @@
 
 mod common;
 
+use common::drc::*;
 use common::failover::*;
 use common::nfs::*;
 use common::replication::*;
-use common::rpc::nfs_call_with_xid;
 use nfs3_client::nfs3_types::mount::{dirpath, mountlist};
 use nfs3_client::nfs3_types::nfs3::*;
 use nfs3_client::nfs3_types::xdr_codec::Opaque;
 use nfs3_client::MountClient;
 use tokio::net::TcpStream;
-
-const NFSPROC3_CREATE: u32 = 8;
-const NFSPROC3_REMOVE: u32 = 12;
-const NFSPROC3_RENAME: u32 = 14;
-const NFSPROC3_LINK: u32 = 15;
-
-/// The four non-idempotent requests, each with its own xid.
-struct Requests {
-    root: nfs_fh3,
-}
-
-const XID_CREATE: u32 = 0x5e55_0001;
-const XID_REMOVE: u32 = 0x5e55_0002;
-const XID_RENAME: u32 = 0x5e55_0003;
-const XID_LINK: u32 = 0x5e55_0004;
-
-fn create_args<'a>(root: &nfs_fh3, name: &'a str) -> CREATE3args<'a> {
-    CREATE3args {
-        where_: dirop(root, name),
-        how: createhow3::GUARDED(sattr3::default()),
-    }
-}
-
-fn status<T, E>(r: &Nfs3Result<T, E>) -> nfsstat3 {
-    match r {
-        Nfs3Result::Ok(_) => nfsstat3::NFS3_OK,
-        Nfs3Result::Err((st, _)) => *st,
-    }
-}
-
-fn created_handle(r: Nfs3Result<CREATE3resok, CREATE3resfail>) -> nfs_fh3 {
-    match r {
-        Nfs3Result::Ok(ok) => match ok.obj {
-            Nfs3Option::Some(fh) => fh,
-            Nfs3Option::None => panic!("CREATE returned no handle"),
-        },
-        Nfs3Result::Err((st, _)) => panic!("CREATE: {st:?}"),
-    }
-}
-
-impl Requests {
-    /// Sends each request once (the original), asserting it succeeded.
-    async fn send(&self, s: &mut TcpStream) -> nfs_fh3 {
-        let created: CREATE3res = nfs_call_with_xid(
-            s,
-            XID_CREATE,
-            NFSPROC3_CREATE,
-            &create_args(&self.root, "made"),
-        )
-        .await;
-        let made = created_handle(created);
-        self.send_rest(s, &made).await;
-        made
-    }
-
-    /// REMOVE, RENAME and LINK, each asserted NFS3_OK.
-    async fn send_rest(&self, s: &mut TcpStream, made: &nfs_fh3) {
-        let removed: REMOVE3res = nfs_call_with_xid(
-            s,
-            XID_REMOVE,
-            NFSPROC3_REMOVE,
-            &REMOVE3args {
-                object: dirop(&self.root, "gone"),
-            },
-        )
-        .await;
-        assert_eq!(status(&removed), nfsstat3::NFS3_OK, "REMOVE");
-        let renamed: RENAME3res = nfs_call_with_xid(
-            s,
-            XID_RENAME,
-            NFSPROC3_RENAME,
-            &RENAME3args {
-                from: dirop(&self.root, "old"),
-                to: dirop(&self.root, "new"),
-            },
-        )
-        .await;
-        assert_eq!(status(&renamed), nfsstat3::NFS3_OK, "RENAME");
-        let linked: LINK3res = nfs_call_with_xid(
-            s,
-            XID_LINK,
-            NFSPROC3_LINK,
-            &LINK3args {
-                file: made.clone(),
-                link: dirop(&self.root, "made-link"),
-            },
-        )
-        .await;
-        assert_eq!(status(&linked), nfsstat3::NFS3_OK, "LINK");
-    }
-}
 
 async fn dump(ip: &str, mount_port: u16) -> Vec<(String, String)> {
     let mut m = MountClient::new(Tcp(connect_until_served(ip, mount_port).await));
@@ -173,39 +82,7 @@ fn a_session_carries_on_across_a_failover() {
     rt.block_on(async {
         // Retransmissions on a new connection (a new source port).
         let mut raw = connect_until_served(&ip, nfs_port).await;
-        let again: CREATE3res = nfs_call_with_xid(
-            &mut raw,
-            XID_CREATE,
-            NFSPROC3_CREATE,
-            &create_args(&req.root, "made"),
-        )
-        .await;
-        assert_eq!(
-            created_handle(again),
-            made,
-            "the retransmitted CREATE gets the original reply"
-        );
-        req.send_rest(&mut raw, &made).await;
-
-        // The same requests under new xids are real conflicts.
-        let fresh: CREATE3res = nfs_call_with_xid(
-            &mut raw,
-            XID_CREATE + 100,
-            NFSPROC3_CREATE,
-            &create_args(&req.root, "made"),
-        )
-        .await;
-        assert_eq!(status(&fresh), nfsstat3::NFS3ERR_EXIST);
-        let fresh: REMOVE3res = nfs_call_with_xid(
-            &mut raw,
-            XID_REMOVE + 100,
-            NFSPROC3_REMOVE,
-            &REMOVE3args {
-                object: dirop(&req.root, "gone"),
-            },
-        )
-        .await;
-        assert_eq!(status(&fresh), nfsstat3::NFS3ERR_NOENT);
+        req.assert_retransmissions_answered(&mut raw, &made).await;
 
         // Nothing ran twice: the names are as the originals left them.
         let mut c = reconnect(&ip, nfs_port).await;

@@ -17,20 +17,13 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use common::netns::*;
 use common::netns_sites::*;
 use common::switchover::*;
 use common::writer::*;
 
-const VS_IP: &str = "10.201.1.11";
-const VS_CIDR: &str = "10.201.1.11/32";
-const REPLICA_CIDR: &str = "10.201.1.12/32";
-
 #[test]
 fn switchover_moves_the_address_between_namespaces_and_loses_no_byte() {
-    let Some(s) = setup_sites(VS_CIDR, REPLICA_CIDR, DEV, |net| {
-        route_client_to(net, "10.201.0.0/16")
-    }) else {
+    let Some(s) = setup_routed() else {
         return;
     };
     s.net.wait_address(&s.net.a, VS_CIDR, true);

@@ -3,6 +3,7 @@
 //! and polling with deadlines instead of sleeps.
 #![allow(dead_code)]
 
+pub mod drc;
 pub mod failover;
 pub mod netns;
 pub mod netns_sites;

@@ -8,6 +8,27 @@ use super::netns::{in_ns, Net, A_IP, B_IP, DEV};
 use super::replication::*;
 use super::*;
 
+/// The vserver's addresses for tests on 10.201.0.0/16, a prefix beside
+/// the hosts' /16 that the client host routes over its eth0.
+pub const VS_IP: &str = "10.201.1.11";
+pub const VS_CIDR: &str = "10.201.1.11/32";
+pub const REPLICA_CIDR: &str = "10.201.1.12/32";
+pub const ROUTED_PREFIX: &str = "10.201.0.0/16";
+
+/// `start_sites` on VS_CIDR and REPLICA_CIDR, the client routed to them.
+pub fn start_routed() -> Option<(Sites, String)> {
+    start_sites(VS_CIDR, REPLICA_CIDR, DEV, |net| {
+        route_client_to(net, ROUTED_PREFIX)
+    })
+}
+
+/// `setup_sites` on VS_CIDR and REPLICA_CIDR, the client routed to them.
+pub fn setup_routed() -> Option<Sites> {
+    setup_sites(VS_CIDR, REPLICA_CIDR, DEV, |net| {
+        route_client_to(net, ROUTED_PREFIX)
+    })
+}
+
 pub struct Sites {
     pub net: Net,
     pub a: TestSite,
