@@ -166,8 +166,9 @@ pub async fn run_failover(opts: FailoverOptions) -> anyhow::Result<FailoverBench
     }
     report.notes.push(format!(
         "switchover: {} switchovers alternating direction on one pair of sites; the client \
-         writes 4 KiB in a loop, retrying JUKEBOX, and a write unanswered for {} ms on a new \
-         connection; its pause is the longest gap between two successful writes",
+         writes 4 KiB in a loop, each write on a new connection, retrying JUKEBOX, refused \
+         connections and a write unanswered for {} ms; its pause is the longest gap between \
+         two successful writes",
         opts.runs,
         crate::failover_switch::CALL_TIMEOUT.as_millis()
     ));
