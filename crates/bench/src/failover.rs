@@ -125,8 +125,9 @@ pub async fn run_failover(opts: FailoverOptions) -> anyhow::Result<FailoverBench
     };
     let mut report = FailoverBenchReport {
         header: vec![format!(
-            "tandem bench failover: {} runs; each: two sites (tandem daemon processes), \
-             commit-sync, a client commits {} bytes, SIGKILL of the active site, failover",
+            "tandem bench failover: {} runs of each kind; failover: two sites (tandem daemon \
+             processes), commit-sync, a client commits {} bytes, SIGKILL of the active site, \
+             failover; switchover and resync: see the notes",
             opts.runs, opts.write_bytes
         )],
         ..FailoverBenchReport::default()
