@@ -95,13 +95,7 @@ fn failover_after_kill9_keeps_committed_bytes_and_the_clients_handles() {
 
     rt.block_on(async {
         let mut c = reconnect(&s.vs_addr, s.a.nfs_port).await;
-        for (i, (fh, data)) in files.iter().enumerate() {
-            assert_eq!(
-                &read_whole(&mut c, fh).await,
-                data,
-                "f{i}.bin after failover"
-            );
-        }
+        assert_files(&mut c, &files, "after failover").await;
         let (fh, data) = &files[0];
         let more = pattern(10_000, 77);
         let w = write_once(&mut c, fh, data.len() as u64, &more, stable_how::UNSTABLE).await;

@@ -70,6 +70,19 @@ impl FailoverOptions {
         }
     }
 
+    /// The two sites of one run, in `dir`.
+    pub(crate) fn sites(&self, dir: PathBuf) -> SitesOptions {
+        SitesOptions {
+            tandem_bin: self.tandem_bin.clone(),
+            dir,
+            vserver: "bench".into(),
+            vs_ip: self.vs_ip,
+            active_ip: self.active_ip,
+            dr_ip: self.dr_ip,
+            timeout: self.timeout,
+        }
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         if self.runs == 0 || self.runs > MAX_RUNS {
             bail!("runs must be 1..={MAX_RUNS}, not {}", self.runs);
@@ -112,8 +125,9 @@ pub async fn run_failover(opts: FailoverOptions) -> anyhow::Result<FailoverBench
     };
     let mut report = FailoverBenchReport {
         header: vec![format!(
-            "tandem bench failover: {} runs; each: two sites (tandem daemon processes), \
-             commit-sync, a client commits {} bytes, SIGKILL of the active site, failover",
+            "tandem bench failover: {} runs of each kind; failover: two sites (tandem daemon \
+             processes), commit-sync, a client commits {} bytes, SIGKILL of the active site, \
+             failover; switchover and resync: see the notes",
             opts.runs, opts.write_bytes
         )],
         ..FailoverBenchReport::default()
@@ -137,10 +151,34 @@ pub async fn run_failover(opts: FailoverOptions) -> anyhow::Result<FailoverBench
     }
     report.push(first);
     report.push(steps);
-    // Rows to come from the switchover and resync work, measured the same
-    // way: "switchover: command to done", "switchover: client-visible
-    // pause" (goal < 1 s), "resync: bytes sent / divergent bytes" (goal
-    // <= 1.1 x).
+    let switch_dir = work.join("switchover");
+    for row in
+        crate::failover_switch::measure(&opts, switch_dir.clone(), &mut report.failures).await
+    {
+        report.push(row);
+    }
+    if !opts.keep {
+        if let Err(e) = std::fs::remove_dir_all(&switch_dir) {
+            tracing::warn!(dir = %switch_dir.display(), error = %e, "cannot remove the switchover sites");
+        }
+    }
+    for row in crate::failover_resync::measure(&opts, &work, &mut report.failures).await {
+        report.push(row);
+    }
+    report.notes.push(format!(
+        "switchover: {} switchovers alternating direction on one pair of sites; the client \
+         writes 4 KiB in a loop, each write on a new connection, retrying JUKEBOX, refused \
+         connections and a write unanswered for {} ms; its pause is the longest gap between \
+         two successful writes",
+        opts.runs,
+        crate::failover_switch::CALL_TIMEOUT.as_millis()
+    ));
+    report.notes.push(format!(
+        "resync: async replication; the cut-off active site rewrites half of a {} byte file and \
+         writes a new file of the other half, the DR site fails over and writes nothing; \
+         fetched = file data bytes the resync fetched",
+        opts.write_bytes
+    ));
     report.notes.push(format!(
         "{ROW_FIRST_REPLY}: from the failover request to the first GETATTR answered at the \
          vserver's address, polled every {} ms with a handle from before the kill",
@@ -162,16 +200,7 @@ pub async fn run_failover(opts: FailoverOptions) -> anyhow::Result<FailoverBench
 }
 
 async fn one_run(opts: &FailoverOptions, dir: PathBuf) -> anyhow::Result<Run> {
-    let mut sites = FailoverSites::start(SitesOptions {
-        tandem_bin: opts.tandem_bin.clone(),
-        dir,
-        vserver: "bench".into(),
-        vs_ip: opts.vs_ip,
-        active_ip: opts.active_ip,
-        dr_ip: opts.dr_ip,
-        timeout: opts.timeout,
-    })
-    .await?;
+    let mut sites = FailoverSites::start(opts.sites(dir)).await?;
     let target = sites.target.clone();
     let data = pattern(usize::try_from(opts.write_bytes)?, 7);
     let (root, fh) = within(opts.timeout, "writing before the kill", async {

@@ -18,8 +18,10 @@ use tandem_control::api::proto::{Reply, Request};
 use tandem_control::failover_report::FailoverReport;
 use tandem_control::peer::Peer;
 use tandem_control::resources::InterfaceSettings;
+use tandem_control::resync::ResyncReport;
 use tandem_control::site::Site;
-use tandem_control::status::VserverStatus;
+use tandem_control::status::{VserverState, VserverStatus};
+use tandem_control::switchover_report::SwitchoverReport;
 use tandem_store::{AddressSpec, Export};
 
 use crate::replication_sites::init_site;
@@ -54,6 +56,25 @@ pub struct SitesOptions {
     /// Bound on every wait: a daemon starting, the replica converging, a
     /// failover answering.
     pub timeout: Duration,
+}
+
+/// How the vserver is replicated from the active site to the DR site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replication {
+    /// Commit-sync, blocking on replica loss: nothing committed is lost.
+    CommitSync,
+    /// Async: the active site keeps writing when cut off, so it can
+    /// diverge (what a resync measures).
+    Async,
+}
+
+impl Replication {
+    fn name(self) -> &'static str {
+        match self {
+            Replication::CommitSync => "commit-sync",
+            Replication::Async => "async",
+        }
+    }
 }
 
 /// One site's daemon process.
@@ -167,6 +188,14 @@ impl FailoverSites {
     /// vserver with one file system and replicates it in commit-sync;
     /// returns once the replica has converged.
     pub async fn start(opts: SitesOptions) -> anyhow::Result<FailoverSites> {
+        FailoverSites::start_with(opts, Replication::CommitSync).await
+    }
+
+    /// `start`, replicating in `mode`.
+    pub async fn start_with(
+        opts: SitesOptions,
+        mode: Replication,
+    ) -> anyhow::Result<FailoverSites> {
         let active_dir = opts.dir.join("active");
         let dr_dir = opts.dir.join("dr");
         for d in [&active_dir, &dr_dir] {
@@ -207,12 +236,17 @@ impl FailoverSites {
         {
             p.wait_ready(sites.opts.timeout).await?;
         }
-        sites.setup(active_listen, dr_listen).await?;
+        sites.setup(active_listen, dr_listen, mode).await?;
         sites.wait_converged().await?;
         Ok(sites)
     }
 
-    async fn setup(&self, active_listen: SocketAddr, dr_listen: SocketAddr) -> anyhow::Result<()> {
+    async fn setup(
+        &self,
+        active_listen: SocketAddr,
+        dr_listen: SocketAddr,
+        mode: Replication,
+    ) -> anyhow::Result<()> {
         let id = |dir: &Path| -> anyhow::Result<String> {
             Ok(Site::load(dir)
                 .with_context(|| format!("reading the site in {}", dir.display()))?
@@ -263,14 +297,14 @@ impl FailoverSites {
         let replicate = Request::Replicate {
             vserver: vs.clone(),
             to: DR_PEER.into(),
-            mode: "commit-sync".into(),
+            mode: mode.name().into(),
             replica_address: Some(format!(
                 "{}/{}",
                 self.opts.dr_ip,
                 full_prefix(self.opts.dr_ip)
             )),
             sync_timeout_ms: None,
-            on_replica_loss: Some("block".into()),
+            on_replica_loss: (mode == Replication::CommitSync).then(|| "block".into()),
             max_lag_ms: None,
             bandwidth_mbps: None,
             compress: None,
@@ -334,6 +368,101 @@ impl FailoverSites {
         let pid = p.pid();
         p.kill9()?;
         Ok(pid)
+    }
+
+    /// Cuts the active site off: removes its pairing with the DR site and
+    /// restarts it (a running session outlives the removal), so its sender
+    /// cannot reach the DR site; returns the pairing file to restore.
+    pub async fn cut_off_active(&mut self) -> anyhow::Result<Vec<u8>> {
+        let peers = self.active_dir.join("peers.toml");
+        let paired =
+            std::fs::read(&peers).with_context(|| format!("reading {}", peers.display()))?;
+        call(
+            &self.active_dir,
+            &Request::PeerRemove {
+                name: DR_PEER.into(),
+            },
+        )
+        .await?;
+        self.stop_active()?;
+        self.restart_active(None).await?;
+        Ok(paired)
+    }
+
+    /// Stops the active site's daemon (SIGTERM).
+    pub fn stop_active(&mut self) -> anyhow::Result<()> {
+        self.active
+            .take()
+            .context("the active site is gone already")?
+            .stop();
+        Ok(())
+    }
+
+    /// Starts the active site's daemon again, with `peers` (from
+    /// `cut_off_active`) as its pairing file if given.
+    pub async fn restart_active(&mut self, peers: Option<&[u8]>) -> anyhow::Result<()> {
+        if self.active.is_some() {
+            bail!("the active site is running already");
+        }
+        if let Some(peers) = peers {
+            let file = self.active_dir.join("peers.toml");
+            std::fs::write(&file, peers).with_context(|| format!("writing {}", file.display()))?;
+        }
+        let mut p = SiteProcess::spawn(&self.opts.tandem_bin, &self.active_dir)?;
+        p.wait_ready(self.opts.timeout).await?;
+        self.active = Some(p);
+        Ok(())
+    }
+
+    /// Polls until the vserver is in `state` at the active site
+    /// (`dr == false`) or the DR site.
+    pub async fn wait_state(&self, dr: bool, state: VserverState) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            let vs = self.status(dr).await?;
+            if vs.state == state {
+                return Ok(());
+            }
+            if started.elapsed() > self.opts.timeout {
+                bail!(
+                    "the vserver is {} there, not {state}, after {:?}",
+                    vs.state,
+                    self.opts.timeout
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// `tandem resync VS` at the (diverged) first active site.
+    pub async fn resync_active(&self) -> anyhow::Result<ResyncReport> {
+        let request = Request::Resync {
+            vserver: self.opts.vserver.clone(),
+            replica_address: None,
+        };
+        match client::call_within(&self.active_dir, &request, self.opts.timeout).await? {
+            Reply::Resynced(report) => Ok(*report),
+            other => bail!("unexpected reply to resync: {other:?}"),
+        }
+    }
+
+    /// `tandem switchover VS --to PEER` at the site active now: from the
+    /// first site to the DR site (`to_dr`), or back.
+    pub async fn switchover(&self, to_dr: bool) -> anyhow::Result<SwitchoverReport> {
+        let (dir, to) = if to_dr {
+            (&self.active_dir, DR_PEER)
+        } else {
+            (&self.dr_dir, ACTIVE_PEER)
+        };
+        let request = Request::Switchover {
+            vserver: self.opts.vserver.clone(),
+            to: to.into(),
+            timeout_ms: None,
+        };
+        match client::call_within(dir, &request, self.opts.timeout).await? {
+            Reply::SwitchedOver(report) => Ok(*report),
+            other => bail!("unexpected reply to switchover: {other:?}"),
+        }
     }
 
     /// `tandem failover VS --yes` at the DR site, through its control

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::proto::{Reply, Request, Response};
 use crate::api::server::ApiServer;
+use crate::crash_point;
 use crate::error::{ControlError, Result};
 use crate::failover::{self, CheckInputs, CheckLine, FailoverCheck};
 use crate::failover_mark::{self, Mark, Step};
@@ -797,6 +798,7 @@ impl Daemon {
                     forced: !ready,
                 };
                 failover_mark::save(&root, &mark)?;
+                crash_point::reached("failover-reserved");
                 drop(table);
                 clock.stop("reserve", &mut report.steps);
                 tracing::warn!(
@@ -821,6 +823,7 @@ impl Daemon {
             self.forget_incoming(vserver).await?;
             mark.step = Step::Promoted;
             failover_mark::save(&root, &mark)?;
+            crash_point::reached("failover-promoted");
             clock.stop("promote", &mut report.steps);
             tracing::warn!(vserver, epoch = mark.epoch, "failover: promoted");
         }

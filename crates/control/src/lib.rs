@@ -8,6 +8,7 @@
 pub mod addresses;
 pub mod announce;
 pub mod api;
+pub mod crash_point;
 pub mod daemon;
 pub mod error;
 pub mod failover;

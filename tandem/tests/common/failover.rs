@@ -77,3 +77,19 @@ pub fn failover(site: &TestSite, args: &[&str]) -> String {
     eprintln!("{text}");
     text
 }
+
+/// Reads back each file `f<i>.bin` of `files` (its handle and the bytes
+/// committed to it) on `c`, `when` naming the moment in the message.
+pub async fn assert_files(
+    c: &mut nfs3_client::Nfs3Client<super::nfs::Tcp>,
+    files: &[(nfs_fh3, Vec<u8>)],
+    when: &str,
+) {
+    for (i, (fh, data)) in files.iter().enumerate() {
+        assert_eq!(
+            &super::nfs::read_whole(c, fh).await,
+            data,
+            "f{i}.bin {when}"
+        );
+    }
+}
