@@ -33,6 +33,8 @@ use crate::vserver::Vserver;
 
 // Children of this module, so they reach the daemon's tables; the files
 // stand beside the others.
+#[path = "failover_catchup.rs"]
+mod failover_catchup;
 #[path = "fence_watch.rs"]
 mod fence_watch;
 #[path = "switchover.rs"]
@@ -785,6 +787,9 @@ impl Daemon {
                 report.check = Some(check);
                 if !ready && !force {
                     return Ok(report);
+                }
+                if let Some(lsn) = self.end_catchup_for_failover(vserver).await? {
+                    failover_catchup::note_copy_brought_up(&mut report.left_out, lsn);
                 }
                 let clock = StepClock::start();
                 let table = self.vservers.lock().await;

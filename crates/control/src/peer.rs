@@ -488,7 +488,7 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
             "CATCHUP" => {
                 // The install needs the store closed: let go of ours.
                 drop(target);
-                receive_catchup(&mut stream, peer_id, &daemon, vserver).await
+                receive_catchup(&mut stream, peer_id, &daemon, vserver, &mut stop).await
             }
             _ => {
                 tracing::warn!(peer_id, line = %truncate(&line), "unexpected line after REPLICATE");
@@ -619,6 +619,7 @@ async fn receive_catchup<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
     peer_id: &str,
     daemon: &crate::daemon::Daemon,
     vserver: &str,
+    stop: &mut watch::Receiver<bool>,
 ) -> Option<Arc<tandem_store::Store>> {
     let dir = match daemon.begin_catchup(vserver).await {
         Ok(d) => d,
@@ -633,20 +634,38 @@ async fn receive_catchup<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
         }
     };
     tracing::info!(peer_id, vserver, "receiving catch-up");
-    let installed = match receive_transfer(
+    // A forced failover ends the catch-up (failover_catchup.rs): the
+    // staging, never switched in, is discarded when the store reopens.
+    let stopped = async {
+        if stop.wait_for(|promoted| *promoted).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let transfer = receive_transfer(
         stream,
         &dir,
         vserver,
         Transfer::Catchup,
         daemon.store_options(),
-    )
-    .await
-    {
-        Ok(s) => {
+    );
+    let received = tokio::select! {
+        r = transfer => Some(r),
+        () = stopped => None,
+    };
+    let installed = match received {
+        None => {
+            tracing::warn!(
+                peer_id,
+                vserver,
+                "catch-up ended: a forced failover brings the replica up as it was"
+            );
+            None
+        }
+        Some(Ok(s)) => {
             tracing::info!(peer_id, vserver, lsn = s.last_lsn(), "catch-up installed");
             Some(s)
         }
-        Err(e) => {
+        Some(Err(e)) => {
             tracing::warn!(peer_id, vserver, error = %e, "catch-up ended unfinished; the replica is as it was");
             None
         }
