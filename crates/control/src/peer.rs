@@ -731,6 +731,42 @@ pub struct PeerCheck {
     pub rtt_us: u64,
 }
 
+/// Opens a mutual-TLS connection to `peer`: this site proves its identity
+/// and the peer must present the id it was paired with. Every exchange
+/// between sites (ping, replication, resync, a switchover's question)
+/// starts here, so a wrong id reads the same everywhere.
+pub async fn dial(
+    peer: &Peer,
+    own: &PeerTls,
+) -> Result<impl tokio::io::AsyncRead + AsyncWrite + Unpin + Send> {
+    let config = tls::client_config(&own.cert_pem, &own.key_pem, &peer.id)
+        .map_err(|e| ControlError::Identity(e.to_string()))?;
+    tls::connect(
+        peer.addr.as_str(),
+        config,
+        tls::DEFAULT_CONNECT_TIMEOUT,
+        tls::DEFAULT_HANDSHAKE_TIMEOUT,
+    )
+    .await
+    .map_err(|e| {
+        let reason = match e {
+            TlsError::Handshake {
+                presented: Some(p),
+                ..
+            } => format!(
+                "it presented site id {p}, not the paired id {}; check the id given to `tandem peer add`",
+                peer.id
+            ),
+            other => other.to_string(),
+        };
+        ControlError::PeerUnreachable {
+            name: peer.name.clone(),
+            addr: peer.addr.clone(),
+            reason,
+        }
+    })
+}
+
 /// Connects to `peer` with mutual TLS and exchanges one PING/PONG.
 pub async fn check(peer: &Peer, tls: &PeerTls) -> Result<PeerCheck> {
     let fail = |reason: String| ControlError::PeerUnreachable {
@@ -738,26 +774,8 @@ pub async fn check(peer: &Peer, tls: &PeerTls) -> Result<PeerCheck> {
         addr: peer.addr.clone(),
         reason,
     };
-    let config = tls::client_config(&tls.cert_pem, &tls.key_pem, &peer.id)
-        .map_err(|e| ControlError::Identity(e.to_string()))?;
     let start = Instant::now();
-    let stream = tls::connect(
-        peer.addr.as_str(),
-        config,
-        tls::DEFAULT_CONNECT_TIMEOUT,
-        tls::DEFAULT_HANDSHAKE_TIMEOUT,
-    )
-    .await
-    .map_err(|e| match e {
-        TlsError::Handshake {
-            presented: Some(p),
-            ..
-        } => fail(format!(
-            "it presented site id {p}, not the paired id {}; check the id given to `tandem peer add`",
-            peer.id
-        )),
-        other => fail(other.to_string()),
-    })?;
+    let stream = dial(peer, tls).await?;
     let connect_us = elapsed_us(start);
     let refused_us = |e: std::io::Error| match tls::alert_of(&e) {
         Some(alert) => fail(format!(

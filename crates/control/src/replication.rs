@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tandem_repl::baseline::{self, BaselineConfig};
 use tandem_repl::session::{self, SendCounters, SessionConfig, SessionError};
 use tandem_repl::switchover::SwitchoverAsk;
-use tandem_repl::tls::{self, TlsError};
+use tandem_repl::tls;
 use tandem_repl::wire::code;
 use tandem_store::baseline::BaselineSnapshot;
 use tandem_store::replica_sync::DEFAULT_SYNC_TIMEOUT_MS;
@@ -811,38 +811,20 @@ async fn attempt(
             ),
         };
     };
-    let config = match tls::client_config(&peer_tls.cert_pem, &peer_tls.key_pem, &peer.id) {
-        Ok(c) => c,
-        Err(e) => {
+    let stream = match crate::peer::dial(&peer, peer_tls).await {
+        Ok(s) => s,
+        // This site's own identity is unusable: retrying soon will not help.
+        Err(e @ ControlError::Identity(_)) => {
             return Outcome::Slow {
                 state: "disconnected",
                 error: e.to_string(),
             }
         }
-    };
-    let stream = match tls::connect(
-        peer.addr.as_str(),
-        config,
-        tls::DEFAULT_CONNECT_TIMEOUT,
-        tls::DEFAULT_HANDSHAKE_TIMEOUT,
-    )
-    .await
-    {
-        Ok(s) => s,
         Err(e) => {
-            let error = match e {
-                TlsError::Handshake {
-                    presented: Some(p), ..
-                } => format!(
-                    "peer {} at {} presented site id {p}, not the paired id {}",
-                    peer.name, peer.addr, peer.id
-                ),
-                other => format!("peer {} at {}: {other}", peer.name, peer.addr),
-            };
             return Outcome::Retry {
                 state: "disconnected",
-                error,
-            };
+                error: e.to_string(),
+            }
         }
     };
     let mut stream = BufReader::new(stream);

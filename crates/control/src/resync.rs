@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tandem_repl::tls::{self, TlsError};
 use tandem_store::{Lsn, Store};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
@@ -80,22 +79,7 @@ async fn connect(
     peer: &Peer,
     peer_tls: &PeerTls,
 ) -> Result<BufReader<impl AsyncRead + AsyncWrite + Unpin + Send>> {
-    let config = tls::client_config(&peer_tls.cert_pem, &peer_tls.key_pem, &peer.id)
-        .map_err(|e| ControlError::Identity(e.to_string()))?;
-    let stream = tls::connect(
-        peer.addr.as_str(),
-        config,
-        tls::DEFAULT_CONNECT_TIMEOUT,
-        tls::DEFAULT_HANDSHAKE_TIMEOUT,
-    )
-    .await
-    .map_err(|e| match e {
-        TlsError::Handshake {
-            presented: Some(p), ..
-        } => unreachable(peer, format!("it presented site id {p}, not {}", peer.id)),
-        other => unreachable(peer, other.to_string()),
-    })?;
-    Ok(BufReader::new(stream))
+    Ok(BufReader::new(crate::peer::dial(peer, peer_tls).await?))
 }
 
 /// Sends one line and reads the answer line (bounded).

@@ -17,7 +17,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tandem_repl::tls;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::Daemon;
@@ -94,19 +93,10 @@ impl Daemon {
             return PeerSays::Unknown(format!("peer {} is not paired", out.to));
         };
         let tls = &self.peer_tls;
-        let config = match tls::client_config(&tls.cert_pem, &tls.key_pem, &peer.id) {
-            Ok(c) => c,
-            Err(e) => return PeerSays::Unknown(e.to_string()),
-        };
         let asked = async {
-            let stream = tls::connect(
-                peer.addr.as_str(),
-                config,
-                tls::DEFAULT_CONNECT_TIMEOUT,
-                tls::DEFAULT_HANDSHAKE_TIMEOUT,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            let stream = crate::peer::dial(&peer, tls)
+                .await
+                .map_err(|e| e.to_string())?;
             let mut stream = BufReader::new(stream);
             stream
                 .write_all(format!("REPLICATE {vserver} -\n").as_bytes())
