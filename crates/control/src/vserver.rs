@@ -393,18 +393,13 @@ impl Vserver {
                 reason: "not an active vserver with an open store".into(),
             });
         };
-        for s in services.drain(..) {
-            s.shutdown().await;
-        }
-        let store = store.clone();
-        self.state = State::Baseline {
+        let baseline = State::Baseline {
             session: Arc::new(tokio::sync::Mutex::new(())),
             from: None,
             replica_address: None,
         };
-        let closing = store.clone();
-        blocking(&self.name, move || closing.close()).await?;
-        Ok(store)
+        let (store, services) = (store.clone(), std::mem::take(services));
+        self.close_into(baseline, store, services).await
     }
 
     /// Stops serving a replica, closes its store and puts the vserver in
@@ -424,15 +419,28 @@ impl Vserver {
                 reason: "not a replica with an open store".into(),
             });
         };
-        for s in services.drain(..) {
-            s.shutdown().await;
-        }
-        let store = store.clone();
-        self.state = State::Baseline {
+        let baseline = State::Baseline {
             session: session.clone(),
             from: from.take(),
             replica_address: replica_address.take(),
         };
+        let (store, services) = (store.clone(), std::mem::take(services));
+        self.close_into(baseline, store, services).await
+    }
+
+    /// Ends `services` (releasing their addresses), puts the vserver in
+    /// `baseline` state (not served) and closes `store`, which is returned
+    /// for the install that follows.
+    async fn close_into(
+        &mut self,
+        baseline: State,
+        store: Arc<Store>,
+        services: Vec<Service>,
+    ) -> Result<Arc<Store>> {
+        for s in services {
+            s.shutdown().await;
+        }
+        self.state = baseline;
         let closing = store.clone();
         blocking(&self.name, move || closing.close()).await?;
         Ok(store)
