@@ -106,8 +106,8 @@ fn watch_gratuitous_arp(
     ready: mpsc::Sender<()>,
 ) -> std::thread::JoinHandle<bool> {
     in_ns(&net.client, move || {
-        use tandem_control::announce::{mac_text, ArpSocket};
-        let ifindex = tandem_control::addresses::ifindex(DEV).expect("client eth0");
+        use tandem_control::net::announce::{mac_text, ArpSocket};
+        let ifindex = tandem_control::net::addresses::ifindex(DEV).expect("client eth0");
         let sock = ArpSocket::open(ifindex).expect("packet socket");
         ready.send(()).expect("test waits");
         let vs: std::net::Ipv4Addr = VS_IP.parse().unwrap();
@@ -328,9 +328,11 @@ fn check_names_an_unfinished_replica() {
 /// client, and the release removes it again.
 #[test]
 fn ipv6_probe_claim_announce_and_release() {
-    use tandem_control::addresses::{claim, ifindex};
-    use tandem_control::announce::{announce_once, mac_text, parse_advertisement, Icmp6Socket};
-    use tandem_control::probe::{probe, Probed, PROBE_TIMEOUT_MS};
+    use tandem_control::net::addresses::{claim, ifindex};
+    use tandem_control::net::announce::{
+        announce_once, mac_text, parse_advertisement, Icmp6Socket,
+    };
+    use tandem_control::net::probe::{probe, Probed, PROBE_TIMEOUT_MS};
 
     if !available() {
         return;
@@ -368,7 +370,7 @@ fn ipv6_probe_claim_announce_and_release() {
     });
     ready.recv_timeout(DEADLINE).expect("watcher listening");
 
-    let front = tandem_control::resources::InterfaceSettings {
+    let front = tandem_control::config::resources::InterfaceSettings {
         name: "front".into(),
         device: DEV.into(),
         substitute: None,

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tandem_control::status::VserverState;
+use tandem_control::vserver::status::VserverState;
 
 use crate::client::Mounted;
 use crate::failover::{pattern, within, write_chunks, FailoverOptions};

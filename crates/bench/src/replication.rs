@@ -186,7 +186,7 @@ fn run_on_this_thread(opts: &ReplOptions) -> anyhow::Result<ReplReport> {
 
     // The same change set once more, with a journal limit the change set
     // passes, so the returning replica gets the changed-ranges catch-up.
-    let smallest_limit = tandem_control::site::MIN_JOURNAL_MAX_BYTES;
+    let smallest_limit = tandem_control::config::site::MIN_JOURNAL_MAX_BYTES;
     let overflow = if changed < 2 * smallest_limit {
         // Tiny runs (the smoke test): the journal limit cannot be set
         // below the change set, so the journal would serve the catch-up.
@@ -435,7 +435,7 @@ fn catch_up_overflow(
     opts: &ReplOptions,
     set: &ChangeSet,
 ) -> anyhow::Result<(CatchUp, u64)> {
-    let limit = (set.changed_bytes() / 4).max(tandem_control::site::MIN_JOURNAL_MAX_BYTES);
+    let limit = (set.changed_bytes() / 4).max(tandem_control::config::site::MIN_JOURNAL_MAX_BYTES);
     let mut sites = Sites::start(
         &work.join("sites-overflow"),
         opts.active_ip,

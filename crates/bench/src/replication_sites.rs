@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use tandem_control::config::peers::Peer;
+use tandem_control::config::site::Site;
 use tandem_control::daemon::{Daemon, RunningDaemon};
-use tandem_control::peer::Peer;
-use tandem_control::site::Site;
 use tandem_store::{AddressSpec, Export, Lsn};
 use tokio::runtime::Runtime;
 use tracing::info;

@@ -1,36 +1,27 @@
-//! The control layer of a Tandem site: the site's identity and
-//! configuration, the daemon that owns the site's virtual servers, and the
-//! local control API the CLI talks to.
+//! The control layer of a Tandem site. Folders, lowest first; each uses
+//! only those before it (docs/design.md, "Map"):
 //!
-//! Everything here sits above `tandem_store` and `tandem_nfs` and never the
-//! other way round (see docs/design.md).
+//! * `config`: site.toml, identity, peer list, site lock, names;
+//! * `net`: address claim, announce and probe;
+//! * `replication`: replication settings, the sender, links to peers, verify;
+//! * `vserver`: one vserver's store and NFS services, its status, fsck;
+//! * `dr`: failover check and marks, DR reports, the crash-point hook;
+//! * `api`: the control socket's protocol, server and client, and metrics,
+//!   serving whatever implements `api::Handler`;
+//! * `daemon`: the site daemon that owns everything above, implements
+//!   `api::Handler`, listens to peers, and runs the workflows (failover,
+//!   switchover, resync) that change its vservers.
+//!
+//! Everything here sits above `tandem_store`, `tandem_repl` and
+//! `tandem_nfs`, never the other way round.
 
-pub mod addresses;
-pub mod announce;
 pub mod api;
-pub mod crash_point;
+pub mod config;
 pub mod daemon;
+pub mod dr;
 pub mod error;
-pub mod failover;
-pub mod failover_mark;
-pub mod failover_report;
-pub mod fsck;
-pub mod identity;
-pub mod lock;
-pub mod metrics;
-pub mod names;
-pub mod peer;
-pub mod probe;
+pub mod net;
 pub mod replication;
-pub mod resources;
-pub mod resync;
-mod resync_report;
-pub mod service;
-pub mod site;
-pub mod status;
-pub mod switchover_report;
-pub mod toml_file;
-pub mod verify;
 pub mod vserver;
 
 pub use error::{ControlError, ErrorKind, Result};

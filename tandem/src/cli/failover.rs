@@ -11,9 +11,9 @@ use std::process::ExitCode;
 
 use tandem_control::api::client;
 use tandem_control::api::proto::{Reply, Request};
-use tandem_control::failover::FailoverCheck;
-use tandem_control::failover_report::FailoverReport;
-use tandem_control::names::validate_name;
+use tandem_control::config::names::validate_name;
+use tandem_control::dr::failover::check::FailoverCheck;
+use tandem_control::dr::failover::report::FailoverReport;
 
 use super::output::unexpected;
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tandem_control::api::client;
 use tandem_control::api::proto::{Reply, Request};
-use tandem_control::names::{parse_clients, validate_export_path, validate_name};
+use tandem_control::config::names::{parse_clients, validate_export_path, validate_name};
 use tandem_store::config::NOBODY;
 use tandem_store::Export;
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use tandem_control::fsck::check_offline;
+use tandem_control::vserver::fsck::check_offline;
 use tandem_control::ControlError;
 use tandem_store::StoreError;
 

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use tandem_control::site::{running_as_root, Site, DEFAULT_LISTEN_PORT};
+use tandem_control::config::site::{running_as_root, Site, DEFAULT_LISTEN_PORT};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -1,8 +1,8 @@
 //! Human-readable rendering shared by the commands.
 
 use tandem_control::api::proto::Reply;
-use tandem_control::service::Endpoint;
-use tandem_control::status::FsStatus;
+use tandem_control::vserver::service::Endpoint;
+use tandem_control::vserver::status::FsStatus;
 use tandem_store::User;
 
 pub fn describe_endpoint(e: &Endpoint) -> String {

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tandem_control::api::client;
 use tandem_control::api::proto::{Reply, Request};
-use tandem_control::names::validate_name;
-use tandem_control::peer::Peer;
+use tandem_control::config::names::validate_name;
+use tandem_control::config::peers::Peer;
 
 use super::output::{table, unexpected};
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tandem_control::api::client;
 use tandem_control::api::proto::{Reply, Request};
-use tandem_control::names::{parse_address, validate_name};
+use tandem_control::config::names::{parse_address, validate_name};
 use tandem_control::replication::{MAX_BANDWIDTH_MBPS, MAX_MAX_LAG_MS};
 
 use super::output::unexpected;

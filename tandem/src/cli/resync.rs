@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tandem_control::api::client;
 use tandem_control::api::proto::{Reply, Request};
-use tandem_control::names::validate_name;
+use tandem_control::config::names::validate_name;
 
 use super::output::unexpected;
 

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use tandem_control::api::client;
 use tandem_control::api::proto::{Reply, Request};
-use tandem_control::names::validate_name;
+use tandem_control::config::names::validate_name;
 use tandem_control::replication::ReplicationFigures;
-use tandem_control::status::{StatusReport, VserverStatus};
+use tandem_control::vserver::status::{StatusReport, VserverStatus};
 
 use super::output::{clients, describe_endpoint, table, unexpected};
 

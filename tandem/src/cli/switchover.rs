@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tandem_control::api::client;
 use tandem_control::api::proto::{Reply, Request};
-use tandem_control::names::validate_name;
-use tandem_control::switchover_report::{SwitchoverReport, DEFAULT_TIMEOUT_MS};
+use tandem_control::config::names::validate_name;
+use tandem_control::dr::switchover::report::{SwitchoverReport, DEFAULT_TIMEOUT_MS};
 
 use super::output::unexpected;
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tandem_control::api::client;
 use tandem_control::api::proto::{Reply, Request};
-use tandem_control::names::validate_name;
-use tandem_control::verify::VERIFY_TIMEOUT;
+use tandem_control::config::names::validate_name;
+use tandem_control::replication::verify::VERIFY_TIMEOUT;
 
 use super::output::unexpected;
 

@@ -7,8 +7,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use crate::api::proto::{Reply, Request, Response, MAX_RESPONSE_BYTES};
+use crate::config::site::SitePaths;
 use crate::error::{ControlError, Result};
-use crate::site::SitePaths;
 
 /// How long to wait for the daemon to accept.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

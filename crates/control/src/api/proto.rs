@@ -5,10 +5,11 @@
 use serde::{Deserialize, Serialize};
 use tandem_store::{AddressSpec, Export, Lsn, User};
 
+use crate::config::peers::Peer;
 use crate::error::{ControlError, ErrorKind};
-use crate::peer::{Peer, PeerCheck};
+use crate::replication::link::PeerCheck;
 use crate::replication::ReplicationStatus;
-use crate::status::{FsStatus, StatusReport, VserverStatus};
+use crate::vserver::status::{FsStatus, StatusReport, VserverStatus};
 
 /// Longest response the CLI accepts (a status with a large user map).
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
@@ -128,11 +129,11 @@ pub enum Reply {
         /// Boxed: much larger than the other replies.
         replication: Box<ReplicationStatus>,
     },
-    Verified(crate::verify::VerifyReport),
-    FailoverChecked(crate::failover::FailoverCheck),
-    FailedOver(Box<crate::failover_report::FailoverReport>),
-    Resynced(Box<crate::resync::ResyncReport>),
-    SwitchedOver(Box<crate::switchover_report::SwitchoverReport>),
+    Verified(crate::replication::verify::VerifyReport),
+    FailoverChecked(crate::dr::failover::check::FailoverCheck),
+    FailedOver(Box<crate::dr::failover::report::FailoverReport>),
+    Resynced(Box<crate::dr::resync::ResyncReport>),
+    SwitchedOver(Box<crate::dr::switchover::report::SwitchoverReport>),
     ReplicationStopped {
         vserver: String,
         /// The peer it was sent to.

@@ -13,9 +13,9 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::api::proto::{Request, Response};
-use crate::daemon::Daemon;
+use crate::api::Handler;
+use crate::config::site::ControlSettings;
 use crate::error::{ControlError, ErrorKind, Result};
-use crate::site::ControlSettings;
 
 /// Longest Unix socket path Linux accepts (sun_path is 108 bytes with NUL).
 pub const MAX_SOCKET_PATH_BYTES: usize = 107;
@@ -56,9 +56,9 @@ impl ApiServer {
 
     /// Serves until `shutdown` turns true, then lets requests in progress
     /// finish (up to SHUTDOWN_GRACE) and removes the socket.
-    pub async fn serve(
+    pub async fn serve<H: Handler>(
         self,
-        daemon: Arc<Daemon>,
+        handler: Arc<H>,
         settings: ControlSettings,
         shutdown: watch::Receiver<bool>,
     ) {
@@ -81,11 +81,11 @@ impl ApiServer {
                 () = stopped(&mut stopping) => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        let daemon = daemon.clone();
+                        let handler = handler.clone();
                         let settings = settings.clone();
                         let shutdown = shutdown.clone();
                         conns.spawn(async move {
-                            if let Err(e) = connection(stream, &daemon, &settings, shutdown).await {
+                            if let Err(e) = connection(stream, &*handler, &settings, shutdown).await {
                                 tracing::debug!(error = %e, "control connection ended");
                             }
                             drop(permit);
@@ -117,9 +117,9 @@ impl ApiServer {
     }
 }
 
-async fn connection(
+async fn connection<H: Handler>(
     stream: UnixStream,
-    daemon: &Daemon,
+    handler: &H,
     settings: &ControlSettings,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -153,7 +153,7 @@ async fn connection(
             return Ok(());
         } else {
             match serde_json::from_slice::<Request>(&line) {
-                Ok(req) => daemon.handle(req).await,
+                Ok(req) => handler.handle(req).await,
                 Err(e) => Response::Error {
                     kind: ErrorKind::Invalid,
                     message: format!("malformed request: {e}"),

@@ -6,6 +6,9 @@
 //! unpauses; a failure after it cannot know whether the peer promoted, so
 //! this site stays a replica and says how to find out.
 
+pub(crate) mod peer;
+pub(super) mod resume;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,13 +16,13 @@ use tandem_repl::switchover::{HandedOver, Stage, SwitchoverAsk, SwitchoverError}
 use tokio::sync::oneshot;
 
 use super::Daemon;
-use crate::error::{ControlError, Result};
-use crate::failover_report::{StepClock, StepTime};
-use crate::names::validate_name;
-use crate::replication;
-use crate::switchover_report::{
+use crate::config::names::validate_name;
+use crate::dr::failover::report::{StepClock, StepTime};
+use crate::dr::switchover::report::{
     SwitchoverReport, DEFAULT_TIMEOUT_MS, MAX_LAG_BYTES, MAX_TIMEOUT_MS,
 };
+use crate::error::{ControlError, Result};
+use crate::replication;
 
 /// Once the request went out, how much past the timeout to wait for the
 /// peer's answer (its promotion is a few fsyncs).

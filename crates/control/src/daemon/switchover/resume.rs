@@ -94,7 +94,7 @@ impl Daemon {
         };
         let tls = &self.peer_tls;
         let asked = async {
-            let stream = crate::peer::dial(&peer, tls)
+            let stream = crate::replication::link::dial(&peer, tls)
                 .await
                 .map_err(|e| e.to_string())?;
             let mut stream = BufReader::new(stream);

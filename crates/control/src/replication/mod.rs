@@ -16,6 +16,9 @@
 //! received a record, the sender sends "BASELINE\n" and a baseline
 //! (`tandem_repl::baseline`) before the session, on the same connection.
 
+pub mod link;
+pub mod verify;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::fs;
 use std::sync::{Arc, Mutex};
@@ -33,9 +36,10 @@ use tandem_store::{Lsn, OnReplicaLoss, Store, StoreError, SyncMode, SyncPolicy};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{watch, Notify};
 
+use crate::config::peers::Peer;
+use crate::config::site::SitePaths;
 use crate::error::{ControlError, Result};
-use crate::peer::{Peer, PeerTls};
-use crate::site::SitePaths;
+use link::PeerTls;
 
 /// replication.toml holds a few short entries per vserver.
 pub const MAX_REPLICATION_TOML_BYTES: u64 = 256 * 1024;
@@ -260,7 +264,7 @@ pub fn load(paths: &SitePaths) -> Result<Settings> {
 /// directory fsync): a crash leaves the old settings or the new ones.
 pub fn save(paths: &SitePaths, settings: &Settings) -> Result<()> {
     let path = paths.root.join("replication.toml");
-    crate::toml_file::write_atomically(
+    crate::config::toml_file::write_atomically(
         &path,
         "# Replication settings, written by the daemon (`tandem replicate`). See docs/operating.md.\n",
         settings,
@@ -502,8 +506,8 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn verifier(&self) -> crate::verify::Verifier {
-        crate::verify::Verifier {
+    pub fn verifier(&self) -> crate::replication::verify::Verifier {
+        crate::replication::verify::Verifier {
             asks: self.verify.clone(),
             shared: self.shared.clone(),
         }
@@ -652,7 +656,7 @@ pub fn start_sender(
         counters: counters.clone(),
         catchup: CatchupFigures::default(),
     }));
-    let (verify, verify_rx) = crate::verify::channel();
+    let (verify, verify_rx) = crate::replication::verify::channel();
     let (switchover, switchover_rx) =
         tokio::sync::mpsc::channel(tandem_repl::switchover::MAX_QUEUED_SWITCHOVER_ASKS);
     let samples = Arc::new(Mutex::new(VecDeque::new()));
@@ -811,7 +815,7 @@ async fn attempt(
             ),
         };
     };
-    let stream = match crate::peer::dial(&peer, peer_tls).await {
+    let stream = match link::dial(&peer, peer_tls).await {
         Ok(s) => s,
         // This site's own identity is unusable: retrying soon will not help.
         Err(e @ ControlError::Identity(_)) => {
@@ -1047,7 +1051,7 @@ async fn attempt(
 
 /// The epoch in an "EPOCH <n> <reason>" refusal (peer.rs), if it is one.
 pub(crate) fn refused_epoch(reason: &str) -> Option<u64> {
-    let rest = reason.strip_prefix(crate::peer::REFUSE_EPOCH_PREFIX)?;
+    let rest = reason.strip_prefix(link::REFUSE_EPOCH_PREFIX)?;
     rest.split(' ').next()?.parse().ok()
 }
 

@@ -16,33 +16,29 @@ use tokio::task::JoinHandle;
 
 use crate::api::proto::{Reply, Request, Response};
 use crate::api::server::ApiServer;
-use crate::crash_point;
+use crate::config::lock::SiteLock;
+use crate::config::names::parse_address;
+use crate::config::names::{validate_address, validate_export_path, validate_name};
+use crate::config::peers::{self as peer, Peer, MAX_PEERS};
+use crate::config::site::ServiceConfig;
+use crate::config::site::Site;
+use crate::dr::crash_point;
+use crate::dr::failover::check::{self as failover, CheckInputs, CheckLine, FailoverCheck};
+use crate::dr::failover::mark::{self as failover_mark, Mark, Step};
+use crate::dr::failover::report::{FailoverReport, StepClock};
 use crate::error::{ControlError, Result};
-use crate::failover::{self, CheckInputs, CheckLine, FailoverCheck};
-use crate::failover_mark::{self, Mark, Step};
-use crate::failover_report::{FailoverReport, StepClock};
-use crate::lock::SiteLock;
-use crate::names::parse_address;
-use crate::names::{validate_address, validate_export_path, validate_name};
-use crate::peer::{self, Peer, PeerCheck, PeerListener, PeerTls, MAX_PEERS};
+use crate::replication::link::{self, PeerCheck, PeerTls};
 use crate::replication::{self, Incoming, Outgoing, ReplicationStatus, Sender};
-use crate::service::ServiceConfig;
-use crate::site::Site;
-use crate::status::{FsStatus, SiteStatus, StatusReport, VserverState, VserverStatus};
+use crate::vserver::status::{FsStatus, SiteStatus, StatusReport, VserverState, VserverStatus};
 use crate::vserver::Vserver;
 
-// Children of this module, so they reach the daemon's tables; the files
-// stand beside the others.
-#[path = "failover_catchup.rs"]
 mod failover_catchup;
-#[path = "fence_watch.rs"]
 mod fence_watch;
-#[path = "switchover.rs"]
-mod switchover;
-#[path = "switchover_peer.rs"]
-pub(crate) mod switchover_peer;
-#[path = "switchover_resume.rs"]
-mod switchover_resume;
+mod peer_listener;
+pub mod resync;
+pub(crate) mod switchover;
+
+pub use peer_listener::{PeerListener, MAX_PEER_CONNECTIONS};
 
 /// Longest wait for a replica store's last users (in-flight NFS reads)
 /// before a catch-up gives up for this attempt.
@@ -108,7 +104,7 @@ impl Daemon {
         let peer_tls = PeerTls {
             own_id: site.identity.id.clone(),
             cert_pem: site.identity.cert_pem.clone(),
-            key_pem: peer::load_key_pem(&site.paths)?,
+            key_pem: link::load_key_pem(&site.paths)?,
             allowed: tandem_repl::tls::AllowedIds::new(peers.iter().map(|p| p.id.clone())),
             refused: Arc::new(AtomicU64::new(0)),
         };
@@ -128,9 +124,10 @@ impl Daemon {
             ) {
                 let timeout =
                     std::time::Duration::from_millis(site.config.control.epoch_probe_timeout_ms);
-                crate::resync::probe_and_fence(store, &name, peer, &peer_tls, timeout).await;
+                crate::daemon::resync::probe_and_fence(store, &name, peer, &peer_tls, timeout)
+                    .await;
             }
-            crate::resync::serve_unless_diverged(&mut vs, &service_cfg).await;
+            crate::daemon::resync::serve_unless_diverged(&mut vs, &service_cfg).await;
             if let Some(inc) = replication.incoming.get(&name) {
                 vs.set_replica_source(&inc.from);
                 if let Some(addr) = &inc.replica_address {
@@ -559,7 +556,7 @@ impl Daemon {
         Ok(vs.store()?.clone())
     }
 
-    pub async fn handle(&self, req: Request) -> Response {
+    async fn dispatch(&self, req: Request) -> Response {
         let result = match req {
             Request::Status { vserver } => self.status(vserver.as_deref()).await.map(Reply::Status),
             Request::VserverCreate { name, addresses } => self
@@ -630,7 +627,7 @@ impl Daemon {
             Request::Resync {
                 vserver,
                 replica_address,
-            } => crate::resync::resync(self, &vserver, replica_address)
+            } => crate::daemon::resync::resync(self, &vserver, replica_address)
                 .await
                 .map(|r| Reply::Resynced(Box::new(r))),
             Request::Switchover {
@@ -650,7 +647,7 @@ impl Daemon {
 
     /// `tandem verify`: through the vserver's running sender, which holds
     /// no lock of ours while the (long) comparison runs.
-    pub async fn verify(&self, vserver: &str) -> Result<crate::verify::VerifyReport> {
+    pub async fn verify(&self, vserver: &str) -> Result<crate::replication::verify::VerifyReport> {
         let is_replica = {
             let table = self.vservers.lock().await;
             let vs = table
@@ -674,7 +671,7 @@ impl Daemon {
             }
         };
         verifier
-            .verify(vserver, crate::verify::VERIFY_TIMEOUT)
+            .verify(vserver, crate::replication::verify::VERIFY_TIMEOUT)
             .await
     }
 
@@ -1113,7 +1110,7 @@ impl Daemon {
         let Some(p) = found else {
             return Err(ControlError::NoPeer(name.to_string()));
         };
-        peer::check(&p, &self.peer_tls).await
+        link::check(&p, &self.peer_tls).await
     }
 
     /// Stops every vserver: services first, then the stores.
@@ -1132,6 +1129,16 @@ impl Daemon {
 }
 
 /// Hooks for `tandem resync` (resync.rs keeps its logic there).
+impl crate::api::Handler for Daemon {
+    async fn handle(&self, req: Request) -> Response {
+        self.dispatch(req).await
+    }
+
+    async fn status(&self) -> Result<StatusReport> {
+        Daemon::status(self, None).await
+    }
+}
+
 impl Daemon {
     pub(crate) fn peer_tls(&self) -> PeerTls {
         self.peer_tls.clone()
@@ -1160,7 +1167,7 @@ impl Daemon {
                 .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
             vs.close_for_resync().await?
         };
-        let deadline = tokio::time::Instant::now() + crate::resync::RELEASE_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + crate::daemon::resync::RELEASE_TIMEOUT;
         while Arc::strong_count(&store) > 1 {
             if tokio::time::Instant::now() >= deadline {
                 drop(store);
@@ -1180,7 +1187,7 @@ impl Daemon {
     pub(crate) async fn reopen_after_resync(&self, vserver: &str) {
         let dir = self.site.paths.vserver(vserver);
         let mut vs = Vserver::open_unserved(&dir, vserver, self.store_options()).await;
-        crate::resync::serve_unless_diverged(&mut vs, &self.service_cfg).await;
+        crate::daemon::resync::serve_unless_diverged(&mut vs, &self.service_cfg).await;
         let store = vs.store().ok().cloned();
         self.vservers.lock().await.insert(vserver.to_string(), vs);
         let out = self.replication.lock().await.outgoing.get(vserver).cloned();
@@ -1276,7 +1283,7 @@ impl RunningDaemon {
         };
         let daemon = Arc::new(daemon);
         daemon.start_senders().await;
-        switchover_resume::resume_interrupted(daemon.clone()).await;
+        switchover::resume::resume_interrupted(daemon.clone()).await;
         let (stop, stopped) = watch::channel(false);
         let fence_watch =
             fence_watch::spawn(daemon.clone(), daemon.fenced.clone(), stopped.clone());
@@ -1289,7 +1296,7 @@ impl RunningDaemon {
             Some(addr) => match tokio::net::TcpListener::bind(&addr).await {
                 Ok(l) => {
                     tracing::info!(listen = %addr, "metrics on /metrics");
-                    Some(tokio::spawn(crate::metrics::serve(
+                    Some(tokio::spawn(crate::api::metrics::serve(
                         l,
                         daemon.clone(),
                         stopped.clone(),

@@ -15,7 +15,7 @@ use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
 use tandem_store::AddressSpec;
 
-use crate::resources::InterfaceSettings;
+use crate::config::resources::InterfaceSettings;
 
 /// Longest a netlink request (connect, list, add, delete) may take.
 pub const NETLINK_TIMEOUT_MS: u64 = 5_000;
@@ -254,7 +254,7 @@ mod tests {
     }
 
     fn addr(text: &str) -> AddressSpec {
-        crate::names::parse_address(text).unwrap()
+        crate::config::names::parse_address(text).unwrap()
     }
 
     #[test]

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::identity::{self, Identity};
+use crate::config::names::validate_name;
 use crate::error::{ControlError, Result};
-use crate::identity::{self, Identity};
-use crate::names::validate_name;
 
 /// Port other sites reach this one on (replication, next issue).
 pub const DEFAULT_LISTEN_PORT: u16 = 7447;
@@ -19,6 +19,9 @@ pub const DEFAULT_NFS_PORT: u16 = 2049;
 pub const DEFAULT_MOUNT_PORT: u16 = 20048;
 pub const DEFAULT_PORTMAP_PORT: u16 = 111;
 /// site.toml is small; anything bigger is not ours.
+/// How long a daemon start waits for the peer's epoch before serving a
+/// vserver anyway (site.toml `control.epoch_probe_timeout_ms`).
+pub const DEFAULT_EPOCH_PROBE_TIMEOUT_MS: u64 = 3000;
 pub const MAX_SITE_TOML_BYTES: u64 = 64 * 1024;
 
 /// Fixed layout of a site's data directory.
@@ -151,7 +154,7 @@ pub struct ControlSettings {
 }
 
 fn default_epoch_probe_timeout_ms() -> u64 {
-    crate::resync::DEFAULT_EPOCH_PROBE_TIMEOUT_MS
+    DEFAULT_EPOCH_PROBE_TIMEOUT_MS
 }
 
 impl Default for ControlSettings {
@@ -221,10 +224,10 @@ pub struct SiteConfig {
     /// Network interfaces a vserver address may name (`IP/PREFIX@NAME`).
     /// Arrays of tables come last: TOML puts them after plain tables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub interfaces: Vec<crate::resources::InterfaceSettings>,
+    pub interfaces: Vec<crate::config::resources::InterfaceSettings>,
     /// Storage pools: where replicas may live and how much room they have.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pools: Vec<crate::resources::PoolSettings>,
+    pub pools: Vec<crate::config::resources::PoolSettings>,
 }
 
 /// Store settings, applied to every vserver store of the site.
@@ -298,14 +301,14 @@ impl SiteConfig {
         if let Some(listen) = &self.metrics.listen {
             parse_listen(listen).map_err(|e| format!("metrics.listen: {e}"))?;
         }
-        crate::resources::validate_interfaces(&self.interfaces)?;
-        crate::resources::validate_pools(&self.pools)?;
+        crate::config::resources::validate_interfaces(&self.interfaces)?;
+        crate::config::resources::validate_pools(&self.pools)?;
         Ok(())
     }
 
     /// The NFS layer's settings for this site.
-    pub fn server_config(&self) -> crate::service::ServiceConfig {
-        crate::service::ServiceConfig {
+    pub fn server_config(&self) -> ServiceConfig {
+        ServiceConfig {
             nfs: tandem_nfs::ServerConfig {
                 nfs_port: self.nfs.nfs_port,
                 mount_port: self.nfs.mount_port,
@@ -318,6 +321,14 @@ impl SiteConfig {
             interfaces: self.interfaces.clone(),
         }
     }
+}
+
+/// How the site serves an address, built from site.toml: the NFS layer's
+/// settings and the interfaces addresses are claimed on.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub nfs: tandem_nfs::ServerConfig,
+    pub interfaces: Vec<crate::config::resources::InterfaceSettings>,
 }
 
 /// Accepts "HOST:PORT", "[V6]:PORT", a bare IP or a bare host name (which
@@ -452,7 +463,7 @@ impl Site {
 /// Writes through a temporary file and a rename so a crash never leaves a
 /// half-written site.toml.
 pub fn write_site_toml(path: &Path, config: &SiteConfig) -> Result<()> {
-    crate::toml_file::write_atomically(
+    crate::config::toml_file::write_atomically(
         path,
         "# Tandem site configuration. Checked on every start; see docs/operating.md.\n",
         config,

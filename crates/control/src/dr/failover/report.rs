@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::failover::{CheckLine, FailoverCheck};
+use crate::dr::failover::check::{CheckLine, FailoverCheck};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepTime {

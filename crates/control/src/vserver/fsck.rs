@@ -7,10 +7,10 @@
 
 use std::path::Path;
 
+use crate::config::lock::SiteLock;
+use crate::config::names::validate_name;
+use crate::config::site::SitePaths;
 use crate::error::{ControlError, Result};
-use crate::lock::SiteLock;
-use crate::names::validate_name;
-use crate::site::SitePaths;
 
 pub use tandem_store::fsck::FsckReport;
 

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use tandem_store::{Lsn, User};
 
-use crate::service::Endpoint;
+use crate::vserver::service::Endpoint;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReport {

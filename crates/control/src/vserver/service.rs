@@ -6,19 +6,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tandem_nfs::{ServerConfig, VserverService};
+use tandem_nfs::VserverService;
 use tandem_store::Store;
 
-use crate::addresses::Claim;
-use crate::resources::InterfaceSettings;
-
-/// How the site serves an address, built from site.toml: the NFS layer's
-/// settings and the interfaces addresses are claimed on.
-#[derive(Debug, Clone)]
-pub struct ServiceConfig {
-    pub nfs: ServerConfig,
-    pub interfaces: Vec<InterfaceSettings>,
-}
+use crate::config::site::ServiceConfig;
+use crate::net::addresses::Claim;
 
 /// Where clients reach one address's services.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

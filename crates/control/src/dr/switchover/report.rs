@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::failover_report::StepTime;
+use crate::dr::failover::report::StepTime;
 
 /// Default bound on the pause (`--timeout-ms`): past it the switchover
 /// gives up, unpauses and moves nothing (if the peer was not asked yet).

@@ -2,16 +2,21 @@
 //! services on its addresses. Store calls block (fsync), so they run on
 //! tokio's blocking pool, never on the async workers.
 
+pub mod fsck;
+pub mod service;
+pub mod status;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use tandem_store::{AddressSpec, Export, FsConfig, Lsn, Store, StoreOptions, User};
 
+use crate::config::names::parse_address;
+use crate::config::site::ServiceConfig;
 use crate::error::{ControlError, Result};
-use crate::names::parse_address;
 use crate::replication::ReplicationStatus;
-use crate::service::{Service, ServiceConfig};
-use crate::status::{BindFailure, FsStatus, VserverState, VserverStatus};
+use crate::vserver::service::Service;
+use crate::vserver::status::{BindFailure, FsStatus, VserverState, VserverStatus};
 
 pub struct Vserver {
     name: String,
@@ -63,7 +68,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// Starts the service on one address, claiming the address on its device
-/// first (crate::addresses) and announcing it once served. The claim goes
+/// first (crate::net::addresses) and announcing it once served. The claim goes
 /// with the service, which releases it when it stops; a failed start
 /// releases it at once.
 async fn start_service(
@@ -71,14 +76,14 @@ async fn start_service(
     addr: &AddressSpec,
     cfg: &ServiceConfig,
 ) -> std::result::Result<(Service, Option<BindFailure>), String> {
-    let claim = crate::addresses::claim(addr, &cfg.interfaces)
+    let claim = crate::net::addresses::claim(addr, &cfg.interfaces)
         .await
         .map_err(|e| e.to_string())?;
     match bind_service(store, addr, cfg).await {
         Ok((mut service, failure)) => {
             if let Some(claim) = claim {
                 let t = claim.target();
-                crate::announce::spawn_announce(t.device.clone(), claim.ifindex(), t.ip);
+                crate::net::announce::spawn_announce(t.device.clone(), claim.ifindex(), t.ip);
                 service.hold(claim);
             }
             Ok((service, failure))

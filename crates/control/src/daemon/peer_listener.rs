@@ -1,220 +1,28 @@
-//! Paired sites: the peer list (`peers.toml`), the listener other sites
-//! connect to, and `peer check`.
-//!
-//! Trust is by site id only (see tandem_repl::tls): the listener accepts a
-//! connection only from a site whose id is in the peer list, and a site
-//! connects to a peer only if the peer proves the id it was given. The peer
-//! list lives in its own file, not site.toml, because it is changed by the
-//! daemon at run time while site.toml is the operator's to edit.
-//!
-//! For now a paired connection carries one exchange, used by `peer check`:
-//! "PING <client id>\n" answered by "PONG <server id>\n". Replication
-//! messages replace it later.
+//! The listener other sites connect to, and what it does with each
+//! connection: PING, a replication session into one of the daemon's
+//! replicas (with its baseline or catch-up), EPOCH, RESYNC, a switchover.
 
-use std::fs;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use tandem_repl::tls::{self, AllowedIds, TlsAcceptor, TlsError};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tandem_repl::tls::{self, TlsAcceptor, TlsError};
+use tokio::io::{AsyncBufReadExt, AsyncWrite, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::daemon::IncomingTarget;
+use super::IncomingTarget;
 use crate::error::{ControlError, Result};
-use crate::names::validate_name;
-use crate::site::{parse_listen, SitePaths};
+use crate::replication::link::{
+    read_line, truncate, write_line, PeerTls, PING_TIMEOUT, REFUSE_EPOCH_PREFIX,
+};
 
-/// Most peers one site may have.
-pub const MAX_PEERS: usize = 64;
-/// peers.toml holds at most MAX_PEERS short entries.
-pub const MAX_PEERS_TOML_BYTES: u64 = 64 * 1024;
 /// Concurrent connections on the peer listener; more wait in the backlog.
 pub const MAX_PEER_CONNECTIONS: usize = 64;
-/// A line of the peer line protocol: PING/PONG (word, site id) or
-/// REPLICATE (word, vserver name up to 64, an IPv6 address with prefix and
-/// interface), with room to spare.
-pub const MAX_PING_LINE_BYTES: usize = 256;
 /// How long a paired connection may sit idle between messages.
 pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long `peer check` waits for the PONG.
-pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One paired site.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Peer {
-    pub name: String,
-    /// "HOST:PORT" of the peer's listener.
-    pub addr: String,
-    /// The peer's site id (hex SHA-256 of its certificate).
-    pub id: String,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PeersFile {
-    #[serde(default)]
-    peers: Vec<Peer>,
-}
-
-/// Checks and normalises a peer as typed by an operator or read from disk:
-/// a valid name, an address to connect to, a well-formed id that is not
-/// ours. Returns the normalised peer (address with port, id lower-case).
-pub fn validate_peer(peer: &Peer, own_id: &str) -> Result<Peer> {
-    validate_name("peer name", &peer.name)?;
-    let addr = parse_listen(&peer.addr).map_err(|e| match e {
-        ControlError::Invalid { reason, .. } => ControlError::invalid("peer address", reason),
-        other => other,
-    })?;
-    if let Ok(sa) = addr.parse::<SocketAddr>() {
-        // parse_listen lets "IP:0" through (fine for binding, never for
-        // connecting).
-        if sa.port() == 0 {
-            return Err(ControlError::invalid("peer address", "port must not be 0"));
-        }
-        if sa.ip().is_unspecified() || sa.ip().is_multicast() {
-            return Err(ControlError::invalid(
-                "peer address",
-                format!(
-                    "{} cannot be connected to; give the peer's own address",
-                    sa.ip()
-                ),
-            ));
-        }
-    }
-    let id = peer.id.trim().to_ascii_lowercase();
-    if !tls::is_site_id(&id) {
-        return Err(ControlError::invalid(
-            "peer id",
-            format!(
-                "{:?} is not a site id ({} hex characters, as `tandem status` shows at the peer)",
-                truncate(&peer.id),
-                tls::SITE_ID_HEX_CHARS
-            ),
-        ));
-    }
-    if id == own_id {
-        return Err(ControlError::invalid(
-            "peer id",
-            format!("{id} is this site's own id; give the id of the other site"),
-        ));
-    }
-    Ok(Peer {
-        name: peer.name.clone(),
-        addr,
-        id,
-    })
-}
-
-/// Refuses a peer whose name, id or address is already in `peers`.
-pub fn check_unique(peers: &[Peer], new: &Peer) -> Result<()> {
-    for p in peers {
-        let clash = if p.name == new.name {
-            Some(format!("peer {} (id {})", p.name, p.id))
-        } else if p.id == new.id {
-            Some(format!("id {} is peer {}", new.id, p.name))
-        } else if p.addr == new.addr {
-            Some(format!("address {} is peer {}", new.addr, p.name))
-        } else {
-            None
-        };
-        if let Some(detail) = clash {
-            return Err(ControlError::Exists {
-                what: "peer".into(),
-                detail,
-            });
-        }
-    }
-    Ok(())
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(80).collect()
-}
-
-/// Reads peers.toml; a missing file is no peers. Every entry is checked as
-/// if typed, so a bad hand edit is a clear start-up error.
-pub fn load(paths: &SitePaths, own_id: &str) -> Result<Vec<Peer>> {
-    let path = paths.peers_toml();
-    let bad = |reason: String| ControlError::SiteConfig {
-        path: path.clone(),
-        reason,
-    };
-    let meta = match fs::metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(ControlError::io(&path, e)),
-    };
-    if meta.len() > MAX_PEERS_TOML_BYTES {
-        return Err(bad(format!("larger than {MAX_PEERS_TOML_BYTES} bytes")));
-    }
-    let text = fs::read_to_string(&path).map_err(|e| ControlError::io(&path, e))?;
-    let file: PeersFile = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    if file.peers.len() > MAX_PEERS {
-        return Err(bad(format!("more than {MAX_PEERS} peers")));
-    }
-    let mut peers: Vec<Peer> = Vec::with_capacity(file.peers.len());
-    for p in &file.peers {
-        let p = validate_peer(p, own_id).map_err(|e| bad(e.to_string()))?;
-        check_unique(&peers, &p).map_err(|e| bad(e.to_string()))?;
-        peers.push(p);
-    }
-    Ok(peers)
-}
-
-/// Writes peers.toml through a temporary file, fsync and rename, then
-/// fsyncs the directory, so a crash leaves the old list or the new one.
-pub fn save(paths: &SitePaths, peers: &[Peer]) -> Result<()> {
-    let path = paths.peers_toml();
-    let file = PeersFile {
-        peers: peers.to_vec(),
-    };
-    crate::toml_file::write_atomically(
-        &path,
-        "# Paired sites, written by `tandem peer add/remove`. See docs/operating.md.\n",
-        &file,
-    )
-}
-
-/// What the daemon needs to speak TLS as this site.
-#[derive(Clone)]
-pub struct PeerTls {
-    pub own_id: String,
-    pub cert_pem: String,
-    pub key_pem: String,
-    pub allowed: AllowedIds,
-    /// Handshakes the listener refused (unknown site, no or bad
-    /// certificate, timeout).
-    pub refused: Arc<AtomicU64>,
-}
-
-impl std::fmt::Debug for PeerTls {
-    // Never print the key.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PeerTls")
-            .field("own_id", &self.own_id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Reads the site's private key (PEM), bounded in size.
-pub fn load_key_pem(paths: &SitePaths) -> Result<String> {
-    let path = paths.key();
-    let meta = fs::metadata(&path).map_err(|e| ControlError::io(&path, e))?;
-    if meta.len() > tls::MAX_PEM_BYTES as u64 {
-        return Err(ControlError::Identity(format!(
-            "{} is larger than {} bytes",
-            path.display(),
-            tls::MAX_PEM_BYTES
-        )));
-    }
-    fs::read_to_string(&path).map_err(|e| ControlError::io(&path, e))
-}
 
 /// The listener other sites connect to.
 pub struct PeerListener {
@@ -384,7 +192,7 @@ async fn serve_peer<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send + 'stati
                     write_line(&mut stream, "ERR this listener takes no replication").await?;
                     return Ok(());
                 };
-                let answer = crate::resync::answer_epoch(daemon, rest).await;
+                let answer = crate::daemon::resync::answer_epoch(daemon, rest).await;
                 write_line(&mut stream, &answer).await?;
                 return Ok(());
             }
@@ -393,7 +201,7 @@ async fn serve_peer<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send + 'stati
                     write_line(&mut stream, "ERR this listener takes no replication").await?;
                     return Ok(());
                 };
-                return crate::resync::serve_resync(stream, peer_id, &daemon, rest).await;
+                return crate::daemon::resync::serve_resync(stream, peer_id, &daemon, rest).await;
             }
             Some(("REPLICATE", rest)) => {
                 let Some(daemon) = daemon else {
@@ -410,10 +218,6 @@ async fn serve_peer<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send + 'stati
         }
     }
 }
-
-/// Starts a REPLICATE refusal from a site where the vserver is active:
-/// "ERR EPOCH <n> <reason>".
-pub const REFUSE_EPOCH_PREFIX: &str = "EPOCH ";
 
 /// "REPLICATE <vserver> <address|->": readies the replica store, answers
 /// OK, then runs the receiving session on the same connection.
@@ -514,7 +318,7 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
         }
     };
     let received = tokio::select! {
-        r = crate::daemon::switchover_peer::receive(daemon.clone(), peer_id, store.clone(), vserver, stream, &cfg) => r,
+        r = super::switchover::peer::receive(daemon.clone(), peer_id, store.clone(), vserver, stream, &cfg) => r,
         () = stopped => {
             tracing::warn!(peer_id, vserver, lsn = store.last_lsn(), "replication session ended: the vserver was failed over to this site");
             return Ok(());
@@ -690,184 +494,12 @@ async fn tell_refused<S: AsyncWrite + Unpin>(stream: &mut S, e: &ControlError) {
     let _ = tandem_repl::wire::write_message(stream, &msg, PING_TIMEOUT).await;
 }
 
-/// Reads one bounded line; None at end of stream.
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
-    r: &mut R,
-) -> std::io::Result<Option<String>> {
-    let mut line = Vec::new();
-    let n = r
-        .take(MAX_PING_LINE_BYTES as u64 + 1)
-        .read_until(b'\n', &mut line)
-        .await?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if line.len() > MAX_PING_LINE_BYTES || line.last() != Some(&b'\n') {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("line longer than {MAX_PING_LINE_BYTES} bytes or cut short"),
-        ));
-    }
-    line.pop();
-    String::from_utf8(line)
-        .map(Some)
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "line is not UTF-8"))
-}
-
-async fn write_line<W: AsyncWrite + Unpin>(w: &mut W, line: &str) -> std::io::Result<()> {
-    w.write_all(format!("{line}\n").as_bytes()).await?;
-    w.flush().await
-}
-
-/// The outcome of `peer check`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerCheck {
-    pub name: String,
-    pub addr: String,
-    pub id: String,
-    /// TCP connect plus TLS handshake.
-    pub connect_us: u64,
-    /// PING sent to PONG received.
-    pub rtt_us: u64,
-}
-
-/// Opens a mutual-TLS connection to `peer`: this site proves its identity
-/// and the peer must present the id it was paired with. Every exchange
-/// between sites (ping, replication, resync, a switchover's question)
-/// starts here, so a wrong id reads the same everywhere.
-pub async fn dial(
-    peer: &Peer,
-    own: &PeerTls,
-) -> Result<impl tokio::io::AsyncRead + AsyncWrite + Unpin + Send> {
-    let config = tls::client_config(&own.cert_pem, &own.key_pem, &peer.id)
-        .map_err(|e| ControlError::Identity(e.to_string()))?;
-    tls::connect(
-        peer.addr.as_str(),
-        config,
-        tls::DEFAULT_CONNECT_TIMEOUT,
-        tls::DEFAULT_HANDSHAKE_TIMEOUT,
-    )
-    .await
-    .map_err(|e| {
-        let reason = match e {
-            TlsError::Handshake {
-                presented: Some(p),
-                ..
-            } => format!(
-                "it presented site id {p}, not the paired id {}; check the id given to `tandem peer add`",
-                peer.id
-            ),
-            other => other.to_string(),
-        };
-        ControlError::PeerUnreachable {
-            name: peer.name.clone(),
-            addr: peer.addr.clone(),
-            reason,
-        }
-    })
-}
-
-/// Connects to `peer` with mutual TLS and exchanges one PING/PONG.
-pub async fn check(peer: &Peer, tls: &PeerTls) -> Result<PeerCheck> {
-    let fail = |reason: String| ControlError::PeerUnreachable {
-        name: peer.name.clone(),
-        addr: peer.addr.clone(),
-        reason,
-    };
-    let start = Instant::now();
-    let stream = dial(peer, tls).await?;
-    let connect_us = elapsed_us(start);
-    let refused_us = |e: std::io::Error| match tls::alert_of(&e) {
-        Some(alert) => fail(format!(
-            "it refused this site (id {}) with TLS alert {alert}; is this site paired there? \
-             Run `tandem peer add NAME --addr ADDR --id {}` at the peer",
-            tls.own_id, tls.own_id
-        )),
-        // A reset instead of an alert can also be a refusal, depending on
-        // timing; say what to check.
-        None => fail(format!(
-            "talking to it: {e} (check that this site, id {}, is paired there)",
-            tls.own_id
-        )),
-    };
-    let mut stream = BufReader::new(stream);
-    let ping_start = Instant::now();
-    let exchange = async {
-        write_line(&mut stream, &format!("PING {}", tls.own_id)).await?;
-        read_line(&mut stream).await
-    };
-    let line = match tokio::time::timeout(PING_TIMEOUT, exchange).await {
-        Err(_) => {
-            return Err(fail(format!(
-                "no answer within {} ms",
-                PING_TIMEOUT.as_millis()
-            )))
-        }
-        Ok(Err(e)) => return Err(refused_us(e)),
-        Ok(Ok(None)) => {
-            return Err(fail(
-                "it closed the connection without answering; is this site paired there?".into(),
-            ))
-        }
-        Ok(Ok(Some(l))) => l,
-    };
-    let rtt_us = elapsed_us(ping_start);
-    match line.split_once(' ') {
-        Some(("PONG", id)) if id == peer.id => {}
-        _ => return Err(fail(format!("unexpected answer {:?}", truncate(&line)))),
-    }
-    // Best effort: the check already succeeded.
-    let _ = stream.get_mut().shutdown().await;
-    Ok(PeerCheck {
-        name: peer.name.clone(),
-        addr: peer.addr.clone(),
-        id: peer.id.clone(),
-        connect_us,
-        rtt_us,
-    })
-}
-
-fn elapsed_us(since: Instant) -> u64 {
-    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-
-    fn peer(name: &str, addr: &str, id: &str) -> Peer {
-        Peer {
-            name: name.into(),
-            addr: addr.into(),
-            id: id.into(),
-        }
-    }
-
-    #[test]
-    fn validation() {
-        let ok = validate_peer(&peer("b", "127.0.0.3", &B.to_uppercase()), A).unwrap();
-        assert_eq!(ok.addr, "127.0.0.3:7447");
-        assert_eq!(ok.id, B);
-        for (p, needle) in [
-            (peer("b/x", "127.0.0.3", B), "peer name"),
-            (peer("b", "127.0.0.3:0", B), "peer address"),
-            (peer("b", "0.0.0.0:7447", B), "cannot be connected to"),
-            (peer("b", "127.0.0.3", "abc"), "not a site id"),
-            (peer("b", "127.0.0.3", &"g".repeat(64)), "not a site id"),
-            (peer("b", "127.0.0.3", A), "own id"),
-        ] {
-            let e = validate_peer(&p, A).unwrap_err().to_string();
-            assert!(e.contains(needle), "{e}");
-        }
-        let list = vec![peer("b", "127.0.0.3:7447", B)];
-        assert!(check_unique(&list, &peer("b", "127.0.0.4:1", &"c".repeat(64))).is_err());
-        assert!(check_unique(&list, &peer("c", "127.0.0.4:1", B)).is_err());
-        assert!(check_unique(&list, &peer("c", "127.0.0.3:7447", &"c".repeat(64))).is_err());
-        assert!(check_unique(&list, &peer("c", "127.0.0.4:1", &"c".repeat(64))).is_ok());
-    }
 
     /// The listener's first-bytes dispatch, without a daemon behind it.
     #[tokio::test]
@@ -908,23 +540,11 @@ mod tests {
         let (client, server) = tokio::io::duplex(4096);
         let serving = tokio::spawn(async move { serve_peer(server, A, B, None).await });
         let mut client = BufReader::new(client);
-        let long = format!("REPLICATE {}", "x".repeat(MAX_PING_LINE_BYTES + 10));
+        let long = format!(
+            "REPLICATE {}",
+            "x".repeat(crate::replication::link::MAX_PING_LINE_BYTES + 10)
+        );
         write_line(&mut client, &long).await.unwrap();
         assert!(serving.await.unwrap().is_err());
-    }
-
-    #[test]
-    fn save_then_load_and_bad_files() {
-        let tmp = tempfile::tempdir().unwrap();
-        let paths = SitePaths::new(tmp.path());
-        assert!(load(&paths, A).unwrap().is_empty());
-        let list = vec![peer("b", "127.0.0.3:7447", B)];
-        save(&paths, &list).unwrap();
-        assert_eq!(load(&paths, A).unwrap(), list);
-        // Our own id in the file (a copy of the other site's list?) is refused.
-        assert!(load(&paths, B).is_err());
-        fs::write(paths.peers_toml(), "[[peers]]\nname = 1\n").unwrap();
-        let e = load(&paths, A).unwrap_err().to_string();
-        assert!(e.contains("peers.toml"), "{e}");
     }
 }

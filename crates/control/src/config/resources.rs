@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::names::{parse_address, validate_interface, validate_name};
+use crate::config::names::{parse_address, validate_interface, validate_name};
 
 /// Most `[[interfaces]]` entries one site declares.
 pub const MAX_INTERFACES: usize = 64;

@@ -9,7 +9,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use crate::announce::{
+use crate::net::announce::{
     mac_text, neighbour_solicitation, parse_advertisement, Arp, ArpSocket, Icmp6Socket, ARP_REPLY,
     ARP_REQUEST,
 };
@@ -84,7 +84,7 @@ pub fn solicited_node(ip: Ipv6Addr) -> Ipv6Addr {
 }
 
 fn probe_v6(ifindex: u32, ip: Ipv6Addr, timeout: Duration) -> io::Result<Probed> {
-    let mac = crate::announce::device_mac(ifindex)?;
+    let mac = crate::net::announce::device_mac(ifindex)?;
     let s = Icmp6Socket::open(ifindex, None)?;
     let start = Instant::now();
     let step = timeout / PROBE_SENDS;

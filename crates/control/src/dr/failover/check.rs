@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tandem_store::AddressSpec;
 
-use crate::resources::{InterfaceSettings, PoolSettings};
+use crate::config::resources::{InterfaceSettings, PoolSettings};
 
 /// Where Linux lists network devices.
 pub const SYS_CLASS_NET: &str = "/sys/class/net";
@@ -201,7 +201,7 @@ pub fn check_not_held(addr: &AddressSpec, held: &[(String, IpAddr)]) -> CheckLin
 }
 
 /// Whether another host answers for the address on the interface's
-/// device (crate::probe, bounded by PROBE_TIMEOUT_MS). Not probed, and
+/// device (crate::net::probe, bounded by PROBE_TIMEOUT_MS). Not probed, and
 /// said why, when there is no device to ask, on loopback, or without
 /// CAP_NET_RAW.
 pub fn check_not_on_network(addr: &AddressSpec, iface: Option<&InterfaceSettings>) -> CheckLine {
@@ -213,12 +213,12 @@ pub fn check_not_on_network(addr: &AddressSpec, iface: Option<&InterfaceSettings
     if iface.device == "lo" {
         return not_checked("not probed: on loopback no other host can hold it".into());
     }
-    let Some(ifindex) = crate::addresses::ifindex(&iface.device) else {
+    let Some(ifindex) = crate::net::addresses::ifindex(&iface.device) else {
         return not_checked(format!("not probed: device {} absent", iface.device));
     };
-    let timeout = std::time::Duration::from_millis(crate::probe::PROBE_TIMEOUT_MS);
-    match crate::probe::probe(ifindex, addr.ip, timeout) {
-        Ok(crate::probe::Probed::Answered { mac }) => CheckLine::new(
+    let timeout = std::time::Duration::from_millis(crate::net::probe::PROBE_TIMEOUT_MS);
+    match crate::net::probe::probe(ifindex, addr.ip, timeout) {
+        Ok(crate::net::probe::Probed::Answered { mac }) => CheckLine::new(
             resource,
             Outcome::Missing,
             format!(
@@ -226,13 +226,13 @@ pub fn check_not_on_network(addr: &AddressSpec, iface: Option<&InterfaceSettings
                 iface.device
             ),
         ),
-        Ok(crate::probe::Probed::Silent) => CheckLine::new(
+        Ok(crate::net::probe::Probed::Silent) => CheckLine::new(
             resource,
             Outcome::Found,
             format!(
                 "no host answered a probe on {} within {} ms",
                 iface.device,
-                crate::probe::PROBE_TIMEOUT_MS
+                crate::net::probe::PROBE_TIMEOUT_MS
             ),
         ),
         Err(e) if e.kind() == IoKind::PermissionDenied => {
@@ -495,7 +495,7 @@ fn check_address(addr: &AddressSpec, inp: &CheckInputs, sys_net: &Path) -> Vec<C
     if let Some(iface) = iface {
         lines.push(check_device(sys_net, &iface.device));
         if let Some(sub) = &iface.substitute {
-            match crate::names::parse_address(sub) {
+            match crate::config::names::parse_address(sub) {
                 Ok(spec) => {
                     ip = spec.ip;
                     lines.push(CheckLine::new(
@@ -530,7 +530,7 @@ mod tests {
     use super::*;
 
     fn addr(text: &str) -> AddressSpec {
-        crate::names::parse_address(text).unwrap()
+        crate::config::names::parse_address(text).unwrap()
     }
 
     fn iface(name: &str, device: &str) -> InterfaceSettings {

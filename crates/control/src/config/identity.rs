@@ -9,8 +9,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::config::site::SitePaths;
 use crate::error::{ControlError, Result};
-use crate::site::SitePaths;
 
 /// A PEM certificate is a few kilobytes; refuse anything absurd.
 const MAX_PEM_BYTES: u64 = 64 * 1024;

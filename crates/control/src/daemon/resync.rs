@@ -19,45 +19,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tandem_store::{Lsn, Store};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
+use crate::config::names::{parse_address, validate_name};
+use crate::config::peers::Peer;
 use crate::daemon::Daemon;
+use crate::dr::resync::ResyncReport;
 use crate::error::{ControlError, Result};
-use crate::names::{parse_address, validate_name};
-use crate::peer::{Peer, PeerTls, MAX_PING_LINE_BYTES};
+use crate::replication::link::{PeerTls, MAX_PING_LINE_BYTES};
 use crate::replication::{Outgoing, MODE_ASYNC};
 use crate::vserver::blocking;
 
-/// How long a daemon start waits for the peer's epoch before serving a
-/// vserver anyway (site.toml `control.epoch_probe_timeout_ms`).
-pub const DEFAULT_EPOCH_PROBE_TIMEOUT_MS: u64 = 3000;
 /// Each exchange of a resync's line protocol (not the transfer itself).
 const RESYNC_LINE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What `tandem resync` did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResyncReport {
-    pub vserver: String,
-    pub peer: String,
-    pub shared_lsn: Lsn,
-    /// The promoted site's LSN this site now holds, as its replica.
-    pub lsn: Lsn,
-    pub epoch: u64,
-    /// Records this site wrote after the shared LSN, now only in the folder.
-    pub divergent_records: u64,
-    /// Where the report and the affected files are.
-    pub folder: String,
-    /// File data bytes fetched from the promoted site.
-    pub fetched_bytes: u64,
-    /// Bytes of the encoded state fetched.
-    pub state_bytes: u64,
-    /// Bytes this site's divergent records touched (clipped at `lsn`).
-    pub divergent_bytes: u64,
-    /// Bytes the promoted site changed since the shared LSN.
-    pub peer_changed_bytes: u64,
-}
 
 /// The peer's answer to `EPOCH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +54,9 @@ async fn connect(
     peer: &Peer,
     peer_tls: &PeerTls,
 ) -> Result<BufReader<impl AsyncRead + AsyncWrite + Unpin + Send>> {
-    Ok(BufReader::new(crate::peer::dial(peer, peer_tls).await?))
+    Ok(BufReader::new(
+        crate::replication::link::dial(peer, peer_tls).await?,
+    ))
 }
 
 /// Sends one line and reads the answer line (bounded).
@@ -214,7 +191,7 @@ pub async fn probe_and_fence(
 /// like a replica, unserved, until `tandem resync`.
 pub(crate) async fn serve_unless_diverged(
     vs: &mut crate::vserver::Vserver,
-    cfg: &crate::service::ServiceConfig,
+    cfg: &crate::config::site::ServiceConfig,
 ) {
     match vs.store() {
         Ok(s) if s.fenced_by().is_some() => tracing::warn!(
@@ -401,7 +378,7 @@ pub async fn resync(
         .await
         .map_err(|e| ControlError::Internal(format!("reading the journal: {e}")))?
         .map_err(|e| ControlError::store(vserver, e))?;
-    let folder = crate::resync_report::write(daemon.site(), vserver, &store, &div).await?;
+    let folder = crate::dr::resync::report::write(daemon.site(), vserver, &store, &div).await?;
     let request = tandem_repl::resync::request(vserver, epoch, &div)
         .map_err(|why| ControlError::invalid("vserver", why))?;
     let mut conn = connect(&peer, &tls).await?;

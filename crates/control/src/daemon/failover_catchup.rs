@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::Daemon;
+use crate::dr::failover::check::CheckLine;
 use crate::error::{ControlError, Result};
-use crate::failover::CheckLine;
 
 /// Longest a forced failover waits for the catch-up it interrupts to let
 /// go of the replica: longer than the transfer's message timeout (30 s),

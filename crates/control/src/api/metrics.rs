@@ -13,8 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
-use crate::daemon::Daemon;
-use crate::status::StatusReport;
+use crate::api::Handler;
+use crate::vserver::status::StatusReport;
 
 /// Longest request head accepted (request line and headers).
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
@@ -113,7 +113,7 @@ pub fn render(report: &StatusReport) -> String {
         durable
             .samples
             .push((labels.clone(), vs.durable_lsn as f64));
-        let is_up = !matches!(vs.state, crate::status::VserverState::Failed);
+        let is_up = !matches!(vs.state, crate::vserver::status::VserverState::Failed);
         up.samples.push((labels.clone(), flag(is_up)));
         if let Some(r) = &vs.replication {
             let peer = r.to.as_deref().or(r.from.as_deref()).unwrap_or("");
@@ -314,16 +314,20 @@ fn esc(v: &str) -> String {
 }
 
 /// Serves scrapes until `stopped` turns true.
-pub async fn serve(listener: TcpListener, daemon: Arc<Daemon>, mut stopped: watch::Receiver<bool>) {
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
                 let Ok(slot) = slots.clone().acquire_owned().await else { return };
-                let daemon = daemon.clone();
+                let handler = handler.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = answer(stream, &daemon).await {
+                    if let Err(e) = answer(stream, &*handler).await {
                         tracing::debug!(%peer, error = %e, "metrics scrape failed");
                     }
                     drop(slot);
@@ -338,7 +342,7 @@ pub async fn serve(listener: TcpListener, daemon: Arc<Daemon>, mut stopped: watc
     }
 }
 
-async fn answer(mut stream: TcpStream, daemon: &Daemon) -> std::io::Result<()> {
+async fn answer<H: Handler>(mut stream: TcpStream, handler: &H) -> std::io::Result<()> {
     let head = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
         Ok(r) => r?,
         Err(_) => return Ok(()),
@@ -355,7 +359,7 @@ async fn answer(mut stream: TcpStream, daemon: &Daemon) -> std::io::Result<()> {
     } else if path != "/metrics" {
         ("404 Not Found", "text/plain", "try /metrics\n".to_string())
     } else {
-        match daemon.status(None).await {
+        match handler.status().await {
             Ok(report) => ("200 OK", "text/plain; version=0.0.4", render(&report)),
             Err(e) => ("500 Internal Server Error", "text/plain", format!("{e}\n")),
         }

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::toml_file::write_atomically;
 use crate::error::{ControlError, Result};
-use crate::toml_file::write_atomically;
 
 /// Directory of the marks, under the site's data directory.
 pub const FAILOVER_DIR: &str = "failover";

@@ -14,8 +14,8 @@ use tandem_store::resync::{Divergence, DivergentRecord};
 use tandem_store::state::{Body, State};
 use tandem_store::{Cred, FileType, Ino, Store};
 
+use crate::config::site::Site;
 use crate::error::{ControlError, Result};
-use crate::site::Site;
 
 /// Longest path walked up from a file to its file system's root.
 const MAX_PATH_DEPTH: usize = 4096;

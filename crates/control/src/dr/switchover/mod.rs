@@ -1,0 +1,3 @@
+//! A switchover's report.
+
+pub mod report;
