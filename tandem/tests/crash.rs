@@ -2,9 +2,9 @@
 //! creates, FILE_SYNC writes, UNSTABLE writes + COMMIT, MKDIR, RENAME,
 //! REMOVE, RMDIR and SETATTR size; the daemon is killed with SIGKILL at a
 //! random moment; after a restart on the same data directory every reply
-//! that promised durability must hold (invariant 1), handles from before the
-//! kill must still work (invariant 4) and the write verifier must have
-//! changed (invariant 5). Several rounds on the same store, `tandem fsck`
+//! that promised durability must hold ("Stable means stable"), handles from before the
+//! kill must still work ("Identity travels") and the write verifier must have
+//! changed ("The verifier changes"). Several rounds on the same store, `tandem fsck`
 //! after each kill and at the end.
 //!
 //! Each client keeps a model of its own directory: the state every

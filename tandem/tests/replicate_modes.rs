@@ -1,4 +1,4 @@
-//! Replication modes through the real binary (ARCHITECTURE.md,
+//! Replication modes through the real binary (docs/design.md,
 //! "Replication modes"): in commit-sync, a COMMIT waits for the replica's
 //! durable ack (blocking, or degrading to async after `sync_timeout_ms`),
 //! and after a `kill -9` of the active site every committed byte is at the

@@ -1,4 +1,4 @@
-//! `tandem bench replication`: issue 3's benchmark, one table from one
+//! `tandem bench replication`: the replication benchmark, one table from one
 //! run. Two Tandem sites in this process (see `replication_sites.rs`),
 //! the active one replicating in async mode to the other through a TCP
 //! proxy that counts the bytes on the wire; an NFS client

@@ -1,5 +1,5 @@
 //! File handles survive a restart of the service and of the store; the
-//! write verifier does not (invariant 5).
+//! write verifier does not ("The verifier changes").
 
 mod common;
 

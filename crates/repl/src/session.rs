@@ -254,7 +254,7 @@ where
     let ours = store.epoch();
     if ok.epoch > ours {
         // Another site was promoted: this one must stop serving writes
-        // (invariant 3); the caller acts on the error.
+        // ("One writer per epoch"); the caller acts on the error.
         let text = format!("epoch {ours} is below the replica's ({})", ok.epoch);
         let _ = send_error(&mut wr, code::FENCED, &text, cfg).await;
         return Err(SessionError::Fenced {

@@ -52,7 +52,7 @@ pub enum StoreError {
     #[error("store is shut down")]
     Closed,
     /// A replication batch from an older epoch: its sender was fenced off
-    /// by a failover (invariant 3).
+    /// by a failover ("One writer per epoch").
     #[error("fenced: our epoch is {ours}, the frames carry epoch {theirs}")]
     Fenced { ours: u64, theirs: u64 },
     /// Replicated frames that cannot be taken as they are (bad checksum,

@@ -1,4 +1,4 @@
-//! Fencing (invariant 3: one writer per epoch). A site that learns that
+//! Fencing ("One writer per epoch", docs/design.md). A site that learns that
 //! another holds a higher epoch for this vserver (it was promoted) stops
 //! taking changes at once, and durably: the mark survives a restart, so a
 //! restarted old active site cannot take writes again before it talks to

@@ -8,7 +8,7 @@
 //!   before writing anything, appends them to its own journal with the same
 //!   LSN and epoch, waits until they are durable, then applies the whole
 //!   batch under one hold of the state lock, so a reader sees the state
-//!   before the batch or after it, never half of it (invariant 2).
+//!   before the batch or after it, never half of it ("Whole batches").
 //!
 //! Shipping frames unchanged keeps the replica's journal identical to the
 //! active's, so both recover the same way and a later resync can compare

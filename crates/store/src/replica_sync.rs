@@ -23,7 +23,7 @@ pub const POLICY_RECHECK_MS: u64 = 1_000;
 /// Default for `sync_timeout_ms`.
 pub const DEFAULT_SYNC_TIMEOUT_MS: u64 = 5_000;
 
-/// Which client replies wait for the replica (ARCHITECTURE.md, "Replication
+/// Which client replies wait for the replica (docs/design.md, "Replication
 /// modes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SyncMode {

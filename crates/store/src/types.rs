@@ -64,7 +64,7 @@ pub enum NodeKind {
     Block { major: u32, minor: u32 },
 }
 
-/// Attributes of one inode: identical at every site (invariant 4).
+/// Attributes of one inode: identical at every site ("Identity travels").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attr {
     pub ftype: FileType,

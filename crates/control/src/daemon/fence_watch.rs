@@ -1,6 +1,6 @@
 //! Runtime fencing's last step: a sender that learns a higher epoch fences
 //! the store (replication.rs) and notifies; this task then stops serving
-//! the vserver, so its addresses are released (invariant 3: one site holds
+//! the vserver, so its addresses are released ("One writer per epoch": one site holds
 //! a vserver's addresses).
 
 use std::sync::Arc;

@@ -239,7 +239,7 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
             tracing::warn!(peer_id, vserver = %truncate(vserver), error = %e, "refusing replication");
             let text: String = e.to_string().replace('\n', " ").chars().take(200).collect();
             // Active here (a failover promoted it): the sender learns the
-            // epoch and fences itself if its own is lower (invariant 3).
+            // epoch and fences itself if its own is lower ("One writer per epoch").
             let line = match daemon.active_epoch(vserver).await {
                 Some(epoch) => format!("ERR {REFUSE_EPOCH_PREFIX}{epoch} {text}"),
                 None => format!("ERR {text}"),

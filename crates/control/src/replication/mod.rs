@@ -57,7 +57,7 @@ pub const MAX_PREFACE_LINE_BYTES: usize = 256;
 /// Longest error text kept in status.
 const MAX_ERROR_CHARS: usize = 512;
 
-/// Replication modes (ARCHITECTURE.md, "Replication modes").
+/// Replication modes (docs/design.md, "Replication modes").
 pub const MODE_ASYNC: &str = "async";
 pub const MODE_COMMIT_SYNC: &str = "commit-sync";
 pub const MODE_SYNC: &str = "sync";
@@ -877,7 +877,7 @@ async fn attempt(
         if let Some(theirs) = refused_epoch(reason) {
             if theirs > store.epoch() {
                 // The peer was promoted (failover): this site must take no
-                // more writes for the vserver (invariant 3).
+                // more writes for the vserver ("One writer per epoch").
                 if let Err(e) = store.fence(theirs) {
                     tracing::error!(vserver, error = %e, "could not fence the store");
                 }
@@ -1040,7 +1040,7 @@ async fn attempt(
         }
     };
     if let Err(SessionError::Fenced { theirs, .. }) = &result {
-        // Invariant 3: another site was promoted; stop taking writes here
+        // "One writer per epoch": another site was promoted; stop taking writes here
         // at once (NFS answers ROFS until the daemon stops serving it).
         if let Err(e) = store.fence(*theirs) {
             tracing::error!(vserver, error = %e, "could not fence the store");

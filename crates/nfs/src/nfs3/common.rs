@@ -59,7 +59,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
         })
 }
 
-/// Waits until `lsn` is durable (invariant 1) before a reply may say so,
+/// Waits until `lsn` is durable ("Stable means stable") before a reply may say so,
 /// and, in commit-sync and sync replication, until the replica says so too.
 pub(crate) async fn durable(shared: &Arc<Shared>, lsn: Lsn) -> Result<(), nfsstat3> {
     durable_for(shared, lsn, ReplyKind::Stable).await

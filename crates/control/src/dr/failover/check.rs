@@ -1,5 +1,5 @@
 //! `tandem failover VS --check`: steps 1 (check) and 2 (report) of a
-//! failover (../shared/ARCHITECTURE.md). Each resource the vserver needs
+//! failover (docs/design.md, "Failover, switchover and failback"). Each resource the vserver needs
 //! at this site is one line: found, missing or discrepant, and why. Nothing
 //! here changes a store, an address or an epoch.
 
