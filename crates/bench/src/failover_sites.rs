@@ -21,6 +21,7 @@ use tandem_control::config::site::Site;
 use tandem_control::dr::failover::report::FailoverReport;
 use tandem_control::dr::resync::ResyncReport;
 use tandem_control::dr::switchover::report::SwitchoverReport;
+use tandem_control::replication::{Mode, OnLoss, ReplicationState};
 use tandem_control::vserver::status::{VserverState, VserverStatus};
 use tandem_store::{AddressSpec, Export};
 
@@ -69,10 +70,10 @@ pub enum Replication {
 }
 
 impl Replication {
-    fn name(self) -> &'static str {
+    fn mode(self) -> Mode {
         match self {
-            Replication::CommitSync => "commit-sync",
-            Replication::Async => "async",
+            Replication::CommitSync => Mode::CommitSync,
+            Replication::Async => Mode::Async,
         }
     }
 }
@@ -297,14 +298,14 @@ impl FailoverSites {
         let replicate = Request::Replicate {
             vserver: vs.clone(),
             to: DR_PEER.into(),
-            mode: mode.name().into(),
-            replica_address: Some(format!(
-                "{}/{}",
-                self.opts.dr_ip,
-                full_prefix(self.opts.dr_ip)
-            )),
+            mode: mode.mode(),
+            replica_address: Some(AddressSpec {
+                ip: self.opts.dr_ip,
+                prefix: full_prefix(self.opts.dr_ip),
+                interface: None,
+            }),
             sync_timeout_ms: None,
-            on_replica_loss: (mode == Replication::CommitSync).then(|| "block".into()),
+            on_replica_loss: (mode == Replication::CommitSync).then_some(OnLoss::Block),
             max_lag_ms: None,
             bandwidth_mbps: None,
             compress: None,
@@ -339,7 +340,7 @@ impl FailoverSites {
             let (acked, streaming) = vs
                 .replication
                 .as_ref()
-                .map(|r| (r.replica_lsn, r.state == "streaming"))
+                .map(|r| (r.replica_lsn, r.state == ReplicationState::Streaming))
                 .unwrap_or((0, false));
             if streaming && vs.last_lsn > 0 && acked >= vs.last_lsn {
                 return Ok(());

@@ -402,7 +402,7 @@ fn catch_up_tandem(
         let deadline = Instant::now() + opts.converge_timeout;
         loop {
             let state = sites.active_replication_state()?;
-            if state == "overflow" {
+            if state == tandem_control::replication::ReplicationState::Overflow {
                 break;
             }
             if Instant::now() >= deadline {

@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use tandem_control::config::peers::Peer;
 use tandem_control::config::site::Site;
 use tandem_control::daemon::{Daemon, RunningDaemon};
+use tandem_control::replication::{Mode, Outgoing, ReplicationState};
 use tandem_store::{AddressSpec, Export, Lsn};
 use tokio::runtime::Runtime;
 use tracing::info;
@@ -181,16 +182,15 @@ impl Sites {
         self.rt()?.block_on(probe.converged(timeout))
     }
 
-    /// The active site's replication state word for the bench vserver
-    /// ("streaming", "overflow", ...).
-    pub fn active_replication_state(&self) -> anyhow::Result<String> {
+    /// The active site's replication state for the bench vserver.
+    pub fn active_replication_state(&self) -> anyhow::Result<ReplicationState> {
         let active = self.active.as_ref().context("the active site is stopped")?;
         let report = self.rt()?.block_on(active.daemon().status(Some(VSERVER)))?;
         report
             .vservers
             .first()
             .and_then(|v| v.replication.as_ref())
-            .map(|r| r.state.clone())
+            .map(|r| r.state)
             .context("the bench vserver shows no replication")
     }
 
@@ -294,8 +294,12 @@ async fn setup(
         .replicate(
             VSERVER,
             tandem_control::replication::Outgoing {
-                replica_address: Some(format!("{replica_ip}/{}", prefix(replica_ip))),
-                ..tandem_control::replication::Outgoing::new(REPLICA_PEER, "async")
+                replica_address: Some(AddressSpec {
+                    ip: replica_ip,
+                    prefix: prefix(replica_ip),
+                    interface: None,
+                }),
+                ..Outgoing::new(REPLICA_PEER, Mode::Async)
             },
         )
         .await
@@ -329,7 +333,7 @@ async fn sample(daemon: &Daemon) -> anyhow::Result<Sample> {
         last_lsn: vs.last_lsn,
         replica_lsn: r.replica_lsn,
         lag_ms: r.lag_ms,
-        streaming: r.state == "streaming",
+        streaming: r.state == ReplicationState::Streaming,
     })
 }
 

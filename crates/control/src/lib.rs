@@ -1,7 +1,7 @@
 //! The control layer of a Tandem site. Folders, lowest first; each uses
 //! only those before it (docs/design.md, "Map"):
 //!
-//! * `config`: site.toml, identity, peer list, site lock, names;
+//! * `config`: site.toml, identity, peer list, site lock, names, words;
 //! * `net`: address claim, announce and probe;
 //! * `replication`: replication settings, the sender, links to peers, verify;
 //! * `vserver`: one vserver's store and NFS services, its status, fsck;

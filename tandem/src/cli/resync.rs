@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tandem_control::api::client;
 use tandem_control::api::proto::{Reply, Request};
-use tandem_control::config::names::validate_name;
+use tandem_control::config::names::{parse_address, validate_name};
+use tandem_store::AddressSpec;
 
 use super::output::unexpected;
 
@@ -21,8 +22,8 @@ pub struct Args {
     vserver: String,
     /// Address ("IP/PREFIX[@INTERFACE]") this site then serves its replica
     /// on, read-only.
-    #[arg(long)]
-    replica_address: Option<String>,
+    #[arg(long, value_parser = parse_address)]
+    replica_address: Option<AddressSpec>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,

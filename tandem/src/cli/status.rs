@@ -61,7 +61,11 @@ fn render(report: &StatusReport) -> String {
             vec![
                 v.name.clone(),
                 v.state.to_string(),
-                v.addresses.join(","),
+                v.addresses
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
                 v.filesystems.len().to_string(),
                 v.users.len().to_string(),
                 format!("{}/{}", v.durable_lsn, v.last_lsn),
@@ -210,7 +214,7 @@ fn render_figures(f: &ReplicationFigures) -> String {
     ));
     out.push_str(&format!(
         "  compress {}, bandwidth {}, max lag {}\n",
-        f.compress.as_deref().unwrap_or("zstd"),
+        f.compress.unwrap_or_default(),
         f.bandwidth_mbps
             .map_or("unlimited".to_string(), |m| format!("{m} Mbit/s")),
         f.max_lag_ms

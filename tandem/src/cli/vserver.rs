@@ -7,6 +7,7 @@ use anyhow::Context;
 use tandem_control::api::client;
 use tandem_control::api::proto::{Reply, Request};
 use tandem_control::config::names::{parse_address, validate_name};
+use tandem_store::AddressSpec;
 
 use super::output::{describe_endpoint, unexpected};
 
@@ -21,9 +22,10 @@ pub enum Command {
         #[arg(
             long = "address",
             required = true,
-            value_name = "IP/PREFIX[@INTERFACE]"
+            value_name = "IP/PREFIX[@INTERFACE]",
+            value_parser = parse_address
         )]
-        addresses: Vec<String>,
+        addresses: Vec<AddressSpec>,
     },
 }
 
@@ -33,12 +35,12 @@ pub async fn run(data: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn create(data: &Path, name: String, addresses: Vec<String>) -> anyhow::Result<ExitCode> {
+async fn create(
+    data: &Path,
+    name: String,
+    addresses: Vec<AddressSpec>,
+) -> anyhow::Result<ExitCode> {
     validate_name("vserver name", &name)?;
-    let addresses = addresses
-        .iter()
-        .map(|a| parse_address(a))
-        .collect::<Result<Vec<_>, _>>()?;
     let reply = client::call(
         data,
         &Request::VserverCreate {
@@ -51,7 +53,15 @@ async fn create(data: &Path, name: String, addresses: Vec<String>) -> anyhow::Re
     let Reply::VserverCreated(vs) = reply else {
         return Err(unexpected(&reply));
     };
-    say!("Created vserver {} ({})", vs.name, vs.addresses.join(", "));
+    say!(
+        "Created vserver {} ({})",
+        vs.name,
+        vs.addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     for e in &vs.endpoints {
         say!("  serving {}", describe_endpoint(e));
     }

@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::api::Handler;
+use crate::replication::ReplicationState;
 use crate::vserver::status::StatusReport;
 
 /// Longest request head accepted (request line and headers).
@@ -117,7 +118,7 @@ pub fn render(report: &StatusReport) -> String {
         up.samples.push((labels.clone(), flag(is_up)));
         if let Some(r) = &vs.replication {
             let peer = r.to.as_deref().or(r.from.as_deref()).unwrap_or("");
-            let rl = format!("{labels},peer=\"{}\",mode=\"{}\"", esc(peer), esc(&r.mode));
+            let rl = format!("{labels},peer=\"{}\",mode=\"{}\"", esc(peer), r.mode);
             lag.samples.push((rl.clone(), r.lag_records as f64));
             lag_bytes.samples.push((rl.clone(), r.lag_bytes as f64));
             lag_seconds
@@ -126,7 +127,7 @@ pub fn render(report: &StatusReport) -> String {
             replica_lsn.samples.push((rl.clone(), r.replica_lsn as f64));
             streaming
                 .samples
-                .push((rl.clone(), flag(r.state == "streaming")));
+                .push((rl.clone(), flag(r.state == ReplicationState::Streaming)));
             degraded.samples.push((rl.clone(), flag(r.degraded)));
             if r.to.is_some() {
                 fig.push(&rl, r);
@@ -177,16 +178,16 @@ struct FigureFamilies {
 }
 
 /// States a sender can be in, one `tandem_replication_state` series each.
-const STATES: [&str; 9] = [
-    "connecting",
-    "baseline",
-    "streaming",
-    "behind",
-    "disconnected",
-    "needs-baseline",
-    "refused",
-    "overflow",
-    "catch-up",
+const STATES: [ReplicationState; 9] = [
+    ReplicationState::Connecting,
+    ReplicationState::Baseline,
+    ReplicationState::Streaming,
+    ReplicationState::Behind,
+    ReplicationState::Disconnected,
+    ReplicationState::NeedsBaseline,
+    ReplicationState::Refused,
+    ReplicationState::Overflow,
+    ReplicationState::CatchUp,
 ];
 
 impl FigureFamilies {

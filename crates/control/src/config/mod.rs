@@ -3,6 +3,7 @@
 //! lock, names and their validation, and the atomic TOML writer. Nothing
 //! here runs; everything above reads it.
 
+pub mod address_text;
 pub mod identity;
 pub mod lock;
 pub mod names;
@@ -10,3 +11,4 @@ pub mod peers;
 pub mod resources;
 pub mod site;
 pub mod toml_file;
+pub mod words;

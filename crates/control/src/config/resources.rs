@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::names::{parse_address, validate_interface, validate_name};
+use tandem_store::AddressSpec;
+
+use crate::config::names::{validate_interface, validate_name};
 
 /// Most `[[interfaces]]` entries one site declares.
 pub const MAX_INTERFACES: usize = 64;
@@ -25,8 +27,12 @@ pub struct InterfaceSettings {
     pub device: String,
     /// "IP/PREFIX" to use instead of the vserver's own address when this
     /// site is on another subnet (a DR site elsewhere).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub substitute: Option<String>,
+    #[serde(
+        default,
+        with = "crate::config::address_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub substitute: Option<AddressSpec>,
 }
 
 /// One `[[pools]]` entry.
@@ -54,13 +60,10 @@ pub fn validate_interfaces(list: &[InterfaceSettings]) -> Result<(), String> {
         let at = format!("interfaces[{i}] ({:?})", iface.name);
         validate_interface(&iface.name).map_err(|e| format!("{at}: name: {e}"))?;
         validate_interface(&iface.device).map_err(|e| format!("{at}: device: {e}"))?;
-        if let Some(sub) = &iface.substitute {
-            if sub.contains('@') {
-                return Err(format!(
-                    "{at}: substitute {sub:?} must be IP/PREFIX, without @INTERFACE"
-                ));
-            }
-            parse_address(sub).map_err(|e| format!("{at}: substitute: {e}"))?;
+        if let Some(sub) = iface.substitute.as_ref().filter(|s| s.interface.is_some()) {
+            return Err(format!(
+                "{at}: substitute \"{sub}\" must be IP/PREFIX, without @INTERFACE"
+            ));
         }
         if !names.insert(iface.name.as_str()) {
             return Err(format!("{at}: declared twice"));
@@ -107,7 +110,7 @@ mod tests {
         InterfaceSettings {
             name: name.into(),
             device: device.into(),
-            substitute: substitute.map(str::to_string),
+            substitute: substitute.map(|s| crate::config::names::parse_address(s).unwrap()),
         }
     }
 
@@ -138,7 +141,6 @@ mod tests {
                 vec![iface("front", "lo", Some("10.0.0.1/24@eth0"))],
                 "without @INTERFACE",
             ),
-            (vec![iface("front", "lo", Some("10.0.0.1"))], "substitute"),
             (
                 vec![iface("front", "lo", None), iface("front", "eth0", None)],
                 "interfaces[1] (\"front\"): declared twice",
@@ -152,6 +154,24 @@ mod tests {
             .map(|i| iface(&format!("if{i}"), "lo", None))
             .collect();
         assert!(validate_interfaces(&many).unwrap_err().contains("at most"));
+    }
+
+    #[test]
+    fn substitutes_are_read_as_addresses() {
+        let read = |text: &str| toml::from_str::<InterfaceSettings>(text);
+        let ok =
+            read("name = \"back\"\ndevice = \"eth0\"\nsubstitute = \"10.1.0.5/24\"\n").unwrap();
+        assert_eq!(
+            ok.substitute.map(|s| s.to_string()).as_deref(),
+            Some("10.1.0.5/24")
+        );
+        let e = read("name = \"back\"\ndevice = \"eth0\"\nsubstitute = \"10.0.0.1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("substitute") && e.contains("not IP/PREFIX"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -17,7 +17,6 @@ use tokio::task::JoinHandle;
 use crate::api::proto::{Reply, Request, Response};
 use crate::api::server::ApiServer;
 use crate::config::lock::SiteLock;
-use crate::config::names::parse_address;
 use crate::config::names::{validate_address, validate_export_path, validate_name};
 use crate::config::peers::{self as peer, Peer, MAX_PEERS};
 use crate::config::site::ServiceConfig;
@@ -200,8 +199,9 @@ impl Daemon {
             if vs.is_replica() {
                 continue;
             }
-            // A hand-edited mode word is not guessed at: the vserver is not
-            // replicated until it is fixed, and the log says why.
+            // A hand-edited option out of its range is not guessed at: the
+            // vserver is not replicated until it is fixed, and the log says
+            // why (an unknown word fails the file's load instead).
             let policy = match out.policy() {
                 Ok(p) => p,
                 Err(e) => {
@@ -219,13 +219,9 @@ impl Daemon {
     /// options it changes them (file, sender, store policy); with the same
     /// ones it changes nothing. Every option is checked here too: the
     /// socket may carry anything.
-    pub async fn replicate(&self, vserver: &str, mut out: Outgoing) -> Result<ReplicationStatus> {
+    pub async fn replicate(&self, vserver: &str, out: Outgoing) -> Result<ReplicationStatus> {
         validate_name("vserver name", vserver)?;
         validate_name("peer name", &out.to)?;
-        out.replica_address = match out.replica_address.take() {
-            Some(a) => Some(parse_address(&a)?.to_string()),
-            None => None,
-        };
         let policy = out.policy()?;
         if !self.peers.lock().await.iter().any(|p| p.name == out.to) {
             return Err(ControlError::NoPeer(out.to.clone()));
@@ -317,13 +313,9 @@ impl Daemon {
         &self,
         peer_id: &str,
         vserver: &str,
-        replica_address: Option<&str>,
+        replica_address: Option<AddressSpec>,
     ) -> Result<(IncomingTarget, Arc<tokio::sync::Mutex<()>>)> {
         validate_name("vserver name", vserver)?;
-        let replica_address = match replica_address {
-            Some(a) => Some(parse_address(a)?.to_string()),
-            None => None,
-        };
         let mut table = self.vservers.lock().await;
         // Checked under the table lock, which reserve takes too.
         if let Some(mark) = failover_mark::load(&self.site.paths.root, vserver)? {
@@ -380,7 +372,6 @@ impl Daemon {
         let entry = Incoming {
             from: peer_id.to_string(),
             replica_address: replica_address
-                .clone()
                 .or_else(|| known.as_ref().and_then(|k| k.replica_address.clone())),
         };
         if known.as_ref() != Some(&entry) {
@@ -720,7 +711,7 @@ impl Daemon {
                 addresses,
                 held,
                 in_baseline: vs.in_baseline(),
-                replication_state: replication.map(|r| r.state.clone()),
+                replication_state: replication.map(|r| r.state),
                 last_lsn: status.last_lsn,
                 lag_records: replication.map_or(0, |r| r.lag_records),
                 interfaces: self.site.config.interfaces.clone(),
@@ -837,7 +828,7 @@ impl Daemon {
         let store = vs.store()?;
         report.epoch = store.epoch();
         report.lsn = store.last_lsn();
-        report.serving = status.addresses.clone();
+        report.serving = status.addresses.iter().map(ToString::to_string).collect();
         // A portmapper-only failure ("IP/P portmap port N") still serves
         // NFS and MOUNT on the address.
         report
@@ -1231,13 +1222,11 @@ fn held_ips(status: &VserverStatus) -> Vec<(String, std::net::IpAddr)> {
     let replica = status
         .replication
         .as_ref()
-        .and_then(|r| r.replica_address.clone());
+        .and_then(|r| r.replica_address.as_ref());
     status
         .addresses
         .iter()
-        .cloned()
         .chain(replica)
-        .filter_map(|a| parse_address(&a).ok())
         .map(|a| (status.name.clone(), a.ip))
         .collect()
 }

@@ -14,6 +14,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use super::IncomingTarget;
+use crate::config::names::parse_address;
 use crate::error::{ControlError, Result};
 use crate::replication::link::{
     read_line, truncate, write_line, PeerTls, PING_TIMEOUT, REFUSE_EPOCH_PREFIX,
@@ -233,7 +234,11 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
         Some((v, a)) => (v, Some(a)),
         None => (args, None),
     };
-    let (target, lock) = match daemon.incoming(peer_id, vserver, address).await {
+    let incoming = async {
+        let address = address.map(parse_address).transpose()?;
+        daemon.incoming(peer_id, vserver, address).await
+    };
+    let (target, lock) = match incoming.await {
         Ok(x) => x,
         Err(e) => {
             tracing::warn!(peer_id, vserver = %truncate(vserver), error = %e, "refusing replication");

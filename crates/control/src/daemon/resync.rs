@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tandem_store::{Lsn, Store};
+use tandem_store::{AddressSpec, Lsn, Store};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::config::names::{parse_address, validate_name};
@@ -28,7 +28,7 @@ use crate::daemon::Daemon;
 use crate::dr::resync::ResyncReport;
 use crate::error::{ControlError, Result};
 use crate::replication::link::{PeerTls, MAX_PING_LINE_BYTES};
-use crate::replication::{Outgoing, MODE_ASYNC};
+use crate::replication::{Mode, Outgoing};
 use crate::vserver::blocking;
 
 /// Each exchange of a resync's line protocol (not the transfer itself).
@@ -240,16 +240,14 @@ pub(crate) async fn serve_resync<S: AsyncRead + AsyncWrite + Unpin>(
     let w: Vec<&str> = args.split(' ').collect();
     let (vserver, epoch, shared, address) = match w.as_slice() {
         [v, e, s, a] => match (e.parse::<u64>(), s.parse::<Lsn>()) {
-            (Ok(e), Ok(s)) => (*v, e, s, (*a != "-").then(|| a.to_string())),
+            (Ok(e), Ok(s)) => (*v, e, s, (*a != "-").then_some(*a)),
             _ => return write_line(&mut stream, "ERR bad RESYNC line").await,
         },
         _ => return write_line(&mut stream, "ERR bad RESYNC line").await,
     };
     let checked = async {
         validate_name("vserver name", vserver)?;
-        if let Some(a) = &address {
-            parse_address(a)?;
-        }
+        let address = address.map(parse_address).transpose()?;
         let peer = daemon
             .peers()
             .await
@@ -263,9 +261,9 @@ pub(crate) async fn serve_resync<S: AsyncRead + AsyncWrite + Unpin>(
                 format!("{vserver} is not active here at an epoch above {epoch}"),
             ));
         }
-        Ok((peer, store))
+        Ok((peer, store, address))
     };
-    let (peer, store) = match checked.await {
+    let (peer, store, address) = match checked.await {
         Ok(x) => x,
         Err(e) => {
             let text: String = e.to_string().replace('\n', " ").chars().take(200).collect();
@@ -293,7 +291,7 @@ pub(crate) async fn serve_resync<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let out = Outgoing {
         replica_address: address,
-        ..Outgoing::new(peer.name.clone(), MODE_ASYNC)
+        ..Outgoing::new(peer.name.clone(), Mode::Async)
     };
     let line = match daemon.replicate(vserver, out).await {
         Ok(_) => format!(
@@ -323,13 +321,9 @@ pub(crate) async fn serve_resync<S: AsyncRead + AsyncWrite + Unpin>(
 pub async fn resync(
     daemon: &Daemon,
     vserver: &str,
-    replica_address: Option<String>,
+    replica_address: Option<AddressSpec>,
 ) -> Result<ResyncReport> {
     validate_name("vserver name", vserver)?;
-    let replica_address = match replica_address {
-        Some(a) => Some(parse_address(&a)?.to_string()),
-        None => None,
-    };
     let store = daemon.store(vserver).await?;
     if store.fenced_by().is_none() {
         return Err(ControlError::invalid(
@@ -382,7 +376,9 @@ pub async fn resync(
     let request = tandem_repl::resync::request(vserver, epoch, &div)
         .map_err(|why| ControlError::invalid("vserver", why))?;
     let mut conn = connect(&peer, &tls).await?;
-    let address = replica_address.as_deref().unwrap_or("-");
+    let address = replica_address
+        .as_ref()
+        .map_or_else(|| "-".to_string(), ToString::to_string);
     let line = format!("RESYNC {vserver} {epoch} {shared} {address}");
     let answer = exchange(&mut conn, &line, RESYNC_LINE_TIMEOUT)
         .await

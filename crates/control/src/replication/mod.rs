@@ -17,6 +17,8 @@
 //! (`tandem_repl::baseline`) before the session, on the same connection.
 
 pub mod link;
+pub mod options;
+pub mod state;
 pub mod verify;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -32,7 +34,7 @@ use tandem_repl::tls;
 use tandem_repl::wire::code;
 use tandem_store::baseline::BaselineSnapshot;
 use tandem_store::replica_sync::DEFAULT_SYNC_TIMEOUT_MS;
-use tandem_store::{Lsn, OnReplicaLoss, Store, StoreError, SyncMode, SyncPolicy};
+use tandem_store::{AddressSpec, Lsn, Store, StoreError, SyncMode, SyncPolicy};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{watch, Notify};
 
@@ -40,6 +42,8 @@ use crate::config::peers::Peer;
 use crate::config::site::SitePaths;
 use crate::error::{ControlError, Result};
 use link::PeerTls;
+pub use options::{Compress, Mode, OnLoss};
+pub use state::ReplicationState;
 
 /// replication.toml holds a few short entries per vserver.
 pub const MAX_REPLICATION_TOML_BYTES: u64 = 256 * 1024;
@@ -57,19 +61,9 @@ pub const MAX_PREFACE_LINE_BYTES: usize = 256;
 /// Longest error text kept in status.
 const MAX_ERROR_CHARS: usize = 512;
 
-/// Replication modes (docs/design.md, "Replication modes").
-pub const MODE_ASYNC: &str = "async";
-pub const MODE_COMMIT_SYNC: &str = "commit-sync";
-pub const MODE_SYNC: &str = "sync";
-/// What a commit-sync or sync reply does when the replica's ack is late.
-pub const ON_LOSS_DEGRADE: &str = "degrade";
-pub const ON_LOSS_BLOCK: &str = "block";
 /// Longest `sync_timeout_ms` accepted: past this a client has long given
 /// up on the reply, so a larger figure is a mistake.
 pub const MAX_SYNC_TIMEOUT_MS: u64 = 600_000;
-/// `--compress` words.
-pub const COMPRESS_ZSTD: &str = "zstd";
-pub const COMPRESS_NONE: &str = "none";
 /// `--max-lag-ms` range: an hour is already far past any RPO worth
 /// throttling writers for.
 pub const MAX_MAX_LAG_MS: u64 = 3_600_000;
@@ -87,17 +81,21 @@ pub const THROUGHPUT_WINDOW_S: usize = 10;
 pub struct Outgoing {
     /// Peer name (peers.toml).
     pub to: String,
-    pub mode: String,
+    pub mode: Mode,
     /// "IP/PREFIX[@INTERFACE]" the replica site serves the copy on, read-only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replica_address: Option<String>,
+    #[serde(
+        default,
+        with = "crate::config::address_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub replica_address: Option<AddressSpec>,
     /// commit-sync and sync: how long a reply waits for the replica's ack
     /// before `on_replica_loss` applies (default DEFAULT_SYNC_TIMEOUT_MS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_timeout_ms: Option<u64>,
-    /// commit-sync and sync: "degrade" (default) or "block".
+    /// commit-sync and sync: degrade (default) or block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_replica_loss: Option<String>,
+    pub on_replica_loss: Option<OnLoss>,
     /// async: the age of the oldest unacknowledged record above which
     /// change replies wait for the replica (throttling writers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,17 +103,17 @@ pub struct Outgoing {
     /// Sender's wire bandwidth limit, megabits per second; none: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth_mbps: Option<u32>,
-    /// "zstd" (default) or "none".
+    /// zstd (default) or none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compress: Option<String>,
+    pub compress: Option<Compress>,
 }
 
 impl Outgoing {
     /// Settings to `to` in `mode` with every option at its default.
-    pub fn new(to: impl Into<String>, mode: impl Into<String>) -> Self {
+    pub fn new(to: impl Into<String>, mode: Mode) -> Self {
         Outgoing {
             to: to.into(),
-            mode: mode.into(),
+            mode,
             replica_address: None,
             sync_timeout_ms: None,
             on_replica_loss: None,
@@ -125,30 +123,11 @@ impl Outgoing {
         }
     }
 
-    /// The store's policy for these settings; an unknown word (a hand-edited
-    /// file) is an error rather than a weaker guarantee.
+    /// The store's policy for these settings, once every option is
+    /// within its range and means something in the mode.
     pub fn policy(&self) -> Result<SyncPolicy> {
-        let mode = match self.mode.as_str() {
-            MODE_ASYNC => SyncMode::Async,
-            MODE_COMMIT_SYNC => SyncMode::CommitSync,
-            MODE_SYNC => SyncMode::Sync,
-            other => {
-                return Err(ControlError::invalid(
-                    "replication mode",
-                    format!("{other:?} is not one of async, commit-sync, sync"),
-                ))
-            }
-        };
-        let on_replica_loss = match self.on_replica_loss.as_deref() {
-            None | Some(ON_LOSS_DEGRADE) => OnReplicaLoss::Degrade,
-            Some(ON_LOSS_BLOCK) => OnReplicaLoss::Block,
-            Some(other) => {
-                return Err(ControlError::invalid(
-                    "on-replica-loss",
-                    format!("{other:?} is not one of degrade, block"),
-                ))
-            }
-        };
+        let mode = SyncMode::from(self.mode);
+        let on_replica_loss = self.on_replica_loss.unwrap_or_default().into();
         let sync_timeout_ms = self.sync_timeout_ms.unwrap_or(DEFAULT_SYNC_TIMEOUT_MS);
         if sync_timeout_ms == 0 || sync_timeout_ms > MAX_SYNC_TIMEOUT_MS {
             return Err(ControlError::invalid(
@@ -204,18 +183,12 @@ impl Outgoing {
                 ));
             }
         }
-        match self.compress.as_deref() {
-            None | Some(COMPRESS_ZSTD) | Some(COMPRESS_NONE) => Ok(()),
-            Some(other) => Err(ControlError::invalid(
-                "compress",
-                format!("{other:?} is not one of zstd, none"),
-            )),
-        }
+        Ok(())
     }
 
     /// Whether batches go zstd-compressed (the default).
     pub fn compresses(&self) -> bool {
-        self.compress.as_deref() != Some(COMPRESS_NONE)
+        self.compress.unwrap_or_default() == Compress::Zstd
     }
 }
 
@@ -225,8 +198,12 @@ impl Outgoing {
 pub struct Incoming {
     /// Site id of the site that sends it.
     pub from: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replica_address: Option<String>,
+    #[serde(
+        default,
+        with = "crate::config::address_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub replica_address: Option<AddressSpec>,
 }
 
 /// replication.toml: what this site sends and what it keeps for others.
@@ -280,11 +257,8 @@ pub struct ReplicationStatus {
     /// Site id it comes from (replica site).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
-    pub mode: String,
-    /// Active site: connecting, baseline, streaming, disconnected,
-    /// needs-baseline, refused. Replica site: replica (receiving while a
-    /// session runs), baseline (being copied) or baseline-unfinished.
-    pub state: String,
+    pub mode: Mode,
+    pub state: ReplicationState,
     /// Highest LSN the replica acknowledged as applied (active site), or
     /// applied here (replica site).
     pub replica_lsn: Lsn,
@@ -302,17 +276,21 @@ pub struct ReplicationStatus {
     /// When the current session started streaming, ms since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connected_since_unix_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replica_address: Option<String>,
+    #[serde(
+        default,
+        with = "crate::config::address_text::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub replica_address: Option<AddressSpec>,
     /// The last baseline's file bytes copied and to copy (active site),
     /// once one has started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline_done_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline_total_bytes: Option<u64>,
-    /// commit-sync and sync (active site): "degrade" or "block".
+    /// commit-sync and sync (active site).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_replica_loss: Option<String>,
+    pub on_replica_loss: Option<OnLoss>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_timeout_ms: Option<u64>,
     /// The alert: replies currently go out without the replica's ack
@@ -334,9 +312,8 @@ pub struct ReplicationStatus {
 /// site; all zero or absent at a replica site).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicationFigures {
-    /// "zstd" or "none".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compress: Option<String>,
+    pub compress: Option<Compress>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth_mbps: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -396,7 +373,7 @@ pub struct OverflowFigures {
 /// The sender's live figures, shared with status.
 #[derive(Debug, Clone)]
 pub struct SenderState {
-    pub state: &'static str,
+    pub state: ReplicationState,
     pub replica_lsn: Lsn,
     /// Progress of the last baseline sent (file bytes copied, of total).
     pub baseline_done_bytes: Option<u64>,
@@ -452,11 +429,11 @@ fn throughput(samples: &VecDeque<Sample>) -> (u64, u64) {
     (per_s(a.1, b.1), per_s(a.2, b.2))
 }
 
-/// The state `tandem status` shows: "streaming" turns "behind" when the
-/// lag is over max_lag_ms (or DEFAULT_BEHIND_MS without one).
-fn shown_state(state: &'static str, lag_ms: u64, max_lag_ms: Option<u64>) -> &'static str {
-    if state == "streaming" && lag_ms > max_lag_ms.unwrap_or(DEFAULT_BEHIND_MS) {
-        "behind"
+/// The state `tandem status` shows: streaming turns behind when the lag
+/// is over max_lag_ms (or DEFAULT_BEHIND_MS without one).
+fn shown_state(state: ReplicationState, lag_ms: u64, max_lag_ms: Option<u64>) -> ReplicationState {
+    if state == ReplicationState::Streaming && lag_ms > max_lag_ms.unwrap_or(DEFAULT_BEHIND_MS) {
+        ReplicationState::Behind
     } else {
         state
     }
@@ -523,23 +500,26 @@ impl Sender {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         };
-        let synchronous = self.settings.mode != MODE_ASYNC;
+        let synchronous = self.settings.mode.is_synchronous();
         let policy = store.sync_policy();
         let (degraded, degraded_replies) = store.replication_degraded();
         let lag = store.lag_behind(s.replica_lsn);
         let overflow = store.overflow_status();
         // While the replica is away and changes are tracked for it.
-        let away = !matches!(s.state, "streaming" | "baseline" | "catch-up");
+        let away = !matches!(
+            s.state,
+            ReplicationState::Streaming | ReplicationState::Baseline | ReplicationState::CatchUp
+        );
         let state = match &overflow {
-            Some(o) if away && o.map_lost.is_none() => "overflow",
+            Some(o) if away && o.map_lost.is_none() => ReplicationState::Overflow,
             _ => s.state,
         };
         let figures = self.figures(&s, lag.oldest_unacked_ms, degraded);
         ReplicationStatus {
             to: Some(self.settings.to.clone()),
             from: None,
-            mode: self.settings.mode.clone(),
-            state: shown_state(state, lag.oldest_unacked_ms, self.settings.max_lag_ms).to_string(),
+            mode: self.settings.mode,
+            state: shown_state(state, lag.oldest_unacked_ms, self.settings.max_lag_ms),
             replica_lsn: s.replica_lsn,
             lag_records: lag.records,
             lag_bytes: lag.bytes,
@@ -549,13 +529,7 @@ impl Sender {
             replica_address: self.settings.replica_address.clone(),
             baseline_done_bytes: s.baseline_done_bytes,
             baseline_total_bytes: s.baseline_total_bytes,
-            on_replica_loss: synchronous.then(|| {
-                match policy.on_replica_loss {
-                    OnReplicaLoss::Degrade => ON_LOSS_DEGRADE,
-                    OnReplicaLoss::Block => ON_LOSS_BLOCK,
-                }
-                .to_string()
-            }),
+            on_replica_loss: synchronous.then(|| policy.on_replica_loss.into()),
             sync_timeout_ms: synchronous.then_some(policy.sync_timeout_ms),
             degraded,
             degraded_replies,
@@ -580,17 +554,12 @@ impl Sender {
             Ok(g) => throughput(&g),
             Err(p) => throughput(&p.into_inner()),
         };
-        let baseline = s.baseline.filter(|b| s.state == "baseline" && !b.finished);
-        let synchronous = self.settings.mode != MODE_ASYNC;
+        let baseline = s
+            .baseline
+            .filter(|b| s.state == ReplicationState::Baseline && !b.finished);
+        let synchronous = self.settings.mode.is_synchronous();
         ReplicationFigures {
-            compress: Some(
-                if self.settings.compresses() {
-                    COMPRESS_ZSTD
-                } else {
-                    COMPRESS_NONE
-                }
-                .to_string(),
-            ),
+            compress: Some(self.settings.compress.unwrap_or_default()),
             bandwidth_mbps: self.settings.bandwidth_mbps,
             max_lag_ms: self.settings.max_lag_ms,
             estimated_rpo_ms: Some(if synchronous && !degraded { 0 } else { lag_ms }),
@@ -646,7 +615,7 @@ pub fn start_sender(
     store.keep_journal_for_replica();
     let counters = Arc::new(SendCounters::default());
     let shared = Arc::new(Mutex::new(SenderState {
-        state: "connecting",
+        state: ReplicationState::Connecting,
         replica_lsn: 0,
         baseline_done_bytes: None,
         baseline_total_bytes: None,
@@ -719,9 +688,15 @@ fn update(shared: &Mutex<SenderState>, f: impl FnOnce(&mut SenderState)) {
 /// What one attempt ended with, and how the next should wait.
 enum Outcome {
     /// Retry with the growing backoff.
-    Retry { state: &'static str, error: String },
+    Retry {
+        state: ReplicationState,
+        error: String,
+    },
     /// Retry only slowly: the same answer is likely for a while.
-    Slow { state: &'static str, error: String },
+    Slow {
+        state: ReplicationState,
+        error: String,
+    },
 }
 
 /// `fenced` is notified when an attempt leaves the store fenced: the
@@ -744,7 +719,7 @@ async fn run_sender(
     let mut snapshot: Option<Arc<BaselineSnapshot>> = None;
     loop {
         update(&shared, |s| {
-            s.state = "connecting";
+            s.state = ReplicationState::Connecting;
             s.connected_since_unix_ms = None;
         });
         let started = Instant::now();
@@ -774,7 +749,7 @@ async fn run_sender(
             Outcome::Retry { state, error } => (state, error, backoff_ms),
             Outcome::Slow { state, error } => (state, error, BACKOFF_MAX_MS),
         };
-        tracing::warn!(vserver = %vserver, to = %settings.to, state, error = %error, retry_in_ms = wait_ms, "replication session ended");
+        tracing::warn!(vserver = %vserver, to = %settings.to, %state, error = %error, retry_in_ms = wait_ms, "replication session ended");
         update(&shared, |s| {
             s.state = state;
             s.last_error = Some(short(error));
@@ -802,13 +777,13 @@ async fn attempt(
         // Demoted by a switchover: the vserver is active at the peer now,
         // and connecting would only get this store fenced.
         return Outcome::Slow {
-            state: "switched-over",
+            state: ReplicationState::SwitchedOver,
             error: format!("{vserver} is a replica here now (switched over)"),
         };
     }
     let Some(peer) = peers(&settings.to) else {
         return Outcome::Slow {
-            state: "disconnected",
+            state: ReplicationState::Disconnected,
             error: format!(
                 "peer {} is not paired (see `tandem peer list`)",
                 settings.to
@@ -820,19 +795,22 @@ async fn attempt(
         // This site's own identity is unusable: retrying soon will not help.
         Err(e @ ControlError::Identity(_)) => {
             return Outcome::Slow {
-                state: "disconnected",
+                state: ReplicationState::Disconnected,
                 error: e.to_string(),
             }
         }
         Err(e) => {
             return Outcome::Retry {
-                state: "disconnected",
+                state: ReplicationState::Disconnected,
                 error: e.to_string(),
             }
         }
     };
     let mut stream = BufReader::new(stream);
-    let address = settings.replica_address.as_deref().unwrap_or("-");
+    let address = settings
+        .replica_address
+        .as_ref()
+        .map_or_else(|| "-".to_string(), ToString::to_string);
     let preface = async {
         stream
             .write_all(format!("REPLICATE {vserver} {address}\n").as_bytes())
@@ -848,7 +826,7 @@ async fn attempt(
     let line = match tokio::time::timeout(PREFACE_TIMEOUT, preface).await {
         Err(_) => {
             return Outcome::Retry {
-                state: "disconnected",
+                state: ReplicationState::Disconnected,
                 error: format!(
                     "peer {} did not answer the REPLICATE preface within {} ms",
                     peer.name,
@@ -865,7 +843,7 @@ async fn attempt(
                 None => format!("peer {}: {e}", peer.name),
             };
             return Outcome::Retry {
-                state: "disconnected",
+                state: ReplicationState::Disconnected,
                 error,
             };
         }
@@ -882,7 +860,7 @@ async fn attempt(
                     tracing::error!(vserver, error = %e, "could not fence the store");
                 }
                 return Outcome::Slow {
-                    state: "fenced",
+                    state: ReplicationState::Fenced,
                     error: format!(
                         "peer {} holds {vserver} active at epoch {theirs}, above ours; this store is fenced",
                         peer.name
@@ -894,12 +872,12 @@ async fn attempt(
             // The replica still runs the previous session (it ends at its
             // idle timeout): worth retrying soon.
             return Outcome::Retry {
-                state: "disconnected",
+                state: ReplicationState::Disconnected,
                 error: format!("peer {}: {reason}", peer.name),
             };
         }
         return Outcome::Slow {
-            state: "refused",
+            state: ReplicationState::Refused,
             error: format!(
                 "peer {} refused to replicate {vserver}: {reason}",
                 peer.name
@@ -915,7 +893,7 @@ async fn attempt(
         Ok(o) => o,
         Err(e) => {
             return Outcome::Retry {
-                state: "disconnected",
+                state: ReplicationState::Disconnected,
                 error: format!("reading the journal: {e}"),
             }
         }
@@ -941,7 +919,7 @@ async fn attempt(
     if !caught_up && (wants_baseline || behind_journal) {
         if replica_lsn != Some(0) {
             return Outcome::Slow {
-                state: "needs-baseline",
+                state: ReplicationState::NeedsBaseline,
                 error: format!(
                     "the replica at {} holds LSN {}, but this journal starts at LSN {oldest}; \
                      a baseline needs an empty replica (remove {vserver} there)",
@@ -950,7 +928,7 @@ async fn attempt(
                 ),
             };
         }
-        update(shared, |s| s.state = "baseline");
+        update(shared, |s| s.state = ReplicationState::Baseline);
         let snap = match snapshot.clone() {
             Some(s) => s,
             None => {
@@ -1018,7 +996,7 @@ async fn attempt(
                 update(shared, |s| {
                     s.replica_lsn = lsn;
                     if first {
-                        s.state = "streaming";
+                        s.state = ReplicationState::Streaming;
                         s.last_error = None;
                         s.connected_since_unix_ms = Some(now_unix_ms());
                     }
@@ -1082,7 +1060,7 @@ where
         Err(e) => return Err(disconnected(format!("starting a catch-up: {e}"))),
     };
     update(shared, |s| {
-        s.state = "catch-up";
+        s.state = ReplicationState::CatchUp;
         s.catchup = CatchupFigures {
             done_bytes: Some(0),
             total_bytes: Some(snap.total_bytes),
@@ -1154,7 +1132,7 @@ async fn watch_progress<T>(
 
 fn disconnected(error: String) -> Outcome {
     Outcome::Retry {
-        state: "disconnected",
+        state: ReplicationState::Disconnected,
         error,
     }
 }
@@ -1163,7 +1141,7 @@ fn classify(result: std::result::Result<(), SessionError>, peer: &Peer) -> Outco
     let e = match result {
         Ok(()) => {
             return Outcome::Retry {
-                state: "disconnected",
+                state: ReplicationState::Disconnected,
                 error: format!("peer {} closed the session", peer.name),
             }
         }
@@ -1171,7 +1149,7 @@ fn classify(result: std::result::Result<(), SessionError>, peer: &Peer) -> Outco
     };
     match &e {
         SessionError::Store(StoreError::NotRetained { .. }) => Outcome::Slow {
-            state: "needs-baseline",
+            state: ReplicationState::NeedsBaseline,
             error: format!(
                 "{e}: the replica needs records this site's journal no longer holds, \
                  and holds records itself, so no baseline can be sent into it \
@@ -1182,20 +1160,20 @@ fn classify(result: std::result::Result<(), SessionError>, peer: &Peer) -> Outco
             if *c == code::NOT_RETAINED =>
         {
             Outcome::Slow {
-                state: "needs-baseline",
+                state: ReplicationState::NeedsBaseline,
                 error: e.to_string(),
             }
         }
         SessionError::Refused { code: c, .. } if *c == code::BUSY => Outcome::Retry {
-            state: "disconnected",
+            state: ReplicationState::Disconnected,
             error: e.to_string(),
         },
         SessionError::Refused { .. } | SessionError::Fenced { .. } => Outcome::Slow {
-            state: "refused",
+            state: ReplicationState::Refused,
             error: e.to_string(),
         },
         _ => Outcome::Retry {
-            state: "disconnected",
+            state: ReplicationState::Disconnected,
             error: e.to_string(),
         },
     }
@@ -1230,13 +1208,13 @@ mod tests {
             "vs".into(),
             Outgoing {
                 to: "beta".into(),
-                mode: MODE_COMMIT_SYNC.into(),
-                replica_address: Some("127.0.0.9/32".into()),
+                mode: Mode::CommitSync,
+                replica_address: Some(crate::config::names::parse_address("127.0.0.9/32").unwrap()),
                 sync_timeout_ms: Some(700),
-                on_replica_loss: Some(ON_LOSS_BLOCK.into()),
+                on_replica_loss: Some(OnLoss::Block),
                 max_lag_ms: None,
                 bandwidth_mbps: Some(100),
-                compress: Some(COMPRESS_NONE.into()),
+                compress: Some(Compress::None),
             },
         );
         s.incoming.insert(
@@ -1251,26 +1229,97 @@ mod tests {
         let p = s.outgoing["vs"].policy().unwrap();
         assert_eq!(p.mode, SyncMode::CommitSync);
         assert_eq!(p.sync_timeout_ms, 700);
-        assert_eq!(p.on_replica_loss, OnReplicaLoss::Block);
+        assert_eq!(p.on_replica_loss, tandem_store::OnReplicaLoss::Block);
         let mut bad = s.outgoing["vs"].clone();
-        bad.on_replica_loss = Some("shrug".into());
+        bad.sync_timeout_ms = Some(0);
         assert!(bad.policy().is_err());
-        bad.on_replica_loss = None;
-        bad.mode = "eventually".into();
-        assert!(bad.policy().is_err());
-        fs::write(
-            tmp.path().join("replication.toml"),
-            "[outgoing.vs]\nto = 1\n",
-        )
-        .unwrap();
-        let e = load(&paths).unwrap_err().to_string();
-        assert!(e.contains("replication.toml"), "{e}");
+        for (text, needle) in [
+            ("[outgoing.vs]\nto = 1\n", "replication.toml"),
+            (
+                "[outgoing.vs]\nto = \"b\"\nmode = \"eventually\"\n",
+                "replication mode \"eventually\" is not one of async, commit-sync, sync",
+            ),
+            (
+                "[outgoing.vs]\nto = \"b\"\nmode = \"sync\"\non_replica_loss = \"shrug\"\n",
+                "on-replica-loss \"shrug\" is not one of degrade, block",
+            ),
+            (
+                "[outgoing.vs]\nto = \"b\"\nmode = \"async\"\ncompress = \"lz4\"\n",
+                "compress \"lz4\" is not one of zstd, none",
+            ),
+            (
+                "[outgoing.vs]\nto = \"b\"\nmode = \"async\"\nreplica_address = \"1.2.3\"\n",
+                "invalid address",
+            ),
+            (
+                "[incoming.vs]\nfrom = \"ab\"\nreplica_address = \"0.0.0.0/0\"\n",
+                "invalid address",
+            ),
+        ] {
+            fs::write(tmp.path().join("replication.toml"), text).unwrap();
+            let e = load(&paths).unwrap_err().to_string();
+            assert!(e.contains("replication.toml"), "{e}");
+            assert!(e.contains(needle), "{text}: {e}");
+        }
     }
 
-    fn outgoing(mode: &str) -> Outgoing {
+    /// A replication.toml as the daemon wrote it before these settings were
+    /// typed: read to the same settings, and written back byte for byte.
+    #[test]
+    fn an_older_file_reads_and_writes_back_the_same() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = SitePaths::new(tmp.path());
+        let old = "# Replication settings, written by the daemon (`tandem replicate`). See docs/operating.md.\n\
+            [outgoing.a]\n\
+            to = \"beta\"\n\
+            mode = \"commit-sync\"\n\
+            replica_address = \"10.1.2.3/24@eth0\"\n\
+            sync_timeout_ms = 700\n\
+            on_replica_loss = \"block\"\n\
+            compress = \"none\"\n\
+            \n\
+            [outgoing.b]\n\
+            to = \"beta\"\n\
+            mode = \"async\"\n\
+            max_lag_ms = 100\n\
+            bandwidth_mbps = 10\n\
+            compress = \"zstd\"\n\
+            \n\
+            [outgoing.c]\n\
+            to = \"gamma\"\n\
+            mode = \"sync\"\n\
+            on_replica_loss = \"degrade\"\n\
+            \n\
+            [incoming.d]\n\
+            from = \"ab12\"\n\
+            replica_address = \"127.0.0.9/32\"\n";
+        fs::write(tmp.path().join("replication.toml"), old).unwrap();
+        let s = load(&paths).unwrap();
+        let a = &s.outgoing["a"];
+        assert_eq!(a.mode, Mode::CommitSync);
+        assert_eq!(a.on_replica_loss, Some(OnLoss::Block));
+        assert_eq!(a.compress, Some(Compress::None));
+        let address = a.replica_address.as_ref().unwrap();
+        assert_eq!(address.interface.as_deref(), Some("eth0"));
+        assert_eq!(address.prefix, 24);
+        assert_eq!(s.outgoing["b"].compress, Some(Compress::Zstd));
+        assert_eq!(s.outgoing["c"].on_replica_loss, Some(OnLoss::Degrade));
+        assert_eq!(
+            s.incoming["d"]
+                .replica_address
+                .as_ref()
+                .map(ToString::to_string),
+            Some("127.0.0.9/32".to_string())
+        );
+        save(&paths, &s).unwrap();
+        let back = fs::read_to_string(tmp.path().join("replication.toml")).unwrap();
+        assert_eq!(back, old);
+    }
+
+    fn outgoing(mode: Mode) -> Outgoing {
         Outgoing {
             to: "beta".into(),
-            mode: mode.into(),
+            mode,
             replica_address: None,
             sync_timeout_ms: None,
             on_replica_loss: None,
@@ -1285,14 +1334,14 @@ mod tests {
         let ok = Outgoing {
             max_lag_ms: Some(MAX_MAX_LAG_MS),
             bandwidth_mbps: Some(MAX_BANDWIDTH_MBPS),
-            compress: Some(COMPRESS_NONE.into()),
-            on_replica_loss: Some(ON_LOSS_BLOCK.into()),
-            ..outgoing(MODE_ASYNC)
+            compress: Some(Compress::None),
+            on_replica_loss: Some(OnLoss::Block),
+            ..outgoing(Mode::Async)
         };
         let p = ok.policy().unwrap();
         assert_eq!(p.max_lag_ms, Some(MAX_MAX_LAG_MS));
         assert!(!ok.compresses());
-        assert!(outgoing(MODE_ASYNC).compresses());
+        assert!(outgoing(Mode::Async).compresses());
         for bad in [
             Outgoing {
                 max_lag_ms: Some(0),
@@ -1311,16 +1360,12 @@ mod tests {
                 ..ok.clone()
             },
             Outgoing {
-                compress: Some("lz4".into()),
-                ..ok.clone()
-            },
-            Outgoing {
                 max_lag_ms: None,
                 ..ok.clone()
             },
             Outgoing {
                 max_lag_ms: Some(10),
-                ..outgoing(MODE_SYNC)
+                ..outgoing(Mode::Sync)
             },
         ] {
             assert!(bad.policy().is_err(), "{bad:?}");
@@ -1329,16 +1374,11 @@ mod tests {
 
     #[test]
     fn behind_and_throughput() {
-        assert_eq!(
-            shown_state("streaming", DEFAULT_BEHIND_MS, None),
-            "streaming"
-        );
-        assert_eq!(
-            shown_state("streaming", DEFAULT_BEHIND_MS + 1, None),
-            "behind"
-        );
-        assert_eq!(shown_state("streaming", 11, Some(10)), "behind");
-        assert_eq!(shown_state("baseline", 1_000_000, Some(10)), "baseline");
+        use ReplicationState::{Baseline, Behind, Streaming};
+        assert_eq!(shown_state(Streaming, DEFAULT_BEHIND_MS, None), Streaming);
+        assert_eq!(shown_state(Streaming, DEFAULT_BEHIND_MS + 1, None), Behind);
+        assert_eq!(shown_state(Streaming, 11, Some(10)), Behind);
+        assert_eq!(shown_state(Baseline, 1_000_000, Some(10)), Baseline);
         let t0 = Instant::now();
         let mut samples = VecDeque::new();
         assert_eq!(throughput(&samples), (0, 0));

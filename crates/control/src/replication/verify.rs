@@ -11,7 +11,7 @@ use tandem_store::Lsn;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{ControlError, Result};
-use crate::replication::SenderState;
+use crate::replication::{ReplicationState, SenderState};
 
 /// Longest a verify may take, asked to answered: both sites read every
 /// file, so this is generous, but bounded.
@@ -55,7 +55,7 @@ impl Verifier {
             Ok(g) => g.state,
             Err(p) => p.into_inner().state,
         };
-        if state != "streaming" {
+        if state != ReplicationState::Streaming {
             return Err(unavailable(format!(
                 "cannot verify: the replica is not streaming (state {state}); see `tandem status {vserver}`"
             )));

@@ -11,10 +11,9 @@ use std::sync::Arc;
 
 use tandem_store::{AddressSpec, Export, FsConfig, Lsn, Store, StoreOptions, User};
 
-use crate::config::names::parse_address;
 use crate::config::site::ServiceConfig;
 use crate::error::{ControlError, Result};
-use crate::replication::ReplicationStatus;
+use crate::replication::{Mode, ReplicationState, ReplicationStatus};
 use crate::vserver::service::Service;
 use crate::vserver::status::{BindFailure, FsStatus, VserverState, VserverStatus};
 
@@ -40,14 +39,14 @@ enum State {
         session: Arc<tokio::sync::Mutex<()>>,
         /// Site id of the sender, once known.
         from: Option<String>,
-        replica_address: Option<String>,
+        replica_address: Option<AddressSpec>,
     },
     /// A replica whose first copy (baseline) is being received or was cut
     /// short: its directory is not a store yet, so nothing is served.
     Baseline {
         session: Arc<tokio::sync::Mutex<()>>,
         from: Option<String>,
-        replica_address: Option<String>,
+        replica_address: Option<AddressSpec>,
     },
     /// Kept so status can say why, instead of the vserver vanishing.
     Failed { error: String },
@@ -289,7 +288,7 @@ impl Vserver {
         name: &str,
         session: Arc<tokio::sync::Mutex<()>>,
         from: Option<String>,
-        replica_address: Option<String>,
+        replica_address: Option<AddressSpec>,
     ) -> Vserver {
         Vserver {
             name: name.to_string(),
@@ -504,16 +503,16 @@ impl Vserver {
         }
     }
 
-    /// Serves the replica read-only on `address` ("IP/PREFIX[@IF]"), once;
-    /// a later different address replaces it. The store refuses every
-    /// change, so NFS writes there get ROFS.
-    pub async fn serve_replica_address(&mut self, address: &str, cfg: &ServiceConfig) {
+    /// Serves the replica read-only on `address`, once; a later different
+    /// address replaces it. The store refuses every change, so NFS writes
+    /// there get ROFS.
+    pub async fn serve_replica_address(&mut self, address: &AddressSpec, cfg: &ServiceConfig) {
         if let State::Baseline {
             replica_address, ..
         } = &mut self.state
         {
             // Served once the baseline has made it a store.
-            *replica_address = Some(address.to_string());
+            *replica_address = Some(address.clone());
             return;
         }
         let State::Replica {
@@ -526,32 +525,22 @@ impl Vserver {
         else {
             return;
         };
-        if replica_address.as_deref() == Some(address) && !services.is_empty() {
+        if replica_address.as_ref() == Some(address) && !services.is_empty() {
             return;
         }
         for s in services.drain(..) {
             s.shutdown().await;
         }
         bind_failures.clear();
-        *replica_address = Some(address.to_string());
-        let spec = match parse_address(address) {
-            Ok(a) => a,
-            Err(e) => {
-                bind_failures.push(BindFailure {
-                    address: address.to_string(),
-                    error: e.to_string(),
-                });
-                return;
-            }
-        };
-        match start_service(store, &spec, cfg).await {
+        *replica_address = Some(address.clone());
+        match start_service(store, address, cfg).await {
             Ok((s, portmap_failure)) => {
-                tracing::info!(vserver = %self.name, address, "serving replica read-only");
+                tracing::info!(vserver = %self.name, %address, "serving replica read-only");
                 services.push(s);
                 bind_failures.extend(portmap_failure);
             }
             Err(error) => {
-                tracing::error!(vserver = %self.name, address, %error, "cannot serve replica address");
+                tracing::error!(vserver = %self.name, %address, %error, "cannot serve replica address");
                 bind_failures.push(BindFailure {
                     address: address.to_string(),
                     error,
@@ -756,7 +745,11 @@ impl Vserver {
                 replica_address,
             } => {
                 let receiving = session.try_lock().is_err();
-                let state = if receiving { "receiving" } else { "replica" };
+                let state = if receiving {
+                    ReplicationState::Receiving
+                } else {
+                    ReplicationState::Replica
+                };
                 let replication = incoming(from, replica_address, state, store.last_lsn());
                 served(
                     &self.name,
@@ -779,9 +772,9 @@ impl Vserver {
             } => {
                 let copying = session.try_lock().is_err();
                 let state = if copying {
-                    "baseline"
+                    ReplicationState::Baseline
                 } else {
-                    "baseline-unfinished"
+                    ReplicationState::BaselineUnfinished
                 };
                 VserverStatus {
                     replication: Some(Box::new(incoming(from, replica_address, state, 0))),
@@ -831,7 +824,7 @@ fn served(
         name: name.to_string(),
         state,
         error: None,
-        addresses: cfg.addresses.iter().map(ToString::to_string).collect(),
+        addresses: cfg.addresses.clone(),
         filesystems: cfg
             .filesystems
             .values()
@@ -868,15 +861,15 @@ fn unserved(name: &str, state: VserverState, error: Option<String>) -> VserverSt
 /// it has applied; lag and modes are the active site's to report.
 fn incoming(
     from: &Option<String>,
-    replica_address: &Option<String>,
-    state: &str,
+    replica_address: &Option<AddressSpec>,
+    state: ReplicationState,
     applied_lsn: Lsn,
 ) -> ReplicationStatus {
     ReplicationStatus {
         to: None,
         from: from.clone(),
-        mode: crate::replication::MODE_ASYNC.to_string(),
-        state: state.to_string(),
+        mode: Mode::Async,
+        state,
         replica_lsn: applied_lsn,
         lag_records: 0,
         lag_bytes: 0,

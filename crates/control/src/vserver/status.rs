@@ -2,7 +2,7 @@
 //! with `--json`. Field names are part of the CLI's contract.
 
 use serde::{Deserialize, Serialize};
-use tandem_store::{Lsn, User};
+use tandem_store::{AddressSpec, Lsn, User};
 
 use crate::vserver::service::Endpoint;
 
@@ -75,8 +75,9 @@ pub struct VserverStatus {
     pub state: VserverState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// "IP/PREFIX[@INTERFACE]".
-    pub addresses: Vec<String>,
+    /// As text, "IP/PREFIX[@INTERFACE]".
+    #[serde(with = "crate::config::address_text::list")]
+    pub addresses: Vec<AddressSpec>,
     pub filesystems: Vec<FsStatus>,
     pub users: Vec<User>,
     pub last_lsn: Lsn,

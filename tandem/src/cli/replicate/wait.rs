@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use tandem_control::api::client;
 use tandem_control::api::proto::{Reply, Request};
-use tandem_control::replication::ReplicationStatus;
+use tandem_control::replication::{ReplicationState, ReplicationStatus};
 
 use crate::cli::output::unexpected;
 
@@ -19,11 +19,6 @@ use crate::cli::output::unexpected;
 const POLL_MS: u64 = 500;
 /// How often a plain progress line is printed when not on a terminal.
 const PLAIN_LINE_EVERY_MS: u64 = 5_000;
-
-/// States in which the replica holds a whole copy and follows the journal.
-fn is_streaming(state: &str) -> bool {
-    matches!(state, "streaming" | "behind")
-}
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / f64::from(1u32 << 20)
@@ -33,7 +28,7 @@ fn mib(bytes: u64) -> f64 {
 pub fn progress_line(r: &ReplicationStatus) -> String {
     let mut line = format!("state {}", r.state);
     if let (Some(done), Some(total)) = (r.baseline_done_bytes, r.baseline_total_bytes) {
-        if r.state == "baseline" {
+        if r.state == ReplicationState::Baseline {
             line.push_str(&format!(
                 ", baseline {:.1} of {:.1} MiB",
                 mib(done),
@@ -96,7 +91,7 @@ pub async fn until_streaming(
         let Some(r) = status else {
             anyhow::bail!("{vserver} is no longer replicated (stopped meanwhile?)");
         };
-        if is_streaming(&r.state) {
+        if r.state.is_streaming() {
             if let Some(b) = &bar {
                 b.finish_and_clear();
             }
@@ -112,7 +107,7 @@ pub async fn until_streaming(
             Some(b) => {
                 b.set_length(r.baseline_total_bytes.unwrap_or(0));
                 b.set_position(r.baseline_done_bytes.unwrap_or(0));
-                b.set_message(r.state.clone());
+                b.set_message(r.state.as_str());
             }
             None => {
                 let due = last_line

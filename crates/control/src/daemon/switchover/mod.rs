@@ -22,7 +22,7 @@ use crate::dr::switchover::report::{
     SwitchoverReport, DEFAULT_TIMEOUT_MS, MAX_LAG_BYTES, MAX_TIMEOUT_MS,
 };
 use crate::error::{ControlError, Result};
-use crate::replication;
+use crate::replication::{self, ReplicationState};
 
 /// Once the request went out, how much past the timeout to wait for the
 /// peer's answer (its promotion is a few fsyncs).
@@ -110,7 +110,7 @@ impl Daemon {
                 ));
             };
             let st = sender.status(&store);
-            if st.state != "streaming" {
+            if st.state != ReplicationState::Streaming {
                 return Err(ControlError::invalid(
                     "switchover",
                     format!(
@@ -357,7 +357,7 @@ impl Daemon {
                 table.get(vserver).is_some_and(|vs| {
                     vs.status()
                         .replication
-                        .is_some_and(|r| r.state == "receiving")
+                        .is_some_and(|r| r.state == ReplicationState::Receiving)
                 })
             };
             if receiving {

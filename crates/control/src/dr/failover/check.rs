@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tandem_store::AddressSpec;
 
 use crate::config::resources::{InterfaceSettings, PoolSettings};
+use crate::replication::ReplicationState;
 
 /// Where Linux lists network devices.
 pub const SYS_CLASS_NET: &str = "/sys/class/net";
@@ -278,7 +279,10 @@ fn port_line(resource: String, bound: std::io::Result<()>) -> CheckLine {
 }
 
 /// What the replica's state says about its completeness.
-pub fn check_replica_complete(in_baseline: bool, replication_state: Option<&str>) -> CheckLine {
+pub fn check_replica_complete(
+    in_baseline: bool,
+    replication_state: Option<ReplicationState>,
+) -> CheckLine {
     let resource = "replica completeness";
     if in_baseline {
         return CheckLine::new(
@@ -286,7 +290,7 @@ pub fn check_replica_complete(in_baseline: bool, replication_state: Option<&str>
             Outcome::Missing,
             format!(
                 "a baseline or catch-up is unfinished ({}); the copy is not whole",
-                replication_state.unwrap_or("baseline")
+                replication_state.unwrap_or(ReplicationState::Baseline)
             ),
         );
     }
@@ -298,13 +302,17 @@ pub fn check_replica_complete(in_baseline: bool, replication_state: Option<&str>
 }
 
 /// The replica's LSN and the lag as last known here.
-pub fn replica_lsn_line(last_lsn: u64, lag_records: u64, state: Option<&str>) -> CheckLine {
+pub fn replica_lsn_line(
+    last_lsn: u64,
+    lag_records: u64,
+    state: Option<ReplicationState>,
+) -> CheckLine {
     CheckLine::new(
         "replica LSN",
         Outcome::Found,
         format!(
             "at LSN {last_lsn}; replication {}; lag as last known here: {lag_records} records (the active site's status has the exact figure)",
-            state.unwrap_or("not running")
+            state.map_or("not running", ReplicationState::as_str)
         ),
     )
 }
@@ -439,7 +447,7 @@ pub struct CheckInputs {
     /// (vserver, IP) of every address other vservers of this site hold.
     pub held: Vec<(String, IpAddr)>,
     pub in_baseline: bool,
-    pub replication_state: Option<String>,
+    pub replication_state: Option<ReplicationState>,
     pub last_lsn: u64,
     pub lag_records: u64,
     pub interfaces: Vec<InterfaceSettings>,
@@ -465,7 +473,7 @@ pub fn run_checks(inp: &CheckInputs, sys_net: &Path) -> FailoverCheck {
             "unknown until the replica's baseline finishes",
         )),
     }
-    let state = inp.replication_state.as_deref();
+    let state = inp.replication_state;
     lines.push(check_replica_complete(inp.in_baseline, state));
     if !inp.in_baseline {
         lines.push(replica_lsn_line(inp.last_lsn, inp.lag_records, state));
@@ -495,22 +503,12 @@ fn check_address(addr: &AddressSpec, inp: &CheckInputs, sys_net: &Path) -> Vec<C
     if let Some(iface) = iface {
         lines.push(check_device(sys_net, &iface.device));
         if let Some(sub) = &iface.substitute {
-            match crate::config::names::parse_address(sub) {
-                Ok(spec) => {
-                    ip = spec.ip;
-                    lines.push(CheckLine::new(
-                        format!("address {} substitute", bare(addr)),
-                        Outcome::Found,
-                        format!("served here as {sub} (interface {})", iface.name),
-                    ));
-                }
-                // site.toml was checked at load; kept as a line, not a panic.
-                Err(e) => lines.push(CheckLine::new(
-                    format!("address {} substitute", bare(addr)),
-                    Outcome::Discrepant,
-                    e.to_string(),
-                )),
-            }
+            ip = sub.ip;
+            lines.push(CheckLine::new(
+                format!("address {} substitute", bare(addr)),
+                Outcome::Found,
+                format!("served here as {sub} (interface {})", iface.name),
+            ));
         }
     }
     lines.push(check_not_held(addr, &inp.held));
@@ -633,14 +631,14 @@ mod tests {
 
     #[test]
     fn replica_completeness_and_lsn() {
-        let l = check_replica_complete(true, Some("baseline-unfinished"));
+        let l = check_replica_complete(true, Some(ReplicationState::BaselineUnfinished));
         assert_eq!(l.outcome, Outcome::Missing);
         assert!(l.reason.contains("baseline-unfinished"), "{}", l.reason);
         assert_eq!(
-            check_replica_complete(false, Some("replica")).outcome,
+            check_replica_complete(false, Some(ReplicationState::Replica)).outcome,
             Outcome::Found
         );
-        let l = replica_lsn_line(42, 3, Some("receiving"));
+        let l = replica_lsn_line(42, 3, Some(ReplicationState::Receiving));
         assert!(
             l.reason.contains("LSN 42") && l.reason.contains("3 records"),
             "{}",
@@ -692,7 +690,7 @@ mod tests {
             addresses: Some(vec![addr("127.0.0.2/32@front")]),
             held: vec![("other".into(), "127.0.0.3".parse().unwrap())],
             in_baseline: false,
-            replication_state: Some("replica".into()),
+            replication_state: Some(ReplicationState::Replica),
             last_lsn: 9,
             lag_records: 0,
             interfaces: sys_ifaces,
@@ -707,7 +705,7 @@ mod tests {
     fn run_checks_uses_substitute_and_reports_baseline() {
         let tmp = tempfile::tempdir().unwrap();
         let mut front = iface("front", "lo");
-        front.substitute = Some("127.91.9.5/8".into());
+        front.substitute = Some(crate::config::names::parse_address("127.91.9.5/8").unwrap());
         let report = run_checks(
             &inputs(vec![front], tmp.path().to_path_buf()),
             Path::new(SYS_CLASS_NET),
@@ -748,7 +746,7 @@ mod tests {
 
         inp.addresses = None;
         inp.in_baseline = true;
-        inp.replication_state = Some("baseline-unfinished".into());
+        inp.replication_state = Some(ReplicationState::BaselineUnfinished);
         let report = run_checks(&inp, Path::new(SYS_CLASS_NET));
         let resources: Vec<_> = report.lines.iter().map(|l| l.resource.as_str()).collect();
         assert_eq!(resources, ["addresses", "replica completeness"]);
