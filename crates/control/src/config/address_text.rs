@@ -105,8 +105,7 @@ mod tests {
             r#"{"one":"127.0.0.2/32","many":["1.2.3.4/32@a:b"]}"#,
             r#"{"one":{"ip":"127.0.0.2","prefix":32,"interface":null},"many":[]}"#,
         ] {
-            let e = serde_json::from_str::<Holder>(bad).unwrap_err().to_string();
-            assert!(!e.is_empty(), "{bad}");
+            assert!(serde_json::from_str::<Holder>(bad).is_err(), "{bad}");
         }
         let e = serde_json::from_str::<Holder>(r#"{"one":"1.2.3","many":[]}"#)
             .unwrap_err()
