@@ -68,15 +68,7 @@ impl Daemon {
                 });
             }
         } else {
-            if table.len() >= self.site.config.control.max_vservers {
-                return Err(ControlError::invalid(
-                    "vserver",
-                    format!(
-                        "the site already holds control.max_vservers = {} vservers",
-                        self.site.config.control.max_vservers
-                    ),
-                ));
-            }
+            self.room_for_another(table.len())?;
             let dir = self.site.paths.vserver(vserver);
             if dir.exists() {
                 return Err(ControlError::Exists {

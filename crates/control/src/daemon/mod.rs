@@ -50,13 +50,14 @@
 //!
 //! A task holding one of these may take only locks further down the
 //! list; to take one further up it first lets go. A task never holds two
-//! vservers' session locks. The two std locks are leaves: nothing is
-//! taken under them, and they are never held across an await (the
-//! compiler holds us to that where it matters: their guards are not
-//! `Send`, and requests and sessions run in spawned tasks). Waiting for another task counts
-//! as taking what it takes: an incoming session, holding its session
-//! lock, waits for the switchover promotion, which takes
-//! `failover_running`; that is why the promotion only tries it.
+//! vservers' session locks. The two std locks are leaves: none of the
+//! daemon's locks is taken under them, and they are never held across
+//! an await (the compiler holds us to that where it matters: their
+//! guards are not `Send`, and requests and sessions run in spawned
+//! tasks). Waiting for another task counts as taking what it takes: an
+//! incoming session, holding its session lock, waits for the switchover
+//! promotion, which takes `failover_running`; that is why the promotion
+//! only tries it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;

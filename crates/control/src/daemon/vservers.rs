@@ -80,15 +80,7 @@ impl Daemon {
         if table.contains_key(name) {
             return Err(ControlError::VserverExists(name.to_string()));
         }
-        if table.len() >= self.site.config.control.max_vservers {
-            return Err(ControlError::invalid(
-                "vserver",
-                format!(
-                    "the site already holds control.max_vservers = {} vservers",
-                    self.site.config.control.max_vservers
-                ),
-            ));
-        }
+        self.room_for_another(table.len())?;
         for (other, vs) in table.iter() {
             let Ok(store) = vs.store() else { continue };
             let held = store.config().addresses;
@@ -197,5 +189,18 @@ impl Daemon {
             .get(vserver)
             .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
         Ok(vs.store()?.clone())
+    }
+
+    /// Refuses a new vserver when the site holds `held`, the most
+    /// `control.max_vservers` allows.
+    pub(super) fn room_for_another(&self, held: usize) -> Result<()> {
+        let max = self.site.config.control.max_vservers;
+        if held >= max {
+            return Err(ControlError::invalid(
+                "vserver",
+                format!("the site already holds control.max_vservers = {max} vservers"),
+            ));
+        }
+        Ok(())
     }
 }
