@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::Handler;
 use crate::replication::ReplicationState;
@@ -314,12 +315,8 @@ fn esc(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Serves scrapes until `stopped` turns true.
-pub async fn serve<H: Handler>(
-    listener: TcpListener,
-    handler: Arc<H>,
-    mut stopped: watch::Receiver<bool>,
-) {
+/// Serves scrapes until `stopped` is cancelled.
+pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, stopped: CancellationToken) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         tokio::select! {
@@ -334,11 +331,7 @@ pub async fn serve<H: Handler>(
                     drop(slot);
                 });
             }
-            changed = stopped.changed() => {
-                if changed.is_err() || *stopped.borrow() {
-                    return;
-                }
-            }
+            () = stopped.cancelled() => return,
         }
     }
 }

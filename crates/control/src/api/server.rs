@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::proto::{Request, Response};
 use crate::api::Handler;
@@ -54,31 +55,28 @@ impl ApiServer {
         })
     }
 
-    /// Serves until `shutdown` turns true, then lets requests in progress
+    /// Serves until `shutdown` is cancelled, then lets requests in progress
     /// finish (up to SHUTDOWN_GRACE) and removes the socket.
     pub async fn serve<H: Handler>(
         self,
         handler: Arc<H>,
         settings: ControlSettings,
-        shutdown: watch::Receiver<bool>,
+        shutdown: CancellationToken,
     ) {
         let slots = Arc::new(Semaphore::new(settings.max_clients));
         let mut conns = JoinSet::new();
-        // A second receiver: the select below borrows it while the loop
-        // hands clones of `shutdown` to new connections.
-        let mut stopping = shutdown.clone();
         loop {
             // Take a slot first, so a full house makes new clients wait in
             // the kernel's backlog while shutdown stays responsive.
             let permit = tokio::select! {
-                () = stopped(&mut stopping) => break,
+                () = shutdown.cancelled() => break,
                 p = slots.clone().acquire_owned() => match p {
                     Ok(p) => p,
                     Err(_) => break,
                 },
             };
             tokio::select! {
-                () = stopped(&mut stopping) => break,
+                () = shutdown.cancelled() => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         let handler = handler.clone();
@@ -121,7 +119,7 @@ async fn connection<H: Handler>(
     stream: UnixStream,
     handler: &H,
     settings: &ControlSettings,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
@@ -133,7 +131,7 @@ async fn connection<H: Handler>(
         let mut limited = (&mut reader).take(max as u64 + 1);
         // Between requests only: a request being handled is never cut off.
         let n = tokio::select! {
-            () = stopped(&mut shutdown) => return Ok(()),
+            () = shutdown.cancelled() => return Ok(()),
             r = tokio::time::timeout(idle, limited.read_until(b'\n', &mut line)) => match r {
                 Err(_) => return Ok(()),
                 Ok(r) => r?,
@@ -162,13 +160,6 @@ async fn connection<H: Handler>(
         };
         send(&mut write, &response).await?;
     }
-}
-
-/// Resolves once shutdown is asked for (or its sender is gone). Returns
-/// nothing so no watch guard is held across an await.
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    // An error means the sender is gone: stop as well.
-    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 async fn send(

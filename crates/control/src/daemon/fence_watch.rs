@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::Daemon;
 
@@ -20,21 +21,17 @@ impl Daemon {
     }
 }
 
-/// Runs until `stopped`; `fenced` is the daemon's notifier the senders use.
+/// Runs until `stopped` is cancelled; `fenced` is the daemon's notifier the senders use.
 pub(crate) fn spawn(
     daemon: Arc<Daemon>,
     fenced: Arc<Notify>,
-    mut stopped: watch::Receiver<bool>,
+    stopped: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = fenced.notified() => daemon.stop_serving_fenced().await,
-                changed = stopped.changed() => {
-                    if changed.is_err() || *stopped.borrow() {
-                        return;
-                    }
-                }
+                () = stopped.cancelled() => return,
             }
         }
     })

@@ -10,8 +10,9 @@ use std::time::Duration;
 use tandem_repl::tls::{self, TlsAcceptor, TlsError};
 use tokio::io::{AsyncBufReadExt, AsyncWrite, BufReader};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::IncomingTarget;
 use crate::config::names::parse_address;
@@ -50,9 +51,9 @@ impl PeerListener {
         self.listener.local_addr().ok()
     }
 
-    /// Serves until `shutdown` turns true; connections in progress are
+    /// Serves until `shutdown` is cancelled; connections in progress are
     /// dropped then (they carry nothing that needs finishing yet).
-    pub async fn serve(self, shutdown: watch::Receiver<bool>) {
+    pub async fn serve(self, shutdown: CancellationToken) {
         self.serve_with(shutdown, None).await;
     }
 
@@ -60,21 +61,21 @@ impl PeerListener {
     /// a daemon, REPLICATE is refused).
     pub async fn serve_with(
         self,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: CancellationToken,
         daemon: Option<Arc<crate::daemon::Daemon>>,
     ) {
         let slots = Arc::new(Semaphore::new(MAX_PEER_CONNECTIONS));
         let mut conns = JoinSet::new();
         loop {
             let permit = tokio::select! {
-                () = stopped(&mut shutdown) => break,
+                () = shutdown.cancelled() => break,
                 p = slots.clone().acquire_owned() => match p {
                     Ok(p) => p,
                     Err(_) => break,
                 },
             };
             tokio::select! {
-                () = stopped(&mut shutdown) => break,
+                () = shutdown.cancelled() => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, addr)) => {
                         let acceptor = self.acceptor.clone();
@@ -99,13 +100,6 @@ impl PeerListener {
         // daemon closes each store with no session left holding it.
         while conns.join_next().await.is_some() {}
     }
-}
-
-/// Resolves once shutdown is asked for (or its sender is gone). Returns
-/// nothing so no watch guard is held across an await (the task must be Send).
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    // An error means the sender is gone: stop as well.
-    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 async fn connection(
@@ -193,7 +187,7 @@ async fn serve_peer<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send + 'stati
                     write_line(&mut stream, "ERR this listener takes no replication").await?;
                     return Ok(());
                 };
-                let answer = crate::daemon::resync::answer_epoch(daemon, rest).await;
+                let answer = daemon.answer_epoch(rest).await;
                 write_line(&mut stream, &answer).await?;
                 return Ok(());
             }
@@ -202,7 +196,7 @@ async fn serve_peer<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send + 'stati
                     write_line(&mut stream, "ERR this listener takes no replication").await?;
                     return Ok(());
                 };
-                return crate::daemon::resync::serve_resync(stream, peer_id, &daemon, rest).await;
+                return daemon.serve_resync(stream, peer_id, rest).await;
             }
             Some(("REPLICATE", rest)) => {
                 let Some(daemon) = daemon else {
@@ -253,7 +247,7 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
             return Ok(());
         }
     };
-    let mut stop = daemon.session_stop(vserver);
+    let stop = daemon.session_stop(vserver);
     let Ok(_session) = lock.try_lock_owned() else {
         write_line(
             &mut stream,
@@ -297,7 +291,7 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
             "CATCHUP" => {
                 // The install needs the store closed: let go of ours.
                 drop(target);
-                receive_catchup(&mut stream, peer_id, &daemon, vserver, &mut stop).await
+                receive_catchup(&mut stream, peer_id, &daemon, vserver, &stop).await
             }
             _ => {
                 tracing::warn!(peer_id, line = %truncate(&line), "unexpected line after REPLICATE");
@@ -315,16 +309,9 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
         lsn = store.last_lsn(),
         "replication session starting"
     );
-    let stopped = async {
-        // The flag's sender lives as long as the daemon; if it went, the
-        // session just runs on.
-        if stop.wait_for(|promoted| *promoted).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
     let received = tokio::select! {
         r = super::switchover::peer::receive(daemon.clone(), peer_id, store.clone(), vserver, stream, &cfg) => r,
-        () = stopped => {
+        () = stop.cancelled() => {
             tracing::warn!(peer_id, vserver, lsn = store.last_lsn(), "replication session ended: the vserver was failed over to this site");
             return Ok(());
         }
@@ -428,7 +415,7 @@ async fn receive_catchup<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
     peer_id: &str,
     daemon: &crate::daemon::Daemon,
     vserver: &str,
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> Option<Arc<tandem_store::Store>> {
     let dir = match daemon.begin_catchup(vserver).await {
         Ok(d) => d,
@@ -443,13 +430,8 @@ async fn receive_catchup<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
         }
     };
     tracing::info!(peer_id, vserver, "receiving catch-up");
-    // A forced failover ends the catch-up (failover_catchup.rs): the
+    // A forced failover ends the catch-up (failover/catchup.rs): the
     // staging, never switched in, is discarded when the store reopens.
-    let stopped = async {
-        if stop.wait_for(|promoted| *promoted).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
     let transfer = receive_transfer(
         stream,
         &dir,
@@ -459,7 +441,7 @@ async fn receive_catchup<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
     );
     let received = tokio::select! {
         r = transfer => Some(r),
-        () = stopped => None,
+        () = stop.cancelled() => None,
     };
     let installed = match received {
         None => {

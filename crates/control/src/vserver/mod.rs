@@ -3,6 +3,7 @@
 //! tokio's blocking pool, never on the async workers.
 
 pub mod fsck;
+pub mod release;
 pub mod service;
 pub mod status;
 

@@ -12,7 +12,9 @@ pub(super) mod resume;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tandem_nfs::pause::PauseGate;
 use tandem_repl::switchover::{HandedOver, Stage, SwitchoverAsk, SwitchoverError};
+use tandem_store::demote::Demoted;
 use tokio::sync::oneshot;
 
 use super::Daemon;
@@ -22,7 +24,7 @@ use crate::dr::switchover::report::{
     SwitchoverReport, DEFAULT_TIMEOUT_MS, MAX_LAG_BYTES, MAX_TIMEOUT_MS,
 };
 use crate::error::{ControlError, Result};
-use crate::replication::{self, ReplicationState};
+use crate::replication::ReplicationState;
 
 /// Once the request went out, how much past the timeout to wait for the
 /// peer's answer (its promotion is a few fsyncs).
@@ -40,6 +42,49 @@ enum Failed {
     Unknown(String),
 }
 
+/// What the check hands to the later steps.
+struct Ready {
+    /// The vserver's pause gates, one per NFS service.
+    gates: Vec<Arc<PauseGate>>,
+    /// Where the running replication session takes a hand-over ask.
+    asks: tokio::sync::mpsc::Sender<SwitchoverAsk>,
+    /// The sender's settings, for the peer to replicate back with.
+    settings: String,
+}
+
+/// Pauses changing NFS calls and waits for those running to end, by
+/// `deadline`; on timeout unpauses, nothing moved.
+async fn pause(
+    vserver: &str,
+    gates: &[Arc<PauseGate>],
+    deadline: Instant,
+    timeout_ms: u64,
+) -> Result<()> {
+    for g in gates {
+        g.pause();
+    }
+    for g in gates {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !g.drained(left).await {
+            resume(gates);
+            return Err(unavailable(
+                vserver,
+                format!(
+                    "changing NFS calls were still running after the {timeout_ms} ms \
+                     switchover timeout; unpaused, nothing moved"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn resume(gates: &[Arc<PauseGate>]) {
+    for g in gates {
+        g.resume();
+    }
+}
+
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -52,6 +97,9 @@ fn unavailable(vserver: &str, reason: String) -> ControlError {
 }
 
 impl Daemon {
+    /// `tandem switchover VS --to PEER` (module doc): check, pause,
+    /// demote, hand over, then stop sending and wait for the peer to
+    /// replicate back. Each step is timed.
     pub async fn switchover(
         &self,
         vserver: &str,
@@ -74,113 +122,24 @@ impl Daemon {
             ));
         };
         let peer = self
-            .peers
-            .lock()
-            .await
-            .iter()
-            .find(|p| p.name == to)
-            .cloned()
+            .peer_named(to)
             .ok_or_else(|| ControlError::NoPeer(to.to_string()))?;
         let mut steps: Vec<StepTime> = Vec::new();
 
         let clock = StepClock::start();
-        let (gates, asks, settings) = {
-            let table = self.vservers.lock().await;
-            let vs = table
-                .get(vserver)
-                .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
-            if vs.is_replica() || vs.in_baseline() {
-                return Err(ControlError::invalid(
-                    "switchover",
-                    format!("{vserver} is a replica here; run switchover at its active site"),
-                ));
-            }
-            let store = vs.store()?.clone();
-            if let Some(theirs) = store.fenced_by() {
-                return Err(ControlError::invalid(
-                    "switchover",
-                    format!("{vserver} is fenced here (another site holds epoch {theirs})"),
-                ));
-            }
-            let senders = self.senders.lock().await;
-            let Some(sender) = senders.get(vserver).filter(|s| s.settings.to == to) else {
-                return Err(ControlError::invalid(
-                    "switchover",
-                    format!("{vserver} is not replicated to {to} (see `tandem replicate`)"),
-                ));
-            };
-            let st = sender.status(&store);
-            if st.state != ReplicationState::Streaming {
-                return Err(ControlError::invalid(
-                    "switchover",
-                    format!(
-                        "the replica at {to} is not streaming (state {}{}); nothing changed",
-                        st.state,
-                        st.last_error
-                            .as_deref()
-                            .map(|e| format!(": {e}"))
-                            .unwrap_or_default()
-                    ),
-                ));
-            }
-            if st.lag_bytes > MAX_LAG_BYTES {
-                return Err(ControlError::invalid(
-                    "switchover",
-                    format!(
-                        "the replica at {to} is {} bytes behind (at most {MAX_LAG_BYTES}); \
-                         retry when it has caught up; nothing changed",
-                        st.lag_bytes
-                    ),
-                ));
-            }
-            let settings = toml::to_string(&sender.settings)
-                .map_err(|e| ControlError::Internal(format!("replication settings: {e}")))?;
-            (vs.pause_gates(), sender.switchover_asks(), settings)
-        };
+        let ready = self.switchover_check(vserver, to).await?;
         clock.stop("check", &mut steps);
 
         // Pause: from here clients get JUKEBOX for changes.
         let paused_at = Instant::now();
         let deadline = paused_at + Duration::from_millis(timeout_ms);
         let clock = StepClock::start();
-        for g in &gates {
-            g.pause();
-        }
-        let resume = || {
-            for g in &gates {
-                g.resume();
-            }
-        };
-        for g in &gates {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !g.drained(left).await {
-                resume();
-                return Err(unavailable(
-                    vserver,
-                    format!(
-                        "changing NFS calls were still running after the {timeout_ms} ms \
-                         switchover timeout; unpaused, nothing moved"
-                    ),
-                ));
-            }
-        }
+        pause(vserver, &ready.gates, deadline, timeout_ms).await?;
         clock.stop("pause", &mut steps);
         tracing::warn!(vserver, to, "switchover: paused");
 
         let clock = StepClock::start();
-        let demoted = {
-            let mut table = self.vservers.lock().await;
-            let vs = table
-                .get_mut(vserver)
-                .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
-            match vs.demote(&peer.id).await {
-                Ok(d) => d,
-                Err(e) => {
-                    resume();
-                    return Err(e);
-                }
-            }
-        };
+        let demoted = self.demote(vserver, &peer.id, &ready.gates).await?;
         clock.stop("demote", &mut steps);
         tracing::warn!(
             vserver,
@@ -192,39 +151,20 @@ impl Daemon {
 
         let asked_at = Instant::now();
         let handed = self
-            .hand_over(&asks, demoted.lsn, demoted.epoch + 1, settings, deadline)
+            .hand_over(
+                &ready.asks,
+                demoted.lsn,
+                demoted.epoch + 1,
+                ready.settings,
+                deadline,
+            )
             .await;
         let handed = match handed {
             Ok(h) => h,
-            Err(Failed::NothingMoved(why)) => {
-                let mut table = self.vservers.lock().await;
-                let vs = table
-                    .get_mut(vserver)
-                    .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
-                vs.undo_demote(&self.service_cfg).await?;
-                tracing::warn!(vserver, to, reason = %why, "switchover abandoned: active here again");
-                return Err(unavailable(
-                    vserver,
-                    format!("switchover to {to} abandoned, nothing moved ({why}); {vserver} is active here again"),
-                ));
-            }
-            Err(Failed::Unknown(why)) => {
-                // The outgoing settings stay: they mark the switchover as
-                // unfinished, so a restart asks the peer and settles it
-                // (switchover_resume); the sender makes no attempt while
-                // the store is a replica.
-                tracing::error!(vserver, to, reason = %why, "switchover: outcome unknown");
-                return Err(unavailable(
-                    vserver,
-                    format!(
-                        "switchover to {to}: the request to promote went out but no answer came \
-                         ({why}). {vserver} is a replica here at LSN {}; see `tandem status {vserver}` \
-                         at {to}: if it is not active there, restart this site's daemon (it asks {to} \
-                         and takes the switchover back), or `tandem failover {vserver}` here if {to} \
-                         is gone",
-                        demoted.lsn
-                    ),
-                ));
+            Err(failed) => {
+                return Err(self
+                    .hand_over_failed(vserver, to, demoted.lsn, failed)
+                    .await)
             }
         };
         steps.push(StepTime {
@@ -272,6 +212,132 @@ impl Daemon {
             reverse_streaming,
             notes,
         })
+    }
+
+    /// Whether `vserver` can be handed to `to` now: active and unfenced
+    /// here, its replica there streaming and close behind. Nothing changes.
+    async fn switchover_check(&self, vserver: &str, to: &str) -> Result<Ready> {
+        let table = self.vservers.lock().await;
+        let vs = table
+            .get(vserver)
+            .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
+        if vs.is_replica() || vs.in_baseline() {
+            return Err(ControlError::invalid(
+                "switchover",
+                format!("{vserver} is a replica here; run switchover at its active site"),
+            ));
+        }
+        let store = vs.store()?.clone();
+        if let Some(theirs) = store.fenced_by() {
+            return Err(ControlError::invalid(
+                "switchover",
+                format!("{vserver} is fenced here (another site holds epoch {theirs})"),
+            ));
+        }
+        let senders = self.senders.lock().await;
+        let Some(sender) = senders.get(vserver).filter(|s| s.settings.to == to) else {
+            return Err(ControlError::invalid(
+                "switchover",
+                format!("{vserver} is not replicated to {to} (see `tandem replicate`)"),
+            ));
+        };
+        let st = sender.status(&store);
+        if st.state != ReplicationState::Streaming {
+            return Err(ControlError::invalid(
+                "switchover",
+                format!(
+                    "the replica at {to} is not streaming (state {}{}); nothing changed",
+                    st.state,
+                    st.last_error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        if st.lag_bytes > MAX_LAG_BYTES {
+            return Err(ControlError::invalid(
+                "switchover",
+                format!(
+                    "the replica at {to} is {} bytes behind (at most {MAX_LAG_BYTES}); \
+                     retry when it has caught up; nothing changed",
+                    st.lag_bytes
+                ),
+            ));
+        }
+        let settings = toml::to_string(&sender.settings)
+            .map_err(|e| ControlError::Internal(format!("replication settings: {e}")))?;
+        Ok(Ready {
+            gates: vs.pause_gates(),
+            asks: sender.switchover_asks(),
+            settings,
+        })
+    }
+
+    /// Demotes the paused store: a replica of `peer_id` from now on. On
+    /// failure it is unpaused, nothing moved.
+    async fn demote(
+        &self,
+        vserver: &str,
+        peer_id: &str,
+        gates: &[Arc<PauseGate>],
+    ) -> Result<Demoted> {
+        let mut table = self.vservers.lock().await;
+        let vs = table
+            .get_mut(vserver)
+            .ok_or_else(|| ControlError::NoVserver(vserver.to_string()))?;
+        match vs.demote(peer_id).await {
+            Ok(d) => Ok(d),
+            Err(e) => {
+                resume(gates);
+                Err(e)
+            }
+        }
+    }
+
+    /// A hand-over that did not succeed: with nothing moved the demotion
+    /// is taken back; with the outcome unknown this site stays a replica.
+    /// The error to answer with.
+    async fn hand_over_failed(
+        &self,
+        vserver: &str,
+        to: &str,
+        lsn: u64,
+        failed: Failed,
+    ) -> ControlError {
+        match failed {
+            Failed::NothingMoved(why) => {
+                let mut table = self.vservers.lock().await;
+                let Some(vs) = table.get_mut(vserver) else {
+                    return ControlError::NoVserver(vserver.to_string());
+                };
+                if let Err(e) = vs.undo_demote(&self.service_cfg).await {
+                    return e;
+                }
+                tracing::warn!(vserver, to, reason = %why, "switchover abandoned: active here again");
+                unavailable(
+                    vserver,
+                    format!("switchover to {to} abandoned, nothing moved ({why}); {vserver} is active here again"),
+                )
+            }
+            Failed::Unknown(why) => {
+                // The outgoing settings stay: they mark the switchover as
+                // unfinished, so a restart asks the peer and settles it
+                // (resume.rs); the sender makes no attempt while the store
+                // is a replica.
+                tracing::error!(vserver, to, reason = %why, "switchover: outcome unknown");
+                unavailable(
+                    vserver,
+                    format!(
+                        "switchover to {to}: the request to promote went out but no answer came \
+                         ({why}). {vserver} is a replica here at LSN {lsn}; see `tandem status {vserver}` \
+                         at {to}: if it is not active there, restart this site's daemon (it asks {to} \
+                         and takes the switchover back), or `tandem failover {vserver}` here if {to} \
+                         is gone"
+                    ),
+                )
+            }
+        }
     }
 
     /// Asks the running session to ship up to `lsn` and have the peer
@@ -325,26 +391,6 @@ impl Daemon {
                     ANSWER_GRACE.as_secs()
                 ))),
             },
-        }
-    }
-
-    /// This site no longer sends `vserver`: the sender stops and its
-    /// settings go (the peer replicates it back now).
-    pub(super) async fn stop_sending(&self, vserver: &str) {
-        let mut senders = self.senders.lock().await;
-        let mut settings = self.replication.lock().await;
-        if settings.outgoing.contains_key(vserver) {
-            let mut next = settings.clone();
-            next.outgoing.remove(vserver);
-            match replication::save(&self.site.paths, &next) {
-                Ok(()) => *settings = next,
-                Err(e) => {
-                    tracing::error!(vserver, error = %e, "switchover: could not drop the outgoing replication settings")
-                }
-            }
-        }
-        if let Some(s) = senders.remove(vserver) {
-            s.stop().await;
         }
     }
 

@@ -59,16 +59,9 @@ impl Daemon {
                 reason: "a failover or switchover is running at this site".into(),
             });
         };
-        let peer = self
-            .peers
-            .lock()
-            .await
-            .iter()
-            .find(|p| p.id == from)
-            .cloned()
-            .ok_or_else(|| {
-                ControlError::invalid("switchover", format!("site {from} is not paired here"))
-            })?;
+        let peer = self.peer_with_id(from).ok_or_else(|| {
+            ControlError::invalid("switchover", format!("site {from} is not paired here"))
+        })?;
         let mut out: Outgoing = toml::from_str(&req.settings).map_err(|e| {
             ControlError::invalid("switchover", format!("replication settings: {e}"))
         })?;

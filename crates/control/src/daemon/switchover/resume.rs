@@ -82,14 +82,7 @@ impl Daemon {
     }
 
     async fn ask_peer(&self, vserver: &str, out: &Outgoing) -> PeerSays {
-        let found = self
-            .peers
-            .lock()
-            .await
-            .iter()
-            .find(|p| p.name == out.to)
-            .cloned();
-        let Some(peer) = found else {
+        let Some(peer) = self.peer_named(&out.to) else {
             return PeerSays::Unknown(format!("peer {} is not paired", out.to));
         };
         let tls = &self.peer_tls;

@@ -1,5 +1,5 @@
 //! A resync's outcome and the folder it keeps: what the diverged site wrote
-//! after the shared LSN (the daemon runs the exchange, daemon/resync.rs).
+//! after the shared LSN (the daemon runs the exchange, daemon/resync/).
 
 use serde::{Deserialize, Serialize};
 use tandem_store::Lsn;

@@ -10,12 +10,12 @@
 //!   served: the peer may be the site that is gone.
 //! * **Resync** (`resync`, at the diverged site): asks the promoted site
 //!   for the shared LSN S, reads its own journal after S, keeps a report and
-//!   the affected files (resync_report.rs), then `RESYNC` on a new
+//!   the affected files (dr::resync::report), then `RESYNC` on a new
 //!   connection: the promoted site sends a catch-up of both sides' changes
-//!   since S (repl::resync), installed here; this site becomes its replica
-//!   and the promoted site replicates to it from then on.
+//!   since S (repl::resync), installed here (install.rs); this site
+//!   becomes its replica and the promoted site replicates to it from then
+//!   on. The promoted site's side is `serve_resync`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +29,8 @@ use crate::dr::resync::ResyncReport;
 use crate::error::{ControlError, Result};
 use crate::replication::link::{PeerTls, MAX_PING_LINE_BYTES};
 use crate::replication::{Mode, Outgoing};
-use crate::vserver::blocking;
+
+mod install;
 
 /// Each exchange of a resync's line protocol (not the transfer itself).
 const RESYNC_LINE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -203,150 +204,152 @@ pub(crate) async fn serve_unless_diverged(
     }
 }
 
-/// Peer side of `EPOCH <vs> <their-epoch>`.
-pub(crate) async fn answer_epoch(daemon: &Daemon, args: &str) -> String {
-    let Some((vserver, epoch)) = args.split_once(' ') else {
-        return "ERR usage: EPOCH <vserver> <epoch>".into();
-    };
-    let Ok(theirs) = epoch.parse::<u64>() else {
-        return "ERR usage: EPOCH <vserver> <epoch>".into();
-    };
-    if validate_name("vserver name", vserver).is_err() {
-        return "ERR bad vserver name".into();
+impl Daemon {
+    /// Peer side of `EPOCH <vs> <their-epoch>`.
+    pub(crate) async fn answer_epoch(&self, args: &str) -> String {
+        let Some((vserver, epoch)) = args.split_once(' ') else {
+            return "ERR usage: EPOCH <vserver> <epoch>".into();
+        };
+        let Ok(theirs) = epoch.parse::<u64>() else {
+            return "ERR usage: EPOCH <vserver> <epoch>".into();
+        };
+        if validate_name("vserver name", vserver).is_err() {
+            return "ERR bad vserver name".into();
+        }
+        let Ok(store) = self.store(vserver).await else {
+            return "OK 0 none -".into();
+        };
+        if store.is_replica() {
+            return format!("OK {} replica -", store.epoch());
+        }
+        let shared = store
+            .epoch_history()
+            .ok()
+            .and_then(|h| tandem_store::resync::shared_lsn_in(&h, theirs));
+        let shared = shared.map_or_else(|| "-".to_string(), |s| s.to_string());
+        format!("OK {} active {shared}", store.epoch())
     }
-    let Ok(store) = daemon.store(vserver).await else {
-        return "OK 0 none -".into();
-    };
-    if store.is_replica() {
-        return format!("OK {} replica -", store.epoch());
-    }
-    let shared = store
-        .epoch_history()
-        .ok()
-        .and_then(|h| tandem_store::resync::shared_lsn_in(&h, theirs));
-    let shared = shared.map_or_else(|| "-".to_string(), |s| s.to_string());
-    format!("OK {} active {shared}", store.epoch())
-}
 
-/// Peer side of `RESYNC <vs> <their-epoch> <shared-lsn> <replica-address|->`:
-/// the promoted site sends the catch-up, then, once the diverged site
-/// says READY, replicates to it.
-pub(crate) async fn serve_resync<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: BufReader<S>,
-    peer_id: &str,
-    daemon: &Daemon,
-    args: &str,
-) -> std::io::Result<()> {
-    let w: Vec<&str> = args.split(' ').collect();
-    let (vserver, epoch, shared, address) = match w.as_slice() {
-        [v, e, s, a] => match (e.parse::<u64>(), s.parse::<Lsn>()) {
-            (Ok(e), Ok(s)) => (*v, e, s, (*a != "-").then_some(*a)),
+    /// Peer side of `RESYNC <vs> <their-epoch> <shared-lsn> <replica-address|->`:
+    /// the promoted site sends the catch-up, then, once the diverged site
+    /// says READY, replicates to it.
+    pub(crate) async fn serve_resync<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut stream: BufReader<S>,
+        peer_id: &str,
+        args: &str,
+    ) -> std::io::Result<()> {
+        let w: Vec<&str> = args.split(' ').collect();
+        let (vserver, epoch, shared, address) = match w.as_slice() {
+            [v, e, s, a] => match (e.parse::<u64>(), s.parse::<Lsn>()) {
+                (Ok(e), Ok(s)) => (*v, e, s, (*a != "-").then_some(*a)),
+                _ => return write_line(&mut stream, "ERR bad RESYNC line").await,
+            },
             _ => return write_line(&mut stream, "ERR bad RESYNC line").await,
-        },
-        _ => return write_line(&mut stream, "ERR bad RESYNC line").await,
-    };
-    let checked = async {
-        validate_name("vserver name", vserver)?;
-        let address = address.map(parse_address).transpose()?;
-        let peer = daemon
-            .peers()
+        };
+        let checked = async {
+            validate_name("vserver name", vserver)?;
+            let address = address.map(parse_address).transpose()?;
+            let peer = self
+                .peers()
+                .await
+                .into_iter()
+                .find(|p| p.id == peer_id)
+                .ok_or_else(|| ControlError::NoPeer(peer_id.to_string()))?;
+            let store = self.store(vserver).await?;
+            if store.is_replica() || store.epoch() <= epoch {
+                return Err(ControlError::invalid(
+                    "vserver",
+                    format!("{vserver} is not active here at an epoch above {epoch}"),
+                ));
+            }
+            Ok((peer, store, address))
+        };
+        let (peer, store, address) = match checked.await {
+            Ok(x) => x,
+            Err(e) => {
+                let text: String = e.to_string().replace('\n', " ").chars().take(200).collect();
+                return write_line(&mut stream, &format!("ERR {text}")).await;
+            }
+        };
+        write_line(&mut stream, "OK").await?;
+        let cfg = tandem_repl::baseline::BaselineConfig::default();
+        let sent = match tandem_repl::resync::serve_resync(&mut stream, store, epoch, shared, &cfg)
             .await
-            .into_iter()
-            .find(|p| p.id == peer_id)
-            .ok_or_else(|| ControlError::NoPeer(peer_id.to_string()))?;
-        let store = daemon.store(vserver).await?;
-        if store.is_replica() || store.epoch() <= epoch {
-            return Err(ControlError::invalid(
-                "vserver",
-                format!("{vserver} is not active here at an epoch above {epoch}"),
-            ));
-        }
-        Ok((peer, store, address))
-    };
-    let (peer, store, address) = match checked.await {
-        Ok(x) => x,
-        Err(e) => {
-            let text: String = e.to_string().replace('\n', " ").chars().take(200).collect();
-            return write_line(&mut stream, &format!("ERR {text}")).await;
-        }
-    };
-    write_line(&mut stream, "OK").await?;
-    let cfg = tandem_repl::baseline::BaselineConfig::default();
-    let sent =
-        match tandem_repl::resync::serve_resync(&mut stream, store, epoch, shared, &cfg).await {
+        {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(peer_id, vserver, error = %e, "resync ended unfinished");
                 return Ok(());
             }
         };
-    let ready = tokio::time::timeout(RESYNC_LINE_TIMEOUT, read_line(&mut stream)).await;
-    if !matches!(ready, Ok(Ok(ref l)) if l == "READY") {
-        tracing::warn!(
+        let ready = tokio::time::timeout(RESYNC_LINE_TIMEOUT, read_line(&mut stream)).await;
+        if !matches!(ready, Ok(Ok(ref l)) if l == "READY") {
+            tracing::warn!(
+                peer_id,
+                vserver,
+                "resync installed but the peer did not say READY; not replicating to it"
+            );
+            return Ok(());
+        }
+        let out = Outgoing {
+            replica_address: address,
+            ..Outgoing::new(peer.name.clone(), Mode::Async)
+        };
+        let line = match self.replicate(vserver, out).await {
+            Ok(_) => format!(
+                "DONE {} {} {} {} {}",
+                sent.lsn,
+                sent.data_bytes,
+                sent.state_bytes,
+                sent.own_changed_bytes,
+                sent.divergent_bytes
+            ),
+            Err(e) => format!(
+                "ERR resync installed, but replicating to {}: {e}",
+                peer.name
+            ),
+        };
+        tracing::info!(
             peer_id,
             vserver,
-            "resync installed but the peer did not say READY; not replicating to it"
+            lsn = sent.lsn,
+            data_bytes = sent.data_bytes,
+            "resync done; replicating to the former active site"
         );
-        return Ok(());
+        write_line(&mut stream, &line).await
     }
-    let out = Outgoing {
-        replica_address: address,
-        ..Outgoing::new(peer.name.clone(), Mode::Async)
-    };
-    let line = match daemon.replicate(vserver, out).await {
-        Ok(_) => format!(
-            "DONE {} {} {} {} {}",
-            sent.lsn,
-            sent.data_bytes,
-            sent.state_bytes,
-            sent.own_changed_bytes,
-            sent.divergent_bytes
-        ),
-        Err(e) => format!(
-            "ERR resync installed, but replicating to {}: {e}",
-            peer.name
-        ),
-    };
-    tracing::info!(
-        peer_id,
-        vserver,
-        lsn = sent.lsn,
-        data_bytes = sent.data_bytes,
-        "resync done; replicating to the former active site"
-    );
-    write_line(&mut stream, &line).await
-}
 
-/// `tandem resync VS` at the diverged site (module doc).
-pub async fn resync(
-    daemon: &Daemon,
-    vserver: &str,
-    replica_address: Option<AddressSpec>,
-) -> Result<ResyncReport> {
-    validate_name("vserver name", vserver)?;
-    let store = daemon.store(vserver).await?;
-    if store.fenced_by().is_none() {
-        return Err(ControlError::invalid(
+    /// `tandem resync VS` at the diverged site (module doc).
+    pub async fn resync(
+        &self,
+        vserver: &str,
+        replica_address: Option<AddressSpec>,
+    ) -> Result<ResyncReport> {
+        validate_name("vserver name", vserver)?;
+        let store = self.store(vserver).await?;
+        if store.fenced_by().is_none() {
+            return Err(ControlError::invalid(
             "vserver",
             format!("{vserver} is not diverged here (no other site holds a higher epoch); nothing to resync"),
         ));
-    }
-    let to = daemon.outgoing_to(vserver).await.ok_or_else(|| {
-        ControlError::invalid(
-            "vserver",
-            format!("{vserver} has no outgoing replication here, so no peer to resync from"),
-        )
-    })?;
-    let peer = daemon
-        .peers()
-        .await
-        .into_iter()
-        .find(|p| p.name == to)
-        .ok_or_else(|| ControlError::NoPeer(to.clone()))?;
-    let tls = daemon.peer_tls();
-    let epoch = store.epoch();
-    let theirs = ask_epoch(&peer, &tls, vserver, epoch, RESYNC_LINE_TIMEOUT).await?;
-    let shared = match theirs {
+        }
+        let to = self.outgoing_to(vserver).await.ok_or_else(|| {
+            ControlError::invalid(
+                "vserver",
+                format!("{vserver} has no outgoing replication here, so no peer to resync from"),
+            )
+        })?;
+        let peer = self
+            .peers()
+            .await
+            .into_iter()
+            .find(|p| p.name == to)
+            .ok_or_else(|| ControlError::NoPeer(to.clone()))?;
+        let tls = self.peer_tls();
+        let epoch = store.epoch();
+        let theirs = ask_epoch(&peer, &tls, vserver, epoch, RESYNC_LINE_TIMEOUT).await?;
+        let shared = match theirs {
         PeerEpoch {
             active: true,
             shared_lsn: Some(s),
@@ -367,106 +370,64 @@ pub async fn resync(
             ))
         }
     };
-    let s = store.clone();
-    let div = tokio::task::spawn_blocking(move || s.divergence(shared))
-        .await
-        .map_err(|e| ControlError::Internal(format!("reading the journal: {e}")))?
-        .map_err(|e| ControlError::store(vserver, e))?;
-    let folder = crate::dr::resync::report::write(daemon.site(), vserver, &store, &div).await?;
-    let request = tandem_repl::resync::request(vserver, epoch, &div)
-        .map_err(|why| ControlError::invalid("vserver", why))?;
-    let mut conn = connect(&peer, &tls).await?;
-    let address = replica_address
-        .as_ref()
-        .map_or_else(|| "-".to_string(), ToString::to_string);
-    let line = format!("RESYNC {vserver} {epoch} {shared} {address}");
-    let answer = exchange(&mut conn, &line, RESYNC_LINE_TIMEOUT)
-        .await
-        .map_err(|e| unreachable(&peer, e.to_string()))?;
-    if answer != "OK" {
-        return Err(unreachable(&peer, format!("refused the resync: {answer}")));
-    }
-    drop(store);
-    let installed = install(daemon, vserver, &mut conn, request).await?;
-    let done = exchange(&mut conn, "READY", RESYNC_LINE_TIMEOUT)
-        .await
-        .map_err(|e| unreachable(&peer, format!("after the install: {e}")))?;
-    let figures: Vec<u64> = done
-        .strip_prefix("DONE ")
-        .map(|r| r.split(' ').filter_map(|w| w.parse().ok()).collect())
-        .unwrap_or_default();
-    let [lsn, fetched, state_bytes, peer_changed, divergent] = figures[..] else {
-        return Err(unreachable(&peer, format!("after the install: {done}")));
-    };
-    tracing::info!(
-        vserver,
-        lsn,
-        fetched,
-        divergent,
-        "resync done: this site is a replica of {}",
-        peer.name
-    );
-    Ok(ResyncReport {
-        vserver: vserver.to_string(),
-        peer: peer.name,
-        shared_lsn: shared,
-        lsn: installed.max(lsn),
-        epoch: installed_epoch(daemon, vserver).await,
-        divergent_records: div.records.len() as u64,
-        folder: folder.display().to_string(),
-        fetched_bytes: fetched,
-        state_bytes,
-        divergent_bytes: divergent,
-        peer_changed_bytes: peer_changed,
-    })
-}
-
-async fn installed_epoch(daemon: &Daemon, vserver: &str) -> u64 {
-    daemon.store(vserver).await.map_or(0, |s| s.epoch())
-}
-
-/// Closes the vserver, installs the catch-up, and makes the vserver a
-/// replica here; on failure before the install commits, reopens it as it
-/// was (diverged). Returns the installed LSN.
-async fn install<S: AsyncRead + AsyncWrite + Unpin>(
-    daemon: &Daemon,
-    vserver: &str,
-    conn: &mut BufReader<S>,
-    request: tandem_repl::wire::ResyncRequest,
-) -> Result<Lsn> {
-    let dir: PathBuf = daemon.site().paths.vserver(vserver);
-    daemon.stop_sender(vserver).await;
-    daemon.close_for_resync(vserver).await?;
-    let d = dir.clone();
-    blocking(vserver, move || tandem_store::resync::mark_replica(&d)).await?;
-    let cfg = tandem_repl::baseline::BaselineConfig::default();
-    let opts = daemon.store_options();
-    let received =
-        tandem_repl::resync::receive_resync(conn, &dir, request, opts.clone(), &cfg).await;
-    let store = match received {
-        Ok(s) => s,
-        Err(e) => {
-            let d = dir.clone();
-            let undone =
-                blocking(vserver, move || tandem_store::resync::undo_mark_replica(&d)).await;
-            daemon.reopen_after_resync(vserver).await;
-            if let Err(u) = undone {
-                tracing::error!(vserver, error = %u, "could not undo the replica mark");
-            }
-            return Err(ControlError::Internal(format!(
-                "resync of {vserver} failed, the vserver is as it was (diverged): {e}"
-            )));
+        let s = store.clone();
+        let div = tokio::task::spawn_blocking(move || s.divergence(shared))
+            .await
+            .map_err(|e| ControlError::Internal(format!("reading the journal: {e}")))?
+            .map_err(|e| ControlError::store(vserver, e))?;
+        let folder = crate::dr::resync::report::write(self.site(), vserver, &store, &div).await?;
+        let request = tandem_repl::resync::request(vserver, epoch, &div)
+            .map_err(|why| ControlError::invalid("vserver", why))?;
+        let mut conn = connect(&peer, &tls).await?;
+        let address = replica_address
+            .as_ref()
+            .map_or_else(|| "-".to_string(), ToString::to_string);
+        let line = format!("RESYNC {vserver} {epoch} {shared} {address}");
+        let answer = exchange(&mut conn, &line, RESYNC_LINE_TIMEOUT)
+            .await
+            .map_err(|e| unreachable(&peer, e.to_string()))?;
+        if answer != "OK" {
+            return Err(unreachable(&peer, format!("refused the resync: {answer}")));
         }
-    };
-    // Opened at the promoted site's epoch, the store dropped its fence
-    // (outgrown, fence.rs).
-    let lsn = store.last_lsn();
-    daemon.finish_resync(vserver, store).await?;
-    Ok(lsn)
-}
+        drop(store);
+        let installed = self.install(vserver, &mut conn, request).await?;
+        let done = exchange(&mut conn, "READY", RESYNC_LINE_TIMEOUT)
+            .await
+            .map_err(|e| unreachable(&peer, format!("after the install: {e}")))?;
+        let figures: Vec<u64> = done
+            .strip_prefix("DONE ")
+            .map(|r| r.split(' ').filter_map(|w| w.parse().ok()).collect())
+            .unwrap_or_default();
+        let [lsn, fetched, state_bytes, peer_changed, divergent] = figures[..] else {
+            return Err(unreachable(&peer, format!("after the install: {done}")));
+        };
+        tracing::info!(
+            vserver,
+            lsn,
+            fetched,
+            divergent,
+            "resync done: this site is a replica of {}",
+            peer.name
+        );
+        Ok(ResyncReport {
+            vserver: vserver.to_string(),
+            peer: peer.name,
+            shared_lsn: shared,
+            lsn: installed.max(lsn),
+            epoch: self.installed_epoch(vserver).await,
+            divergent_records: div.records.len() as u64,
+            folder: folder.display().to_string(),
+            fetched_bytes: fetched,
+            state_bytes,
+            divergent_bytes: divergent,
+            peer_changed_bytes: peer_changed,
+        })
+    }
 
-/// How long `close_for_resync` waits for in-flight users of the store.
-pub(crate) const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
+    async fn installed_epoch(&self, vserver: &str) -> u64 {
+        self.store(vserver).await.map_or(0, |s| s.epoch())
+    }
+}
 
 #[cfg(test)]
 mod tests {

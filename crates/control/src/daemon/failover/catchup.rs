@@ -1,5 +1,4 @@
-//! Forced failover of a replica in the middle of a catch-up (a child
-//! module of `daemon`). The catch-up stages into `catchup/` and switches
+//! Forced failover of a replica in the middle of a catch-up. The catch-up stages into `catchup/` and switches
 //! in behind the `CATCHUP` mark, so until the switch the directory holds
 //! the whole replica at its old LSN: a forced failover ends the incoming
 //! session and brings that copy up; the catch-up's changes are lost. A
@@ -8,14 +7,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::Daemon;
+use crate::daemon::Daemon;
 use crate::dr::failover::check::CheckLine;
 use crate::error::{ControlError, Result};
 
 /// Longest a forced failover waits for the catch-up it interrupts to let
 /// go of the replica: longer than the transfer's message timeout (30 s),
 /// after which a silent sender ends the catch-up anyway.
-pub(crate) const FORCED_CATCHUP_STOP_TIMEOUT: Duration = Duration::from_secs(45);
+const FORCED_CATCHUP_STOP_TIMEOUT: Duration = Duration::from_secs(45);
 /// Pause between attempts to reopen a store a stopping install still locks.
 const REOPEN_RETRY: Duration = Duration::from_millis(50);
 
