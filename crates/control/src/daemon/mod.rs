@@ -308,7 +308,7 @@ impl Daemon {
         Ok(out)
     }
 
-    /// A peer asks to replicate `vserver` here (the REPLICATE preface):
+    /// A peer asks to replicate `vserver` here (the Replicate request):
     /// returns the store the session runs against and the lock that keeps
     /// it to one session. A vserver unknown here gets an empty replica
     /// store; an active one is refused. Serves `replica_address` read-only
@@ -1096,7 +1096,7 @@ impl Daemon {
         Ok(removed)
     }
 
-    /// Connects to a peer with mutual TLS and exchanges a PING/PONG.
+    /// Connects to a peer with mutual TLS and exchanges a Ping/Pong.
     pub async fn check_peer(&self, name: &str) -> Result<PeerCheck> {
         validate_name("peer name", name)?;
         // Cloned so the list is not locked during network waits.
