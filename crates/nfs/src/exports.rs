@@ -24,11 +24,30 @@ pub(crate) fn map_cred(export: &Export, auth: &AuthCred) -> Cred {
     match auth {
         AuthCred::None => anon,
         AuthCred::Sys(sys) if sys.uid == 0 && export.root_squash => anon,
+        // Root squash covers group 0 too (as knfsd): a user claiming gid 0,
+        // primary or supplementary, would otherwise reach root's group files.
+        AuthCred::Sys(sys) if export.root_squash => Cred {
+            uid: sys.uid,
+            gid: squash_gid(sys.gid, export.anon_gid),
+            gids: sys
+                .gids
+                .iter()
+                .map(|&g| squash_gid(g, export.anon_gid))
+                .collect(),
+        },
         AuthCred::Sys(sys) => Cred {
             uid: sys.uid,
             gid: sys.gid,
             gids: sys.gids.clone(),
         },
+    }
+}
+
+fn squash_gid(gid: u32, anon_gid: u32) -> u32 {
+    if gid == 0 {
+        anon_gid
+    } else {
+        gid
     }
 }
 
@@ -77,5 +96,16 @@ mod tests {
         assert_eq!(map_cred(&export(&[], false), &sys(0)).uid, 0);
         assert_eq!(map_cred(&export(&[], true), &sys(7)).gids, vec![1, 2]);
         assert_eq!(map_cred(&export(&[], false), &AuthCred::None).uid, 65534);
+        // Group 0 is squashed too, primary and supplementary, for any uid.
+        let wheel = AuthCred::Sys(AuthSys {
+            machine_name: b"h".to_vec(),
+            uid: 7,
+            gid: 0,
+            gids: vec![0, 3],
+        });
+        let c = map_cred(&export(&[], true), &wheel);
+        assert_eq!((c.uid, c.gid, c.gids), (7, 65533, vec![65533, 3]));
+        let c = map_cred(&export(&[], false), &wheel);
+        assert_eq!((c.gid, c.gids), (0, vec![0, 3]));
     }
 }

@@ -58,16 +58,18 @@ pub fn require_sticky(cred: &Cred, dir: &Attr, victim: &Attr) -> Result<()> {
     }
 }
 
-/// The ACCESS procedure's answer.
+/// The ACCESS procedure's answer: the mode bits alone, for the owner too.
+/// Clients decide `open()` from it, so the owner override of READ and
+/// WRITE (`require_data`) must not show here: a mode-0000 file is not
+/// openable by its owner.
 pub fn access_bits(cred: &Cred, attr: &Attr, want: u32) -> u32 {
     let may = granted(cred, attr);
-    let owner_data = cred.uid == attr.uid && attr.ftype == FileType::Regular;
     let is_dir = attr.ftype == FileType::Directory;
     let mut out = 0;
-    if may & MAY_READ != 0 || owner_data {
+    if may & MAY_READ != 0 {
         out |= access::READ;
     }
-    if may & MAY_WRITE != 0 || owner_data {
+    if may & MAY_WRITE != 0 {
         out |= access::MODIFY | access::EXTEND;
         if is_dir {
             out |= access::DELETE;

@@ -298,6 +298,19 @@ fn chmod_and_chown_rules() {
     // "Changing" to the same owner is no change.
     s.setattr(&ctx(&owner()), f, &chown(Some(OWNER), None), None)
         .unwrap();
+    // ... but only for the owner: as Linux's chown_ok and chgrp_ok, a
+    // non-owner may not "change" the owner or group to the current ones,
+    // and the refusal writes nothing.
+    let lsn = s.last_lsn();
+    assert_eq!(
+        err(s.setattr(&ctx(&other()), f, &chown(Some(OWNER), None), None)),
+        "Perm"
+    );
+    assert_eq!(
+        err(s.setattr(&ctx(&member()), f, &chown(None, Some(GROUP)), None)),
+        "Perm"
+    );
+    assert_eq!(s.last_lsn(), lsn);
     // chgrp by the owner to a group it is in: allowed.
     let a = s
         .setattr(&ctx(&owner()), f, &chown(None, Some(OWNER)), None)
@@ -389,6 +402,22 @@ fn access_bits() {
     assert_eq!(bits(&owner(), f, all), READ | MODIFY | EXTEND | EXECUTE);
     assert_eq!(bits(&member(), f, all), EXECUTE);
     assert_eq!(bits(&root(), f, all), READ | MODIFY | EXTEND | EXECUTE);
+
+    // ACCESS follows the mode for the owner too: the owner override that
+    // READ and WRITE apply (NFS has no open) must not tell a client that
+    // open() for reading or writing would succeed.
+    for (m, want) in [
+        (0o000, 0),
+        (0o444, READ),
+        (0o077, 0),
+        (0o177, EXECUTE),
+        (0o277, MODIFY | EXTEND),
+        (0o477, READ),
+        (0o644, READ | MODIFY | EXTEND),
+    ] {
+        s.setattr(&ctx(&owner()), f, &mode(m), None).unwrap();
+        assert_eq!(bits(&owner(), f, all), want, "mode {m:o}");
+    }
 
     let d = fx.owned("d", true, 0o755);
     assert_eq!(

@@ -73,14 +73,18 @@ pub(crate) fn plan_setattr(
             attr.mode &= !S_ISGID;
         }
     }
+    // As Linux's chown_ok/chgrp_ok: only root gives a file away; the owner
+    // may "change" the owner to itself and the group to one it is in (or
+    // the current one); anyone else is refused, even for a no-op.
     if let Some(uid) = set.uid {
-        if uid != old.uid && cred.uid != 0 {
+        if cred.uid != 0 && (uid != old.uid || cred.uid != old.uid) {
             return Err(StoreError::Perm);
         }
         attr.uid = uid;
     }
     if let Some(gid) = set.gid {
-        if gid != old.gid && cred.uid != 0 && !(cred.uid == old.uid && cred.in_group(gid)) {
+        let owner_may = cred.uid == old.uid && (gid == old.gid || cred.in_group(gid));
+        if cred.uid != 0 && !owner_may {
             return Err(StoreError::Perm);
         }
         attr.gid = gid;
