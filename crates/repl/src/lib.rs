@@ -4,6 +4,7 @@
 
 pub mod baseline;
 pub mod catchup;
+pub mod peer;
 pub mod resync;
 pub mod session;
 pub mod switchover;

@@ -185,63 +185,123 @@ pub fn code_of(e: &StoreError) -> u16 {
     }
 }
 
+/// What a sending session takes besides the store and the connection;
+/// `Default` is none of it.
+#[derive(Default)]
+pub struct SendOptions<'a> {
+    /// Receives each LSN the replica acknowledges as applied.
+    pub acked: Option<watch::Sender<Lsn>>,
+    /// Verify asks (`tandem verify`), kept by the caller across sessions;
+    /// one runs at a time, others are answered `Busy`.
+    pub verify: Option<&'a mut mpsc::Receiver<VerifyAsk>>,
+    /// Switchover asks (`tandem switchover`, crate::switchover). After the
+    /// replica answered `SwitchoverDone` the session neither sends nor
+    /// returns: the vserver is active at the peer now, and a reconnect
+    /// would be fenced; the caller stops it.
+    pub switchover: Option<&'a mut mpsc::Receiver<SwitchoverAsk>>,
+}
+
+impl SendOptions<'_> {
+    /// Only `acked`.
+    pub fn acked(tx: watch::Sender<Lsn>) -> Self {
+        SendOptions {
+            acked: Some(tx),
+            ..SendOptions::default()
+        }
+    }
+}
+
 /// Runs the active site's side until an error ends it (or the future is
-/// dropped). `acked` receives each LSN the replica acknowledges as applied.
+/// dropped): the handshake, then the shipping loop.
 pub async fn send<S>(
     store: Arc<Store>,
     conn: S,
     cfg: &SessionConfig,
-    acked: Option<watch::Sender<Lsn>>,
+    opts: SendOptions<'_>,
 ) -> Result<(), SessionError>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    send_verifiable(store, conn, cfg, acked, None).await
-}
-
-/// `send`, also taking verify asks (`tandem verify`) from `verify` (kept by
-/// the caller across sessions); one runs at a time, others are answered
-/// `Busy`.
-pub async fn send_verifiable<S>(
-    store: Arc<Store>,
-    conn: S,
-    cfg: &SessionConfig,
-    acked: Option<watch::Sender<Lsn>>,
-    verify: Option<&mut mpsc::Receiver<VerifyAsk>>,
-) -> Result<(), SessionError>
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
-    send_switchable(store, conn, cfg, acked, verify, None).await
-}
-
-/// `send_verifiable`, also taking a switchover ask (`tandem switchover`,
-/// crate::switchover) from `switchover`. After the replica answered
-/// `SwitchoverDone` the session neither sends nor returns: the vserver is
-/// active at the peer now, and a reconnect would be fenced; the caller
-/// stops it.
-pub async fn send_switchable<S>(
-    store: Arc<Store>,
-    conn: S,
-    cfg: &SessionConfig,
-    acked: Option<watch::Sender<Lsn>>,
-    mut verify: Option<&mut mpsc::Receiver<VerifyAsk>>,
-    mut switchover: Option<&mut mpsc::Receiver<SwitchoverAsk>>,
-) -> Result<(), SessionError>
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
-    let vserver = store.config().name;
+    let SendOptions {
+        acked,
+        mut verify,
+        mut switchover,
+    } = opts;
     let (mut rd, mut wr) = tokio::io::split(conn);
+    let replica_lsn = handshake(&store, &mut rd, &mut wr, cfg).await?;
+    store.set_retention_floor(replica_lsn);
+    if let Some(tx) = &acked {
+        tx.send_replace(replica_lsn);
+    }
+    // Peer messages arrive on their own task, so acks are taken while
+    // batches are being sent.
+    let (_reader, mut rx) = spawn_reader(rd, cfg.idle_timeout, cfg.window_batches);
+    let _nudger = cfg
+        .max_ship_delay
+        .map(|every| spawn_ship_nudger(store.clone(), every));
+    let mut ship = Shipping::new(store.clone(), cfg, replica_lsn, acked);
+    let mut heartbeat = tokio::time::interval(cfg.heartbeat_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ship.fill_window(&mut wr).await?;
+        if ship.send_due_request(&mut wr).await? {
+            continue;
+        }
+        tokio::select! {
+            m = rx.recv() => {
+                let m = match m {
+                    None => return Err(SessionError::Task("reader stopped".into())),
+                    Some(m) => m?,
+                };
+                if ship.on_message(m)? == Handled::SwitchedOver {
+                    return std::future::pending().await;
+                }
+            }
+            r = store.wait_durable_past(ship.sent), if ship.window_open() => {
+                r?;
+            }
+            _ = heartbeat.tick() => {
+                let hb = Message::Heartbeat { now_ms: now_ms() };
+                wire::write_message(&mut wr, &hb, cfg.message_timeout).await?;
+                Verifying::finish_if_done(&mut ship.verifying);
+            }
+            ask = recv_ask(&mut switchover) => match ask {
+                None => switchover = None,
+                Some(ask) => ship.take_switchover(ask),
+            },
+            ask = recv_ask(&mut verify) => match ask {
+                None => verify = None,
+                Some(ask) => ship.take_verify(ask),
+            },
+            () = Verifying::ours_progress(&mut ship.verifying), if Verifying::ours_running(&ship.verifying) => {
+                Verifying::finish_if_done(&mut ship.verifying);
+            }
+        }
+    }
+}
+
+/// Hello, and the replica's HelloOk checked against this store: its LSN,
+/// from which shipping starts. A higher epoch there fences us; an LSN past
+/// ours is divergence. Either is told to the replica before returning.
+async fn handshake<R, W>(
+    store: &Store,
+    rd: &mut R,
+    wr: &mut W,
+    cfg: &SessionConfig,
+) -> Result<Lsn, SessionError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let hello = Message::Hello(Hello {
         protocol_version: wire::PROTOCOL_VERSION,
         site_id: cfg.site_id.clone(),
-        vserver: vserver.clone(),
+        vserver: store.config().name,
         epoch: store.epoch(),
         last_lsn: store.durable_lsn(),
     });
-    wire::write_message(&mut wr, &hello, cfg.message_timeout).await?;
-    let ok = match wire::read_message(&mut rd, cfg.message_timeout).await? {
+    wire::write_message(wr, &hello, cfg.message_timeout).await?;
+    let ok = match wire::read_message(rd, cfg.message_timeout).await? {
         Message::HelloOk(ok) => ok,
         Message::Refuse { code, reason } => return Err(SessionError::Refused { code, reason }),
         other => {
@@ -256,7 +316,7 @@ where
         // Another site was promoted: this one must stop serving writes
         // ("One writer per epoch"); the caller acts on the error.
         let text = format!("epoch {ours} is below the replica's ({})", ok.epoch);
-        let _ = send_error(&mut wr, code::FENCED, &text, cfg).await;
+        let _ = send_error(wr, code::FENCED, &text, cfg).await;
         return Err(SessionError::Fenced {
             ours,
             theirs: ok.epoch,
@@ -268,55 +328,94 @@ where
             ok.last_lsn,
             store.durable_lsn()
         );
-        let _ = send_error(&mut wr, code::GAP, &text, cfg).await;
+        let _ = send_error(wr, code::GAP, &text, cfg).await;
         return Err(SessionError::Protocol(text));
     }
-    store.set_retention_floor(ok.last_lsn);
-    if let Some(tx) = &acked {
-        tx.send_replace(ok.last_lsn);
+    Ok(ok.last_lsn)
+}
+
+/// What a peer message did to the session.
+#[derive(Debug, PartialEq, Eq)]
+enum Handled {
+    Continue,
+    /// The replica promoted: the session sends nothing more.
+    SwitchedOver,
+}
+
+/// The sending loop's state: the window of batches in flight, the
+/// bandwidth bucket, and the verify or switchover under way.
+struct Shipping<'a> {
+    store: Arc<Store>,
+    vserver: String,
+    cfg: &'a SessionConfig,
+    acked: Option<watch::Sender<Lsn>>,
+    /// Frame bytes per batch, at most.
+    max_bytes: usize,
+    window: usize,
+    /// Highest LSN the replica acknowledged as applied.
+    applied: Lsn,
+    /// Highest LSN sent.
+    sent: Lsn,
+    /// Each batch in flight: its last LSN and its journal bytes.
+    in_flight: VecDeque<(Lsn, u64)>,
+    bucket: Option<TokenBucket>,
+    verifying: Option<Verifying>,
+    switching: Option<Switching>,
+}
+
+impl<'a> Shipping<'a> {
+    fn new(
+        store: Arc<Store>,
+        cfg: &'a SessionConfig,
+        replica_lsn: Lsn,
+        acked: Option<watch::Sender<Lsn>>,
+    ) -> Self {
+        let mut max_bytes = cfg
+            .max_batch_bytes
+            .min(wire::MAX_MESSAGE_BYTES - BATCH_OVERHEAD_BYTES);
+        if let Some(rate) = cfg.max_bytes_per_s {
+            // Batches of at most about a second's worth keep each wait for
+            // the bucket short (one frame always fits, whatever its size).
+            let second = usize::try_from(rate).unwrap_or(usize::MAX);
+            max_bytes = max_bytes.min(second.max(MIN_THROTTLED_BATCH_BYTES));
+        }
+        let bucket = cfg.max_bytes_per_s.map(|rate| {
+            TokenBucket::new(
+                rate,
+                (max_bytes + BATCH_OVERHEAD_BYTES) as u64,
+                Instant::now(),
+            )
+        });
+        Shipping {
+            vserver: store.config().name,
+            store,
+            cfg,
+            acked,
+            max_bytes,
+            window: cfg.window_batches.max(1),
+            applied: replica_lsn,
+            sent: replica_lsn,
+            in_flight: VecDeque::new(),
+            bucket,
+            verifying: None,
+            switching: None,
+        }
     }
 
-    // Peer messages arrive on their own task, so acks are taken while
-    // batches are being sent.
-    let (_reader, mut rx) = spawn_reader(rd, cfg.idle_timeout, cfg.window_batches);
-    let _nudger = cfg
-        .max_ship_delay
-        .map(|every| spawn_ship_nudger(store.clone(), every));
-
-    let mut max_bytes = cfg
-        .max_batch_bytes
-        .min(wire::MAX_MESSAGE_BYTES - BATCH_OVERHEAD_BYTES);
-    if let Some(rate) = cfg.max_bytes_per_s {
-        // Batches of at most about a second's worth keep each wait for
-        // the bucket short (one frame always fits, whatever its size).
-        let second = usize::try_from(rate).unwrap_or(usize::MAX);
-        max_bytes = max_bytes.min(second.max(MIN_THROTTLED_BATCH_BYTES));
+    fn window_open(&self) -> bool {
+        self.in_flight.len() < self.window
     }
-    let window = cfg.window_batches.max(1);
-    let mut applied = ok.last_lsn;
-    let mut sent = ok.last_lsn;
-    // Each batch in flight: its last LSN and its journal bytes.
-    let mut in_flight: VecDeque<(Lsn, u64)> = VecDeque::new();
-    let mut bucket = cfg.max_bytes_per_s.map(|rate| {
-        TokenBucket::new(
-            rate,
-            (max_bytes + BATCH_OVERHEAD_BYTES) as u64,
-            Instant::now(),
-        )
-    });
-    let mut heartbeat = tokio::time::interval(cfg.heartbeat_interval);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut verifying: Option<Verifying> = None;
-    let mut switching: Option<Switching> = None;
-    loop {
-        while in_flight.len() < window {
+
+    /// Sends batches of durable frames while the window has room and
+    /// frames wait (up to a verify's cut, if one runs).
+    async fn fill_window<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> Result<(), SessionError> {
+        while self.window_open() {
             // A verify cuts the stream at its LSN until its request is sent.
-            let cut = Verifying::cut(&verifying);
-            if cut == Some(sent) {
+            let cut = Verifying::cut(&self.verifying);
+            if cut == Some(self.sent) {
                 break;
             }
-            let s = store.clone();
-            let after = sent;
+            let (s, after, max_bytes) = (self.store.clone(), self.sent, self.max_bytes);
             let mut frames = tokio::task::spawn_blocking(move || s.read_frames(after, max_bytes))
                 .await
                 .map_err(|e| SessionError::Task(e.to_string()))??;
@@ -328,130 +427,150 @@ where
             };
             let journal_bytes: u64 = frames.iter().map(|f| f.bytes.len() as u64).sum();
             let batch = Batch {
-                vserver: vserver.clone(),
-                epoch: store.epoch(),
+                vserver: self.vserver.clone(),
+                epoch: self.store.epoch(),
                 frames,
             };
-            let bytes = wire::encode_batch(batch, cfg.compress)?;
-            if let Some(b) = bucket.as_mut() {
+            let bytes = wire::encode_batch(batch, self.cfg.compress)?;
+            if let Some(b) = self.bucket.as_mut() {
                 let wait = b.take(bytes.len() as u64, Instant::now());
-                pace(&mut wr, wait, cfg).await?;
+                pace(wr, wait, self.cfg).await?;
             }
-            wire::write_bytes(&mut wr, &bytes, cfg.message_timeout).await?;
-            let c = &cfg.counters;
+            wire::write_bytes(wr, &bytes, self.cfg.message_timeout).await?;
+            let c = &self.cfg.counters;
             c.sent_wire_bytes
                 .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             c.sent_journal_bytes
                 .fetch_add(journal_bytes, Ordering::Relaxed);
-            sent = last;
-            in_flight.push_back((last, journal_bytes));
+            self.sent = last;
+            self.in_flight.push_back((last, journal_bytes));
         }
-        if let Some(request) = Verifying::request_due(&mut verifying, sent) {
-            wire::write_message(&mut wr, &request, cfg.message_timeout).await?;
-            continue;
+        Ok(())
+    }
+
+    /// Sends a verify's or a switchover's request once its LSN is reached;
+    /// true if one went out.
+    async fn send_due_request<W: AsyncWrite + Unpin>(
+        &mut self,
+        wr: &mut W,
+    ) -> Result<bool, SessionError> {
+        let timeout = self.cfg.message_timeout;
+        if let Some(request) = Verifying::request_due(&mut self.verifying, self.sent) {
+            wire::write_message(wr, &request, timeout).await?;
+            return Ok(true);
         }
-        match switching
+        match self
+            .switching
             .as_mut()
-            .and_then(|s| s.request_due(&vserver, applied))
+            .and_then(|s| s.request_due(&self.vserver, self.applied))
         {
-            None => {}
+            None => Ok(false),
             // The asker gave up before the request went out.
-            Some(Err(())) => switching = None,
+            Some(Err(())) => {
+                self.switching = None;
+                Ok(false)
+            }
             Some(Ok(request)) => {
                 let msg = Message::SwitchoverRequest(request);
-                wire::write_message(&mut wr, &msg, cfg.message_timeout).await?;
-                continue;
+                wire::write_message(wr, &msg, timeout).await?;
+                Ok(true)
             }
         }
-        tokio::select! {
-            m = rx.recv() => match m {
-                None => return Err(SessionError::Task("reader stopped".into())),
-                Some(Err(e)) => return Err(e.into()),
-                Some(Ok(Message::Ack(a))) => {
-                    if a.applied_lsn > sent || a.applied_lsn < applied {
-                        return Err(SessionError::Protocol(format!(
-                            "ack of LSN {} outside {applied}..={sent}",
-                            a.applied_lsn
-                        )));
-                    }
-                    applied = a.applied_lsn;
-                    while let Some(&(l, bytes)) = in_flight.front() {
-                        if l > applied {
-                            break;
-                        }
-                        in_flight.pop_front();
-                        cfg.counters.acked_journal_bytes.fetch_add(bytes, Ordering::Relaxed);
-                    }
-                    store.set_retention_floor(applied);
-                    if let Some(tx) = &acked {
-                        tx.send_replace(applied);
-                    }
+    }
+
+    /// One message from the replica.
+    fn on_message(&mut self, msg: Message) -> Result<Handled, SessionError> {
+        match msg {
+            Message::Ack(a) => self.on_ack(a)?,
+            Message::Heartbeat { .. } => {}
+            Message::Error { code, text } => return Err(SessionError::Peer { code, text }),
+            m @ (Message::VerifyResult(_) | Message::VerifyEntries { .. }) => {
+                Verifying::on_message(&mut self.verifying, m)?;
+                Verifying::finish_if_done(&mut self.verifying);
+            }
+            Message::SwitchoverDone { lsn, epoch, notes } => match self.switching.take() {
+                Some(s) if s.answers(lsn) => {
+                    s.done(epoch, notes).map_err(SessionError::Protocol)?;
+                    return Ok(Handled::SwitchedOver);
                 }
-                Some(Ok(Message::Heartbeat { .. })) => {}
-                Some(Ok(Message::Error { code, text })) => {
-                    return Err(SessionError::Peer { code, text })
-                }
-                Some(Ok(m @ (Message::VerifyResult(_) | Message::VerifyEntries { .. }))) => {
-                    Verifying::on_message(&mut verifying, m)?;
-                    Verifying::finish_if_done(&mut verifying);
-                }
-                Some(Ok(Message::SwitchoverDone { lsn, epoch, notes })) => match switching.take() {
-                    Some(s) if s.answers(lsn) => {
-                        s.done(epoch, notes).map_err(SessionError::Protocol)?;
-                        return std::future::pending().await;
-                    }
-                    _ => return Err(SessionError::Protocol(format!(
-                        "SwitchoverDone for LSN {lsn}, which no request of ours named"
-                    ))),
-                },
-                Some(Ok(Message::SwitchoverRefused { lsn, reason })) => match switching.take() {
-                    Some(s) if s.answers(lsn) => s.refused(reason),
-                    _ => return Err(SessionError::Protocol(format!(
-                        "SwitchoverRefused for LSN {lsn}, which no request of ours named"
-                    ))),
-                },
-                Some(Ok(other)) => {
+                _ => {
                     return Err(SessionError::Protocol(format!(
-                        "unexpected {} from the replica",
-                        other.kind()
+                        "SwitchoverDone for LSN {lsn}, which no request of ours named"
                     )))
                 }
             },
-            r = store.wait_durable_past(sent), if in_flight.len() < window => {
-                r?;
-            }
-            _ = heartbeat.tick() => {
-                let hb = Message::Heartbeat { now_ms: now_ms() };
-                wire::write_message(&mut wr, &hb, cfg.message_timeout).await?;
-                Verifying::finish_if_done(&mut verifying);
-            }
-            ask = recv_ask(&mut switchover) => match ask {
-                None => switchover = None,
-                Some(ask) if switching.is_some() || verifying.is_some() => {
-                    crate::switchover::not_sent(ask, "a verify or another switchover is running in this session".into());
+            Message::SwitchoverRefused { lsn, reason } => match self.switching.take() {
+                Some(s) if s.answers(lsn) => s.refused(reason),
+                _ => {
+                    return Err(SessionError::Protocol(format!(
+                        "SwitchoverRefused for LSN {lsn}, which no request of ours named"
+                    )))
                 }
-                Some(ask) if !store.is_replica() || store.last_lsn() != ask.lsn => {
-                    let why = format!(
-                        "the store is not demoted at LSN {} (it stands at {}, replica: {})",
-                        ask.lsn, store.last_lsn(), store.is_replica()
-                    );
-                    crate::switchover::not_sent(ask, why);
-                }
-                Some(ask) => switching = Some(Switching::new(ask)),
             },
-            ask = recv_ask(&mut verify) => match ask {
-                None => verify = None,
-                Some(ask) if verifying.is_some() || switching.is_some() => {
-                    let _ = ask.reply.send(Err(crate::verify::VerifyError::Busy));
-                }
-                // A caller that gave up while the ask was queued (between
-                // sessions) gets nothing computed.
-                Some(ask) if ask.reply.is_closed() => {}
-                Some(ask) => verifying = Some(Verifying::start(&store, sent, ask.reply)),
-            },
-            () = Verifying::ours_progress(&mut verifying), if Verifying::ours_running(&verifying) => {
-                Verifying::finish_if_done(&mut verifying);
+            other => {
+                return Err(SessionError::Protocol(format!(
+                    "unexpected {} from the replica",
+                    other.kind()
+                )))
             }
+        }
+        Ok(Handled::Continue)
+    }
+
+    /// An ack closes the batches it covers and raises the retention floor.
+    fn on_ack(&mut self, a: Ack) -> Result<(), SessionError> {
+        if a.applied_lsn > self.sent || a.applied_lsn < self.applied {
+            return Err(SessionError::Protocol(format!(
+                "ack of LSN {} outside {}..={}",
+                a.applied_lsn, self.applied, self.sent
+            )));
+        }
+        self.applied = a.applied_lsn;
+        while let Some(&(l, bytes)) = self.in_flight.front() {
+            if l > self.applied {
+                break;
+            }
+            self.in_flight.pop_front();
+            self.cfg
+                .counters
+                .acked_journal_bytes
+                .fetch_add(bytes, Ordering::Relaxed);
+        }
+        self.store.set_retention_floor(self.applied);
+        if let Some(tx) = &self.acked {
+            tx.send_replace(self.applied);
+        }
+        Ok(())
+    }
+
+    fn take_switchover(&mut self, ask: SwitchoverAsk) {
+        let store = &self.store;
+        if self.switching.is_some() || self.verifying.is_some() {
+            crate::switchover::not_sent(
+                ask,
+                "a verify or another switchover is running in this session".into(),
+            );
+        } else if !store.is_replica() || store.last_lsn() != ask.lsn {
+            let why = format!(
+                "the store is not demoted at LSN {} (it stands at {}, replica: {})",
+                ask.lsn,
+                store.last_lsn(),
+                store.is_replica()
+            );
+            crate::switchover::not_sent(ask, why);
+        } else {
+            self.switching = Some(Switching::new(ask));
+        }
+    }
+
+    fn take_verify(&mut self, ask: VerifyAsk) {
+        if self.verifying.is_some() || self.switching.is_some() {
+            let _ = ask.reply.send(Err(crate::verify::VerifyError::Busy));
+        } else if ask.reply.is_closed() {
+            // A caller that gave up while the ask was queued (between
+            // sessions) gets nothing computed.
+        } else {
+            self.verifying = Some(Verifying::start(&self.store, self.sent, ask.reply));
         }
     }
 }

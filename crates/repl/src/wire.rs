@@ -27,7 +27,9 @@ pub const MAGIC: [u8; 4] = *b"TNRP";
 pub const WIRE_VERSION: u16 = 1;
 /// Protocol version a site announces in `Hello`; the sessions' rules (which
 /// messages, in which order) may change without the layout changing.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2: the preface of a site-to-site connection (ping, epoch
+/// question, REPLICATE, RESYNC) is messages (types 48-59), no longer text.
+pub const PROTOCOL_VERSION: u16 = 2;
 pub const ENVELOPE_BYTES: usize = 16;
 /// Largest payload of one message. A batch carries at least one journal
 /// frame (at most 4 MiB + 24 bytes), so this leaves room for several.
@@ -38,6 +40,9 @@ pub const MAX_TEXT_BYTES: usize = 4096;
 pub const MAX_SITE_ID_BYTES: usize = 128;
 /// Longest vserver name (the store's own limit).
 pub const MAX_VSERVER_BYTES: usize = 64;
+/// Longest replica address ("IP/PREFIX[@INTERFACE]": an IPv6 address with
+/// its prefix and an interface name take about 60).
+pub const MAX_ADDRESS_BYTES: usize = 128;
 /// Most frames in one batch: bounds the per-frame bookkeeping.
 pub const MAX_BATCH_FRAMES: usize = 65_536;
 /// Largest piece of file data in one `BaselineChunk` (the store's limit).
@@ -97,6 +102,62 @@ pub mod msg_type {
     pub const SWITCHOVER_REQUEST: u16 = 40;
     pub const SWITCHOVER_DONE: u16 = 41;
     pub const SWITCHOVER_REFUSED: u16 = 42;
+    // The preface of a site-to-site connection (48-63): what the
+    // connecting site asks before any session, transfer or resync
+    // (`crate::peer`).
+    pub const PING: u16 = 48;
+    pub const PONG: u16 = 49;
+    pub const EPOCH_QUERY: u16 = 50;
+    pub const EPOCH_ANSWER: u16 = 51;
+    pub const REPLICATE: u16 = 52;
+    pub const REPLICATE_OK: u16 = 53;
+    pub const TRANSFER: u16 = 54;
+    pub const RESYNC: u16 = 55;
+    pub const RESYNC_OK: u16 = 56;
+    pub const RESYNC_READY: u16 = 57;
+    pub const RESYNC_DONE: u16 = 58;
+    pub const ACTIVE_HERE: u16 = 59;
+
+    /// Every type above, ascending.
+    pub const ALL: &[u16] = &[
+        HELLO,
+        HELLO_OK,
+        REFUSE,
+        BATCH,
+        ACK,
+        HEARTBEAT,
+        ERROR,
+        VERIFY_REQUEST,
+        VERIFY_RESULT,
+        VERIFY_ENTRIES,
+        BATCH_ZSTD,
+        BASELINE_START,
+        BASELINE_RESUME,
+        BASELINE_STATE,
+        BASELINE_CHUNK,
+        BASELINE_DONE,
+        CATCHUP_START,
+        CATCHUP_STATE,
+        CATCHUP_CHUNK,
+        CATCHUP_ZEROS,
+        CATCHUP_DONE,
+        RESYNC_REQUEST,
+        SWITCHOVER_REQUEST,
+        SWITCHOVER_DONE,
+        SWITCHOVER_REFUSED,
+        PING,
+        PONG,
+        EPOCH_QUERY,
+        EPOCH_ANSWER,
+        REPLICATE,
+        REPLICATE_OK,
+        TRANSFER,
+        RESYNC,
+        RESYNC_OK,
+        RESYNC_READY,
+        RESYNC_DONE,
+        ACTIVE_HERE,
+    ];
 }
 
 /// Reason codes of `Refuse` and `Error`. Unknown codes are kept as they are
@@ -282,6 +343,65 @@ pub struct VerifyHeader {
     pub entries: u64,
 }
 
+/// A site's part in a vserver, as an epoch question's answer gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The vserver is not there (its epoch is 0).
+    None,
+    Replica,
+    Active,
+}
+
+/// The answer to an epoch question: the answering site's epoch and role
+/// for the vserver, and the LSN it shares with a site left at the asked
+/// epoch (from its epoch history), if it knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochAnswer {
+    pub epoch: u64,
+    pub role: Role,
+    pub shared_lsn: Option<Lsn>,
+}
+
+/// The replica site's answer to `Replicate`: its last LSN, and whether it
+/// holds an unfinished baseline (then only a baseline can go on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaAt {
+    pub lsn: Lsn,
+    pub unfinished_baseline: bool,
+}
+
+/// What the connecting site sends after the replica accepted `Replicate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferKind {
+    /// The streaming session (Hello) follows.
+    Stream,
+    /// A baseline (BaselineStart) follows, then the session.
+    Baseline,
+    /// A catch-up (CatchupStart) follows, then the session.
+    Catchup,
+}
+
+/// Opens a resync, from a diverged former active site: its epoch, the LSN
+/// it shares with the promoted site, and the address to serve the replica on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResyncOpen {
+    pub vserver: String,
+    pub epoch: u64,
+    pub shared_lsn: Lsn,
+    pub replica_address: Option<String>,
+}
+
+/// The promoted site's figures once a resync is installed and it
+/// replicates to the former active site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResyncDone {
+    pub lsn: Lsn,
+    pub data_bytes: u64,
+    pub state_bytes: u64,
+    pub own_changed_bytes: u64,
+    pub divergent_bytes: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     Hello(Hello),
@@ -368,6 +488,40 @@ pub enum Message {
         lsn: Lsn,
         reason: String,
     },
+    /// `peer check`: the sender's site id, which must be the one its
+    /// certificate proved.
+    Ping {
+        site_id: String,
+    },
+    Pong {
+        site_id: String,
+    },
+    /// What is the vserver's epoch there (the sender's is `epoch`)?
+    EpochQuery {
+        vserver: String,
+        epoch: u64,
+    },
+    EpochAnswer(EpochAnswer),
+    /// Opens replication of `vserver` into the accepting site.
+    Replicate {
+        vserver: String,
+        replica_address: Option<String>,
+    },
+    ReplicateOk(ReplicaAt),
+    Transfer(TransferKind),
+    Resync(ResyncOpen),
+    /// The promoted site accepts the resync; a ResyncRequest follows.
+    ResyncOk,
+    /// The diverged site installed the resync and is a replica now.
+    ResyncReady,
+    ResyncDone(ResyncDone),
+    /// A refusal from a site where the vserver is active at `epoch` (a
+    /// failover or switchover promoted it): a sender at a lower epoch
+    /// fences itself.
+    ActiveHere {
+        epoch: u64,
+        reason: String,
+    },
 }
 
 /// A switchover's hand-over: the vserver, the LSN both sites hold, the
@@ -409,6 +563,18 @@ impl Message {
             Message::SwitchoverRequest(_) => msg_type::SWITCHOVER_REQUEST,
             Message::SwitchoverDone { .. } => msg_type::SWITCHOVER_DONE,
             Message::SwitchoverRefused { .. } => msg_type::SWITCHOVER_REFUSED,
+            Message::Ping { .. } => msg_type::PING,
+            Message::Pong { .. } => msg_type::PONG,
+            Message::EpochQuery { .. } => msg_type::EPOCH_QUERY,
+            Message::EpochAnswer(_) => msg_type::EPOCH_ANSWER,
+            Message::Replicate { .. } => msg_type::REPLICATE,
+            Message::ReplicateOk(_) => msg_type::REPLICATE_OK,
+            Message::Transfer(_) => msg_type::TRANSFER,
+            Message::Resync(_) => msg_type::RESYNC,
+            Message::ResyncOk => msg_type::RESYNC_OK,
+            Message::ResyncReady => msg_type::RESYNC_READY,
+            Message::ResyncDone(_) => msg_type::RESYNC_DONE,
+            Message::ActiveHere { .. } => msg_type::ACTIVE_HERE,
         }
     }
 
@@ -444,6 +610,18 @@ fn type_name(t: u16) -> &'static str {
         msg_type::SWITCHOVER_REQUEST => "SwitchoverRequest",
         msg_type::SWITCHOVER_DONE => "SwitchoverDone",
         msg_type::SWITCHOVER_REFUSED => "SwitchoverRefused",
+        msg_type::PING => "Ping",
+        msg_type::PONG => "Pong",
+        msg_type::EPOCH_QUERY => "EpochQuery",
+        msg_type::EPOCH_ANSWER => "EpochAnswer",
+        msg_type::REPLICATE => "Replicate",
+        msg_type::REPLICATE_OK => "ReplicateOk",
+        msg_type::TRANSFER => "Transfer",
+        msg_type::RESYNC => "Resync",
+        msg_type::RESYNC_OK => "ResyncOk",
+        msg_type::RESYNC_READY => "ResyncReady",
+        msg_type::RESYNC_DONE => "ResyncDone",
+        msg_type::ACTIVE_HERE => "ActiveHere",
         _ => "unknown",
     }
 }
@@ -698,6 +876,54 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>> {
             w.u64(*lsn);
             w.text(reason)?;
         }
+        Message::Ping { site_id } | Message::Pong { site_id } => w.site_id(site_id)?,
+        Message::EpochQuery { vserver, epoch } => {
+            w.vserver(vserver)?;
+            w.u64(*epoch);
+        }
+        Message::EpochAnswer(a) => {
+            w.u64(a.epoch);
+            w.out.push(match a.role {
+                Role::None => 0,
+                Role::Replica => 1,
+                Role::Active => 2,
+            });
+            w.optional_lsn(a.shared_lsn);
+        }
+        Message::Replicate {
+            vserver,
+            replica_address,
+        } => {
+            w.vserver(vserver)?;
+            w.address(replica_address.as_deref())?;
+        }
+        Message::ReplicateOk(r) => {
+            w.u64(r.lsn);
+            w.out.push(u8::from(r.unfinished_baseline));
+        }
+        Message::Transfer(kind) => w.out.push(match kind {
+            TransferKind::Stream => 0,
+            TransferKind::Baseline => 1,
+            TransferKind::Catchup => 2,
+        }),
+        Message::Resync(r) => {
+            w.vserver(&r.vserver)?;
+            w.u64(r.epoch);
+            w.u64(r.shared_lsn);
+            w.address(r.replica_address.as_deref())?;
+        }
+        Message::ResyncOk | Message::ResyncReady => {}
+        Message::ResyncDone(d) => {
+            w.u64(d.lsn);
+            w.u64(d.data_bytes);
+            w.u64(d.state_bytes);
+            w.u64(d.own_changed_bytes);
+            w.u64(d.divergent_bytes);
+        }
+        Message::ActiveHere { epoch, reason } => {
+            w.u64(*epoch);
+            w.text(reason)?;
+        }
     }
     let payload_len = out.len() - ENVELOPE_BYTES;
     if payload_len > MAX_MESSAGE_BYTES {
@@ -758,10 +984,19 @@ pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R, timeout: Duration) ->
 
 async fn read_message_inner<R: AsyncRead + Unpin>(r: &mut R) -> Result<Message> {
     let mut head = [0u8; ENVELOPE_BYTES];
-    let got = read_up_to(r, &mut head).await?;
+    let got = read_up_to(r, &mut head[..MAGIC.len()]).await?;
     if got == 0 {
         return Err(WireError::Closed);
     }
+    // The magic is checked before the rest of the envelope is awaited: a
+    // peer speaking something else (a version-1 text line, shorter than an
+    // envelope) is answered at once, not at the timeout.
+    if got == MAGIC.len() && head[..MAGIC.len()] != MAGIC {
+        let mut found = [0u8; 4];
+        found.copy_from_slice(&head[..MAGIC.len()]);
+        return Err(WireError::BadMagic { found });
+    }
+    let got = got + read_up_to(r, &mut head[got..]).await?;
     if got < ENVELOPE_BYTES {
         return Err(WireError::Truncated {
             got_bytes: got,
@@ -1033,6 +1268,28 @@ impl Writer<'_> {
         check_vserver(s).map_err(|why| malformed(self.kind, why))?;
         self.str("vserver", s, MAX_VSERVER_BYTES)
     }
+    /// An optional replica address: empty for none.
+    fn address(&mut self, s: Option<&str>) -> Result<()> {
+        let s = s.unwrap_or("");
+        check_address(s).map_err(|why| malformed(self.kind, why))?;
+        self.str("address", s, MAX_ADDRESS_BYTES)
+    }
+    /// A presence byte (0 or 1), then the LSN (0 when absent).
+    fn optional_lsn(&mut self, lsn: Option<Lsn>) {
+        self.out.push(u8::from(lsn.is_some()));
+        self.u64(lsn.unwrap_or(0));
+    }
+}
+
+/// A replica address as the wire carries it: printable ASCII without
+/// spaces (its meaning is the daemons'); empty is none.
+fn check_address(s: &str) -> std::result::Result<(), String> {
+    if s.len() > MAX_ADDRESS_BYTES || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "address must be at most {MAX_ADDRESS_BYTES} printable ASCII characters"
+        ));
+    }
+    Ok(())
 }
 
 fn check_site_id(s: &str) -> std::result::Result<(), String> {
@@ -1103,6 +1360,30 @@ impl Reader {
         let s = self.str("vserver", MAX_VSERVER_BYTES)?;
         check_vserver(&s).map_err(|why| malformed(self.kind, why))?;
         Ok(s)
+    }
+    fn address(&mut self) -> Result<Option<String>> {
+        let s = self.str("address", MAX_ADDRESS_BYTES)?;
+        check_address(&s).map_err(|why| malformed(self.kind, why))?;
+        Ok((!s.is_empty()).then_some(s))
+    }
+    fn optional_lsn(&mut self, field: &str) -> Result<Option<Lsn>> {
+        let present = self.bool(field)?;
+        let lsn = self.u64(field)?;
+        match (present, lsn) {
+            (true, lsn) => Ok(Some(lsn)),
+            (false, 0) => Ok(None),
+            (false, _) => Err(malformed(self.kind, format!("{field} is absent but not 0"))),
+        }
+    }
+    /// One byte naming a variant: `names[i]` for byte i.
+    fn variant<T: Copy>(&mut self, field: &str, names: &[T]) -> Result<T> {
+        let b = self.take(1, field)?[0];
+        names.get(usize::from(b)).copied().ok_or_else(|| {
+            malformed(
+                self.kind,
+                format!("{field} is {b}, not below {}", names.len()),
+            )
+        })
     }
     /// The rest of the payload as `count` journal frames, each checked
     /// (length, checksum) and shared with the payload, not copied.
@@ -1416,6 +1697,56 @@ fn decode_payload(msg_type: u16, payload: Bytes) -> Result<Message> {
         },
         msg_type::SWITCHOVER_REFUSED => Message::SwitchoverRefused {
             lsn: r.u64("LSN")?,
+            reason: r.text()?,
+        },
+        msg_type::PING => Message::Ping {
+            site_id: r.site_id()?,
+        },
+        msg_type::PONG => Message::Pong {
+            site_id: r.site_id()?,
+        },
+        msg_type::EPOCH_QUERY => Message::EpochQuery {
+            vserver: r.vserver()?,
+            epoch: r.u64("epoch")?,
+        },
+        msg_type::EPOCH_ANSWER => Message::EpochAnswer(EpochAnswer {
+            epoch: r.u64("epoch")?,
+            role: r.variant("role", &[Role::None, Role::Replica, Role::Active])?,
+            shared_lsn: r.optional_lsn("shared LSN")?,
+        }),
+        msg_type::REPLICATE => Message::Replicate {
+            vserver: r.vserver()?,
+            replica_address: r.address()?,
+        },
+        msg_type::REPLICATE_OK => Message::ReplicateOk(ReplicaAt {
+            lsn: r.u64("LSN")?,
+            unfinished_baseline: r.bool("unfinished baseline")?,
+        }),
+        msg_type::TRANSFER => Message::Transfer(r.variant(
+            "transfer",
+            &[
+                TransferKind::Stream,
+                TransferKind::Baseline,
+                TransferKind::Catchup,
+            ],
+        )?),
+        msg_type::RESYNC => Message::Resync(ResyncOpen {
+            vserver: r.vserver()?,
+            epoch: r.u64("epoch")?,
+            shared_lsn: r.u64("shared LSN")?,
+            replica_address: r.address()?,
+        }),
+        msg_type::RESYNC_OK => Message::ResyncOk,
+        msg_type::RESYNC_READY => Message::ResyncReady,
+        msg_type::RESYNC_DONE => Message::ResyncDone(ResyncDone {
+            lsn: r.u64("LSN")?,
+            data_bytes: r.u64("data bytes")?,
+            state_bytes: r.u64("state bytes")?,
+            own_changed_bytes: r.u64("changed bytes")?,
+            divergent_bytes: r.u64("divergent bytes")?,
+        }),
+        msg_type::ACTIVE_HERE => Message::ActiveHere {
+            epoch: r.u64("epoch")?,
             reason: r.text()?,
         },
         other => return Err(WireError::UnknownType { found: other }),

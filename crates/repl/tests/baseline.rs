@@ -161,7 +161,15 @@ async fn baseline_then_streaming_on_one_connection() {
     let (acked_tx, mut acked) = watch::channel(0);
     let sender = {
         let active = active.clone();
-        tokio::spawn(async move { session::send(active, a, &session_cfg(), Some(acked_tx)).await })
+        tokio::spawn(async move {
+            session::send(
+                active,
+                a,
+                &session_cfg(),
+                session::SendOptions::acked(acked_tx),
+            )
+            .await
+        })
     };
     // Stop churning once the stream has carried writes made after the
     // baseline, not after a guessed while.
@@ -256,7 +264,15 @@ async fn broken_baseline_resumes_where_it_stopped() {
     let (acked_tx, mut acked) = watch::channel(0);
     let sender = {
         let active = active.clone();
-        tokio::spawn(async move { session::send(active, a, &session_cfg(), Some(acked_tx)).await })
+        tokio::spawn(async move {
+            session::send(
+                active,
+                a,
+                &session_cfg(),
+                session::SendOptions::acked(acked_tx),
+            )
+            .await
+        })
     };
     let recv = {
         let replica = replica.clone();

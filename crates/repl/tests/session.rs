@@ -85,7 +85,7 @@ fn spawn_session_with(
     let (ack_tx, acked) = watch::channel(0);
     let sender = tokio::spawn({
         let (active, c) = (active.clone(), c.clone());
-        async move { send(active, a, &c, Some(ack_tx)).await }
+        async move { send(active, a, &c, SendOptions::acked(ack_tx)).await }
     });
     let receiver = tokio::spawn({
         let replica = replica.clone();
@@ -297,7 +297,7 @@ async fn one_session(
     let c = session_cfg();
     let (a, b) = tokio::io::duplex(64 << 10);
     tokio::join!(
-        send(active.clone(), a, &c, None),
+        send(active.clone(), a, &c, SendOptions::default()),
         receive(receiver.clone(), vserver, b, &c)
     )
 }
@@ -329,7 +329,7 @@ async fn a_silent_replica_is_detected() {
     });
     let c = session_cfg();
     let started = std::time::Instant::now();
-    let s = send(active.clone(), a, &c, None).await;
+    let s = send(active.clone(), a, &c, SendOptions::default()).await;
     assert!(
         matches!(s, Err(SessionError::Wire(wire::WireError::Timeout { .. }))),
         "{s:?}"

@@ -98,7 +98,16 @@ async fn switch(
     let active = p.active.clone();
     let sender = tokio::spawn(async move {
         let cfg = session_cfg();
-        send_switchable(active, a_end, &cfg, None, None, Some(&mut ask_rx)).await
+        send(
+            active,
+            a_end,
+            &cfg,
+            SendOptions {
+                switchover: Some(&mut ask_rx),
+                ..SendOptions::default()
+            },
+        )
+        .await
     });
     let replica = p.replica.clone();
     let receiver = tokio::spawn(async move {

@@ -42,7 +42,19 @@ fn pair(dir: &std::path::Path) -> Pair {
     let (asks, mut ask_rx) = mpsc::channel(4);
     let sender = tokio::spawn({
         let (active, c) = (active.clone(), c.clone());
-        async move { send_verifiable(active, a, &c, Some(ack_tx), Some(&mut ask_rx)).await }
+        async move {
+            send(
+                active,
+                a,
+                &c,
+                SendOptions {
+                    acked: Some(ack_tx),
+                    verify: Some(&mut ask_rx),
+                    ..SendOptions::default()
+                },
+            )
+            .await
+        }
     });
     let receiver = tokio::spawn({
         let replica = replica.clone();
@@ -269,8 +281,18 @@ async fn fake_replica() -> (
     let (a, mut b) = tokio::io::duplex(64 << 10);
     let c = session_cfg();
     let (asks, mut ask_rx) = mpsc::channel(1);
-    let sender =
-        tokio::spawn(async move { send_verifiable(active, a, &c, None, Some(&mut ask_rx)).await });
+    let sender = tokio::spawn(async move {
+        send(
+            active,
+            a,
+            &c,
+            SendOptions {
+                verify: Some(&mut ask_rx),
+                ..SendOptions::default()
+            },
+        )
+        .await
+    });
     let t = Duration::from_secs(5);
     let _hello = wire::read_message(&mut b, t).await.expect("hello");
     let ok = Message::HelloOk(HelloOk {

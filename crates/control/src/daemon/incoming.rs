@@ -1,5 +1,5 @@
 //! The replica side: a peer's session into a vserver here (the
-//! REPLICATE preface), the store it runs against, its baseline or
+//! Replicate request), the store it runs against, its baseline or
 //! catch-up install, and the token a failover ends it with.
 
 use std::sync::Arc;
@@ -28,7 +28,7 @@ pub enum IncomingTarget {
 }
 
 impl Daemon {
-    /// A peer asks to replicate `vserver` here (the REPLICATE preface):
+    /// A peer asks to replicate `vserver` here (the Replicate request):
     /// returns the store the session runs against and the lock that keeps
     /// it to one session. A vserver unknown here gets an empty replica
     /// store; an active one is refused. Serves `replica_address` read-only

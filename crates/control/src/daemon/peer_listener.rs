@@ -1,14 +1,17 @@
 //! The listener other sites connect to, and what it does with each
-//! connection: PING, a replication session into one of the daemon's
-//! replicas (with its baseline or catch-up), EPOCH, RESYNC, a switchover.
+//! connection's request (tandem_repl::peer): Ping, a replication session
+//! into one of the daemon's replicas (with its baseline or catch-up, and a
+//! switchover), an epoch question, a resync.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tandem_repl::peer::{Answer, Connection, PeerError, Request};
 use tandem_repl::tls::{self, TlsAcceptor, TlsError};
-use tokio::io::{AsyncBufReadExt, AsyncWrite, BufReader};
+use tandem_repl::wire::{self, code, Message, ReplicaAt, TransferKind, WireError};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -17,9 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::IncomingTarget;
 use crate::config::names::parse_address;
 use crate::error::{ControlError, Result};
-use crate::replication::link::{
-    read_line, truncate, write_line, PeerTls, PING_TIMEOUT, REFUSE_EPOCH_PREFIX,
-};
+use crate::replication::link::{truncate, PeerTls, PING_TIMEOUT};
 
 /// Concurrent connections on the peer listener; more wait in the backlog.
 pub const MAX_PEER_CONNECTIONS: usize = 64;
@@ -58,7 +59,7 @@ impl PeerListener {
     }
 
     /// `serve`, and replication sessions into `daemon`'s vservers (without
-    /// a daemon, REPLICATE is refused).
+    /// a daemon, Replicate is refused).
     pub async fn serve_with(
         self,
         shutdown: CancellationToken,
@@ -135,99 +136,101 @@ async fn connection(
     }
 }
 
-/// First bytes of a replication message (the wire envelope's magic).
-const REPL_MAGIC: &[u8] = b"TNRP";
-
-/// Tells the line protocol (PING, REPLICATE) apart from replication
-/// messages by their first bytes, without consuming them.
-async fn serve_peer<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+/// Answers the connecting site's requests (tandem_repl::peer): pings
+/// until another request takes the connection over, or it ends.
+async fn serve_peer<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     peer_id: &str,
     own_id: &str,
     daemon: Option<Arc<crate::daemon::Daemon>>,
-) -> std::io::Result<()> {
-    let mut stream = BufReader::new(stream);
+) -> std::result::Result<(), PeerError> {
+    let mut conn = Connection::new(stream, PEER_IDLE_TIMEOUT);
     loop {
-        let first = match tokio::time::timeout(PEER_IDLE_TIMEOUT, stream.fill_buf()).await {
-            Err(_) => return Ok(()),
-            Ok(r) => r?,
+        let request = match conn.read_request().await {
+            Ok(r) => r,
+            Err(PeerError::Wire(WireError::Closed | WireError::Timeout { .. })) => return Ok(()),
+            Err(e @ PeerError::Unexpected { .. }) => {
+                // A session message without the preface, say: a Hello
+                // before Replicate, which names the vserver so its store
+                // is ready before Hello is read.
+                tracing::warn!(peer_id, error = %e, "message out of place from peer");
+                let reason = format!("{e}: open with Replicate before Hello");
+                conn.answer(refused(reason)).await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
         };
-        if first.is_empty() {
-            return Ok(());
-        }
-        if REPL_MAGIC.starts_with(&first[..first.len().min(REPL_MAGIC.len())]) {
-            // A session must be preceded by REPLICATE, which names the
-            // vserver so its store is ready before Hello is read.
-            tracing::warn!(peer_id, "replication message without a REPLICATE preface");
-            let msg = tandem_repl::wire::Message::Refuse {
-                code: tandem_repl::wire::code::INTERNAL,
-                reason: "send \"REPLICATE <vserver> <address|->\" before Hello".into(),
-            };
-            let _ = tandem_repl::wire::write_message(&mut stream, &msg, PING_TIMEOUT).await;
-            return Ok(());
-        }
-        let line = match tokio::time::timeout(PEER_IDLE_TIMEOUT, read_line(&mut stream)).await {
-            Err(_) | Ok(Ok(None)) => return Ok(()),
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(Some(l))) => l,
+        let daemon = match (&request, &daemon) {
+            (Request::Ping { .. }, _) => None,
+            (_, Some(d)) => Some(d.clone()),
+            (_, None) => {
+                conn.answer(refused("this listener takes no replication".into()))
+                    .await?;
+                return Ok(());
+            }
         };
-        match line.split_once(' ') {
-            // The id in the PING must be the one the handshake proved: a
+        match (request, daemon) {
+            // The id in the Ping must be the one the handshake proved: a
             // mismatch means a confused or lying peer.
-            Some(("PING", id)) if id == peer_id => {
-                write_line(&mut stream, &format!("PONG {own_id}")).await?;
+            (Request::Ping { site_id }, _) if site_id == peer_id => {
+                let pong = Answer::Pong {
+                    site_id: own_id.to_string(),
+                };
+                conn.answer(pong).await?;
             }
-            Some(("PING", id)) => {
-                tracing::warn!(peer_id, claimed = %truncate(id), "PING names another site id");
-                write_line(&mut stream, "ERR site id differs from certificate").await?;
+            (Request::Ping { site_id }, _) => {
+                tracing::warn!(peer_id, claimed = %truncate(&site_id), "Ping names another site id");
+                conn.answer(refused("site id differs from certificate".into()))
+                    .await?;
                 return Ok(());
             }
-            Some(("EPOCH", rest)) => {
-                let Some(daemon) = &daemon else {
-                    write_line(&mut stream, "ERR this listener takes no replication").await?;
-                    return Ok(());
-                };
-                let answer = daemon.answer_epoch(rest).await;
-                write_line(&mut stream, &answer).await?;
+            (Request::Epoch { vserver, epoch }, Some(daemon)) => {
+                let answer = daemon.answer_epoch(&vserver, epoch).await;
+                conn.answer(answer).await?;
                 return Ok(());
             }
-            Some(("RESYNC", rest)) => {
-                let Some(daemon) = daemon else {
-                    write_line(&mut stream, "ERR this listener takes no replication").await?;
-                    return Ok(());
-                };
-                return daemon.serve_resync(stream, peer_id, rest).await;
+            (Request::Resync(open), Some(daemon)) => {
+                return daemon.serve_resync(conn, peer_id, open).await;
             }
-            Some(("REPLICATE", rest)) => {
-                let Some(daemon) = daemon else {
-                    write_line(&mut stream, "ERR this listener takes no replication").await?;
-                    return Ok(());
-                };
-                return serve_replication(stream, peer_id, own_id, daemon, rest).await;
+            (
+                Request::Replicate {
+                    vserver,
+                    replica_address,
+                },
+                Some(daemon),
+            ) => {
+                let address = replica_address.as_deref();
+                return serve_replication(conn, peer_id, own_id, daemon, &vserver, address).await;
             }
-            _ => {
-                tracing::warn!(peer_id, line = %truncate(&line), "unknown message from peer");
-                write_line(&mut stream, "ERR unknown message").await?;
+            (other, _) => {
+                tracing::warn!(peer_id, request = ?other, "request out of place from peer");
+                conn.answer(refused(format!("{other:?} does not open a connection")))
+                    .await?;
                 return Ok(());
             }
         }
     }
 }
 
-/// "REPLICATE <vserver> <address|->": readies the replica store, answers
-/// OK, then runs the receiving session on the same connection.
-async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send + 'static>(
-    mut stream: BufReader<S>,
+/// A refusal with a reason and no more specific code.
+fn refused(reason: String) -> Answer {
+    Answer::Refused {
+        code: code::INTERNAL,
+        reason,
+    }
+}
+
+/// Replicate: readies the replica store, answers where it stands, then
+/// runs what the sender's `Transfer` announces (a baseline or a catch-up
+/// first, or at once) and the receiving session, on the same connection.
+async fn serve_replication<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    mut conn: Connection<S>,
     peer_id: &str,
     own_id: &str,
     daemon: Arc<crate::daemon::Daemon>,
-    args: &str,
-) -> std::io::Result<()> {
-    let (vserver, address) = match args.split_once(' ') {
-        Some((v, "-")) => (v, None),
-        Some((v, a)) => (v, Some(a)),
-        None => (args, None),
-    };
+    vserver: &str,
+    address: Option<&str>,
+) -> std::result::Result<(), PeerError> {
     let incoming = async {
         let address = address.map(parse_address).transpose()?;
         daemon.incoming(peer_id, vserver, address).await
@@ -236,73 +239,86 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
         Ok(x) => x,
         Err(e) => {
             tracing::warn!(peer_id, vserver = %truncate(vserver), error = %e, "refusing replication");
-            let text: String = e.to_string().replace('\n', " ").chars().take(200).collect();
+            let reason: String = e.to_string().replace('\n', " ").chars().take(200).collect();
             // Active here (a failover promoted it): the sender learns the
             // epoch and fences itself if its own is lower ("One writer per epoch").
-            let line = match daemon.active_epoch(vserver).await {
-                Some(epoch) => format!("ERR {REFUSE_EPOCH_PREFIX}{epoch} {text}"),
-                None => format!("ERR {text}"),
+            let answer = match daemon.active_epoch(vserver).await {
+                Some(epoch) => Answer::ActiveHere { epoch, reason },
+                None => refused(reason),
             };
-            write_line(&mut stream, &line).await?;
+            conn.answer(answer).await?;
             return Ok(());
         }
     };
     let stop = daemon.session_stop(vserver);
     let Ok(_session) = lock.try_lock_owned() else {
-        write_line(
-            &mut stream,
-            &format!("ERR BUSY: another session for {vserver} is running; retry later"),
-        )
-        .await?;
+        let busy = Answer::Refused {
+            code: code::BUSY,
+            reason: format!("another session for {vserver} is running; retry later"),
+        };
+        conn.answer(busy).await?;
         return Ok(());
     };
-    // "OK <lsn>", plus "baseline" when only a baseline can go on: the
-    // sender chooses between streaming and a baseline from this.
-    let answer = match &target {
-        IncomingTarget::Store(store) => format!("OK {}", store.last_lsn()),
-        IncomingTarget::Baseline => "OK 0 baseline".to_string(),
+    // The sender chooses between streaming, a catch-up and a baseline
+    // from this.
+    let at = match &target {
+        IncomingTarget::Store(store) => ReplicaAt {
+            lsn: store.last_lsn(),
+            unfinished_baseline: false,
+        },
+        IncomingTarget::Baseline => ReplicaAt {
+            lsn: 0,
+            unfinished_baseline: true,
+        },
     };
-    write_line(&mut stream, &answer).await?;
+    conn.answer(Answer::Replicate(at)).await?;
+    let kind = match conn.read_request().await {
+        Ok(Request::Transfer(kind)) => kind,
+        Ok(other) => {
+            tracing::warn!(peer_id, request = ?other, "expected Transfer after Replicate");
+            return Ok(());
+        }
+        Err(PeerError::Wire(WireError::Closed | WireError::Timeout { .. })) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut stream = conn.into_inner();
+    let received = match (kind, target) {
+        (TransferKind::Stream, IncomingTarget::Store(store)) => Some(store),
+        (TransferKind::Stream, IncomingTarget::Baseline) => {
+            let msg = Message::Refuse {
+                code: code::NOT_RETAINED,
+                reason: format!("{vserver} here has an unfinished baseline; send a baseline"),
+            };
+            let _ = wire::write_message(&mut stream, &msg, PING_TIMEOUT).await;
+            None
+        }
+        (TransferKind::Baseline, _) => {
+            receive_baseline(&mut stream, peer_id, &daemon, vserver).await
+        }
+        (TransferKind::Catchup, target) => {
+            // The install needs the store closed: let go of ours.
+            drop(target);
+            receive_catchup(&mut stream, peer_id, &daemon, vserver, &stop).await
+        }
+    };
+    if let Some(store) = received {
+        receive_session(stream, peer_id, own_id, &daemon, vserver, store, stop).await;
+    }
+    Ok(())
+}
+
+/// The receiving session, until the sender ends it, it fails, or a
+/// failover promotes the vserver here.
+async fn receive_session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    peer_id: &str,
+    own_id: &str,
+    daemon: &Arc<crate::daemon::Daemon>,
+    vserver: &str,
+    store: Arc<tandem_store::Store>,
+    stop: CancellationToken,
+) {
     let cfg = tandem_repl::session::SessionConfig::new(own_id.to_string());
-    let first = match tokio::time::timeout(PEER_IDLE_TIMEOUT, stream.fill_buf()).await {
-        Err(_) => return Ok(()),
-        Ok(r) => r?,
-    };
-    let store = if first.starts_with(REPL_MAGIC) {
-        match target {
-            IncomingTarget::Store(store) => store,
-            IncomingTarget::Baseline => {
-                let msg = tandem_repl::wire::Message::Refuse {
-                    code: tandem_repl::wire::code::NOT_RETAINED,
-                    reason: format!("{vserver} here has an unfinished baseline; send a baseline"),
-                };
-                let _ = tandem_repl::wire::write_message(&mut stream, &msg, PING_TIMEOUT).await;
-                return Ok(());
-            }
-        }
-    } else {
-        let line = match tokio::time::timeout(PEER_IDLE_TIMEOUT, read_line(&mut stream)).await {
-            Err(_) | Ok(Ok(None)) => return Ok(()),
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(Some(l))) => l,
-        };
-        let received = match line.as_str() {
-            "BASELINE" => receive_baseline(&mut stream, peer_id, &daemon, vserver).await,
-            "CATCHUP" => {
-                // The install needs the store closed: let go of ours.
-                drop(target);
-                receive_catchup(&mut stream, peer_id, &daemon, vserver, &stop).await
-            }
-            _ => {
-                tracing::warn!(peer_id, line = %truncate(&line), "unexpected line after REPLICATE");
-                return Ok(());
-            }
-        };
-        match received {
-            Some(store) => store,
-            None => return Ok(()),
-        }
-    };
     tracing::info!(
         peer_id,
         vserver,
@@ -313,7 +329,7 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
         r = super::switchover::peer::receive(daemon.clone(), peer_id, store.clone(), vserver, stream, &cfg) => r,
         () = stop.cancelled() => {
             tracing::warn!(peer_id, vserver, lsn = store.last_lsn(), "replication session ended: the vserver was failed over to this site");
-            return Ok(());
+            return;
         }
     };
     match received {
@@ -329,7 +345,6 @@ async fn serve_replication<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send +
             tracing::warn!(peer_id, vserver, lsn = store.last_lsn(), error = %e, "replication session ended")
         }
     }
-    Ok(())
 }
 
 /// Receives a baseline into the replica's directory; the replica store it
@@ -488,50 +503,59 @@ mod tests {
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
-    /// The listener's first-bytes dispatch, without a daemon behind it.
+    /// The listener's dispatch, without a daemon behind it.
     #[tokio::test]
-    async fn line_protocol_and_replication_are_told_apart() {
-        // A replication message with no REPLICATE preface: a wire Refuse.
-        let (mut client, server) = tokio::io::duplex(4096);
+    async fn requests_are_dispatched_and_others_refused() {
+        let timeout = Duration::from_secs(5);
+        // A replication message with no preface: a refusal naming it.
+        let (client, server) = tokio::io::duplex(4096);
         let serving = tokio::spawn(async move { serve_peer(server, A, B, None).await });
-        let first = tandem_repl::wire::Message::Heartbeat { now_ms: 1 };
-        tandem_repl::wire::write_message(&mut client, &first, Duration::from_secs(5))
+        let mut client = client;
+        let first = Message::Heartbeat { now_ms: 1 };
+        wire::write_message(&mut client, &first, timeout)
             .await
             .unwrap();
-        let answer = tandem_repl::wire::read_message(&mut client, Duration::from_secs(5))
-            .await
-            .unwrap();
-        match answer {
-            tandem_repl::wire::Message::Refuse { reason, .. } => {
-                assert!(reason.contains("REPLICATE"), "{reason}")
-            }
+        match wire::read_message(&mut client, timeout).await.unwrap() {
+            Message::Refuse { reason, .. } => assert!(reason.contains("Replicate"), "{reason}"),
             other => panic!("expected Refuse, got {}", other.kind()),
         }
         serving.await.unwrap().unwrap();
 
-        // PING, then REPLICATE on a listener that takes no replication.
+        // Ping, then Replicate on a listener that takes no replication.
         let (client, server) = tokio::io::duplex(4096);
         let serving = tokio::spawn(async move { serve_peer(server, A, B, None).await });
-        let mut client = BufReader::new(client);
-        write_line(&mut client, &format!("PING {A}")).await.unwrap();
-        assert_eq!(
-            read_line(&mut client).await.unwrap().unwrap(),
-            format!("PONG {B}")
-        );
-        write_line(&mut client, "REPLICATE vs -").await.unwrap();
-        let line = read_line(&mut client).await.unwrap().unwrap();
-        assert!(line.starts_with("ERR "), "{line}");
+        let mut conn = Connection::new(client, timeout);
+        let pong = conn
+            .request(Request::Ping { site_id: A.into() })
+            .await
+            .unwrap();
+        assert_eq!(pong, Answer::Pong { site_id: B.into() });
+        let replicate = Request::Replicate {
+            vserver: "vs".into(),
+            replica_address: None,
+        };
+        let answer = conn.request(replicate).await.unwrap();
+        assert!(matches!(answer, Answer::Refused { .. }), "{answer:?}");
         serving.await.unwrap().unwrap();
 
-        // An over-long line is an error, not a buffer that grows.
+        // A Ping naming another site id is refused.
         let (client, server) = tokio::io::duplex(4096);
         let serving = tokio::spawn(async move { serve_peer(server, A, B, None).await });
-        let mut client = BufReader::new(client);
-        let long = format!(
-            "REPLICATE {}",
-            "x".repeat(crate::replication::link::MAX_PING_LINE_BYTES + 10)
-        );
-        write_line(&mut client, &long).await.unwrap();
+        let mut conn = Connection::new(client, timeout);
+        let answer = conn
+            .request(Request::Ping { site_id: B.into() })
+            .await
+            .unwrap();
+        assert!(matches!(answer, Answer::Refused { .. }), "{answer:?}");
+        serving.await.unwrap().unwrap();
+
+        // Bytes that are no message end the connection with an error.
+        let (client, server) = tokio::io::duplex(4096);
+        let serving = tokio::spawn(async move { serve_peer(server, A, B, None).await });
+        let mut client = client;
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"REPLICATE vs -\n")
+            .await
+            .unwrap();
         assert!(serving.await.unwrap().is_err());
     }
 }

@@ -65,7 +65,7 @@ impl Daemon {
         Ok(removed)
     }
 
-    /// Connects to a peer with mutual TLS and exchanges a PING/PONG.
+    /// Connects to a peer with mutual TLS and exchanges a Ping/Pong.
     pub async fn check_peer(&self, name: &str) -> Result<PeerCheck> {
         validate_name("peer name", name)?;
         let Some(p) = self.peer_named(name) else {

@@ -1,5 +1,5 @@
 //! Connections to paired sites: this site's TLS material, `dial` (every
-//! site-to-site connection starts there) and `peer check`'s PING/PONG.
+//! site-to-site connection starts there) and `peer check`'s Ping/Pong.
 
 use std::fs;
 use std::sync::atomic::AtomicU64;
@@ -7,21 +7,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tandem_repl::peer::{Answer, Connection, PeerError, Request};
 use tandem_repl::tls::{self, AllowedIds, TlsError};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tandem_repl::wire::WireError;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::config::peers::Peer;
 use crate::config::site::SitePaths;
 use crate::error::{ControlError, Result};
 
-/// A line of the peer line protocol: PING/PONG (word, site id) or
-/// REPLICATE (word, vserver name up to 64, an IPv6 address with prefix and
-/// interface), with room to spare.
-pub const MAX_PING_LINE_BYTES: usize = 256;
-/// Starts a REPLICATE refusal from a site where the vserver is active:
-/// "ERR EPOCH <n> <reason>".
-pub const REFUSE_EPOCH_PREFIX: &str = "EPOCH ";
-/// How long `peer check` waits for the PONG.
+/// How long `peer check` waits for the PONG, and each exchange of a
+/// connection's preface (tandem_repl::peer) may take.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the daemon needs to speak TLS as this site.
@@ -59,38 +55,6 @@ pub fn load_key_pem(paths: &SitePaths) -> Result<String> {
     fs::read_to_string(&path).map_err(|e| ControlError::io(&path, e))
 }
 
-/// Reads one bounded line; None at end of stream.
-pub(crate) async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
-    r: &mut R,
-) -> std::io::Result<Option<String>> {
-    let mut line = Vec::new();
-    let n = r
-        .take(MAX_PING_LINE_BYTES as u64 + 1)
-        .read_until(b'\n', &mut line)
-        .await?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if line.len() > MAX_PING_LINE_BYTES || line.last() != Some(&b'\n') {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("line longer than {MAX_PING_LINE_BYTES} bytes or cut short"),
-        ));
-    }
-    line.pop();
-    String::from_utf8(line)
-        .map(Some)
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "line is not UTF-8"))
-}
-
-pub(crate) async fn write_line<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    line: &str,
-) -> std::io::Result<()> {
-    w.write_all(format!("{line}\n").as_bytes()).await?;
-    w.flush().await
-}
-
 /// The outcome of `peer check`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerCheck {
@@ -99,7 +63,7 @@ pub struct PeerCheck {
     pub id: String,
     /// TCP connect plus TLS handshake.
     pub connect_us: u64,
-    /// PING sent to PONG received.
+    /// Ping sent to Pong received.
     pub rtt_us: u64,
 }
 
@@ -139,7 +103,7 @@ pub async fn dial(
     })
 }
 
-/// Connects to `peer` with mutual TLS and exchanges one PING/PONG.
+/// Connects to `peer` with mutual TLS and exchanges one Ping/Pong.
 pub async fn check(peer: &Peer, tls: &PeerTls) -> Result<PeerCheck> {
     let fail = |reason: String| ControlError::PeerUnreachable {
         name: peer.name.clone(),
@@ -162,34 +126,34 @@ pub async fn check(peer: &Peer, tls: &PeerTls) -> Result<PeerCheck> {
             tls.own_id
         )),
     };
-    let mut stream = BufReader::new(stream);
+    let mut conn = Connection::new(stream, PING_TIMEOUT);
     let ping_start = Instant::now();
-    let exchange = async {
-        write_line(&mut stream, &format!("PING {}", tls.own_id)).await?;
-        read_line(&mut stream).await
+    let ping = Request::Ping {
+        site_id: tls.own_id.clone(),
     };
-    let line = match tokio::time::timeout(PING_TIMEOUT, exchange).await {
-        Err(_) => {
+    let answer = match conn.request(ping).await {
+        Ok(a) => a,
+        Err(PeerError::Wire(WireError::Timeout { .. })) => {
             return Err(fail(format!(
                 "no answer within {} ms",
                 PING_TIMEOUT.as_millis()
             )))
         }
-        Ok(Err(e)) => return Err(refused_us(e)),
-        Ok(Ok(None)) => {
+        Err(PeerError::Wire(WireError::Closed)) => {
             return Err(fail(
                 "it closed the connection without answering; is this site paired there?".into(),
             ))
         }
-        Ok(Ok(Some(l))) => l,
+        Err(PeerError::Wire(WireError::Io(e))) => return Err(refused_us(e)),
+        Err(e) => return Err(fail(format!("unexpected answer: {e}"))),
     };
     let rtt_us = elapsed_us(ping_start);
-    match line.split_once(' ') {
-        Some(("PONG", id)) if id == peer.id => {}
-        _ => return Err(fail(format!("unexpected answer {:?}", truncate(&line)))),
+    match answer {
+        Answer::Pong { site_id } if site_id == peer.id => {}
+        other => return Err(fail(format!("unexpected answer {other:?}"))),
     }
     // Best effort: the check already succeeded.
-    let _ = stream.get_mut().shutdown().await;
+    let _ = conn.get_mut().shutdown().await;
     Ok(PeerCheck {
         name: peer.name.clone(),
         addr: peer.addr.clone(),

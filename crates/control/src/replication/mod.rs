@@ -6,15 +6,14 @@
 //! `tandem_repl::session`; this module only connects, reconnects with
 //! backoff, and keeps the figures `tandem status` shows.
 //!
-//! Before the session's Hello, the sender sends one line on the same TLS
-//! connection, "REPLICATE <vserver> <replica address or ->\n", answered by
-//! "OK <replica lsn>[ baseline]\n" or "ERR <reason>\n". It names the vserver
-//! (so the replica site can open or create its replica store before the
+//! Before the session's Hello, the sender opens the same TLS connection
+//! with the preface request `Replicate` (`tandem_repl::peer`), answered
+//! with where the replica stands, or a refusal. It names the vserver (so
+//! the replica site can open or create its replica store before the
 //! session starts) and carries the replica address, for which Hello has no
-//! field. If the journal here no longer holds what follows the replica's
-//! LSN (or the replica holds an unfinished baseline), and the replica never
-//! received a record, the sender sends "BASELINE\n" and a baseline
-//! (`tandem_repl::baseline`) before the session, on the same connection.
+//! field. Then `Transfer` says what follows: the session, or first a
+//! catch-up (journal overflow) or a baseline (an empty replica whose
+//! records this journal no longer holds; `tandem_repl::baseline`).
 
 pub mod link;
 pub mod options;
@@ -28,14 +27,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tandem_repl::baseline::{self, BaselineConfig};
+use tandem_repl::peer::{Answer, Connection, Request};
 use tandem_repl::session::{self, SendCounters, SessionConfig, SessionError};
 use tandem_repl::switchover::SwitchoverAsk;
 use tandem_repl::tls;
-use tandem_repl::wire::code;
+use tandem_repl::wire::{code, ReplicaAt, TransferKind};
 use tandem_store::baseline::BaselineSnapshot;
 use tandem_store::replica_sync::DEFAULT_SYNC_TIMEOUT_MS;
 use tandem_store::{AddressSpec, Lsn, Store, StoreError, SyncMode, SyncPolicy};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{watch, Notify};
 
 use crate::config::peers::Peer;
@@ -54,10 +53,9 @@ pub const BACKOFF_MIN_MS: u64 = 100;
 pub const BACKOFF_MAX_MS: u64 = 5_000;
 /// A session that streamed at least this long resets the backoff.
 pub const STABLE_SESSION_MS: u64 = 5_000;
-/// How long the REPLICATE preface may take, sent to answered.
+/// How long each exchange of the Replicate preface may take, sent to
+/// answered.
 pub const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The REPLICATE line: word, vserver (64), address (~60), separators.
-pub const MAX_PREFACE_LINE_BYTES: usize = 256;
 /// Longest error text kept in status.
 const MAX_ERROR_CHARS: usize = 512;
 
@@ -760,8 +758,25 @@ async fn run_sender(
     }
 }
 
-// What one attempt needs and what outlives it (the baseline snapshot, the
-// verify channel), passed separately to keep this change small.
+/// What one attempt needs and what outlives it (the baseline snapshot,
+/// the asks).
+struct Attempt<'a> {
+    vserver: &'a str,
+    store: &'a Arc<Store>,
+    settings: &'a Outgoing,
+    peer_tls: &'a PeerTls,
+    shared: &'a Arc<Mutex<SenderState>>,
+}
+
+/// The connection during its preface, before the session takes it.
+type PeerConn = Connection<Box<dyn PeerStream>>;
+
+/// A TLS stream to a peer, boxed so the phases below share one type.
+trait PeerStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> PeerStream for T {}
+
+/// One attempt: connect, the Replicate preface, a catch-up or a baseline
+/// if the replica needs one, then the streaming session until it ends.
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
     vserver: &str,
@@ -773,282 +788,281 @@ async fn attempt(
     snapshot: &mut Option<Arc<BaselineSnapshot>>,
     asks: &mut Asks,
 ) -> Outcome {
-    if store.is_replica() {
-        // Demoted by a switchover: the vserver is active at the peer now,
-        // and connecting would only get this store fenced.
-        return Outcome::Slow {
-            state: ReplicationState::SwitchedOver,
-            error: format!("{vserver} is a replica here now (switched over)"),
-        };
+    let a = Attempt {
+        vserver,
+        store,
+        settings,
+        peer_tls,
+        shared,
+    };
+    let run = async {
+        let peer = a.peer(peers)?;
+        let mut conn = a.connect(&peer).await?;
+        let replica = a.preface(&peer, &mut conn).await?;
+        a.bring_up_to_date(&peer, &mut conn, replica, snapshot)
+            .await?;
+        Ok::<_, Outcome>(a.stream(&peer, conn.into_inner(), asks).await)
+    };
+    match run.await {
+        Ok(outcome) | Err(outcome) => outcome,
     }
-    let Some(peer) = peers(&settings.to) else {
-        return Outcome::Slow {
+}
+
+impl Attempt<'_> {
+    /// The peer to send to, unless this store must not send at all.
+    fn peer(&self, peers: &PeerLookup) -> std::result::Result<Peer, Outcome> {
+        if self.store.is_replica() {
+            // Demoted by a switchover: the vserver is active at the peer
+            // now, and connecting would only get this store fenced.
+            return Err(Outcome::Slow {
+                state: ReplicationState::SwitchedOver,
+                error: format!("{} is a replica here now (switched over)", self.vserver),
+            });
+        }
+        peers(&self.settings.to).ok_or_else(|| Outcome::Slow {
             state: ReplicationState::Disconnected,
             error: format!(
                 "peer {} is not paired (see `tandem peer list`)",
-                settings.to
+                self.settings.to
             ),
+        })
+    }
+
+    async fn connect(&self, peer: &Peer) -> std::result::Result<PeerConn, Outcome> {
+        match link::dial(peer, self.peer_tls).await {
+            Ok(s) => Ok(Connection::new(Box::new(s), PREFACE_TIMEOUT)),
+            // This site's own identity is unusable: retrying soon will not help.
+            Err(e @ ControlError::Identity(_)) => Err(Outcome::Slow {
+                state: ReplicationState::Disconnected,
+                error: e.to_string(),
+            }),
+            Err(e) => Err(disconnected(e.to_string())),
+        }
+    }
+
+    /// Replicate: where the replica stands, or why the attempt ends (a
+    /// peer where the vserver is active at a higher epoch fences us).
+    async fn preface(
+        &self,
+        peer: &Peer,
+        conn: &mut PeerConn,
+    ) -> std::result::Result<ReplicaAt, Outcome> {
+        let (vserver, store) = (self.vserver, self.store);
+        let request = Request::Replicate {
+            vserver: vserver.to_string(),
+            replica_address: self
+                .settings
+                .replica_address
+                .as_ref()
+                .map(ToString::to_string),
         };
-    };
-    let stream = match link::dial(&peer, peer_tls).await {
-        Ok(s) => s,
-        // This site's own identity is unusable: retrying soon will not help.
-        Err(e @ ControlError::Identity(_)) => {
-            return Outcome::Slow {
-                state: ReplicationState::Disconnected,
-                error: e.to_string(),
-            }
-        }
-        Err(e) => {
-            return Outcome::Retry {
-                state: ReplicationState::Disconnected,
-                error: e.to_string(),
-            }
-        }
-    };
-    let mut stream = BufReader::new(stream);
-    let address = settings
-        .replica_address
-        .as_ref()
-        .map_or_else(|| "-".to_string(), ToString::to_string);
-    let preface = async {
-        stream
-            .write_all(format!("REPLICATE {vserver} {address}\n").as_bytes())
-            .await?;
-        stream.flush().await?;
-        let mut line = Vec::new();
-        (&mut stream)
-            .take(MAX_PREFACE_LINE_BYTES as u64)
-            .read_until(b'\n', &mut line)
-            .await?;
-        Ok::<_, std::io::Error>(line)
-    };
-    let line = match tokio::time::timeout(PREFACE_TIMEOUT, preface).await {
-        Err(_) => {
-            return Outcome::Retry {
-                state: ReplicationState::Disconnected,
-                error: format!(
-                    "peer {} did not answer the REPLICATE preface within {} ms",
-                    peer.name,
-                    PREFACE_TIMEOUT.as_millis()
-                ),
-            }
-        }
-        Ok(Err(e)) => {
-            let error = match tls::alert_of(&e) {
+        let answer = conn.request(request).await.map_err(|e| {
+            let error = match e.io().and_then(tls::alert_of) {
                 Some(alert) => format!(
                     "peer {} refused this site (id {}) with TLS alert {alert}; is this site paired there?",
-                    peer.name, peer_tls.own_id
+                    peer.name, self.peer_tls.own_id
                 ),
-                None => format!("peer {}: {e}", peer.name),
+                None => format!("peer {}: the Replicate preface: {e}", peer.name),
             };
-            return Outcome::Retry {
-                state: ReplicationState::Disconnected,
-                error,
-            };
-        }
-        Ok(Ok(l)) => String::from_utf8_lossy(&l).trim_end().to_string(),
-    };
-    let mut words = line.split(' ');
-    if words.next() != Some("OK") {
-        let reason = line.strip_prefix("ERR ").unwrap_or(&line);
-        if let Some(theirs) = refused_epoch(reason) {
-            if theirs > store.epoch() {
+            disconnected(error)
+        })?;
+        match answer {
+            Answer::Replicate(at) => Ok(at),
+            Answer::ActiveHere { epoch: theirs, .. } if theirs > store.epoch() => {
                 // The peer was promoted (failover): this site must take no
                 // more writes for the vserver ("One writer per epoch").
                 if let Err(e) = store.fence(theirs) {
                     tracing::error!(vserver, error = %e, "could not fence the store");
                 }
-                return Outcome::Slow {
+                Err(Outcome::Slow {
                     state: ReplicationState::Fenced,
                     error: format!(
                         "peer {} holds {vserver} active at epoch {theirs}, above ours; this store is fenced",
                         peer.name
                     ),
-                };
+                })
             }
-        }
-        if reason.starts_with("BUSY") {
             // The replica still runs the previous session (it ends at its
             // idle timeout): worth retrying soon.
-            return Outcome::Retry {
-                state: ReplicationState::Disconnected,
-                error: format!("peer {}: {reason}", peer.name),
-            };
-        }
-        return Outcome::Slow {
-            state: ReplicationState::Refused,
-            error: format!(
-                "peer {} refused to replicate {vserver}: {reason}",
+            Answer::Refused { code: c, reason } if c == code::BUSY => {
+                Err(disconnected(format!("peer {}: BUSY: {reason}", peer.name)))
+            }
+            Answer::ActiveHere { reason, .. } | Answer::Refused { reason, .. } => {
+                Err(Outcome::Slow {
+                    state: ReplicationState::Refused,
+                    error: format!(
+                        "peer {} refused to replicate {vserver}: {reason}",
+                        peer.name
+                    ),
+                })
+            }
+            other => Err(disconnected(format!(
+                "peer {}: unexpected answer to Replicate: {other:?}",
                 peer.name
-            ),
-        };
+            ))),
+        }
     }
 
-    // "OK <replica lsn> [baseline]": stream from the replica's LSN if the
-    // journal still holds what follows it, else a baseline.
-    let replica_lsn = words.next().and_then(|w| w.parse::<Lsn>().ok());
-    let wants_baseline = words.next() == Some("baseline");
-    let oldest = match store.oldest_retained_lsn() {
-        Ok(o) => o,
-        Err(e) => {
-            return Outcome::Retry {
-                state: ReplicationState::Disconnected,
-                error: format!("reading the journal: {e}"),
+    /// Streams from the replica's LSN if the journal still holds what
+    /// follows it; else a catch-up (journal overflow) or a baseline (an
+    /// empty replica). Tells the replica which with `Transfer`.
+    async fn bring_up_to_date(
+        &self,
+        peer: &Peer,
+        conn: &mut PeerConn,
+        replica: ReplicaAt,
+        snapshot: &mut Option<Arc<BaselineSnapshot>>,
+    ) -> std::result::Result<(), Outcome> {
+        let oldest = self
+            .store
+            .oldest_retained_lsn()
+            .map_err(|e| disconnected(format!("reading the journal: {e}")))?;
+        let behind_journal = replica.lsn.saturating_add(1) < oldest;
+        if behind_journal && !replica.unfinished_baseline {
+            let cfg = copy_config(self.settings);
+            if catch_up(self, peer, conn, replica.lsn, &cfg).await? {
+                return Ok(());
             }
         }
-    };
-    let behind_journal = replica_lsn.is_some_and(|l| l.saturating_add(1) < oldest);
-    let mut caught_up = false;
-    if let (Some(lsn), true, false) = (replica_lsn, behind_journal, wants_baseline) {
-        match catch_up(
-            vserver,
-            store,
-            &peer,
-            &mut stream,
-            shared,
-            lsn,
-            &copy_config(settings),
-        )
-        .await
-        {
-            Ok(done) => caught_up = done,
-            Err(outcome) => return outcome,
+        if replica.unfinished_baseline || behind_journal {
+            return self.baseline(peer, conn, replica, oldest, snapshot).await;
         }
+        announce(conn, peer, TransferKind::Stream).await
     }
-    if !caught_up && (wants_baseline || behind_journal) {
-        if replica_lsn != Some(0) {
-            return Outcome::Slow {
+
+    /// A baseline into an empty replica, resuming the kept snapshot.
+    async fn baseline(
+        &self,
+        peer: &Peer,
+        conn: &mut PeerConn,
+        replica: ReplicaAt,
+        oldest: Lsn,
+        snapshot: &mut Option<Arc<BaselineSnapshot>>,
+    ) -> std::result::Result<(), Outcome> {
+        let (vserver, store, shared) = (self.vserver, self.store, self.shared);
+        if replica.lsn != 0 {
+            return Err(Outcome::Slow {
                 state: ReplicationState::NeedsBaseline,
                 error: format!(
                     "the replica at {} holds LSN {}, but this journal starts at LSN {oldest}; \
                      a baseline needs an empty replica (remove {vserver} there)",
-                    peer.name,
-                    replica_lsn.unwrap_or_default()
+                    peer.name, replica.lsn
                 ),
-            };
+            });
         }
         update(shared, |s| s.state = ReplicationState::Baseline);
         let snap = match snapshot.clone() {
             Some(s) => s,
             None => {
                 let st = store.clone();
-                match tokio::task::spawn_blocking(move || st.baseline_begin()).await {
-                    Ok(Ok(s)) => {
-                        let s = Arc::new(s);
-                        *snapshot = Some(s.clone());
-                        s
-                    }
-                    Ok(Err(e)) => return disconnected(format!("starting a baseline: {e}")),
-                    Err(e) => return disconnected(format!("starting a baseline: {e}")),
-                }
+                let s = match tokio::task::spawn_blocking(move || st.baseline_begin()).await {
+                    Ok(Ok(s)) => Arc::new(s),
+                    Ok(Err(e)) => return Err(disconnected(format!("starting a baseline: {e}"))),
+                    Err(e) => return Err(disconnected(format!("starting a baseline: {e}"))),
+                };
+                *snapshot = Some(s.clone());
+                s
             }
         };
         tracing::info!(vserver, to = %peer.name, lsn = snap.lsn, bytes = snap.total_bytes, "sending baseline");
-        if let Err(outcome) = send_line(&mut stream, &peer, b"BASELINE\n").await {
-            return outcome;
-        }
-        let cfg = copy_config(settings);
+        announce(conn, peer, TransferKind::Baseline).await?;
+        let cfg = copy_config(self.settings);
         let (ptx, prx) = watch::channel(baseline::BaselineStatus::default());
-        let sending = baseline::send_baseline(&mut stream, store.clone(), snap, &cfg, Some(&ptx));
+        let sending =
+            baseline::send_baseline(conn.get_mut(), store.clone(), snap, &cfg, Some(&ptx));
         let result = watch_progress(sending, prx, shared, |s, p| {
             s.baseline_done_bytes = Some(p.done_bytes);
             s.baseline_total_bytes = Some(p.total_bytes);
             s.baseline = Some(p);
         })
         .await;
-        let lsn = match result {
-            Ok(lsn) => lsn,
-            Err(e) => return disconnected(format!("baseline to {}: {e}", peer.name)),
-        };
+        let lsn = result.map_err(|e| disconnected(format!("baseline to {}: {e}", peer.name)))?;
         *snapshot = None;
         store.set_replica_acked(lsn);
         update(shared, |s| s.replica_lsn = lsn);
         tracing::info!(vserver, to = %peer.name, lsn, "baseline installed at the replica");
+        Ok(())
     }
 
-    let (tx, mut rx) = watch::channel::<Lsn>(0);
-    let cfg = session_config(peer_tls.own_id.clone(), settings, shared);
-    let (verify, switchover) = (&mut asks.0, &mut asks.1);
-    let session = session::send_switchable(
-        store.clone(),
-        stream,
-        &cfg,
-        Some(tx),
-        Some(verify),
-        Some(switchover),
-    );
-    tokio::pin!(session);
-    let mut streaming = false;
-    let result = loop {
-        tokio::select! {
-            r = &mut session => break r,
-            changed = rx.changed() => {
-                if changed.is_err() {
-                    // The sender half lives in the session; it ends with it.
-                    continue;
-                }
-                let lsn = *rx.borrow_and_update();
-                // Replies waiting in commit-sync or sync mode go on from here.
-                store.set_replica_acked(lsn);
-                let first = !streaming;
-                streaming = true;
-                update(shared, |s| {
-                    s.replica_lsn = lsn;
-                    if first {
-                        s.state = ReplicationState::Streaming;
-                        s.last_error = None;
-                        s.connected_since_unix_ms = Some(now_unix_ms());
+    /// The streaming session, with the figures kept as acks arrive.
+    async fn stream(&self, peer: &Peer, stream: Box<dyn PeerStream>, asks: &mut Asks) -> Outcome {
+        let (vserver, store, shared) = (self.vserver, self.store, self.shared);
+        let (tx, mut rx) = watch::channel::<Lsn>(0);
+        let cfg = session_config(self.peer_tls.own_id.clone(), self.settings, shared);
+        let opts = session::SendOptions {
+            acked: Some(tx),
+            verify: Some(&mut asks.0),
+            switchover: Some(&mut asks.1),
+        };
+        let session = session::send(store.clone(), stream, &cfg, opts);
+        tokio::pin!(session);
+        let mut streaming = false;
+        let result = loop {
+            tokio::select! {
+                r = &mut session => break r,
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        // The sender half lives in the session; it ends with it.
+                        continue;
                     }
-                });
-                if first {
-                    tracing::info!(vserver, to = %peer.name, replica_lsn = lsn, "replication streaming");
-                    if store.in_overflow() {
-                        // Streaming from the kept journal: the change map
-                        // is no longer needed.
-                        let st = store.clone();
-                        tokio::task::spawn_blocking(move || {
-                            if let Err(e) = st.catchup_finished(lsn) {
-                                tracing::error!(error = %e, "could not leave journal overflow");
-                            }
-                        });
-                    }
+                    let lsn = *rx.borrow_and_update();
+                    self.on_acked(peer, lsn, !streaming);
+                    streaming = true;
                 }
             }
+        };
+        if let Err(SessionError::Fenced { theirs, .. }) = &result {
+            // "One writer per epoch": another site was promoted; stop taking writes here
+            // at once (NFS answers ROFS until the daemon stops serving it).
+            if let Err(e) = store.fence(*theirs) {
+                tracing::error!(vserver, error = %e, "could not fence the store");
+            }
         }
-    };
-    if let Err(SessionError::Fenced { theirs, .. }) = &result {
-        // "One writer per epoch": another site was promoted; stop taking writes here
-        // at once (NFS answers ROFS until the daemon stops serving it).
-        if let Err(e) = store.fence(*theirs) {
-            tracing::error!(vserver, error = %e, "could not fence the store");
+        classify(result, peer)
+    }
+
+    /// The replica acknowledged `lsn`; `first` of this session.
+    fn on_acked(&self, peer: &Peer, lsn: Lsn, first: bool) {
+        let (vserver, store) = (self.vserver, self.store);
+        // Replies waiting in commit-sync or sync mode go on from here.
+        store.set_replica_acked(lsn);
+        update(self.shared, |s| {
+            s.replica_lsn = lsn;
+            if first {
+                s.state = ReplicationState::Streaming;
+                s.last_error = None;
+                s.connected_since_unix_ms = Some(now_unix_ms());
+            }
+        });
+        if !first {
+            return;
+        }
+        tracing::info!(vserver, to = %peer.name, replica_lsn = lsn, "replication streaming");
+        if store.in_overflow() {
+            // Streaming from the kept journal: the change map is no
+            // longer needed.
+            let st = store.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = st.catchup_finished(lsn) {
+                    tracing::error!(error = %e, "could not leave journal overflow");
+                }
+            });
         }
     }
-    classify(result, &peer)
-}
-
-/// The epoch in an "EPOCH <n> <reason>" refusal (peer.rs), if it is one.
-pub(crate) fn refused_epoch(reason: &str) -> Option<u64> {
-    let rest = reason.strip_prefix(link::REFUSE_EPOCH_PREFIX)?;
-    rest.split(' ').next()?.parse().ok()
 }
 
 /// Sends a catch-up if the store is in journal overflow covering the
-/// replica at `replica_lsn` ("CATCHUP\n", then `tandem_repl::catchup`).
+/// replica at `replica_lsn` (`Transfer(Catchup)`, then `tandem_repl::catchup`).
 /// `Ok(false)`: no catch-up possible (a baseline question follows);
 /// `Ok(true)`: the replica is at the catch-up LSN, stream from there.
-async fn catch_up<S>(
-    vserver: &str,
-    store: &Arc<Store>,
+async fn catch_up(
+    a: &Attempt<'_>,
     peer: &Peer,
-    stream: &mut S,
-    shared: &Arc<Mutex<SenderState>>,
+    conn: &mut PeerConn,
     replica_lsn: Lsn,
     cfg: &BaselineConfig,
-) -> std::result::Result<bool, Outcome>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
+) -> std::result::Result<bool, Outcome> {
+    let (vserver, store, shared) = (a.vserver, a.store, a.shared);
     let st = store.clone();
     let snap = match tokio::task::spawn_blocking(move || st.catchup_begin(replica_lsn)).await {
         Ok(Ok(s)) => Arc::new(s),
@@ -1068,9 +1082,10 @@ where
         };
     });
     tracing::info!(vserver, to = %peer.name, replica_lsn, lsn = snap.lsn, bytes = snap.total_bytes, "sending catch-up");
-    send_line(stream, peer, b"CATCHUP\n").await?;
+    announce(conn, peer, TransferKind::Catchup).await?;
     let (ptx, prx) = watch::channel(baseline::BaselineStatus::default());
-    let sending = tandem_repl::catchup::send_catchup(stream, store.clone(), snap, cfg, Some(&ptx));
+    let sending =
+        tandem_repl::catchup::send_catchup(conn.get_mut(), store.clone(), snap, cfg, Some(&ptx));
     let result = watch_progress(sending, prx, shared, |s, p| {
         s.catchup.done_bytes = Some(p.done_bytes)
     })
@@ -1093,17 +1108,14 @@ where
     Ok(true)
 }
 
-/// Writes the line that says which transfer follows ("BASELINE\n",
-/// "CATCHUP\n").
-async fn send_line<S>(stream: &mut S, peer: &Peer, line: &[u8]) -> std::result::Result<(), Outcome>
-where
-    S: tokio::io::AsyncWrite + Unpin,
-{
-    let sent = async {
-        stream.write_all(line).await?;
-        stream.flush().await
-    };
-    sent.await
+/// Tells the replica which transfer follows.
+async fn announce(
+    conn: &mut PeerConn,
+    peer: &Peer,
+    kind: TransferKind,
+) -> std::result::Result<(), Outcome> {
+    conn.send(Request::Transfer(kind))
+        .await
         .map_err(|e| disconnected(format!("peer {}: {e}", peer.name)))
 }
 
@@ -1182,21 +1194,6 @@ fn classify(result: std::result::Result<(), SessionError>, peer: &Peer) -> Outco
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn epoch_refusals_are_read_and_others_are_not() {
-        assert_eq!(refused_epoch("EPOCH 7 vs is active here"), Some(7));
-        assert_eq!(refused_epoch("EPOCH 7"), Some(7));
-        for other in [
-            "EPOCH x y",
-            "EPOCH ",
-            "BUSY: later",
-            "epoch 7",
-            "EPOCH -1 z",
-        ] {
-            assert_eq!(refused_epoch(other), None, "{other}");
-        }
-    }
 
     #[test]
     fn settings_round_trip_and_bad_file() {

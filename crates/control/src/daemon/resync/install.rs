@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tandem_store::{Lsn, Store};
-use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::daemon::Daemon;
 use crate::error::{ControlError, Result};
@@ -25,7 +25,7 @@ impl Daemon {
     pub(super) async fn install<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         vserver: &str,
-        conn: &mut BufReader<S>,
+        conn: &mut S,
         request: tandem_repl::wire::ResyncRequest,
     ) -> Result<Lsn> {
         let dir: PathBuf = self.site().paths.vserver(vserver);

@@ -3,14 +3,15 @@
 //!
 //! * **Epoch probe** (`probe_and_fence`): before an active vserver with
 //!   outgoing replication is served at daemon start, the peer is asked
-//!   for its epoch (`EPOCH <vs> <epoch>`, answered `OK <epoch> <role>
-//!   <shared-lsn|->`), within `control.epoch_probe_timeout_ms`. A peer holding the
+//!   for its epoch (the preface request `Epoch`, tandem_repl::peer,
+//!   answered with its epoch, role and the shared LSN it knows), within
+//!   `control.epoch_probe_timeout_ms`. A peer holding the
 //!   vserver active at a higher epoch fences the store before it serves
 //!   anything (`diverged`); an unreachable peer is logged and the vserver
 //!   served: the peer may be the site that is gone.
 //! * **Resync** (`resync`, at the diverged site): asks the promoted site
 //!   for the shared LSN S, reads its own journal after S, keeps a report and
-//!   the affected files (dr::resync::report), then `RESYNC` on a new
+//!   the affected files (dr::resync::report), then `Resync` on a new
 //!   connection: the promoted site sends a catch-up of both sides' changes
 //!   since S (repl::resync), installed here (install.rs); this site
 //!   becomes its replica and the promoted site replicates to it from then
@@ -19,29 +20,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tandem_store::{AddressSpec, Lsn, Store};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tandem_repl::peer::{Answer, Connection, PeerError, Request};
+use tandem_repl::wire::{code, EpochAnswer, ResyncDone, ResyncOpen, Role};
+use tandem_store::{AddressSpec, Store};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::names::{parse_address, validate_name};
 use crate::config::peers::Peer;
 use crate::daemon::Daemon;
 use crate::dr::resync::ResyncReport;
 use crate::error::{ControlError, Result};
-use crate::replication::link::{PeerTls, MAX_PING_LINE_BYTES};
+use crate::replication::link::PeerTls;
 use crate::replication::{Mode, Outgoing};
 
 mod install;
 
-/// Each exchange of a resync's line protocol (not the transfer itself).
+/// Each exchange of a resync's preface (not the transfer itself).
 const RESYNC_LINE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The peer's answer to `EPOCH`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerEpoch {
-    pub epoch: u64,
-    pub active: bool,
-    pub shared_lsn: Option<Lsn>,
-}
 
 fn unreachable(peer: &Peer, reason: String) -> ControlError {
     ControlError::PeerUnreachable {
@@ -54,81 +49,10 @@ fn unreachable(peer: &Peer, reason: String) -> ControlError {
 async fn connect(
     peer: &Peer,
     peer_tls: &PeerTls,
-) -> Result<BufReader<impl AsyncRead + AsyncWrite + Unpin + Send>> {
-    Ok(BufReader::new(
-        crate::replication::link::dial(peer, peer_tls).await?,
-    ))
-}
-
-/// Sends one line and reads the answer line (bounded).
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut BufReader<S>,
-    line: &str,
     timeout: Duration,
-) -> std::io::Result<String> {
-    let talk = async {
-        write_line(stream, line).await?;
-        read_line(stream).await
-    };
-    match tokio::time::timeout(timeout, talk).await {
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("no answer within {} ms", timeout.as_millis()),
-        )),
-        Ok(r) => r,
-    }
-}
-
-async fn write_line<W: AsyncWrite + Unpin>(w: &mut W, line: &str) -> std::io::Result<()> {
-    w.write_all(format!("{line}\n").as_bytes()).await?;
-    w.flush().await
-}
-
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<String> {
-    let mut line = Vec::new();
-    r.take(MAX_PING_LINE_BYTES as u64 + 1)
-        .read_until(b'\n', &mut line)
-        .await?;
-    if line.last() != Some(&b'\n') || line.len() > MAX_PING_LINE_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "answer cut short or longer than a line",
-        ));
-    }
-    line.pop();
-    String::from_utf8(line)
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "answer is not UTF-8"))
-}
-
-/// Parses "OK <epoch> <active|replica|none> <shared-lsn|->".
-fn parse_epoch_answer(line: &str) -> std::result::Result<PeerEpoch, String> {
-    let w: Vec<&str> = line.split(' ').collect();
-    let bad = || {
-        format!(
-            "unexpected answer {:?}",
-            line.chars().take(200).collect::<String>()
-        )
-    };
-    match w.as_slice() {
-        ["OK", epoch, role, shared] => {
-            let epoch = epoch.parse().map_err(|_| bad())?;
-            let active = match *role {
-                "active" => true,
-                "replica" | "none" => false,
-                _ => return Err(bad()),
-            };
-            let shared_lsn = match *shared {
-                "-" => None,
-                s => Some(s.parse().map_err(|_| bad())?),
-            };
-            Ok(PeerEpoch {
-                epoch,
-                active,
-                shared_lsn,
-            })
-        }
-        _ => Err(line.strip_prefix("ERR ").map_or_else(bad, str::to_string)),
-    }
+) -> Result<Connection<impl AsyncRead + AsyncWrite + Unpin + Send>> {
+    let stream = crate::replication::link::dial(peer, peer_tls).await?;
+    Ok(Connection::new(stream, timeout))
 }
 
 /// Asks `peer` for its epoch of `vserver`, telling it ours.
@@ -138,13 +62,19 @@ pub async fn ask_epoch(
     vserver: &str,
     ours: u64,
     timeout: Duration,
-) -> Result<PeerEpoch> {
+) -> Result<EpochAnswer> {
     let ask = async {
-        let mut s = connect(peer, peer_tls).await?;
-        let line = exchange(&mut s, &format!("EPOCH {vserver} {ours}"), timeout)
-            .await
-            .map_err(|e| unreachable(peer, e.to_string()))?;
-        parse_epoch_answer(&line).map_err(|why| unreachable(peer, why))
+        let mut conn = connect(peer, peer_tls, timeout).await?;
+        let question = Request::Epoch {
+            vserver: vserver.to_string(),
+            epoch: ours,
+        };
+        match conn.request(question).await {
+            Ok(Answer::Epoch(a)) => Ok(a),
+            Ok(Answer::Refused { reason, .. }) => Err(unreachable(peer, reason)),
+            Ok(other) => Err(unreachable(peer, format!("unexpected answer {other:?}"))),
+            Err(e) => Err(unreachable(peer, e.to_string())),
+        }
     };
     match tokio::time::timeout(timeout, ask).await {
         Err(_) => Err(unreachable(
@@ -168,7 +98,7 @@ pub async fn probe_and_fence(
         return;
     }
     match ask_epoch(peer, peer_tls, vserver, store.epoch(), timeout).await {
-        Ok(p) if p.active && p.epoch > store.epoch() => {
+        Ok(p) if p.role == Role::Active && p.epoch > store.epoch() => {
             let s = store.clone();
             let theirs = p.epoch;
             match tokio::task::spawn_blocking(move || s.fence(theirs)).await {
@@ -204,91 +134,83 @@ pub(crate) async fn serve_unless_diverged(
     }
 }
 
+/// A refusal of a resync, its reason on one line.
+fn refusal(e: impl std::fmt::Display) -> Answer {
+    Answer::Refused {
+        code: code::INTERNAL,
+        reason: e.to_string().replace('\n', " ").chars().take(200).collect(),
+    }
+}
+
 impl Daemon {
-    /// Peer side of `EPOCH <vs> <their-epoch>`.
-    pub(crate) async fn answer_epoch(&self, args: &str) -> String {
-        let Some((vserver, epoch)) = args.split_once(' ') else {
-            return "ERR usage: EPOCH <vserver> <epoch>".into();
-        };
-        let Ok(theirs) = epoch.parse::<u64>() else {
-            return "ERR usage: EPOCH <vserver> <epoch>".into();
-        };
-        if validate_name("vserver name", vserver).is_err() {
-            return "ERR bad vserver name".into();
-        }
+    /// Peer side of the epoch question (the vserver name is the wire's,
+    /// already checked).
+    pub(crate) async fn answer_epoch(&self, vserver: &str, theirs: u64) -> Answer {
         let Ok(store) = self.store(vserver).await else {
-            return "OK 0 none -".into();
+            return Answer::Epoch(EpochAnswer {
+                epoch: 0,
+                role: Role::None,
+                shared_lsn: None,
+            });
         };
         if store.is_replica() {
-            return format!("OK {} replica -", store.epoch());
+            return Answer::Epoch(EpochAnswer {
+                epoch: store.epoch(),
+                role: Role::Replica,
+                shared_lsn: None,
+            });
         }
-        let shared = store
+        let shared_lsn = store
             .epoch_history()
             .ok()
             .and_then(|h| tandem_store::resync::shared_lsn_in(&h, theirs));
-        let shared = shared.map_or_else(|| "-".to_string(), |s| s.to_string());
-        format!("OK {} active {shared}", store.epoch())
+        Answer::Epoch(EpochAnswer {
+            epoch: store.epoch(),
+            role: Role::Active,
+            shared_lsn,
+        })
     }
 
-    /// Peer side of `RESYNC <vs> <their-epoch> <shared-lsn> <replica-address|->`:
-    /// the promoted site sends the catch-up, then, once the diverged site
-    /// says READY, replicates to it.
+    /// Peer side of a resync: the promoted site checks the request, sends the
+    /// catch-up, then, once the diverged site says Ready, replicates to it.
     pub(crate) async fn serve_resync<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
-        mut stream: BufReader<S>,
+        mut conn: Connection<S>,
         peer_id: &str,
-        args: &str,
-    ) -> std::io::Result<()> {
-        let w: Vec<&str> = args.split(' ').collect();
-        let (vserver, epoch, shared, address) = match w.as_slice() {
-            [v, e, s, a] => match (e.parse::<u64>(), s.parse::<Lsn>()) {
-                (Ok(e), Ok(s)) => (*v, e, s, (*a != "-").then_some(*a)),
-                _ => return write_line(&mut stream, "ERR bad RESYNC line").await,
-            },
-            _ => return write_line(&mut stream, "ERR bad RESYNC line").await,
-        };
-        let checked = async {
-            validate_name("vserver name", vserver)?;
-            let address = address.map(parse_address).transpose()?;
-            let peer = self
-                .peers()
-                .await
-                .into_iter()
-                .find(|p| p.id == peer_id)
-                .ok_or_else(|| ControlError::NoPeer(peer_id.to_string()))?;
-            let store = self.store(vserver).await?;
-            if store.is_replica() || store.epoch() <= epoch {
-                return Err(ControlError::invalid(
-                    "vserver",
-                    format!("{vserver} is not active here at an epoch above {epoch}"),
-                ));
-            }
-            Ok((peer, store, address))
-        };
-        let (peer, store, address) = match checked.await {
-            Ok(x) => x,
-            Err(e) => {
-                let text: String = e.to_string().replace('\n', " ").chars().take(200).collect();
-                return write_line(&mut stream, &format!("ERR {text}")).await;
-            }
-        };
-        write_line(&mut stream, "OK").await?;
-        let cfg = tandem_repl::baseline::BaselineConfig::default();
-        let sent = match tandem_repl::resync::serve_resync(&mut stream, store, epoch, shared, &cfg)
+        open: ResyncOpen,
+    ) -> std::result::Result<(), PeerError> {
+        let ResyncOpen {
+            vserver,
+            epoch,
+            shared_lsn: shared,
+            replica_address: address,
+        } = open;
+        let vserver = vserver.as_str();
+        let (peer, store, address) = match self
+            .check_resync(peer_id, vserver, epoch, address.as_deref())
             .await
         {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(peer_id, vserver, error = %e, "resync ended unfinished");
-                return Ok(());
-            }
+            Ok(x) => x,
+            Err(e) => return conn.answer(refusal(e)).await,
         };
-        let ready = tokio::time::timeout(RESYNC_LINE_TIMEOUT, read_line(&mut stream)).await;
-        if !matches!(ready, Ok(Ok(ref l)) if l == "READY") {
+        conn.answer(Answer::ResyncOk).await?;
+        let cfg = tandem_repl::baseline::BaselineConfig::default();
+        let sent =
+            match tandem_repl::resync::serve_resync(conn.get_mut(), store, epoch, shared, &cfg)
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(peer_id, vserver, error = %e, "resync ended unfinished");
+                    return Ok(());
+                }
+            };
+        let mut conn = Connection::new(conn.into_inner(), RESYNC_LINE_TIMEOUT);
+        if !matches!(conn.read_request().await, Ok(Request::Ready)) {
             tracing::warn!(
                 peer_id,
                 vserver,
-                "resync installed but the peer did not say READY; not replicating to it"
+                "resync installed but the peer did not say Ready; not replicating to it"
             );
             return Ok(());
         }
@@ -296,19 +218,18 @@ impl Daemon {
             replica_address: address,
             ..Outgoing::new(peer.name.clone(), Mode::Async)
         };
-        let line = match self.replicate(vserver, out).await {
-            Ok(_) => format!(
-                "DONE {} {} {} {} {}",
-                sent.lsn,
-                sent.data_bytes,
-                sent.state_bytes,
-                sent.own_changed_bytes,
-                sent.divergent_bytes
-            ),
-            Err(e) => format!(
-                "ERR resync installed, but replicating to {}: {e}",
+        let answer = match self.replicate(vserver, out).await {
+            Ok(_) => Answer::ResyncDone(ResyncDone {
+                lsn: sent.lsn,
+                data_bytes: sent.data_bytes,
+                state_bytes: sent.state_bytes,
+                own_changed_bytes: sent.own_changed_bytes,
+                divergent_bytes: sent.divergent_bytes,
+            }),
+            Err(e) => refusal(format!(
+                "resync installed, but replicating to {}: {e}",
                 peer.name
-            ),
+            )),
         };
         tracing::info!(
             peer_id,
@@ -317,7 +238,35 @@ impl Daemon {
             data_bytes = sent.data_bytes,
             "resync done; replicating to the former active site"
         );
-        write_line(&mut stream, &line).await
+        conn.answer(answer).await
+    }
+
+    /// A resync is served when the vserver is active here at an epoch above
+    /// the diverged site's, the connecting site is a paired peer and the
+    /// address parses.
+    async fn check_resync(
+        &self,
+        peer_id: &str,
+        vserver: &str,
+        epoch: u64,
+        address: Option<&str>,
+    ) -> Result<(Peer, Arc<Store>, Option<AddressSpec>)> {
+        validate_name("vserver name", vserver)?;
+        let address = address.map(parse_address).transpose()?;
+        let peer = self
+            .peers()
+            .await
+            .into_iter()
+            .find(|p| p.id == peer_id)
+            .ok_or_else(|| ControlError::NoPeer(peer_id.to_string()))?;
+        let store = self.store(vserver).await?;
+        if store.is_replica() || store.epoch() <= epoch {
+            return Err(ControlError::invalid(
+                "vserver",
+                format!("{vserver} is not active here at an epoch above {epoch}"),
+            ));
+        }
+        Ok((peer, store, address))
     }
 
     /// `tandem resync VS` at the diverged site (module doc).
@@ -350,8 +299,8 @@ impl Daemon {
         let epoch = store.epoch();
         let theirs = ask_epoch(&peer, &tls, vserver, epoch, RESYNC_LINE_TIMEOUT).await?;
         let shared = match theirs {
-        PeerEpoch {
-            active: true,
+        EpochAnswer {
+            role: Role::Active,
             shared_lsn: Some(s),
             epoch: e,
         } if e > epoch => s,
@@ -363,7 +312,7 @@ impl Daemon {
                      fall back to a new baseline: remove {vserver} here and replicate it from {}",
                     peer.name,
                     other.epoch,
-                    if other.active { "active" } else { "not active" },
+                    if other.role == Role::Active { "active" } else { "not active" },
                     other.shared_lsn,
                     peer.name
                 ),
@@ -378,29 +327,31 @@ impl Daemon {
         let folder = crate::dr::resync::report::write(self.site(), vserver, &store, &div).await?;
         let request = tandem_repl::resync::request(vserver, epoch, &div)
             .map_err(|why| ControlError::invalid("vserver", why))?;
-        let mut conn = connect(&peer, &tls).await?;
-        let address = replica_address
-            .as_ref()
-            .map_or_else(|| "-".to_string(), ToString::to_string);
-        let line = format!("RESYNC {vserver} {epoch} {shared} {address}");
-        let answer = exchange(&mut conn, &line, RESYNC_LINE_TIMEOUT)
-            .await
-            .map_err(|e| unreachable(&peer, e.to_string()))?;
-        if answer != "OK" {
-            return Err(unreachable(&peer, format!("refused the resync: {answer}")));
-        }
+        let mut conn = connect(&peer, &tls, RESYNC_LINE_TIMEOUT).await?;
+        let open = Request::Resync(ResyncOpen {
+            vserver: vserver.to_string(),
+            epoch,
+            shared_lsn: shared,
+            replica_address: replica_address.as_ref().map(ToString::to_string),
+        });
+        let accepted = conn.request(open).await;
+        take_answer(&peer, "the resync", accepted, |a| {
+            matches!(a, Answer::ResyncOk).then_some(())
+        })?;
         drop(store);
-        let installed = self.install(vserver, &mut conn, request).await?;
-        let done = exchange(&mut conn, "READY", RESYNC_LINE_TIMEOUT)
-            .await
-            .map_err(|e| unreachable(&peer, format!("after the install: {e}")))?;
-        let figures: Vec<u64> = done
-            .strip_prefix("DONE ")
-            .map(|r| r.split(' ').filter_map(|w| w.parse().ok()).collect())
-            .unwrap_or_default();
-        let [lsn, fetched, state_bytes, peer_changed, divergent] = figures[..] else {
-            return Err(unreachable(&peer, format!("after the install: {done}")));
-        };
+        let installed = self.install(vserver, conn.get_mut(), request).await?;
+        let done = conn.request(Request::Ready).await;
+        let done = take_answer(&peer, "after the install", done, |a| match a {
+            Answer::ResyncDone(d) => Some(d),
+            _ => None,
+        })?;
+        let ResyncDone {
+            lsn,
+            data_bytes: fetched,
+            state_bytes,
+            own_changed_bytes: peer_changed,
+            divergent_bytes: divergent,
+        } = done;
         tracing::info!(
             vserver,
             lsn,
@@ -429,30 +380,24 @@ impl Daemon {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn epoch_answers_parse_and_bad_ones_are_refused() {
-        assert_eq!(
-            parse_epoch_answer("OK 3 active 41").unwrap(),
-            PeerEpoch {
-                epoch: 3,
-                active: true,
-                shared_lsn: Some(41)
+/// What `want` takes from the peer's answer at `step`; a refusal, another
+/// answer or a failed exchange is an error naming the step.
+fn take_answer<T>(
+    peer: &Peer,
+    step: &str,
+    got: std::result::Result<Answer, PeerError>,
+    want: impl FnOnce(Answer) -> Option<T>,
+) -> Result<T> {
+    let why = match got {
+        Ok(Answer::Refused { reason, .. }) => format!("refused: {reason}"),
+        Ok(a) => {
+            let shown = format!("unexpected answer {a:?}");
+            match want(a) {
+                Some(t) => return Ok(t),
+                None => shown,
             }
-        );
-        assert!(!parse_epoch_answer("OK 1 replica -").unwrap().active);
-        for bad in [
-            "OK",
-            "OK x active 1",
-            "OK 1 boss -",
-            "OK 1 active y",
-            "HELLO",
-        ] {
-            assert!(parse_epoch_answer(bad).is_err(), "{bad}");
         }
-        assert_eq!(parse_epoch_answer("ERR nope").unwrap_err(), "nope");
-    }
+        Err(e) => e.to_string(),
+    };
+    Err(unreachable(peer, format!("{step}: {why}")))
 }

@@ -3,25 +3,26 @@
 //! and before the peer's answer came. It restarts with the vserver a
 //! replica whose outgoing replication settings are still there, which
 //! only this case leaves. Whether the peer promoted decides what to do,
-//! so it is asked, with the REPLICATE preface a sender opens with:
+//! so it is asked, with the `Replicate` request a sender opens with:
 //!
-//! * `ERR EPOCH n`: the vserver is active at the peer (it promoted); the
+//! * `ActiveHere`: the vserver is active at the peer (it promoted); the
 //!   switchover is complete and the outgoing settings go (the peer
 //!   replicates back).
-//! * `OK ...`: the peer is a replica and its session from us is gone (a
-//!   running one would make it answer BUSY), so nothing can promote it
-//!   any more: the demotion is taken back, the vserver served here again.
+//! * `Replicate` (where the replica stands): the peer is a replica and its
+//!   session from us is gone (a running one would make it answer BUSY), so
+//!   nothing can promote it any more: the demotion is taken back, the
+//!   vserver served here again.
 //! * Anything else (unreachable, BUSY): asked again later. Until then the
 //!   vserver is served nowhere, which is safe: never two writers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tandem_repl::peer::{Answer, Connection, Request};
 
 use super::Daemon;
 use crate::error::{ControlError, Result};
-use crate::replication::{self, Outgoing, MAX_PREFACE_LINE_BYTES, PREFACE_TIMEOUT};
+use crate::replication::{Outgoing, PREFACE_TIMEOUT};
 
 /// Between two questions to an unreachable or busy peer.
 const RETRY_MIN: Duration = Duration::from_millis(200);
@@ -85,41 +86,26 @@ impl Daemon {
         let Some(peer) = self.peer_named(&out.to) else {
             return PeerSays::Unknown(format!("peer {} is not paired", out.to));
         };
-        let tls = &self.peer_tls;
         let asked = async {
-            let stream = crate::replication::link::dial(&peer, tls)
+            let stream = crate::replication::link::dial(&peer, &self.peer_tls)
                 .await
                 .map_err(|e| e.to_string())?;
-            let mut stream = BufReader::new(stream);
-            stream
-                .write_all(format!("REPLICATE {vserver} -\n").as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
-            stream.flush().await.map_err(|e| e.to_string())?;
-            let mut line = Vec::new();
-            (&mut stream)
-                .take(MAX_PREFACE_LINE_BYTES as u64)
-                .read_until(b'\n', &mut line)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(String::from_utf8_lossy(&line).trim_end().to_string())
+            let mut conn = Connection::new(stream, PREFACE_TIMEOUT);
+            let question = Request::Replicate {
+                vserver: vserver.to_string(),
+                replica_address: None,
+            };
+            conn.request(question).await.map_err(|e| e.to_string())
         };
-        let line = match tokio::time::timeout(PREFACE_TIMEOUT, asked).await {
-            Err(_) => return PeerSays::Unknown("no answer in time".into()),
-            Ok(Err(e)) => return PeerSays::Unknown(e),
-            Ok(Ok(l)) => l,
-        };
-        // The connection drops here, before any Hello: the peer's session
-        // ends at once.
-        if line.starts_with("OK ") {
-            return PeerSays::Replica;
-        }
-        let reason = line.strip_prefix("ERR ").unwrap_or(&line);
-        // Active there, whatever the epoch (its records may have reached
-        // us already): this site must stay a replica.
-        match replication::refused_epoch(reason) {
-            Some(theirs) => PeerSays::Promoted(theirs),
-            None => PeerSays::Unknown(format!("peer {}: {line}", peer.name)),
+        // The connection drops here, before any Transfer: the peer's
+        // session ends at once.
+        match asked.await {
+            Err(e) => PeerSays::Unknown(e),
+            Ok(Answer::Replicate(_)) => PeerSays::Replica,
+            // Active there, whatever the epoch (its records may have
+            // reached us already): this site must stay a replica.
+            Ok(Answer::ActiveHere { epoch, .. }) => PeerSays::Promoted(epoch),
+            Ok(other) => PeerSays::Unknown(format!("peer {}: {other:?}", peer.name)),
         }
     }
 
