@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tandem_store::{Lsn, Store, StoreError};
+use tandem_store::{now_unix_ms, Lsn, Store, StoreError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::{mpsc, watch};
 
@@ -136,13 +136,6 @@ pub enum SessionError {
     Protocol(String),
     #[error("internal task failed: {0}")]
     Task(String),
-}
-
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis().try_into().unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// Aborts the task when dropped, so a session that ends (or is dropped)
@@ -421,7 +414,7 @@ where
                 r?;
             }
             _ = heartbeat.tick() => {
-                let hb = Message::Heartbeat { now_ms: now_ms() };
+                let hb = Message::Heartbeat { now_ms: now_unix_ms() };
                 wire::write_message(&mut wr, &hb, cfg.message_timeout).await?;
                 Verifying::finish_if_done(&mut verifying);
             }
@@ -477,7 +470,9 @@ async fn pace<W: AsyncWrite + Unpin>(
         tokio::time::sleep(step).await;
         wait -= step;
         if !wait.is_zero() {
-            let hb = Message::Heartbeat { now_ms: now_ms() };
+            let hb = Message::Heartbeat {
+                now_ms: now_unix_ms(),
+            };
             wire::write_message(wr, &hb, cfg.message_timeout).await?;
         }
     }
@@ -650,7 +645,9 @@ where
                 }
             }
             Message::Heartbeat { .. } => {
-                let hb = Message::Heartbeat { now_ms: now_ms() };
+                let hb = Message::Heartbeat {
+                    now_ms: now_unix_ms(),
+                };
                 wire::write_message(&mut wr, &hb, cfg.message_timeout).await?;
             }
             Message::Error { code, text } => return Err(SessionError::Peer { code, text }),
