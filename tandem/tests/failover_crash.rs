@@ -1,6 +1,6 @@
 //! A real crash of the DR site in the middle of a failover: its daemon,
-//! started with `TANDEM_CRASH_AT=<point>` (control/src/crash_point.rs),
-//! aborts right after the step's durable mark. The failover command fails;
+//! started with `FAILPOINTS=<point>=return` (control/src/dr/crash_point.rs;
+//! the test build enables the `failpoints` feature), aborts right after the step's durable mark. The failover command fails;
 //! the daemon, restarted without the variable, resumes the failover when
 //! the command is given again, from the step the mark names; the vserver
 //! is active and a client with its old handles reads every committed byte.
@@ -31,7 +31,7 @@ fn crash_and_resume(net: u8, point: &str, resumed_step: &str) {
     });
     s.da.kill9();
     s.db.stop();
-    let crash_env = format!("TANDEM_CRASH_AT={point}");
+    let crash_env = format!("FAILPOINTS={point}=return");
     let db = s.b.spawn_daemon_via(&["env", &crash_env]);
     db.wait_ready(&s.b);
 

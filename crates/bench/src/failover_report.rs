@@ -45,10 +45,10 @@ impl MeasureRow {
         s
     }
 
-    /// The median (the lower one of an even count).
+    /// The nearest-rank median: a measured sample (the lower middle one
+    /// of an even count).
     pub fn p50(&self) -> Option<f64> {
-        let s = self.sorted();
-        s.get(s.len().saturating_sub(1) / 2).copied()
+        crate::stats::percentile_nearest_rank(&self.sorted(), 50.0)
     }
 
     pub fn max(&self) -> Option<f64> {

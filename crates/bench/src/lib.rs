@@ -39,6 +39,7 @@ mod replication_rsync;
 mod replication_sites;
 mod report;
 mod rpcbind_stub;
+mod stats;
 mod tandem_server;
 mod target;
 mod workload;
@@ -280,18 +281,6 @@ async fn measure(
     }
 }
 
-/// The median of a non-empty sample (mean of the middle two when even).
-fn median(v: &[f64]) -> Option<f64> {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(v[n / 2]),
-        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
-    }
-}
-
 fn sync_disks() {
     // SAFETY: sync(2) takes no arguments and cannot fail.
     unsafe { libc::sync() };
@@ -363,7 +352,7 @@ fn build_report(
                 .collect();
             let values: Vec<(ServerKind, f64)> = samples
                 .iter()
-                .filter_map(|(k, v)| Some((*k, median(v)?)))
+                .filter_map(|(k, v)| Some((*k, stats::median_midpoint(v)?)))
                 .collect();
             let get = |k: ServerKind| values.iter().find(|(s, _)| *s == k).map(|(_, v)| *v);
             let ratio = match (get(ServerKind::Tandem), get(ServerKind::Ganesha)) {
@@ -385,17 +374,5 @@ fn build_report(
         rows,
         notes: measured.notes,
         failures,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::median;
-
-    #[test]
-    fn median_of_odd_and_even_samples() {
-        assert_eq!(median(&[]), None);
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
     }
 }

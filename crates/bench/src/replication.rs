@@ -26,6 +26,7 @@ use crate::replication_options::{Rate, ReplOptions};
 use crate::replication_report::{ReplReport, ReplRow};
 use crate::replication_rsync;
 use crate::replication_sites::Sites;
+use crate::stats;
 
 /// The goals.
 const GOAL_LAG_P99_MS: f64 = 1000.0;
@@ -267,7 +268,7 @@ async fn lag_row(
     let c = mounted.clients.first_mut().context("no NFS connection")?;
     c.remove(root, &format!("lag{i}")).await?;
     let client = mb_s(run.written_bytes, run.client_time);
-    let p99 = replication_lag::percentile(&run.write_lag_ms, 99.0);
+    let p99 = stats::percentile_nearest_rank(&run.write_lag_ms, 99.0);
     let (goal, verdict) = match rate {
         Rate::MegabytesPerSecond(r) if (r - GOAL_LAG_RATE_MB_S).abs() < f64::EPSILON => {
             let reached = client.unwrap_or(0.0) >= r * RATE_TOLERANCE;
@@ -292,10 +293,10 @@ async fn lag_row(
         ),
         client_mb_s: client,
         replicated_mb_s: mb_s(run.written_bytes, run.replicated_time),
-        lag_p50_ms: replication_lag::percentile(&run.write_lag_ms, 50.0),
+        lag_p50_ms: stats::percentile_nearest_rank(&run.write_lag_ms, 50.0),
         lag_p99_ms: p99,
-        lag_max_ms: replication_lag::percentile(&run.write_lag_ms, 100.0),
-        status_lag_p99_ms: replication_lag::percentile(&run.status_lag_ms, 99.0),
+        lag_max_ms: stats::percentile_nearest_rank(&run.write_lag_ms, 100.0),
+        status_lag_p99_ms: stats::percentile_nearest_rank(&run.status_lag_ms, 99.0),
         changed_bytes: Some(run.written_bytes),
         wire_bytes: Some(wire),
         seconds: Some(run.client_time.as_secs_f64()),

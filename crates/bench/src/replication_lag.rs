@@ -41,15 +41,6 @@ pub struct LagRun {
     pub status_lag_ms: Vec<f64>,
 }
 
-/// Nearest-rank percentile `p` (0..=100) of sorted samples.
-pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
-
 /// One status sample: when, the acknowledged LSN, lag_ms.
 type Seen = (Instant, Lsn, u64);
 
@@ -238,7 +229,7 @@ async fn write_loop(
 
 #[cfg(test)]
 mod tests {
-    use super::{percentile, write_lags};
+    use super::write_lags;
     use std::time::{Duration, Instant};
 
     #[test]
@@ -259,15 +250,5 @@ mod tests {
         assert_eq!(lags, vec![5.0, 15.0, 50.0]);
         // A sample before the reply never counts, even if its LSN is high.
         assert_eq!(write_lags(&[(ms(45), 1)], &samples, ms(60)), vec![15.0]);
-    }
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), Some(50.0));
-        assert_eq!(percentile(&v, 99.0), Some(99.0));
-        assert_eq!(percentile(&v, 100.0), Some(100.0));
-        assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
-        assert_eq!(percentile(&[], 50.0), None);
     }
 }

@@ -73,6 +73,12 @@ pub enum ControlError {
     Internal(String),
 }
 
+impl From<tandem_store::durable::DurableError> for ControlError {
+    fn from(e: tandem_store::durable::DurableError) -> Self {
+        ControlError::io(e.path, e.source)
+    }
+}
+
 impl ControlError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ControlError::Io {

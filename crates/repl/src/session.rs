@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tandem_store::{Lsn, Store, StoreError};
+use tandem_store::{now_unix_ms, Lsn, Store, StoreError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::{mpsc, watch};
 
@@ -138,13 +138,6 @@ pub enum SessionError {
     Task(String),
 }
 
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis().try_into().unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// Aborts the task when dropped, so a session that ends (or is dropped)
 /// leaves no reader behind.
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
@@ -261,7 +254,7 @@ where
                 r?;
             }
             _ = heartbeat.tick() => {
-                let hb = Message::Heartbeat { now_ms: now_ms() };
+                let hb = Message::Heartbeat { now_ms: now_unix_ms() };
                 wire::write_message(&mut wr, &hb, cfg.message_timeout).await?;
                 Verifying::finish_if_done(&mut ship.verifying);
             }
@@ -596,7 +589,9 @@ async fn pace<W: AsyncWrite + Unpin>(
         tokio::time::sleep(step).await;
         wait -= step;
         if !wait.is_zero() {
-            let hb = Message::Heartbeat { now_ms: now_ms() };
+            let hb = Message::Heartbeat {
+                now_ms: now_unix_ms(),
+            };
             wire::write_message(wr, &hb, cfg.message_timeout).await?;
         }
     }
@@ -769,7 +764,9 @@ where
                 }
             }
             Message::Heartbeat { .. } => {
-                let hb = Message::Heartbeat { now_ms: now_ms() };
+                let hb = Message::Heartbeat {
+                    now_ms: now_unix_ms(),
+                };
                 wire::write_message(&mut wr, &hb, cfg.message_timeout).await?;
             }
             Message::Error { code, text } => return Err(SessionError::Peer { code, text }),

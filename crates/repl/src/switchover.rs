@@ -286,7 +286,7 @@ pub(crate) async fn answer<W: tokio::io::AsyncWrite + Unpin>(
                 None => return Err(SessionError::Task("reader stopped".into())),
                 Some(Err(e)) => return Err(e.into()),
                 Some(Ok(Message::Heartbeat { .. })) => {
-                    let hb = Message::Heartbeat { now_ms: crate::session::now_ms() };
+                    let hb = Message::Heartbeat { now_ms: tandem_store::now_unix_ms() };
                     wire::write_message(wr, &hb, cfg.message_timeout).await?;
                 }
                 Some(Ok(Message::Error { code, text })) => return Err(SessionError::Peer { code, text }),

@@ -5,10 +5,9 @@
 //! (postcard of `State`). Version 1 had no mount list, the last field of
 //! `State`: it reads as an empty one.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::data::sync_dir;
+use crate::durable;
 use crate::error::{Result, StoreError};
 use crate::state::State;
 use crate::types::{le_u32, le_u64};
@@ -36,15 +35,12 @@ pub fn write(dir: &Path, state: &State) -> Result<()> {
     header[16..24].copy_from_slice(&state.lsn.to_le_bytes());
     header[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
     header[32..36].copy_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    let tmp = dir.join("checkpoint.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    f.write_all(&header)
-        .and_then(|_| f.write_all(&payload))
-        .and_then(|_| f.sync_all())
-        .map_err(|e| StoreError::io(&tmp, e))?;
-    let path = checkpoint_path(dir);
-    std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
-    sync_dir(dir)
+    let parts: [&[u8]; 2] = [&header, &payload];
+    Ok(durable::replace_file(
+        &checkpoint_path(dir),
+        &parts,
+        durable::MODE_READABLE,
+    )?)
 }
 
 /// The checkpointed state, or `None` if no checkpoint was ever written.

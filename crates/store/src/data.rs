@@ -180,24 +180,19 @@ impl DataFiles {
     }
 }
 
+/// Makes a directory's entries durable (see [`crate::durable`]).
 pub fn sync_dir(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(path, e))
+    Ok(crate::durable::sync_dir(path)?)
 }
 
 /// Replaces `dir/name` with `bytes` so a crash leaves the old file or the
-/// new one: a temporary file, fsync, rename, directory fsync.
+/// new one (see [`crate::durable`]).
 pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| StoreError::io(&tmp, e))?;
-    let path = dir.join(name);
-    std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
-    sync_dir(dir)
+    Ok(crate::durable::replace_file(
+        &dir.join(name),
+        &[bytes],
+        crate::durable::MODE_READABLE,
+    )?)
 }
 
 /// A poisoned lock means a thread panicked mid-update; the data it guards

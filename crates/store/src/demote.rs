@@ -71,12 +71,6 @@ impl Store {
     }
 
     fn write_role_mark(&self) -> Result<()> {
-        let path = self.dir.join(ROLE_FILE);
-        let tmp = self.dir.join("ROLE.tmp");
-        std::fs::write(&tmp, ROLE_REPLICA)
-            .and_then(|()| std::fs::File::open(&tmp).and_then(|f| f.sync_all()))
-            .map_err(|e| StoreError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
-        sync_dir(&self.dir)
+        crate::data::write_atomically(&self.dir, ROLE_FILE, ROLE_REPLICA.as_bytes())
     }
 }

@@ -79,3 +79,9 @@ impl StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+impl From<crate::durable::DurableError> for StoreError {
+    fn from(e: crate::durable::DurableError) -> Self {
+        StoreError::io(e.path, e.source)
+    }
+}

@@ -7,7 +7,6 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::data::sync_dir;
 use crate::error::{Result, StoreError};
 use crate::store::Store;
 
@@ -68,13 +67,7 @@ impl Store {
         if self.fence.epoch().is_some_and(|e| e >= theirs) {
             return Ok(());
         }
-        let path = self.dir.join(FENCE_FILE);
-        let tmp = self.dir.join("FENCED.tmp");
-        std::fs::write(&tmp, format!("{theirs}\n"))
-            .and_then(|_| std::fs::File::open(&tmp).and_then(|f| f.sync_all()))
-            .map_err(|e| StoreError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
-        sync_dir(&self.dir)?;
+        crate::data::write_atomically(&self.dir, FENCE_FILE, format!("{theirs}\n").as_bytes())?;
         self.fence.0.store(theirs, Ordering::Release);
         tracing::error!(ours, theirs, dir = %self.dir.display(), "store fenced: another site holds a higher epoch; changes refused");
         Ok(())

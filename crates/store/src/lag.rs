@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use crate::data::lock;
 use crate::store::Store;
-use crate::types::Lsn;
+use crate::types::{now_unix_ms, Lsn};
 
 /// Marks kept; past this, the oldest go, and the bytes of a lag older
 /// than every mark kept are estimated as all bytes since the store opened.
@@ -42,13 +42,6 @@ pub struct Lag {
     /// Age of the oldest record the replica lacks, in milliseconds (0 when
     /// it lacks none).
     pub oldest_unacked_ms: u64,
-}
-
-fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl LsnMarks {

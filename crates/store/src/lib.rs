@@ -13,6 +13,7 @@ pub mod config;
 pub mod data;
 pub mod demote;
 pub mod digest;
+pub mod durable;
 pub mod error;
 pub mod fence;
 pub mod fsck;

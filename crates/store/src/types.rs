@@ -32,6 +32,16 @@ pub struct Timestamp {
     pub nsecs: u32,
 }
 
+/// Wall-clock milliseconds since the Unix epoch, for ages and "since"
+/// fields shown to people (lag, connection times); 0 before 1970 and
+/// saturating far in the future, so a wrong clock never fails a caller.
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 impl Timestamp {
     pub fn now() -> Self {
         let d = std::time::SystemTime::now()

@@ -1,13 +1,21 @@
-//! Prometheus metrics on `/metrics`: the figures of `tandem status`, in
-//! the text exposition format (version 0.0.4), served on the address set
-//! in site.toml (`[metrics] listen`), off by default.
+//! Prometheus metrics on `/metrics`: the figures of `tandem status`,
+//! encoded by `prometheus-client` (OpenMetrics text), served on the address
+//! set in site.toml (`[metrics] listen`), off by default.
 //!
-//! The HTTP side is a few lines over tokio rather than a web framework:
-//! one GET path, small bounded requests, and nothing else to serve.
+//! The HTTP side is a few lines over tokio rather than a web framework
+//! (the crate has no server): one GET path, small bounded requests, and
+//! nothing else to serve.
 
-use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -24,158 +32,185 @@ pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Scrapes served at once; more wait for a slot.
 pub const MAX_CONNECTIONS: usize = 16;
+/// What `prometheus-client`'s text encoder writes.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// One metric family and its samples (labels, value).
-struct Family {
-    name: &'static str,
-    kind: &'static str,
-    help: &'static str,
-    samples: Vec<(String, f64)>,
+/// A gauge of whole numbers (LSNs, counts, bytes).
+type Whole = Gauge<u64, AtomicU64>;
+/// A gauge of fractions (seconds).
+type Fraction = Gauge<f64, AtomicU64>;
+
+// Label values are written as they are (the encoder does not escape them):
+// they are names checked by `config::names` ([A-Za-z0-9_.-]), site ids
+// (hex) and replication modes, none of which holds a quote, a backslash or
+// a newline.
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SiteLabels {
+    site: String,
 }
 
-fn family(name: &'static str, kind: &'static str, help: &'static str) -> Family {
-    Family {
-        name,
-        kind,
-        help,
-        samples: Vec::new(),
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VserverLabels {
+    vserver: String,
 }
 
-/// Renders a status report as Prometheus metrics: each family's HELP and
-/// TYPE lines, then its samples, as one group (the format requires it).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplicationLabels {
+    vserver: String,
+    peer: String,
+    mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    vserver: String,
+    peer: String,
+    mode: String,
+    state: String,
+}
+
+/// Registers a family and hands it back for filling in.
+fn family<L, M>(registry: &mut Registry, name: &str, help: &str) -> Family<L, M>
+where
+    L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+    M: Default
+        + prometheus_client::encoding::EncodeMetric
+        + prometheus_client::metrics::TypedMetric,
+    M: std::fmt::Debug + Send + Sync + 'static,
+{
+    let f = Family::<L, M>::default();
+    // The encoder ends each help text with a full stop of its own.
+    registry.register(name, help.trim_end_matches('.'), f.clone());
+    f
+}
+
+/// Renders a status report as Prometheus metrics (OpenMetrics text, as
+/// `prometheus-client` encodes it). A registry is built per scrape: the
+/// figures are a snapshot of `tandem status`, not counters kept here.
 pub fn render(report: &StatusReport) -> String {
+    let mut registry = Registry::default();
     let site = &report.site;
-    let site_label = format!("site=\"{}\"", esc(&site.name));
-    let mut refused = family(
-        "tandem_refused_peer_connections_total",
-        "counter",
+    let site_labels = SiteLabels {
+        site: site.name.clone(),
+    };
+    // Counters get `_total` appended by the encoder.
+    family::<_, Counter>(
+        &mut registry,
+        "tandem_refused_peer_connections",
         "Peer connections whose mutual-TLS handshake was refused.",
-    );
-    refused
-        .samples
-        .push((site_label.clone(), site.refused_peer_connections as f64));
-    let mut peers = family("tandem_peers", "gauge", "Paired sites.");
-    peers.samples.push((site_label, site.peers as f64));
-    let mut last = family(
+    )
+    .get_or_create(&site_labels)
+    .inc_by(site.refused_peer_connections);
+    family::<_, Whole>(&mut registry, "tandem_peers", "Paired sites.")
+        .get_or_create(&site_labels)
+        .set(site.peers as u64);
+    let last: Family<VserverLabels, Whole> = family(
+        &mut registry,
         "tandem_vserver_last_lsn",
-        "gauge",
         "Highest journal LSN assigned (active) or applied (replica).",
     );
-    let mut durable = family(
+    let durable: Family<VserverLabels, Whole> = family(
+        &mut registry,
         "tandem_vserver_durable_lsn",
-        "gauge",
         "Highest journal LSN on stable storage.",
     );
-    let mut up = family(
+    let up: Family<VserverLabels, Whole> = family(
+        &mut registry,
         "tandem_vserver_up",
-        "gauge",
         "1 if the vserver is served from this site (active or replica), 0 if failed.",
     );
-    let mut lag = family(
+    let lag: Family<ReplicationLabels, Whole> = family(
+        &mut registry,
         "tandem_replication_lag_records",
-        "gauge",
         "Journal records the replica has not acknowledged.",
     );
-    let mut lag_bytes = family(
+    let lag_bytes: Family<ReplicationLabels, Whole> = family(
+        &mut registry,
         "tandem_replication_lag_bytes",
-        "gauge",
         "Journal bytes the replica has not acknowledged.",
     );
-    let mut lag_seconds = family(
+    let lag_seconds: Family<ReplicationLabels, Fraction> = family(
+        &mut registry,
         "tandem_replication_lag_seconds",
-        "gauge",
         "Age of the oldest record the replica has not acknowledged (the RPO in async mode).",
     );
-    let mut replica_lsn = family(
+    let replica_lsn: Family<ReplicationLabels, Whole> = family(
+        &mut registry,
         "tandem_replication_replica_lsn",
-        "gauge",
         "Highest LSN the replica acknowledged (active site) or applied (replica site).",
     );
-    let mut streaming = family(
+    let streaming: Family<ReplicationLabels, Whole> = family(
+        &mut registry,
         "tandem_replication_streaming",
-        "gauge",
         "1 while the sender streams to the replica.",
     );
-    let mut degraded = family(
+    let degraded: Family<ReplicationLabels, Whole> = family(
+        &mut registry,
         "tandem_replication_degraded",
-        "gauge",
         "1 while commit-sync/sync replies go out without the replica's ack.",
     );
-    let mut degraded_total = family(
-        "tandem_replication_degraded_replies_total",
-        "counter",
+    let degraded_total: Family<ReplicationLabels, Counter> = family(
+        &mut registry,
+        "tandem_replication_degraded_replies",
         "Replies sent without the replica's ack since the vserver opened.",
     );
-    let mut fig = FigureFamilies::new();
-    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let fig = FigureFamilies::new(&mut registry);
     for vs in &report.vservers {
-        let labels = format!("vserver=\"{}\"", esc(&vs.name));
-        last.samples.push((labels.clone(), vs.last_lsn as f64));
-        durable
-            .samples
-            .push((labels.clone(), vs.durable_lsn as f64));
+        let labels = VserverLabels {
+            vserver: vs.name.clone(),
+        };
+        last.get_or_create(&labels).set(vs.last_lsn);
+        durable.get_or_create(&labels).set(vs.durable_lsn);
         let is_up = !matches!(vs.state, crate::vserver::status::VserverState::Failed);
-        up.samples.push((labels.clone(), flag(is_up)));
+        up.get_or_create(&labels).set(u64::from(is_up));
         if let Some(r) = &vs.replication {
             let peer = r.to.as_deref().or(r.from.as_deref()).unwrap_or("");
-            let rl = format!("{labels},peer=\"{}\",mode=\"{}\"", esc(peer), r.mode);
-            lag.samples.push((rl.clone(), r.lag_records as f64));
-            lag_bytes.samples.push((rl.clone(), r.lag_bytes as f64));
-            lag_seconds
-                .samples
-                .push((rl.clone(), r.lag_ms as f64 / 1000.0));
-            replica_lsn.samples.push((rl.clone(), r.replica_lsn as f64));
+            let rl = ReplicationLabels {
+                vserver: vs.name.clone(),
+                peer: peer.to_string(),
+                mode: r.mode.to_string(),
+            };
+            lag.get_or_create(&rl).set(r.lag_records);
+            lag_bytes.get_or_create(&rl).set(r.lag_bytes);
+            lag_seconds.get_or_create(&rl).set(r.lag_ms as f64 / 1000.0);
+            replica_lsn.get_or_create(&rl).set(r.replica_lsn);
             streaming
-                .samples
-                .push((rl.clone(), flag(r.state == ReplicationState::Streaming)));
-            degraded.samples.push((rl.clone(), flag(r.degraded)));
+                .get_or_create(&rl)
+                .set(u64::from(r.state == ReplicationState::Streaming));
+            degraded.get_or_create(&rl).set(u64::from(r.degraded));
+            degraded_total.get_or_create(&rl).inc_by(r.degraded_replies);
             if r.to.is_some() {
                 fig.push(&rl, r);
             }
-            degraded_total.samples.push((rl, r.degraded_replies as f64));
         }
     }
+    encoded(&registry)
+}
+
+fn encoded(registry: &Registry) -> String {
     let mut out = String::new();
-    for f in [
-        refused,
-        peers,
-        last,
-        durable,
-        up,
-        lag,
-        lag_bytes,
-        lag_seconds,
-        replica_lsn,
-        streaming,
-        degraded,
-        degraded_total,
-    ]
-    .into_iter()
-    .chain(fig.into_families())
-    {
-        let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
-        let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
-        for (labels, value) in f.samples {
-            let _ = writeln!(out, "{}{{{labels}}} {value}", f.name);
-        }
+    // Writing to a String cannot fail; an encoder error would leave a
+    // partial text, which a scraper rejects as a whole.
+    if let Err(e) = encode(&mut out, registry) {
+        tracing::warn!(error = %e, "metrics encoding failed");
     }
     out
 }
 
 /// The families of `ReplicationFigures` (active site only).
 struct FigureFamilies {
-    sent_wire: Family,
-    sent_journal: Family,
-    acked_journal: Family,
-    wire_rate: Family,
-    acked_rate: Family,
-    rpo: Family,
-    state: Family,
-    baseline_rate: Family,
-    baseline_eta: Family,
-    overflow_changed: Family,
-    catchup_sent: Family,
+    sent_wire: Family<ReplicationLabels, Counter>,
+    sent_journal: Family<ReplicationLabels, Counter>,
+    acked_journal: Family<ReplicationLabels, Counter>,
+    wire_rate: Family<ReplicationLabels, Whole>,
+    acked_rate: Family<ReplicationLabels, Whole>,
+    rpo: Family<ReplicationLabels, Fraction>,
+    state: Family<StateLabels, Whole>,
+    baseline_rate: Family<ReplicationLabels, Whole>,
+    baseline_eta: Family<ReplicationLabels, Whole>,
+    overflow_changed: Family<ReplicationLabels, Whole>,
+    catchup_sent: Family<ReplicationLabels, Whole>,
 }
 
 /// States a sender can be in, one `tandem_replication_state` series each.
@@ -192,127 +227,106 @@ const STATES: [ReplicationState; 9] = [
 ];
 
 impl FigureFamilies {
-    fn new() -> Self {
+    fn new(r: &mut Registry) -> Self {
         FigureFamilies {
             sent_wire: family(
-                "tandem_replication_sent_wire_bytes_total",
-                "counter",
+                r,
+                "tandem_replication_sent_wire_bytes",
                 "Batch bytes sent on the wire (after compression).",
             ),
             sent_journal: family(
-                "tandem_replication_sent_journal_bytes_total",
-                "counter",
+                r,
+                "tandem_replication_sent_journal_bytes",
                 "Journal bytes sent (before compression).",
             ),
             acked_journal: family(
-                "tandem_replication_acked_journal_bytes_total",
-                "counter",
+                r,
+                "tandem_replication_acked_journal_bytes",
                 "Journal bytes the replica acknowledged.",
             ),
             wire_rate: family(
+                r,
                 "tandem_replication_wire_throughput_bytes_per_second",
-                "gauge",
                 "Wire bytes sent per second over the last ~10 s.",
             ),
             acked_rate: family(
+                r,
                 "tandem_replication_throughput_bytes_per_second",
-                "gauge",
                 "Journal bytes acknowledged by the replica per second over the last ~10 s.",
             ),
             rpo: family(
+                r,
                 "tandem_replication_estimated_rpo_seconds",
-                "gauge",
                 "What a sudden loss of this site would lose now (0 in commit-sync/sync unless degraded).",
             ),
             state: family(
+                r,
                 "tandem_replication_state",
-                "gauge",
                 "1 for the sender's current state, 0 for the others.",
             ),
             baseline_rate: family(
+                r,
                 "tandem_replication_baseline_rate_bytes_per_second",
-                "gauge",
                 "Rate of the running baseline.",
             ),
             baseline_eta: family(
+                r,
                 "tandem_replication_baseline_eta_seconds",
-                "gauge",
                 "Time the running baseline needs at its rate.",
             ),
             overflow_changed: family(
+                r,
                 "tandem_replication_overflow_changed_bytes",
-                "gauge",
                 "In journal overflow: bytes of changed ranges a catch-up would send now (0 otherwise).",
             ),
             catchup_sent: family(
+                r,
                 "tandem_replication_catchup_sent_bytes",
-                "gauge",
                 "File data bytes the last catch-up sent (zero ranges cost none).",
             ),
         }
     }
 
-    fn push(&mut self, labels: &str, r: &crate::replication::ReplicationStatus) {
+    fn push(&self, l: &ReplicationLabels, r: &crate::replication::ReplicationStatus) {
         let f = &r.figures;
-        let l = || labels.to_string();
-        self.sent_wire.samples.push((l(), f.sent_wire_bytes as f64));
+        self.sent_wire.get_or_create(l).inc_by(f.sent_wire_bytes);
         self.sent_journal
-            .samples
-            .push((l(), f.sent_journal_bytes as f64));
+            .get_or_create(l)
+            .inc_by(f.sent_journal_bytes);
         self.acked_journal
-            .samples
-            .push((l(), f.acked_journal_bytes as f64));
-        self.wire_rate
-            .samples
-            .push((l(), f.wire_bytes_per_second as f64));
+            .get_or_create(l)
+            .inc_by(f.acked_journal_bytes);
+        self.wire_rate.get_or_create(l).set(f.wire_bytes_per_second);
         self.acked_rate
-            .samples
-            .push((l(), f.acked_journal_bytes_per_second as f64));
+            .get_or_create(l)
+            .set(f.acked_journal_bytes_per_second);
         let rpo_ms = f.estimated_rpo_ms.unwrap_or(r.lag_ms);
-        self.rpo.samples.push((l(), rpo_ms as f64 / 1000.0));
+        self.rpo.get_or_create(l).set(rpo_ms as f64 / 1000.0);
         for st in STATES {
-            let on = if r.state == st { 1.0 } else { 0.0 };
+            let labels = StateLabels {
+                vserver: l.vserver.clone(),
+                peer: l.peer.clone(),
+                mode: l.mode.clone(),
+                state: st.to_string(),
+            };
             self.state
-                .samples
-                .push((format!("{labels},state=\"{st}\""), on));
+                .get_or_create(&labels)
+                .set(u64::from(r.state == st));
         }
         if let Some(rate) = f.baseline_bytes_per_second {
-            self.baseline_rate.samples.push((l(), rate as f64));
+            self.baseline_rate.get_or_create(l).set(rate);
         }
         if let Some(eta) = f.baseline_eta_s {
-            self.baseline_eta.samples.push((l(), eta as f64));
+            self.baseline_eta.get_or_create(l).set(eta);
         }
         let o = &r.overflow;
         self.overflow_changed
-            .samples
-            .push((l(), o.overflow_changed_bytes.unwrap_or(0) as f64));
+            .get_or_create(l)
+            .set(o.overflow_changed_bytes.unwrap_or(0));
         if let Some(sent) = o.catchup_sent_bytes {
-            self.catchup_sent.samples.push((l(), sent as f64));
+            self.catchup_sent.get_or_create(l).set(sent);
         }
     }
-
-    fn into_families(self) -> [Family; 11] {
-        [
-            self.sent_wire,
-            self.sent_journal,
-            self.acked_journal,
-            self.wire_rate,
-            self.acked_rate,
-            self.rpo,
-            self.state,
-            self.baseline_rate,
-            self.baseline_eta,
-            self.overflow_changed,
-            self.catchup_sent,
-        ]
-    }
-}
-
-/// Label values escape backslash, quote and newline.
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Serves scrapes until `stopped` is cancelled.
@@ -354,7 +368,7 @@ async fn answer<H: Handler>(mut stream: TcpStream, handler: &H) -> std::io::Resu
         ("404 Not Found", "text/plain", "try /metrics\n".to_string())
     } else {
         match handler.status().await {
-            Ok(report) => ("200 OK", "text/plain; version=0.0.4", render(&report)),
+            Ok(report) => ("200 OK", CONTENT_TYPE, render(&report)),
             Err(e) => ("500 Internal Server Error", "text/plain", format!("{e}\n")),
         }
     };
@@ -402,28 +416,44 @@ mod tests {
             "catchup_sent_bytes": 99,
         }))
         .expect("a status");
-        let mut f = FigureFamilies::new();
-        f.push("vserver=\"vs\"", &r);
-        let families = f.into_families();
-        let value = |name: &str, labels: &str| {
-            families
-                .iter()
-                .find(|f| f.name == name)
-                .and_then(|f| f.samples.iter().find(|(l, _)| l == labels))
-                .map(|(_, v)| *v)
+        let mut registry = Registry::default();
+        let f = FigureFamilies::new(&mut registry);
+        let labels = ReplicationLabels {
+            vserver: "vs".into(),
+            peer: "site-b".into(),
+            mode: "async".into(),
         };
-        let vs = "vserver=\"vs\"";
-        assert_eq!(
-            value("tandem_replication_overflow_changed_bytes", vs),
-            Some(1234.0)
+        f.push(&labels, &r);
+        let text = encoded(&registry);
+        let has = |line: &str| text.lines().any(|l| l == line);
+        let vs = r#"vserver="vs",peer="site-b",mode="async""#;
+        assert!(
+            has(&format!(
+                "tandem_replication_overflow_changed_bytes{{{vs}}} 1234"
+            )),
+            "{text}"
         );
-        assert_eq!(
-            value("tandem_replication_catchup_sent_bytes", vs),
-            Some(99.0)
+        assert!(
+            has(&format!("tandem_replication_catchup_sent_bytes{{{vs}}} 99")),
+            "{text}"
         );
-        let state = |st: &str| value("tandem_replication_state", &format!("{vs},state=\"{st}\""));
-        assert_eq!(state("overflow"), Some(1.0));
-        assert_eq!(state("catch-up"), Some(0.0));
-        assert_eq!(state("streaming"), Some(0.0));
+        assert!(
+            has("# TYPE tandem_replication_sent_wire_bytes counter"),
+            "{text}"
+        );
+        assert!(
+            has(&format!(
+                "tandem_replication_sent_wire_bytes_total{{{vs}}} 0"
+            )),
+            "{text}"
+        );
+        let state = |st: &str, v: u8| {
+            has(&format!(
+                "tandem_replication_state{{{vs},state=\"{st}\"}} {v}"
+            ))
+        };
+        assert!(state("overflow", 1), "{text}");
+        assert!(state("catch-up", 0), "{text}");
+        assert!(state("streaming", 0), "{text}");
     }
 }

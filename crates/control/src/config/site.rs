@@ -472,8 +472,7 @@ pub fn write_site_toml(path: &Path, config: &SiteConfig) -> Result<()> {
 
 /// Whether this process runs as root (effective uid 0).
 pub fn running_as_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 #[cfg(test)]

@@ -1,20 +1,24 @@
-//! A test hook: `TANDEM_CRASH_AT=<point>` in the daemon's environment makes
-//! it abort (no unwinding, no shutdown code: as a power cut would) when it
-//! reaches that point, right after the step's durable mark. Points:
-//! `failover-reserved`, `failover-promoted`. Without the variable nothing
-//! happens; tests use it to prove a rerun resumes from each step.
+//! A test hook: with the `failpoints` feature, a daemon started with
+//! `FAILPOINTS=<point>=return` (the `fail` crate's syntax) aborts (no
+//! unwinding, no shutdown code: as a power cut would) when it reaches that
+//! point, right after the step's durable mark. Points: `failover-reserved`,
+//! `failover-promoted`. Tests use it to prove a rerun resumes from each
+//! step. Without the feature (release builds) the hook compiles to nothing
+//! and no environment variable is read.
 
-use std::sync::OnceLock;
-
-/// The environment variable naming the point to crash at.
-pub const ENV: &str = "TANDEM_CRASH_AT";
-
-/// Aborts the process if `TANDEM_CRASH_AT` names `point`.
+/// Aborts the process if `FAILPOINTS` configured `point`.
+#[cfg(feature = "failpoints")]
 pub fn reached(point: &str) {
-    static AT: OnceLock<Option<String>> = OnceLock::new();
-    let at = AT.get_or_init(|| std::env::var(ENV).ok());
-    if at.as_deref() == Some(point) {
-        tracing::error!(point, "{ENV}: crashing here, as asked");
-        std::process::abort();
-    }
+    static FROM_ENV: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    // The scenario's guard is kept for the life of the process: the
+    // configuration from the environment is never torn down.
+    FROM_ENV.get_or_init(|| std::mem::forget(fail::FailScenario::setup()));
+    fail::fail_point!(point, |_| {
+        tracing::error!(point, "FAILPOINTS: crashing here, as asked");
+        std::process::abort()
+    });
 }
+
+/// Does nothing: the crash points are compiled in only with `failpoints`.
+#[cfg(not(feature = "failpoints"))]
+pub fn reached(_point: &str) {}

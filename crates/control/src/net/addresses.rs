@@ -114,10 +114,9 @@ impl Drop for Claim {
 
 /// The device's interface index; 0 from the kernel means no such device.
 pub fn ifindex(device: &str) -> Option<u32> {
-    let name = std::ffi::CString::new(device).ok()?;
-    // SAFETY: `name` is a valid C string for the call's duration.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    (index != 0).then_some(index)
+    nix::net::if_::if_nametoindex(device)
+        .ok()
+        .filter(|&index| index != 0)
 }
 
 /// Adds the address to its device unless it is there already. Returns the

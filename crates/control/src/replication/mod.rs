@@ -650,13 +650,6 @@ pub fn start_sender(
     }
 }
 
-fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// Up to a quarter of `ms` added, from the clock's nanoseconds: enough to
 /// keep many senders from retrying in step, without a random generator.
 fn jittered(ms: u64) -> Duration {
@@ -1031,7 +1024,7 @@ impl Attempt<'_> {
             if first {
                 s.state = ReplicationState::Streaming;
                 s.last_error = None;
-                s.connected_since_unix_ms = Some(now_unix_ms());
+                s.connected_since_unix_ms = Some(tandem_store::now_unix_ms());
             }
         });
         if !first {

@@ -386,16 +386,8 @@ pub fn check_pool_room(
 
 /// Bytes available to an unprivileged writer on the file system of `path`.
 pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::new(IoKind::InvalidInput, "path holds a NUL byte"))?;
-    // SAFETY: statvfs is plain data; zeroed is a valid value for it.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid C string and `st` a valid out pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    let st = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+    Ok(u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())))
 }
 
 /// Bytes a directory tree takes on disk (allocated blocks), counting at

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::toml_file::write_atomically;
 use crate::error::{ControlError, Result};
+use tandem_store::durable;
 
 /// Directory of the marks, under the site's data directory.
 pub const FAILOVER_DIR: &str = "failover";
@@ -81,9 +82,7 @@ pub fn load(root: &Path, vserver: &str) -> Result<Option<Mark>> {
 pub fn save(root: &Path, mark: &Mark) -> Result<()> {
     let dir = root.join(FAILOVER_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| ControlError::io(&dir, e))?;
-    std::fs::File::open(root)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ControlError::io(root, e))?;
+    durable::sync_dir(root)?;
     write_atomically(&mark_path(root, &mark.vserver), HEADER, mark)
 }
 
@@ -96,9 +95,7 @@ pub fn remove(root: &Path, vserver: &str) -> Result<()> {
         Err(e) => return Err(ControlError::io(&path, e)),
     }
     let dir = root.join(FAILOVER_DIR);
-    std::fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ControlError::io(&dir, e))
+    Ok(durable::sync_dir(&dir)?)
 }
 
 #[cfg(test)]
