@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::error::BenchError;
 use crate::rpcbind_stub::RpcbindStub;
-use crate::target::Target;
+use tandem_testkit::target::Target;
 
 /// How long Ganesha gets to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(15);

@@ -16,9 +16,9 @@ use tandem_store::{AddressSpec, Export, Lsn};
 use tokio::runtime::Runtime;
 use tracing::info;
 
-use crate::failover_sites::free_port;
 use crate::replication_proxy::{CountingProxy, WireBytes};
-use crate::target::Target;
+use tandem_testkit::site::init_site;
+use tandem_testkit::target::Target;
 
 pub const VSERVER: &str = "bench";
 const FS: &str = "data";
@@ -63,26 +63,6 @@ pub struct Sites {
     replica_dir: PathBuf,
     proxy: Option<CountingProxy>,
     target: Target,
-}
-
-/// `tandem init` for one site: peer listener on `ip`, NFS on free ports
-/// of the same address, no portmapper; then `configure` has its say.
-pub(crate) fn init_site(
-    dir: &Path,
-    name: &str,
-    ip: IpAddr,
-    configure: impl FnOnce(&mut Site),
-) -> anyhow::Result<SocketAddr> {
-    let listen = SocketAddr::new(ip, free_port(ip)?);
-    let mut site = Site::init(dir, name, &listen.to_string(), false)
-        .with_context(|| format!("creating site {name} in {}", dir.display()))?;
-    site.config.nfs.portmap = false;
-    site.config.nfs.nfs_port = free_port(ip)?;
-    site.config.nfs.mount_port = free_port(ip)?;
-    configure(&mut site);
-    site.save()
-        .with_context(|| format!("configuring site {name}"))?;
-    Ok(listen)
 }
 
 impl Sites {

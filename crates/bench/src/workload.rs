@@ -14,10 +14,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use tracing::info;
 
-use crate::client::{Client, Mounted};
 use crate::error::BenchError;
 use crate::options::BenchOptions;
-use crate::target::Target;
+use tandem_testkit::client::{Client, Mounted};
+use tandem_testkit::target::Target;
 
 /// The five rows of the table, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 mod common;
 
 mod address_plan;
+#[cfg(feature = "bench")]
 mod bench_failover;
 mod control_socket;
 mod crash;

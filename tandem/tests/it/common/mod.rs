@@ -15,7 +15,7 @@ pub mod tree;
 pub mod writer;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,11 +26,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tandem");
 /// Generous: CI machines are shared and debug builds are slow.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
-/// A free TCP port on loopback (free when asked; tests use distinct
-/// addresses too, so a later collision is unlikely).
+/// A free TCP port on 127.0.0.1 (see `tandem_testkit::free_port`).
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+    tandem_testkit::free_port(Ipv4Addr::LOCALHOST.into()).expect("a free port on 127.0.0.1")
 }
 
 pub struct TestSite {
@@ -416,12 +414,9 @@ pub fn create_fs_for(site: &TestSite, vs: &str, fs: &str, export: &str, clients:
 
 /// Polls `done` every 50 ms until it holds; after DEADLINE, panics with
 /// `why()`.
-pub fn wait_until(mut done: impl FnMut() -> bool, why: impl Fn() -> String) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < DEADLINE, "within {DEADLINE:?}: {}", why());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+pub fn wait_until(done: impl FnMut() -> bool, why: impl Fn() -> String) {
+    let polled = tandem_testkit::wait::poll_until(DEADLINE, Duration::from_millis(50), done);
+    assert!(polled, "within {DEADLINE:?}: {}", why());
 }
 
 /// `tandem fsck VS` with the daemon stopped: must exit 0 and report clean.

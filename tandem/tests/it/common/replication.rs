@@ -5,18 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::{assert_success, create_fs, free_port, Daemon, TestSite, DEADLINE};
 
-/// Deterministic, not very compressible bytes.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+pub use tandem_testkit::pattern;
 
 /// Gives `b` the NFS and MOUNT ports of `a`, so a vserver address that
 /// moves between them (failover, switchover) is found at the same port.

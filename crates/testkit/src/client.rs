@@ -1,6 +1,6 @@
 //! Connections to one server: a MOUNT, then `in_flight` NFS connections
 //! (`nfs3_client` keeps one call outstanding per connection), and thin
-//! wrappers that turn every NFS status into a [`BenchError`].
+//! wrappers that turn every NFS status into a [`ClientError`].
 
 use std::net::SocketAddr;
 
@@ -15,7 +15,7 @@ use nfs3_client::tokio::TokioIo;
 use nfs3_client::{MountClient, Nfs3Client, RpcError};
 use tokio::net::TcpStream;
 
-use crate::error::BenchError;
+use crate::error::ClientError;
 use crate::target::Target;
 
 pub type Io = TokioIo<TcpStream>;
@@ -109,7 +109,7 @@ impl Client {
         })
     }
 
-    pub async fn getattr(&mut self, fh: &nfs_fh3) -> Result<nfs::fattr3, BenchError> {
+    pub async fn getattr(&mut self, fh: &nfs_fh3) -> Result<nfs::fattr3, ClientError> {
         let res = self
             .nfs
             .getattr(&nfs::GETATTR3args { object: fh.clone() })
@@ -117,8 +117,8 @@ impl Client {
         Ok(self.check("GETATTR", "handle", res)?.obj_attributes)
     }
 
-    fn rpc(&self, op: &'static str, what: &str, source: RpcError) -> BenchError {
-        BenchError::Rpc {
+    fn rpc(&self, op: &'static str, what: &str, source: RpcError) -> ClientError {
+        ClientError::Rpc {
             server: self.server,
             op,
             what: what.to_string(),
@@ -126,8 +126,8 @@ impl Client {
         }
     }
 
-    fn status(&self, op: &'static str, what: &str, status: nfsstat3) -> BenchError {
-        BenchError::Nfs {
+    fn status(&self, op: &'static str, what: &str, status: nfsstat3) -> ClientError {
+        ClientError::Nfs {
             server: self.server,
             op,
             what: what.to_string(),
@@ -141,7 +141,7 @@ impl Client {
         op: &'static str,
         what: &str,
         res: Result<Nfs3Result<T, E>, RpcError>,
-    ) -> Result<T, BenchError> {
+    ) -> Result<T, ClientError> {
         match res {
             Ok(Nfs3Result::Ok(v)) => Ok(v),
             Ok(Nfs3Result::Err((status, _))) => Err(self.status(op, what, status)),
@@ -149,7 +149,7 @@ impl Client {
         }
     }
 
-    pub async fn fsinfo(&mut self, root: &nfs_fh3) -> Result<nfs::FSINFO3resok, BenchError> {
+    pub async fn fsinfo(&mut self, root: &nfs_fh3) -> Result<nfs::FSINFO3resok, ClientError> {
         let res = self
             .nfs
             .fsinfo(&nfs::FSINFO3args {
@@ -159,7 +159,7 @@ impl Client {
         self.check("FSINFO", "/", res)
     }
 
-    pub async fn lookup(&mut self, dir: &nfs_fh3, n: &str) -> Result<nfs_fh3, BenchError> {
+    pub async fn lookup(&mut self, dir: &nfs_fh3, n: &str) -> Result<nfs_fh3, ClientError> {
         let res = self
             .nfs
             .lookup(&nfs::LOOKUP3args {
@@ -176,7 +176,7 @@ impl Client {
         dir: &nfs_fh3,
         n: &str,
         mode: u32,
-    ) -> Result<nfs_fh3, BenchError> {
+    ) -> Result<nfs_fh3, ClientError> {
         let res = self
             .nfs
             .create(&nfs::CREATE3args {
@@ -193,7 +193,7 @@ impl Client {
         }
     }
 
-    pub async fn mkdir(&mut self, dir: &nfs_fh3, n: &str) -> Result<nfs_fh3, BenchError> {
+    pub async fn mkdir(&mut self, dir: &nfs_fh3, n: &str) -> Result<nfs_fh3, ClientError> {
         let res = self
             .nfs
             .mkdir(&nfs::MKDIR3args {
@@ -215,7 +215,7 @@ impl Client {
         fh: &nfs_fh3,
         what: &str,
         attrs: nfs::sattr3,
-    ) -> Result<(), BenchError> {
+    ) -> Result<(), ClientError> {
         let res = self
             .nfs
             .setattr(&nfs::SETATTR3args {
@@ -227,7 +227,7 @@ impl Client {
         self.check("SETATTR", what, res).map(|_| ())
     }
 
-    pub async fn remove(&mut self, dir: &nfs_fh3, n: &str) -> Result<(), BenchError> {
+    pub async fn remove(&mut self, dir: &nfs_fh3, n: &str) -> Result<(), ClientError> {
         let res = self
             .nfs
             .remove(&nfs::REMOVE3args {
@@ -237,7 +237,7 @@ impl Client {
         self.check("REMOVE", n, res).map(|_| ())
     }
 
-    pub async fn rename(&mut self, dir: &nfs_fh3, from: &str, to: &str) -> Result<(), BenchError> {
+    pub async fn rename(&mut self, dir: &nfs_fh3, from: &str, to: &str) -> Result<(), ClientError> {
         let res = self
             .nfs
             .rename(&nfs::RENAME3args {
@@ -255,8 +255,8 @@ impl Client {
         offset: u64,
         data: &[u8],
         stable: nfs::stable_how,
-    ) -> Result<(u32, nfs::writeverf3), BenchError> {
-        let count = u32::try_from(data.len()).map_err(|_| BenchError::Protocol {
+    ) -> Result<(u32, nfs::writeverf3), ClientError> {
+        let count = u32::try_from(data.len()).map_err(|_| ClientError::Protocol {
             server: self.server,
             what: format!("WRITE of {} bytes is too large", data.len()),
         })?;
@@ -272,7 +272,7 @@ impl Client {
             .await;
         let ok = self.check("WRITE", &format!("offset {offset}"), res)?;
         if ok.count == 0 || ok.count > count {
-            return Err(BenchError::Protocol {
+            return Err(ClientError::Protocol {
                 server: self.server,
                 what: format!(
                     "WRITE at offset {offset} of {count} bytes answered count {}",
@@ -291,7 +291,7 @@ impl Client {
         mut offset: u64,
         mut data: &[u8],
         stable: nfs::stable_how,
-    ) -> Result<nfs::writeverf3, BenchError> {
+    ) -> Result<nfs::writeverf3, ClientError> {
         loop {
             let (n, verf) = self.write(fh, offset, data, stable).await?;
             let n = n as usize;
@@ -303,7 +303,7 @@ impl Client {
         }
     }
 
-    pub async fn commit(&mut self, fh: &nfs_fh3) -> Result<nfs::writeverf3, BenchError> {
+    pub async fn commit(&mut self, fh: &nfs_fh3) -> Result<nfs::writeverf3, ClientError> {
         let res = self
             .nfs
             .commit(&nfs::COMMIT3args {
@@ -321,7 +321,7 @@ impl Client {
         fh: &nfs_fh3,
         offset: u64,
         count: u32,
-    ) -> Result<(Vec<u8>, bool), BenchError> {
+    ) -> Result<(Vec<u8>, bool), ClientError> {
         let res = self
             .nfs
             .read(&nfs::READ3args {
@@ -332,7 +332,7 @@ impl Client {
             .await;
         let ok = self.check("READ", &format!("offset {offset}"), res)?;
         if ok.data.len() != ok.count as usize || ok.count > count {
-            return Err(BenchError::Protocol {
+            return Err(ClientError::Protocol {
                 server: self.server,
                 what: format!(
                     "READ at offset {offset} of {count} bytes answered count {} with {} data bytes",
@@ -352,7 +352,7 @@ impl Client {
         cookieverf: nfs::cookieverf3,
         dircount: u32,
         maxcount: u32,
-    ) -> Result<nfs::READDIRPLUS3resok<'static>, BenchError> {
+    ) -> Result<nfs::READDIRPLUS3resok<'static>, ClientError> {
         let res = self
             .nfs
             .readdirplus(&nfs::READDIRPLUS3args {

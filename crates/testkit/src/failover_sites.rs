@@ -24,7 +24,8 @@ use tandem_control::dr::switchover::report::SwitchoverReport;
 use tandem_control::vserver::status::{VserverState, VserverStatus};
 use tandem_store::{AddressSpec, Export};
 
-use crate::replication_sites::init_site;
+use crate::net::free_port;
+use crate::site::init_site;
 use crate::target::Target;
 
 /// The interface both sites declare, on `lo`.
@@ -518,11 +519,4 @@ fn full_prefix(ip: IpAddr) -> u8 {
     } else {
         128
     }
-}
-
-/// A port nobody listens on at `ip` now (bound, then released).
-pub(crate) fn free_port(ip: IpAddr) -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind((ip, 0))
-        .with_context(|| format!("finding a free port on {ip}"))?;
-    Ok(l.local_addr().context("a bound port")?.port())
 }
