@@ -12,12 +12,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-
-use crate::failover_report::{FailoverBenchReport, MeasureRow};
 use tandem_testkit::client::Mounted;
 use tandem_testkit::failover_sites::{FailoverSites, SitesOptions};
 use tandem_testkit::transfer::{first_reply, read_whole, write_chunks, FIRST_REPLY_POLL_GAP};
 use tandem_testkit::{pattern, within};
+
+use crate::failover_report::{FailoverBenchReport, MeasureRow};
 
 /// Most runs one bench makes.
 pub const MAX_RUNS: u32 = 50;

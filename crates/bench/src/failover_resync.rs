@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tandem_control::vserver::status::VserverState;
-
-use crate::failover::FailoverOptions;
-use crate::failover_report::MeasureRow;
 use tandem_testkit::client::Mounted;
 use tandem_testkit::failover_sites::{FailoverSites, Replication};
 use tandem_testkit::transfer::write_chunks;
 use tandem_testkit::{pattern, within};
+
+use crate::failover::FailoverOptions;
+use crate::failover_report::MeasureRow;
 
 pub const ROW_DIVERGENT: &str = "resync: divergent bytes";
 pub const ROW_FETCHED: &str = "resync: fetched bytes";

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use nfs3_client::nfs3_types::nfs3::{nfs_fh3, nfsstat3, stable_how};
-
-use crate::failover::FailoverOptions;
-use crate::failover_report::MeasureRow;
 use tandem_testkit::client::{Client, Mounted};
 use tandem_testkit::failover_sites::FailoverSites;
 use tandem_testkit::target::Target;
 use tandem_testkit::{pattern, within, ClientError};
+
+use crate::failover::FailoverOptions;
+use crate::failover_report::MeasureRow;
 
 pub const ROW_TOTAL: &str = "switchover: command to done";
 pub const ROW_PAUSE_DAEMON: &str = "switchover: pause (daemon's figure)";

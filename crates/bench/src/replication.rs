@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use nfs3_client::nfs3_types::nfs3::nfs_fh3;
+use tandem_testkit::client::{Client, Mounted};
 use tracing::{info, warn};
 
 use crate::replication_changes::{self as changes, ChangeSet};
@@ -25,7 +26,6 @@ use crate::replication_options::{Rate, ReplOptions};
 use crate::replication_report::{ReplReport, ReplRow};
 use crate::replication_rsync;
 use crate::replication_sites::Sites;
-use tandem_testkit::client::{Client, Mounted};
 
 /// The goals.
 const GOAL_LAG_P99_MS: f64 = 1000.0;

@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nfs3_client::nfs3_types::nfs3::{nfs_fh3, stable_how};
+use tandem_testkit::client::Client;
 use tokio::task::JoinSet;
 
 use crate::replication_options::{Rate, ReplOptions, WRITE_BYTES};
 use crate::replication_sites::Probe;
 use tandem_store::Lsn;
-use tandem_testkit::client::Client;
 
 /// What one steady-lag row measured.
 #[derive(Debug, Clone)]

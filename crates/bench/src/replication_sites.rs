@@ -13,12 +13,12 @@ use tandem_control::config::peers::Peer;
 use tandem_control::config::site::Site;
 use tandem_control::daemon::{Daemon, RunningDaemon};
 use tandem_store::{AddressSpec, Export, Lsn};
+use tandem_testkit::site::init_site;
+use tandem_testkit::target::Target;
 use tokio::runtime::Runtime;
 use tracing::info;
 
 use crate::replication_proxy::{CountingProxy, WireBytes};
-use tandem_testkit::site::init_site;
-use tandem_testkit::target::Target;
 
 pub const VSERVER: &str = "bench";
 const FS: &str = "data";
