@@ -12,25 +12,17 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use nfs3_client::nfs3_types::nfs3::{nfs_fh3, stable_how, writeverf3};
+use tandem_testkit::client::Mounted;
+use tandem_testkit::failover_sites::{FailoverSites, SitesOptions};
+use tandem_testkit::transfer::{first_reply, read_whole, write_chunks, FIRST_REPLY_POLL_GAP};
+use tandem_testkit::{pattern, within};
 
-use crate::client::{Client, Mounted};
 use crate::failover_report::{FailoverBenchReport, MeasureRow};
-use crate::failover_sites::{FailoverSites, SitesOptions};
-use crate::target::Target;
 
 /// Most runs one bench makes.
 pub const MAX_RUNS: u32 = 50;
 /// Largest file the client writes before each kill.
 pub const MAX_WRITE_BYTES: u64 = 1 << 30;
-/// How long one poll of the address waits for its reply.
-const POLL_CALL: Duration = Duration::from_millis(500);
-/// Pause between two polls that found nobody listening.
-const POLL_GAP: Duration = Duration::from_millis(2);
-/// Size of each client WRITE.
-const WRITE_BYTES: usize = 1 << 20;
-/// Largest READ while checking the bytes.
-const READ_BYTES: u32 = 1 << 20;
 /// The issue's goal: serving again within 2 s of the command.
 const FAILOVER_GOAL_MS: f64 = 2000.0;
 
@@ -182,7 +174,7 @@ pub async fn run_failover(opts: FailoverOptions) -> anyhow::Result<FailoverBench
     report.notes.push(format!(
         "{ROW_FIRST_REPLY}: from the failover request to the first GETATTR answered at the \
          vserver's address, polled every {} ms with a handle from before the kill",
-        POLL_GAP.as_millis()
+        FIRST_REPLY_POLL_GAP.as_millis()
     ));
     report.notes.push(
         "every run reads back each committed byte after the failover; a mismatch fails the run"
@@ -237,88 +229,4 @@ async fn one_run(opts: &FailoverOptions, dir: PathBuf) -> anyhow::Result<Run> {
         first_reply,
         steps_micros: report.total_micros(),
     })
-}
-
-/// Polls `target` with GETATTR of `fh` on new connections until one is
-/// answered; returns how long after `since` that was, and the client.
-pub async fn first_reply(
-    target: &Target,
-    fh: &nfs_fh3,
-    since: Instant,
-    timeout: Duration,
-) -> anyhow::Result<(Duration, Client)> {
-    loop {
-        let attempt = tokio::time::timeout(POLL_CALL, async {
-            let mut c = Client::connect(target).await?;
-            c.getattr(fh).await?;
-            anyhow::Ok(c)
-        })
-        .await;
-        match attempt {
-            Ok(Ok(c)) => return Ok((since.elapsed(), c)),
-            Ok(Err(e)) if since.elapsed() > timeout => {
-                bail!(
-                    "no NFS reply at {}:{} within {timeout:?}: {e:#}",
-                    target.ip,
-                    target.nfs_port
-                )
-            }
-            Err(_) if since.elapsed() > timeout => {
-                bail!(
-                    "no NFS reply at {}:{} within {timeout:?}",
-                    target.ip,
-                    target.nfs_port
-                )
-            }
-            _ => tokio::time::sleep(POLL_GAP).await,
-        }
-    }
-}
-
-/// Reads `fh` from the start until EOF (at most `limit` bytes and one
-/// READ more).
-pub async fn read_whole(c: &mut Client, fh: &nfs_fh3, limit: u64) -> anyhow::Result<Vec<u8>> {
-    let mut data = Vec::new();
-    loop {
-        let (chunk, eof) = c.read(fh, data.len() as u64, READ_BYTES).await?;
-        data.extend_from_slice(&chunk);
-        if eof || chunk.is_empty() || data.len() as u64 > limit {
-            return Ok(data);
-        }
-    }
-}
-
-/// UNSTABLE WRITEs of `data` at `offset`, `WRITE_BYTES` at a time; the
-/// verifier of the last reply.
-pub async fn write_chunks(
-    c: &mut Client,
-    fh: &nfs_fh3,
-    offset: u64,
-    data: &[u8],
-) -> anyhow::Result<writeverf3> {
-    let mut verf = writeverf3::default();
-    for (i, chunk) in data.chunks(WRITE_BYTES).enumerate() {
-        let at = offset + (i * WRITE_BYTES) as u64;
-        verf = c.write_all(fh, at, chunk, stable_how::UNSTABLE).await?;
-    }
-    Ok(verf)
-}
-
-/// `len` bytes that compress poorly and differ from run to run of `seed`.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    use rand::{RngCore, SeedableRng};
-    let mut data = vec![0u8; len];
-    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
-    data
-}
-
-/// `fut`, failing with `what` if it takes longer than `timeout`.
-pub async fn within<T>(
-    timeout: Duration,
-    what: &str,
-    fut: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
-    tokio::time::timeout(timeout, fut)
-        .await
-        .with_context(|| format!("{what}: nothing within {timeout:?}"))?
 }

@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tandem_control::vserver::status::VserverState;
+use tandem_testkit::client::Mounted;
+use tandem_testkit::failover_sites::{FailoverSites, Replication};
+use tandem_testkit::transfer::write_chunks;
+use tandem_testkit::{pattern, within};
 
-use crate::client::Mounted;
-use crate::failover::{pattern, within, write_chunks, FailoverOptions};
+use crate::failover::FailoverOptions;
 use crate::failover_report::MeasureRow;
-use crate::failover_sites::{FailoverSites, Replication};
 
 pub const ROW_DIVERGENT: &str = "resync: divergent bytes";
 pub const ROW_FETCHED: &str = "resync: fetched bytes";

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use nfs3_client::nfs3_types::nfs3::{nfs_fh3, nfsstat3, stable_how};
+use tandem_testkit::client::{Client, Mounted};
+use tandem_testkit::failover_sites::FailoverSites;
+use tandem_testkit::target::Target;
+use tandem_testkit::{pattern, within, ClientError};
 
-use crate::client::{Client, Mounted};
-use crate::error::BenchError;
-use crate::failover::{pattern, within, FailoverOptions};
+use crate::failover::FailoverOptions;
 use crate::failover_report::MeasureRow;
-use crate::failover_sites::FailoverSites;
-use crate::target::Target;
 
 pub const ROW_TOTAL: &str = "switchover: command to done";
 pub const ROW_PAUSE_DAEMON: &str = "switchover: pause (daemon's figure)";
@@ -159,11 +159,11 @@ async fn write_loop(
                     return Ok(longest);
                 }
             }
-            Ok(Ok(Err(BenchError::Nfs {
+            Ok(Ok(Err(ClientError::Nfs {
                 status: nfsstat3::NFS3ERR_JUKEBOX,
                 ..
             }))) => tokio::time::sleep(RETRY_GAP).await,
-            Ok(Ok(Err(BenchError::Nfs { status, .. }))) => {
+            Ok(Ok(Err(ClientError::Nfs { status, .. }))) => {
                 bail!("a write was answered {status:?}")
             }
             // Refused, broken or hung: again, on a new connection.

@@ -11,12 +11,12 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use tandem_testkit::target::Target;
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
 use crate::error::BenchError;
 use crate::rpcbind_stub::RpcbindStub;
-use crate::target::Target;
 
 /// How long Ganesha gets to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(15);

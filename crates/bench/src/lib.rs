@@ -13,19 +13,17 @@
 //!
 //! Run it in a release build, as root (Ganesha needs root):
 //! `cargo run --release -p tandem-bench --example bench -- [--quick]`, or
-//! through `tandem bench` once the binary wires [`run`] / [`run_async`].
+//! `tandem bench` from a binary built with `--features bench`.
 //!
 //! `tandem bench replication` ([`run_replication`]) is the replication
 //! benchmark: lag, wire bytes and catch-up against rsync (see
 //! `replication.rs`). `tandem bench failover` ([`run_failover`]) times
 //! failovers between two `tandem daemon` processes (see `failover.rs`).
 
-pub mod client;
 mod error;
 pub mod failover;
 mod failover_report;
 mod failover_resync;
-pub mod failover_sites;
 mod failover_switch;
 mod ganesha;
 mod options;
@@ -41,7 +39,6 @@ mod report;
 mod rpcbind_stub;
 mod stats;
 mod tandem_server;
-mod target;
 mod workload;
 
 use std::path::{Path, PathBuf};
@@ -61,7 +58,7 @@ pub use report::{BenchReport, ReportRow};
 
 use ganesha::{GaneshaOptions, GaneshaServer};
 use tandem_server::TandemServer;
-use target::Target;
+use tandem_testkit::target::Target;
 use workload::{Row, Session, ROWS};
 
 /// Runs the bench and returns the report. A server that fails to start or

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use nfs3_client::nfs3_types::nfs3::nfs_fh3;
+use tandem_testkit::client::{Client, Mounted};
 use tracing::{info, warn};
 
-use crate::client::{Client, Mounted};
 use crate::replication_changes::{self as changes, ChangeSet};
 use crate::replication_lag;
 use crate::replication_options::{Rate, ReplOptions};

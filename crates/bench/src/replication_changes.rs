@@ -12,8 +12,8 @@ use anyhow::Context;
 use nfs3_client::nfs3_types::nfs3::{nfs_fh3, sattr3, stable_how, Nfs3Option};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
+use tandem_testkit::client::Client;
 
-use crate::client::Client;
 use crate::replication_options::WRITE_BYTES;
 
 /// Granularity of the in-place overwrites of the catch-up change set.

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nfs3_client::nfs3_types::nfs3::{nfs_fh3, stable_how};
+use tandem_testkit::client::Client;
 use tokio::task::JoinSet;
 
-use crate::client::Client;
 use crate::replication_options::{Rate, ReplOptions, WRITE_BYTES};
 use crate::replication_sites::Probe;
 use tandem_store::Lsn;
@@ -64,12 +64,8 @@ fn write_lags(writes: &[(Instant, Lsn)], samples: &[Seen], end: Instant) -> Vec<
 
 /// Incompressible data, generated once: WRITE k sends slice k mod n.
 pub fn pool(bytes: u64, seed: u64) -> Arc<Vec<u8>> {
-    use rand::{RngCore, SeedableRng};
     let len = usize::try_from(bytes.clamp(WRITE_BYTES as u64, 64 << 20)).unwrap_or(WRITE_BYTES);
-    let len = len - len % WRITE_BYTES;
-    let mut v = vec![0u8; len];
-    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
-    Arc::new(v)
+    Arc::new(tandem_testkit::pattern(len - len % WRITE_BYTES, seed))
 }
 
 struct Plan {

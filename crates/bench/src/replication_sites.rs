@@ -14,12 +14,12 @@ use tandem_control::config::site::Site;
 use tandem_control::daemon::{Daemon, RunningDaemon};
 use tandem_control::replication::{Mode, Outgoing, ReplicationState};
 use tandem_store::{AddressSpec, Export, Lsn};
+use tandem_testkit::site::init_site;
+use tandem_testkit::target::Target;
 use tokio::runtime::Runtime;
 use tracing::info;
 
-use crate::failover_sites::free_port;
 use crate::replication_proxy::{CountingProxy, WireBytes};
-use crate::target::Target;
 
 pub const VSERVER: &str = "bench";
 const FS: &str = "data";
@@ -64,26 +64,6 @@ pub struct Sites {
     replica_dir: PathBuf,
     proxy: Option<CountingProxy>,
     target: Target,
-}
-
-/// `tandem init` for one site: peer listener on `ip`, NFS on free ports
-/// of the same address, no portmapper; then `configure` has its say.
-pub(crate) fn init_site(
-    dir: &Path,
-    name: &str,
-    ip: IpAddr,
-    configure: impl FnOnce(&mut Site),
-) -> anyhow::Result<SocketAddr> {
-    let listen = SocketAddr::new(ip, free_port(ip)?);
-    let mut site = Site::init(dir, name, &listen.to_string(), false)
-        .with_context(|| format!("creating site {name} in {}", dir.display()))?;
-    site.config.nfs.portmap = false;
-    site.config.nfs.nfs_port = free_port(ip)?;
-    site.config.nfs.mount_port = free_port(ip)?;
-    configure(&mut site);
-    site.save()
-        .with_context(|| format!("configuring site {name}"))?;
-    Ok(listen)
 }
 
 impl Sites {

@@ -11,7 +11,7 @@ use tandem_nfs::{ServerConfig, VserverService};
 use tandem_store::{Export, Store, StoreOptions};
 use tracing::{info, warn};
 
-use crate::target::Target;
+use tandem_testkit::target::Target;
 
 /// The file system's export path.
 pub const EXPORT_PATH: &str = "/data";

@@ -12,12 +12,12 @@ use nfs3_client::nfs3_types::nfs3::Nfs3Option;
 use nfs3_client::nfs3_types::nfs3::{cookieverf3, nfs_fh3, sattr3, stable_how, writeverf3};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
+use tandem_testkit::client::{Client, Mounted};
+use tandem_testkit::target::Target;
 use tracing::info;
 
-use crate::client::{Client, Mounted};
 use crate::error::BenchError;
 use crate::options::BenchOptions;
-use crate::target::Target;
 
 /// The five rows of the table, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use nfs3_client::nfs3_types::nfs3::nfs_fh3;
-use tandem_bench::client::{Client, Mounted};
-use tandem_bench::failover::{first_reply, pattern, read_whole, within, write_chunks};
-use tandem_bench::failover_sites::{FailoverSites, SitesOptions};
+use tandem_testkit::client::{Client, Mounted};
+use tandem_testkit::failover_sites::{FailoverSites, SitesOptions};
+use tandem_testkit::scratch::ScratchDir;
+use tandem_testkit::transfer::{first_reply, read_whole, write_chunks};
+use tandem_testkit::{pattern, within};
 
 use super::failover::print_failover;
 use super::signal::Terminate;
@@ -78,9 +80,7 @@ pub async fn run(data: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> 
     let (dir, temp) = match data {
         Some(d) => (d, None),
         None => {
-            let t = tempfile::Builder::new()
-                .prefix("tandem-demo-")
-                .tempdir()
+            let t = ScratchDir::new("tandem-demo-")
                 .context("creating a temporary directory for the demo")?;
             (t.path().to_path_buf(), Some(t))
         }

@@ -18,6 +18,7 @@ macro_rules! say_raw {
     }};
 }
 
+#[cfg(feature = "bench")]
 mod bench;
 mod daemon;
 mod demo;
@@ -94,6 +95,7 @@ pub enum Command {
     /// SIGKILL of the active site, failover, the client carrying on.
     Demo(demo::Args),
     /// Run the same NFS workload against Tandem and NFS-Ganesha; print ratios.
+    #[cfg(feature = "bench")]
     Bench(bench::Args),
 }
 
@@ -101,7 +103,9 @@ pub enum Command {
 /// wrong. RUST_LOG overrides either.
 pub fn init_logging(command: &Command) {
     let default = match command {
-        Command::Daemon | Command::Demo(_) | Command::Bench(_) => "info",
+        Command::Daemon | Command::Demo(_) => "info",
+        #[cfg(feature = "bench")]
+        Command::Bench(_) => "info",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -133,6 +137,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Switchover(args) => switchover::run(&need_data(data)?, args).await,
         Command::Fsck(args) => fsck::run(&need_data(data)?, args).await,
         Command::Demo(args) => demo::run(data, args).await,
+        #[cfg(feature = "bench")]
         Command::Bench(args) => bench::run(args).await,
     }
 }

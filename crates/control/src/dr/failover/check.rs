@@ -387,7 +387,14 @@ pub fn check_pool_room(
 /// Bytes available to an unprivileged writer on the file system of `path`.
 pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
     let st = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
-    Ok(u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())))
+    // The field types are the C library's (u64 on Linux x86-64, narrower
+    // elsewhere); the conversions keep this portable.
+    #[allow(clippy::useless_conversion)]
+    let (blocks, size) = (
+        u64::from(st.blocks_available()),
+        u64::from(st.fragment_size()),
+    );
+    Ok(blocks.saturating_mul(size))
 }
 
 /// Bytes a directory tree takes on disk (allocated blocks), counting at
