@@ -474,3 +474,27 @@ async fn shares_and_portmap() {
     }
     srv.stop().await;
 }
+
+/// A granted waiter whose client's lock manager cannot be reached is
+/// released after the bounded attempts, and the next waiter gets the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_nobody_takes_is_released() {
+    // A port with nothing listening: every callback attempt fails at once.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let srv = start_with_callbacks(port, 16).await;
+    let fh = new_file(&srv, b"f");
+    let a = lk("hosta", &fh, 1, 0, 0);
+    let b = lk("hostb", &fh, 1, 0, 0);
+    assert_eq!(nlm(&srv, 1, 2, lock_args(&a, false, true)).await, GRANTED);
+    assert_eq!(nlm(&srv, 2, 2, lock_args(&b, true, true)).await, BLOCKED);
+    assert_eq!(nlm(&srv, 3, 4, unlock_args(&a)).await, GRANTED);
+    let store = srv.store.clone();
+    poll_until("b's unwanted lock released", || {
+        store.with_lock_state(|s| s.lock_count() == 0)
+    })
+    .await;
+    assert_eq!(nlm(&srv, 4, 2, lock_args(&a, false, true)).await, GRANTED);
+    srv.stop().await;
+}

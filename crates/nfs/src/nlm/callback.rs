@@ -181,7 +181,10 @@ pub(crate) fn spawn_grant(shared: Arc<Shared>, w: Waiter) {
                 }
                 Err(e) => {
                     debug!(peer = %w.peer, attempt, error = %e, "GRANTED callback failed");
-                    tokio::time::sleep(Duration::from_millis(cfg.callback_retry_delay_ms)).await;
+                    if attempt < cfg.callback_attempts {
+                        tokio::time::sleep(Duration::from_millis(cfg.callback_retry_delay_ms))
+                            .await;
+                    }
                 }
             }
         }
@@ -215,5 +218,7 @@ pub(crate) async fn release_lock(
     if let Ok(Err(e)) = done {
         warn!(error = %e, "releasing an unwanted lock failed");
     }
-    super::waiters::wake(shared.clone(), Some(ino)).await;
+    // Spawned, not awaited: a wake-up in progress (which may be our
+    // caller) holds the one-at-a-time lock.
+    tokio::spawn(super::waiters::wake(shared.clone(), Some(ino)));
 }
