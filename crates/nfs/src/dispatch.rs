@@ -35,10 +35,13 @@ pub(crate) async fn dispatch(
     call: &Call,
     args: &bytes::Bytes,
 ) -> ReplyStatus {
-    let (prog, vers) = match service {
-        Service::Nfs => (nfs3_types::nfs3::PROGRAM, nfs3_types::nfs3::VERSION),
-        Service::Mount => (nfs3_types::mount::PROGRAM, nfs3_types::mount::VERSION),
-        Service::Portmap => (nfs3_types::portmap::PROGRAM, nfs3_types::portmap::VERSION),
+    let (prog, vers) = match (service, call.prog) {
+        // The MOUNT port serves the lock manager too (portmap says so).
+        (Service::Mount, crate::nlm::PROGRAM) => (crate::nlm::PROGRAM, crate::nlm::VERSION),
+        (Service::Mount, crate::nsm::PROGRAM) => (crate::nsm::PROGRAM, crate::nsm::VERSION),
+        (Service::Nfs, _) => (nfs3_types::nfs3::PROGRAM, nfs3_types::nfs3::VERSION),
+        (Service::Mount, _) => (nfs3_types::mount::PROGRAM, nfs3_types::mount::VERSION),
+        (Service::Portmap, _) => (nfs3_types::portmap::PROGRAM, nfs3_types::portmap::VERSION),
     };
     if call.prog != prog {
         return ReplyStatus::ProgUnavail;
@@ -51,6 +54,12 @@ pub(crate) async fn dispatch(
     }
     match service {
         Service::Nfs => crate::nfs3::dispatch(shared, call, args).await,
+        Service::Mount if prog == crate::nlm::PROGRAM => {
+            crate::nlm::dispatch(shared, call, args).await
+        }
+        Service::Mount if prog == crate::nsm::PROGRAM => {
+            crate::nsm::dispatch(shared, call, args).await
+        }
         Service::Mount => crate::mount::dispatch(shared, call, args).await,
         Service::Portmap => crate::portmap::dispatch(shared, call, args),
     }

@@ -1,5 +1,6 @@
-//! The NFS layer of Tandem: ONC RPC over TCP, NFSv3 (RFC 1813), MOUNT v3
-//! and a minimal portmapper, turning calls into `tandem_store` calls.
+//! The NFS layer of Tandem: ONC RPC over TCP, NFSv3 (RFC 1813), MOUNT v3,
+//! the lock manager (NLM v4, NSM v1) and a minimal portmapper, turning
+//! calls into `tandem_store` calls.
 //!
 //! The store is synchronous, so every store call runs on the blocking pool;
 //! replies that promise durability wait for `Store::wait_durable` first.
@@ -11,6 +12,8 @@ mod handle;
 mod listener;
 mod mount;
 mod nfs3;
+mod nlm;
+mod nsm;
 pub mod pause;
 mod portmap;
 mod rpc;
@@ -26,6 +29,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 pub use error::NfsError;
+pub use nlm::NlmConfig;
 
 use dispatch::Service;
 use listener::{bind, Limits};
@@ -47,6 +51,8 @@ pub struct ServerConfig {
     /// Requests being read, run or answered at once across every connection
     /// of the service: with `max_record_bytes`, the bound on request memory.
     pub max_requests_total: usize,
+    /// The lock manager (NLM and NSM, served on the MOUNT port).
+    pub nlm: NlmConfig,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +65,7 @@ impl Default for ServerConfig {
             max_record_bytes: (1 << 20) + (64 << 10),
             max_requests_per_connection: 64,
             max_requests_total: 256,
+            nlm: NlmConfig::default(),
         }
     }
 }
@@ -112,6 +119,7 @@ impl VserverService {
             store,
             endpoints: endpoints.clone(),
             max_write_bytes,
+            nlm: nlm::NlmState::new(cfg.nlm.clone()),
         });
         let limits = Limits {
             conn_slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),

@@ -58,6 +58,8 @@ fn mappings(e: &Endpoint) -> Vec<mapping> {
             nfs3_types::mount::VERSION,
             e.mount_port,
         ),
+        tcp(crate::nlm::PROGRAM, crate::nlm::VERSION, e.mount_port),
+        tcp(crate::nsm::PROGRAM, crate::nsm::VERSION, e.mount_port),
     ];
     if let Some(port) = e.portmap_port {
         out.push(tcp(

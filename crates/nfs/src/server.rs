@@ -13,4 +13,6 @@ pub(crate) struct Shared {
     pub(crate) max_write_bytes: u32,
     /// Switchover: changing calls answered JUKEBOX while set.
     pub(crate) pause: Arc<crate::pause::PauseGate>,
+    /// Blocked locks, callbacks and the reply cache of NLM.
+    pub(crate) nlm: crate::nlm::NlmState,
 }

@@ -2,8 +2,8 @@
 //! written to a temporary file, synced, and renamed over the previous one.
 //! Layout (little-endian): magic "TANDEMC\0" | version u32 | reserved u32 |
 //! lsn u64 | payload_len u64 | crc32c(payload) u32 | reserved u32 | payload
-//! (postcard of `State`). Version 1 had no mount list, the last field of
-//! `State`: it reads as an empty one.
+//! (postcard of `State`). Version 2 had no lock state, the last field of
+//! `State`, and version 1 no mount list either: they read as empty ones.
 
 use std::path::{Path, PathBuf};
 
@@ -13,11 +13,15 @@ use crate::state::State;
 use crate::types::{le_u32, le_u64};
 
 pub const CHECKPOINT_MAGIC: &[u8; 8] = b"TANDEMC\0";
-pub const CHECKPOINT_VERSION: u32 = 2;
-/// Version 1: `State` without its last field, the mount list.
+pub const CHECKPOINT_VERSION: u32 = 3;
+/// Version 2: `State` without its last field, the lock state.
+const CHECKPOINT_VERSION_WITHOUT_LOCKS: u32 = 2;
+/// Version 1: without the mount list either.
 const CHECKPOINT_VERSION_WITHOUT_MOUNTS: u32 = 1;
 /// postcard of an empty `MountList` (a zero count).
 const EMPTY_MOUNT_LIST: [u8; 1] = [0];
+/// postcard of an empty `LockState` (three empty maps).
+const EMPTY_LOCK_STATE: [u8; 3] = [0, 0, 0];
 pub const CHECKPOINT_HEADER_BYTES: usize = 40;
 /// A checkpoint larger than this is refused as corrupt rather than read.
 pub const MAX_CHECKPOINT_BYTES: u64 = 16 << 30;
@@ -56,9 +60,12 @@ pub fn read(dir: &Path) -> Result<Option<State>> {
         return Err(bad("bad header"));
     }
     let version = le_u32(&bytes, 8);
-    if version != CHECKPOINT_VERSION && version != CHECKPOINT_VERSION_WITHOUT_MOUNTS {
-        return Err(bad(&format!("unsupported version {version}")));
-    }
+    let missing: &[&[u8]] = match version {
+        CHECKPOINT_VERSION => &[],
+        CHECKPOINT_VERSION_WITHOUT_LOCKS => &[&EMPTY_LOCK_STATE],
+        CHECKPOINT_VERSION_WITHOUT_MOUNTS => &[&EMPTY_MOUNT_LIST, &EMPTY_LOCK_STATE],
+        _ => return Err(bad(&format!("unsupported version {version}"))),
+    };
     let lsn = le_u64(&bytes, 16);
     let len = le_u64(&bytes, 24);
     if len > MAX_CHECKPOINT_BYTES || len != (bytes.len() - CHECKPOINT_HEADER_BYTES) as u64 {
@@ -68,13 +75,14 @@ pub fn read(dir: &Path) -> Result<Option<State>> {
     if crc32c::crc32c(payload) != le_u32(&bytes, 32) {
         return Err(bad("checksum mismatch"));
     }
-    let state: State = if version == CHECKPOINT_VERSION_WITHOUT_MOUNTS {
-        let mut upgraded = Vec::with_capacity(payload.len() + EMPTY_MOUNT_LIST.len());
-        upgraded.extend_from_slice(payload);
-        upgraded.extend_from_slice(&EMPTY_MOUNT_LIST);
-        postcard::from_bytes(&upgraded)
-    } else {
+    // Fields added since the file's version are last in `State`: their
+    // empty encodings complete an older payload.
+    let state: State = if missing.is_empty() {
         postcard::from_bytes(payload)
+    } else {
+        let mut upgraded = payload.to_vec();
+        missing.iter().for_each(|m| upgraded.extend_from_slice(m));
+        postcard::from_bytes(&upgraded)
     }
     .map_err(|e| bad(&format!("undecodable: {e}")))?;
     if state.lsn != lsn {

@@ -192,7 +192,10 @@ impl DigestSnapshot {
         }
         drop(hold);
         out.config = config_digests(&state.config);
-        out.root = root_digest(&state.config, &out.config, &out.inodes);
+        // Only a vserver that holds lock state hashes it, so the digest of
+        // one without stays what it was before locks existed.
+        let locks = (!state.locks.is_empty()).then(|| state.locks.digest());
+        out.root = root_digest(&state.config, &out.config, &out.inodes, locks.as_ref());
         Ok((out, state))
     }
 }
@@ -367,7 +370,12 @@ fn config_digests(c: &VserverConfig) -> ConfigDigests {
     }
 }
 
-fn root_digest(c: &VserverConfig, parts: &ConfigDigests, inodes: &BTreeMap<Ino, Hash>) -> Hash {
+fn root_digest(
+    c: &VserverConfig,
+    parts: &ConfigDigests,
+    inodes: &BTreeMap<Ino, Hash>,
+    locks: Option<&Hash>,
+) -> Hash {
     let mut h = Sha256::new();
     h.update(b"tandem-verify-root\0");
     h.update(DIGEST_VERSION.to_le_bytes());
@@ -384,6 +392,9 @@ fn root_digest(c: &VserverConfig, parts: &ConfigDigests, inodes: &BTreeMap<Ino, 
     for (ino, d) in inodes {
         h.update(ino.to_le_bytes());
         h.update(d);
+    }
+    if let Some(locks) = locks {
+        h.update(locks);
     }
     h.finalize().into()
 }
@@ -429,7 +440,8 @@ pub fn first_difference(ours: &Digests, theirs: &Digests, state: &State) -> Opti
         });
     Some(match orphan {
         Some(ino) => format!("inode {ino} (not reachable from any directory)"),
-        None => "root digest (different digest versions?)".to_string(),
+        // Config and every inode match: what is left is the lock state.
+        None => "lock state (byte-range locks, share reservations or monitored hosts)".to_string(),
     })
 }
 

@@ -67,6 +67,9 @@ pub enum StoreError {
     /// replica LSN the change map does not cover, or a lost map).
     #[error("no catch-up possible: {0}")]
     CatchupUnavailable(String),
+    /// A lock-state limit refused the change (nothing was written).
+    #[error("too many {what} (at most {max})")]
+    TooManyLocks { what: &'static str, max: usize },
 }
 
 impl StoreError {

@@ -87,8 +87,12 @@ pub fn check(dir: &Path) -> Result<FsckReport> {
 }
 
 /// Metadata invariants: entries point at inodes, link counts match the
-/// entries, every inode is reachable, cookies are consistent.
+/// entries, every inode is reachable, cookies are consistent; the lock
+/// state is consistent with itself and names existing files.
 pub fn check_state(st: &State, report: &mut FsckReport) {
+    for p in st.locks.problems(&st.inodes) {
+        report.problem(p);
+    }
     let mut links: BTreeMap<Ino, u32> = BTreeMap::new();
     let mut subdirs: BTreeMap<Ino, u32> = BTreeMap::new();
     for (&ino, inode) in &st.inodes {

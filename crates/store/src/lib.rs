@@ -19,6 +19,7 @@ pub mod fence;
 pub mod fsck;
 pub mod journal;
 pub mod lag;
+pub mod locks;
 pub mod mounts;
 mod ops;
 pub mod overflow;

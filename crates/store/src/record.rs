@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AddressSpec, FsConfig, User};
+use crate::locks::{ByteRange, LockOwner, MonitorId, ShareMode, ShareOwner};
 use crate::state::Inode;
 use crate::types::{Attr, Ino, ReqId, Timestamp};
 
@@ -97,6 +98,51 @@ pub enum Op {
         host: String,
         path: Option<String>,
     },
+    /// NLM LOCK granted: `owner` holds `range` of `ino` (locks.rs).
+    LockGranted {
+        ino: Ino,
+        owner: LockOwner,
+        range: ByteRange,
+        exclusive: bool,
+    },
+    /// NLM UNLOCK (or CANCEL of a granted lock) of `range`.
+    LockReleased {
+        ino: Ino,
+        owner: LockOwner,
+        range: ByteRange,
+    },
+    /// NLM FREE_ALL: every lock and share reservation of `host` dropped.
+    HostLocksFreed {
+        host: String,
+    },
+    /// NSM SM_NOTIFY: `host` restarted with NSM state `state`; its locks
+    /// and share reservations are dropped.
+    HostRebooted {
+        host: String,
+        state: u32,
+    },
+    /// NLM SHARE granted (replacing the owner's reservation on `ino`).
+    ShareGranted {
+        ino: Ino,
+        owner: ShareOwner,
+        mode: ShareMode,
+    },
+    /// NLM UNSHARE.
+    ShareReleased {
+        ino: Ino,
+        owner: ShareOwner,
+    },
+    /// NSM SM_MON: `id` wants to hear of `host`'s restart.
+    HostMonitored {
+        host: String,
+        id: MonitorId,
+        private: [u8; 16],
+    },
+    /// NSM SM_UNMON of `host`, or SM_UNMON_ALL (`None`): `id` is removed.
+    HostUnmonitored {
+        host: Option<String>,
+        id: MonitorId,
+    },
 }
 
 impl Op {
@@ -116,6 +162,14 @@ impl Op {
             Op::EpochRaised { .. } => "epoch-raised",
             Op::MountAdded { .. } => "mount-added",
             Op::MountRemoved { .. } => "mount-removed",
+            Op::LockGranted { .. } => "lock-granted",
+            Op::LockReleased { .. } => "lock-released",
+            Op::HostLocksFreed { .. } => "host-locks-freed",
+            Op::HostRebooted { .. } => "host-rebooted",
+            Op::ShareGranted { .. } => "share-granted",
+            Op::ShareReleased { .. } => "share-released",
+            Op::HostMonitored { .. } => "host-monitored",
+            Op::HostUnmonitored { .. } => "host-unmonitored",
         }
     }
 }

@@ -428,6 +428,8 @@ fn dry_run(real: &State, frames: &[RawFrame], records: &[Record]) -> Result<()> 
     scratch.epoch = real.epoch;
     // Inodes the batch removed: never copied in again from `real`.
     let mut removed: HashSet<Ino> = HashSet::new();
+    // Lock state is copied per file as records touch it, or whole.
+    let mut all_locks_pulled = false;
     let pull = |scratch: &mut State, removed: &HashSet<Ino>, ino: Ino| {
         if !scratch.inodes.contains_key(&ino) && !removed.contains(&ino) {
             if let Some(inode) = real.inodes.get(&ino) {
@@ -476,6 +478,28 @@ fn dry_run(real: &State, frames: &[RawFrame], records: &[Record]) -> Result<()> 
             Op::Link { ino, dir, .. } => {
                 pull(&mut scratch, &removed, *ino);
                 pull(&mut scratch, &removed, *dir);
+            }
+            Op::LockGranted { ino, .. }
+            | Op::LockReleased { ino, .. }
+            | Op::ShareGranted { ino, .. }
+            | Op::ShareReleased { ino, .. } => {
+                pull(&mut scratch, &removed, *ino);
+                if !all_locks_pulled && !removed.contains(ino) {
+                    scratch.locks.pull_file(&real.locks, *ino);
+                }
+            }
+            // Host-wide: the whole table, once (these are rare).
+            Op::HostLocksFreed { .. }
+            | Op::HostRebooted { .. }
+            | Op::HostMonitored { .. }
+            | Op::HostUnmonitored { .. } => {
+                if !all_locks_pulled {
+                    scratch.locks.pull_all(&real.locks);
+                    for ino in &removed {
+                        scratch.locks.forget_inode(*ino);
+                    }
+                    all_locks_pulled = true;
+                }
             }
         }
         for &v in &victims {

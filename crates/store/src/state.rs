@@ -98,9 +98,12 @@ pub struct State {
     pub epoch: u64,
     /// Recent client requests, to answer retransmissions (requests.rs).
     pub requests: crate::requests::RequestLog,
-    /// Who mounted what (MOUNT DUMP, mounts.rs). Last, so a version 1
-    /// checkpoint reads as one with an empty list (checkpoint.rs).
+    /// Who mounted what (MOUNT DUMP, mounts.rs). After the fields of a
+    /// version 1 checkpoint, so one reads with an empty list (checkpoint.rs).
     pub mounts: crate::mounts::MountList,
+    /// NLM locks, share reservations, NSM monitored hosts (locks/). Last,
+    /// so a version 2 checkpoint reads as one without locks.
+    pub locks: crate::locks::LockState,
 }
 
 impl State {
@@ -177,6 +180,29 @@ impl State {
             Op::EpochRaised { epoch } => self.epoch = self.epoch.max(*epoch),
             Op::MountAdded { host, path } => self.mounts.add(host, path),
             Op::MountRemoved { host, path } => self.mounts.remove(host, path.as_deref()),
+            Op::LockGranted {
+                ino,
+                owner,
+                range,
+                exclusive,
+            } => {
+                self.inode(*ino)
+                    .map_err(|_| StoreError::Corrupt(format!("lock on missing inode {ino}")))?;
+                self.locks.apply_lock(*ino, owner, *range, *exclusive)?;
+            }
+            Op::LockReleased { ino, owner, range } => {
+                self.locks.apply_unlock(*ino, owner, *range)?
+            }
+            Op::HostLocksFreed { host } => self.locks.apply_free_host(host),
+            Op::HostRebooted { host, state } => self.locks.apply_host_rebooted(host, *state),
+            Op::ShareGranted { ino, owner, mode } => {
+                self.inode(*ino)
+                    .map_err(|_| StoreError::Corrupt(format!("share on missing inode {ino}")))?;
+                self.locks.apply_share(*ino, owner, *mode)?;
+            }
+            Op::ShareReleased { ino, owner } => self.locks.apply_unshare(*ino, owner),
+            Op::HostMonitored { host, id, private } => self.locks.apply_monitor(host, id, *private),
+            Op::HostUnmonitored { host, id } => self.locks.apply_unmonitor(host.as_deref(), id),
             Op::SetAttr { ino, attr } => {
                 let inode = self.inode_mut(*ino)?;
                 let old_size = inode.attr.size;
@@ -302,6 +328,7 @@ impl State {
         if inode.attr.nlink == 0 {
             let ftype = inode.attr.ftype;
             self.inodes.remove(&ino);
+            self.locks.forget_inode(ino);
             if ftype == FileType::Regular {
                 data.data_op(lsn, ino, DataOp::Remove)?;
             }

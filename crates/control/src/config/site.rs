@@ -317,6 +317,7 @@ impl SiteConfig {
                 max_record_bytes: self.nfs.max_record_bytes,
                 max_requests_per_connection: self.nfs.max_requests_per_connection,
                 max_requests_total: self.nfs.max_requests_total,
+                nlm: tandem_nfs::NlmConfig::default(),
             },
             interfaces: self.interfaces.clone(),
         }

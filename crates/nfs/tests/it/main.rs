@@ -7,6 +7,7 @@ mod libnfs_tools;
 mod mount_and_portmap;
 mod nfs_errors;
 mod nfs_procedures;
+mod nlm;
 mod pause;
 mod restart;
 mod rpc_wire;

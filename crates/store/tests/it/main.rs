@@ -8,6 +8,8 @@ mod demote;
 mod digest;
 mod fsck;
 mod journal;
+mod locks;
+mod locks_model;
 mod model;
 mod mounts;
 mod overflow;

@@ -58,6 +58,7 @@ pub fn kind(e: &StoreError) -> &'static str {
         StoreError::Replication(_) => "Replication",
         StoreError::NotRetained { .. } => "NotRetained",
         StoreError::CatchupUnavailable(_) => "CatchupUnavailable",
+        StoreError::TooManyLocks { .. } => "TooManyLocks",
     }
 }
 
