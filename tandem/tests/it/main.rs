@@ -15,6 +15,7 @@ mod failover_catchup;
 mod failover_check;
 mod failover_crash;
 mod failover_netns;
+mod kernel_client;
 mod libnfs_large;
 mod metrics;
 mod nfs_clients;

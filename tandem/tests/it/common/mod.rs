@@ -5,6 +5,7 @@
 
 pub mod drc;
 pub mod failover;
+pub mod guests;
 pub mod netns;
 pub mod netns_sites;
 pub mod nfs;
