@@ -58,6 +58,10 @@ fn init_rejects_bad_names_and_listen_addresses() {
     let dir = tmp.path().join("s");
     assert_fails_with(&run(&dir, &["init", "--site", "bad/name"]), "site name");
     assert_fails_with(
+        &run(&dir, &["init", "--site", ".hidden"]),
+        "must start with a letter",
+    );
+    assert_fails_with(
         &run(&dir, &["init", "--site", "ok", "--listen", "host:notaport"]),
         "listen address",
     );

@@ -14,9 +14,12 @@ pub const MAX_NAME_BYTES: usize = MAX_VSERVER_NAME_BYTES;
 /// Longest network interface name Linux accepts (IFNAMSIZ - 1).
 pub const MAX_INTERFACE_BYTES: usize = 15;
 
-/// Names become directory names and appear in JSON and tables, so they are
-/// kept to a portable alphabet: [A-Za-z0-9_.-], 1..=64 bytes, and never
-/// "." or "..".
+/// Names become directory names and appear in JSON, tables and command
+/// lines, so they are kept to a portable alphabet: [A-Za-z0-9_.-], 1..=64
+/// bytes, starting with a letter, digit or '_' (a leading '.' hides a
+/// directory and makes "." and ".."; a leading '-' reads as an option). The CLI, the
+/// control socket and a peer's Replicate all check names here, so no path
+/// creates a name another refuses.
 pub fn validate_name(what: &str, name: &str) -> Result<()> {
     if name.is_empty() {
         return Err(ControlError::invalid(what, "empty name"));
@@ -27,8 +30,14 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
             format!("{:?} is longer than {MAX_NAME_BYTES} bytes", truncate(name)),
         ));
     }
-    if name == "." || name == ".." {
-        return Err(ControlError::invalid(what, format!("{name:?} is reserved")));
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(ControlError::invalid(
+            what,
+            format!(
+                "{:?} must start with a letter, digit or '_'",
+                truncate(name)
+            ),
+        ));
     }
     if let Some(bad) = name
         .chars()
@@ -205,6 +214,23 @@ mod tests {
         assert!(validate_name("vserver", "vs-1.a_b").is_ok());
         assert!(validate_name("vserver", "").is_err());
         assert!(validate_name("vserver", "..").is_err());
+        assert!(validate_name("vserver", "9a").is_ok());
+        assert!(validate_name("user", "_apt").is_ok());
+        // One rule: the store's check (which the wire decoder uses for a
+        // peer's Replicate) agrees with this one on every sample.
+        for name in [
+            "a", "_apt", "9", ".", "..", ".hidden", "-rf", "a/b", "é", "",
+        ] {
+            assert_eq!(
+                validate_name("vserver", name).is_ok(),
+                tandem_store::validate::vserver_name(name).is_ok(),
+                "{name:?}"
+            );
+        }
+        for hidden_or_option in [".", ".hidden", "-rf"] {
+            let e = validate_name("vserver", hidden_or_option).unwrap_err();
+            assert!(e.to_string().contains("must start with a letter"), "{e}");
+        }
         assert!(validate_name("vserver", "a/b").is_err());
         assert!(validate_name("vserver", "é").is_err());
         assert!(validate_name("vserver", &"a".repeat(64)).is_ok());

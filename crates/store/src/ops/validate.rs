@@ -24,12 +24,13 @@ pub fn entry_name(name: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Names of vservers and file systems: 1..=64 of [A-Za-z0-9_.-], not
-/// starting with '.' (they become directory names).
+/// Names of vservers and file systems: 1..=64 of [A-Za-z0-9_.-], the first
+/// a letter, digit or '_' (they become directory names and command-line
+/// words; control's `validate_name` is the same rule with finer messages).
 pub fn vserver_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_VSERVER_NAME_BYTES
-        && !name.starts_with('.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
@@ -37,7 +38,7 @@ pub fn vserver_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(StoreError::Inval(format!(
-            "name {name:?} must be 1-{MAX_VSERVER_NAME_BYTES} characters of A-Z a-z 0-9 _ . - and not start with '.'"
+            "name {name:?} must be 1-{MAX_VSERVER_NAME_BYTES} characters of A-Z a-z 0-9 _ . - and start with a letter, digit or '_'"
         )))
     }
 }
