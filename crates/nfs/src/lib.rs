@@ -5,6 +5,7 @@
 //! The store is synchronous, so every store call runs on the blocking pool;
 //! replies that promise durability wait for `Store::wait_durable` first.
 
+mod budget;
 mod dispatch;
 mod error;
 mod exports;
@@ -53,6 +54,45 @@ pub struct ServerConfig {
     pub max_requests_total: usize,
     /// The lock manager (NLM and NSM, served on the MOUNT port).
     pub nlm: NlmConfig,
+    /// Shares of connections and requests, so no client host and no port
+    /// can lock the others out.
+    pub shares: Shares,
+}
+
+/// How the service's connections and requests are shared out. A hostile
+/// or broken client (many silent connections, a client that never reads
+/// its replies) spends its own share, not everyone's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shares {
+    /// Connections one client host may hold across the NFS, MOUNT and
+    /// portmap ports of the service; past it new ones are closed at once.
+    pub max_connections_per_host: usize,
+    /// Connections to the MOUNT and portmap ports (NLM and NSM included):
+    /// a budget of their own, so a flood there leaves NFS served and the
+    /// other way round. `max_connections` is the NFS port's.
+    pub max_other_connections: usize,
+    /// Requests of one client host in progress at once, out of
+    /// `max_requests_total`.
+    pub max_requests_per_host: usize,
+    /// A connection with nothing in progress that sends nothing for this
+    /// long is closed (clients reconnect on their next call, as they do
+    /// with knfsd, which closes idle connections after about 6 minutes).
+    pub idle_timeout_ms: u64,
+    /// Once a record's first header arrived, the whole record must arrive
+    /// within this.
+    pub record_timeout_ms: u64,
+}
+
+impl Default for Shares {
+    fn default() -> Self {
+        Shares {
+            max_connections_per_host: 64,
+            max_other_connections: 128,
+            max_requests_per_host: 128,
+            idle_timeout_ms: 360_000,
+            record_timeout_ms: 15_000,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -66,6 +106,7 @@ impl Default for ServerConfig {
             max_requests_per_connection: 64,
             max_requests_total: 256,
             nlm: NlmConfig::default(),
+            shares: Shares::default(),
         }
     }
 }
@@ -122,10 +163,13 @@ impl VserverService {
             nlm: nlm::NlmState::new(cfg.nlm.clone()),
         });
         let limits = Limits {
-            conn_slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
+            budget: Arc::new(budget::Budget::new(
+                cfg.shares.clone(),
+                cfg.max_connections,
+                cfg.max_requests_total,
+            )),
             max_record_bytes: cfg.max_record_bytes,
             max_requests_per_connection: cfg.max_requests_per_connection,
-            request_slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_requests_total)),
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let listeners = bound
@@ -179,6 +223,21 @@ fn validate(cfg: &ServerConfig) -> Result<u32, NfsError> {
     if cfg.max_requests_total == 0 {
         return Err(NfsError::Config(
             "max_requests_total must be at least 1".into(),
+        ));
+    }
+    let shares = &cfg.shares;
+    for (name, value) in [
+        ("max_connections_per_host", shares.max_connections_per_host),
+        ("max_other_connections", shares.max_other_connections),
+        ("max_requests_per_host", shares.max_requests_per_host),
+    ] {
+        if value == 0 {
+            return Err(NfsError::Config(format!("{name} must be at least 1")));
+        }
+    }
+    if shares.idle_timeout_ms == 0 || shares.record_timeout_ms == 0 {
+        return Err(NfsError::Config(
+            "idle_timeout_ms and record_timeout_ms must be at least 1".into(),
         ));
     }
     if cfg.max_requests_per_connection == 0 {

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use crate::budget::{Budget, Refusal};
 use crate::dispatch::Service;
 use crate::error::NfsError;
 use crate::rpc::conn::{serve_connection, ConnLimits};
@@ -21,12 +22,10 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 #[derive(Clone)]
 pub(crate) struct Limits {
-    /// One permit per open connection, shared by every listener.
-    pub(crate) conn_slots: Arc<Semaphore>,
+    /// Connections and request slots, shared by every listener.
+    pub(crate) budget: Arc<Budget>,
     pub(crate) max_record_bytes: usize,
     pub(crate) max_requests_per_connection: usize,
-    /// One permit per request in progress, shared by every connection.
-    pub(crate) request_slots: Arc<Semaphore>,
 }
 
 pub(crate) struct Bound {
@@ -62,7 +61,7 @@ pub(crate) async fn accept_loop(
     let conn_limits = ConnLimits {
         max_record_bytes: limits.max_record_bytes,
         max_requests_per_connection: limits.max_requests_per_connection,
-        request_slots: limits.request_slots.clone(),
+        record_timeout: limits.budget.record_timeout(),
     };
     let mut stop = shutdown.clone();
     loop {
@@ -71,18 +70,22 @@ pub(crate) async fn accept_loop(
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Ok(slot) = limits.conn_slots.clone().try_acquire_owned() else {
-                        warn!(%peer, ?service, "refusing connection: max_connections reached");
-                        continue;
+                    let ticket = match limits.budget.admit(service, peer.ip()) {
+                        Ok(t) => t,
+                        Err(Refusal::HostFull) => {
+                            warn!(%peer, ?service, "refusing connection: the host holds max_connections_per_host");
+                            continue;
+                        }
+                        Err(Refusal::AllBusy) => {
+                            warn!(%peer, ?service, "refusing connection: the port's connections are all busy");
+                            continue;
+                        }
                     };
                     debug!(%peer, ?service, "connection accepted");
                     let shared = shared.clone();
                     let shutdown = shutdown.clone();
                     let conn_limits = conn_limits.clone();
-                    conns.spawn(async move {
-                        serve_connection(stream, service, shared, conn_limits, shutdown).await;
-                        drop(slot);
-                    });
+                    conns.spawn(serve_connection(stream, service, shared, conn_limits, ticket, shutdown));
                 }
                 Err(e) => {
                     warn!(error = %e, ?service, "accept failed");

@@ -80,10 +80,41 @@ pub struct NfsSettings {
     /// with max_record_bytes, what bounds request memory.
     #[serde(default = "default_max_requests_total")]
     pub max_requests_total: usize,
+    /// Connections one client host may hold across a vserver's ports.
+    #[serde(default = "default_max_connections_per_host")]
+    pub max_connections_per_host: usize,
+    /// Connections to MOUNT and portmap (and the lock manager), a budget
+    /// apart from `max_connections` (the NFS port's).
+    #[serde(default = "default_max_other_connections")]
+    pub max_other_connections: usize,
+    /// Requests of one client host in progress at once.
+    #[serde(default = "default_max_requests_per_host")]
+    pub max_requests_per_host: usize,
+    /// A connection with nothing in progress is closed after this quiet time.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// A started RPC record must arrive whole within this.
+    #[serde(default = "default_record_timeout_ms")]
+    pub record_timeout_ms: u64,
 }
 
 fn default_max_requests_total() -> usize {
     256
+}
+fn default_max_connections_per_host() -> usize {
+    tandem_nfs::Shares::default().max_connections_per_host
+}
+fn default_max_other_connections() -> usize {
+    tandem_nfs::Shares::default().max_other_connections
+}
+fn default_max_requests_per_host() -> usize {
+    tandem_nfs::Shares::default().max_requests_per_host
+}
+fn default_idle_timeout_ms() -> u64 {
+    tandem_nfs::Shares::default().idle_timeout_ms
+}
+fn default_record_timeout_ms() -> u64 {
+    tandem_nfs::Shares::default().record_timeout_ms
 }
 
 impl NfsSettings {
@@ -99,6 +130,11 @@ impl NfsSettings {
             max_record_bytes: (1 << 20) + 64 * 1024,
             max_requests_per_connection: 128,
             max_requests_total: default_max_requests_total(),
+            max_connections_per_host: default_max_connections_per_host(),
+            max_other_connections: default_max_other_connections(),
+            max_requests_per_host: default_max_requests_per_host(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            record_timeout_ms: default_record_timeout_ms(),
         }
     }
 
@@ -130,6 +166,39 @@ impl NfsSettings {
             4096,
         )?;
         check_range("nfs.max_requests_total", self.max_requests_total, 1, 65_536)?;
+        check_range(
+            "nfs.max_connections_per_host",
+            self.max_connections_per_host,
+            1,
+            65_536,
+        )?;
+        check_range(
+            "nfs.max_other_connections",
+            self.max_other_connections,
+            1,
+            65_536,
+        )?;
+        check_range(
+            "nfs.max_requests_per_host",
+            self.max_requests_per_host,
+            1,
+            65_536,
+        )?;
+        // Milliseconds: a second to a day for idle connections, a second
+        // to ten minutes for one record.
+        let ms = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        check_range(
+            "nfs.idle_timeout_ms",
+            ms(self.idle_timeout_ms),
+            1000,
+            86_400_000,
+        )?;
+        check_range(
+            "nfs.record_timeout_ms",
+            ms(self.record_timeout_ms),
+            1000,
+            600_000,
+        )?;
         Ok(())
     }
 }
@@ -318,6 +387,13 @@ impl SiteConfig {
                 max_requests_per_connection: self.nfs.max_requests_per_connection,
                 max_requests_total: self.nfs.max_requests_total,
                 nlm: tandem_nfs::NlmConfig::default(),
+                shares: tandem_nfs::Shares {
+                    max_connections_per_host: self.nfs.max_connections_per_host,
+                    max_other_connections: self.nfs.max_other_connections,
+                    max_requests_per_host: self.nfs.max_requests_per_host,
+                    idle_timeout_ms: self.nfs.idle_timeout_ms,
+                    record_timeout_ms: self.nfs.record_timeout_ms,
+                },
             },
             interfaces: self.interfaces.clone(),
         }
@@ -526,6 +602,36 @@ mod tests {
         .unwrap();
         let err = Site::load(&dir).unwrap_err().to_string();
         assert!(err.contains("nfs.mount_port and nfs.nfs_port"), "{err}");
+        // The shares: absent keys take the defaults; values out of range
+        // are refused by name.
+        for (key, value, needle) in [
+            ("max_requests_per_host", 0, "nfs.max_requests_per_host = 0"),
+            (
+                "max_connections_per_host",
+                0,
+                "nfs.max_connections_per_host = 0",
+            ),
+            ("max_other_connections", 0, "nfs.max_other_connections = 0"),
+            ("idle_timeout_ms", 10, "nfs.idle_timeout_ms = 10"),
+            (
+                "record_timeout_ms",
+                3_600_000,
+                "nfs.record_timeout_ms = 3600000",
+            ),
+        ] {
+            let mut t: toml::Table = text.parse().unwrap();
+            let nfs = t.get_mut("nfs").and_then(|n| n.as_table_mut()).unwrap();
+            nfs.insert(key.into(), toml::Value::Integer(value));
+            fs::write(&toml_path, toml::to_string(&t).unwrap()).unwrap();
+            let err = Site::load(&dir).unwrap_err().to_string();
+            assert!(err.contains(needle), "{key}: {err}");
+        }
+        fs::write(&toml_path, &text).unwrap();
+        let site = Site::load(&dir).unwrap();
+        assert_eq!(
+            site.config.server_config().nfs.shares,
+            tandem_nfs::Shares::default()
+        );
         fs::write(&toml_path, "name = [").unwrap();
         assert!(matches!(
             Site::load(&dir),

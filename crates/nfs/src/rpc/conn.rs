@@ -13,11 +13,10 @@ use tracing::{debug, warn};
 
 use super::message::{encode_reply, parse_call, CallError, EncodedReply};
 use super::record::{read_record_rest, read_record_start, RecordError};
+use crate::budget::{InProgress, Ticket};
 use crate::dispatch::{dispatch, Call, Service};
 use crate::server::Shared;
 
-/// Time allowed to receive the rest of a record once it has started.
-const MAX_RECORD_TIME: std::time::Duration = std::time::Duration::from_secs(60);
 /// Time a client has to take one reply off the socket; one that stops
 /// reading would otherwise pin its replies (and their memory) for ever.
 const MAX_REPLY_WRITE_TIME: std::time::Duration = std::time::Duration::from_secs(60);
@@ -28,15 +27,16 @@ const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 pub(crate) struct ConnLimits {
     pub(crate) max_record_bytes: usize,
     pub(crate) max_requests_per_connection: usize,
-    /// Service-wide request permits (see `ServerConfig::max_requests_total`).
-    pub(crate) request_slots: Arc<Semaphore>,
+    /// Once a record's first header arrived, the whole record within this.
+    pub(crate) record_timeout: std::time::Duration,
 }
 
 struct Reply {
     encoded: EncodedReply,
-    /// The call's in-flight slot, released only once the reply is written,
-    /// so replies waiting for a slow reader count against the limit too.
-    _slot: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
+    /// The call's slots on this connection, its host and the service,
+    /// released only once the reply is written, so replies waiting for a
+    /// slow reader count against the limits too (their host's first).
+    _slot: Option<(OwnedSemaphorePermit, InProgress)>,
 }
 
 pub(crate) async fn serve_connection(
@@ -44,6 +44,7 @@ pub(crate) async fn serve_connection(
     service: Service,
     shared: Arc<Shared>,
     limits: ConnLimits,
+    ticket: Ticket,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (peer, local) = match (stream.peer_addr(), stream.local_addr()) {
@@ -71,29 +72,30 @@ pub(crate) async fn serve_connection(
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             };
-            // Then a service-wide permit, taken only once a request has
-            // started (an idle connection must not hold one): many
-            // connections must not add up to unbounded memory either.
-            let Ok(service_permit) = limits.request_slots.clone().acquire_owned().await else {
-                break Ok(());
-            };
+            let mut mark = ticket.started();
             let record = match read_record_rest(
                 &mut read_half,
                 head,
                 limits.max_record_bytes,
-                MAX_RECORD_TIME,
+                limits.record_timeout,
             )
             .await
             {
                 Ok(r) => r,
                 Err(e) => break Err(e),
             };
+            // The host's and the service's request permits are taken only
+            // for a whole record: a connection that sends a header and
+            // stops holds nothing anyone else needs.
+            if ticket.permits(&mut mark).await.is_none() {
+                break Ok(());
+            }
             let tx = tx.clone();
             let shared = shared.clone();
             tasks.spawn(async move {
                 if let Some(mut reply) = handle_record(&shared, service, peer, local, record).await
                 {
-                    reply._slot = Some((permit, service_permit));
+                    reply._slot = Some((permit, mark));
                     // A send error means the writer is gone (connection
                     // closing); the reply has nowhere to go.
                     let _ = tx.send(reply).await;
@@ -131,6 +133,8 @@ pub(crate) async fn serve_connection(
         }
         // The writer only ends early on a write error: nobody to answer.
         write_result = &mut writer => log_write_end(peer, write_result),
+        () = ticket.closed() => debug!(%peer, "connection closed to make room for a new one"),
+        () = ticket.idle() => debug!(%peer, "idle connection closed"),
         () = crate::listener::stopped(&mut shutdown) => debug!(%peer, "connection closed by shutdown"),
     }
 }

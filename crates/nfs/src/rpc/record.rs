@@ -7,6 +7,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 const LAST_FRAGMENT_BIT: u32 = 0x8000_0000;
 const FRAGMENT_LEN_MASK: u32 = 0x7fff_ffff;
+/// A record's buffer grows by at most this much ahead of the bytes read.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RecordError {
@@ -24,9 +26,10 @@ pub(crate) enum RecordError {
 }
 
 /// Reads the next whole record. `Ok(None)` is a clean close between records.
-/// Waiting for a record to start is unbounded (NFS clients keep idle
-/// connections), but once started it must be complete within
-/// `max_record_time`, so a trickling peer cannot hold a connection slot.
+/// Waiting for a record to start is bounded only by the connection's idle
+/// timeout (NFS clients keep idle connections), but once started it must
+/// be complete within `max_record_time`, so a trickling peer cannot hold a
+/// connection slot.
 #[cfg(test)]
 pub(crate) async fn read_record<R: AsyncRead + Unpin>(
     reader: &mut R,
@@ -89,9 +92,13 @@ async fn read_rest<R: AsyncRead + Unpin>(
                 max_record_bytes,
             });
         }
-        let start = record.len();
-        record.resize(claimed_bytes, 0);
-        read_exact_or_truncated(reader, &mut record[start..]).await?;
+        // Grown as bytes arrive, not to the claimed size at once: a peer
+        // that sends headers and stops must not make us hold megabytes.
+        while record.len() < claimed_bytes {
+            let start = record.len();
+            record.resize(claimed_bytes.min(start + READ_CHUNK_BYTES), 0);
+            read_exact_or_truncated(reader, &mut record[start..]).await?;
+        }
         if header & LAST_FRAGMENT_BIT != 0 {
             return Ok(record);
         }
@@ -143,6 +150,21 @@ mod tests {
         let rec = read_record(&mut r, 100, T).await.unwrap();
         assert_eq!(rec.as_deref(), Some(&b"abcdefgh"[..]));
         assert!(read_record(&mut r, 100, T).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn fragments_longer_than_a_read_chunk_arrive_whole() {
+        let big: Vec<u8> = (0..READ_CHUNK_BYTES * 3 + 7).map(|i| i as u8).collect();
+        let mut input = frag(false, &big);
+        input.extend(frag(true, &big[..5]));
+        let mut r = &input[..];
+        let rec = read_record(&mut r, big.len() * 2, T)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.len(), big.len() + 5);
+        assert_eq!(&rec[..big.len()], &big[..]);
+        assert_eq!(&rec[big.len()..], &big[..5]);
     }
 
     #[tokio::test]

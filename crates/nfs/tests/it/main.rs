@@ -11,3 +11,4 @@ mod nlm;
 mod pause;
 mod restart;
 mod rpc_wire;
+mod shares;

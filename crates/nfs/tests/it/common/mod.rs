@@ -260,3 +260,34 @@ pub async fn raw_call(port: u16, call: &RawCall) -> RawReply {
     s.write_all(&call.record()).await.unwrap();
     read_reply(&mut s).await
 }
+
+/// How long the raw helpers wait for the server.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A NULL call on a new connection is answered.
+pub async fn still_serving(srv: &Server) {
+    let reply = raw_call(srv.ep.nfs_port, &RawCall::new(77, 100_003, 3, 0)).await;
+    assert_eq!(
+        reply,
+        RawReply::Accepted {
+            xid: 77,
+            stat: 0,
+            rest: vec![]
+        }
+    );
+}
+
+/// Reads until the server closes the connection; fails past the deadline.
+pub async fn expect_closed(s: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "server kept the connection open");
+}
