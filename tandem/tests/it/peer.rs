@@ -231,3 +231,54 @@ fn garbage_on_the_peer_port_is_refused_and_the_daemon_carries_on() {
     assert!(!d.log_text().contains("panicked"), "{}", d.log_text());
     assert!(d.stop().success());
 }
+
+/// More silent TCP connections than the listener has places for, from
+/// many addresses and past one address's share: a paired site still gets
+/// through, and the listener keeps accepting.
+#[test]
+fn silent_connections_do_not_keep_a_paired_site_out() {
+    let (a, a_addr) = site("alpha", "127.78.5.1");
+    let (b, b_addr) = site("beta", "127.78.5.2");
+    let _da = a.start_daemon();
+    let _db = b.start_daemon();
+    let (a_id, b_id) = (site_id(&a), site_id(&b));
+    pair(&a, "beta", &b_addr, &b_id);
+    pair(&b, "alpha", &a_addr, &a_id);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let connect = |source: String| {
+        rt.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(format!("{source}:0").parse().expect("source"))
+                .expect("bind");
+            socket
+                .connect(a_addr.parse().expect("listen address"))
+                .await
+                .expect("connect")
+        })
+    };
+    // 18 addresses x 4: past the 64 connections the listener once
+    // accepted in all, each holding its place for the handshake timeout.
+    let mut silent = Vec::new();
+    for host in 10..28 {
+        for _ in 0..4 {
+            silent.push(connect(format!("127.78.5.{host}")));
+        }
+    }
+    let started = Instant::now();
+    check_ok(&b, "alpha");
+    eprintln!(
+        "peer check through {} silent connections in {:?}",
+        silent.len(),
+        started.elapsed()
+    );
+    // A fifth connection from one address is closed at once.
+    let mut fifth = connect("127.78.5.10".into());
+    let closed = rt.block_on(async {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 16];
+        tokio::time::timeout(Duration::from_secs(10), fifth.read(&mut buf)).await
+    });
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    drop(silent);
+}

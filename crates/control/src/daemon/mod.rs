@@ -80,6 +80,7 @@ mod failover;
 mod fence_watch;
 mod incoming;
 mod outgoing;
+mod peer_admission;
 mod peer_listener;
 mod peers;
 pub mod resync;

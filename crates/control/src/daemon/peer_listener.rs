@@ -17,13 +17,18 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::peer_admission::{Handshakes, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS};
 use super::IncomingTarget;
 use crate::config::names::parse_address;
 use crate::error::{ControlError, Result};
 use crate::replication::link::{truncate, PeerTls, PING_TIMEOUT};
 
-/// Concurrent connections on the peer listener; more wait in the backlog.
+/// Authenticated connections (paired sites) at once; past it a new one is
+/// closed after its handshake and the peer retries.
 pub const MAX_PEER_CONNECTIONS: usize = 64;
+/// A connecting site has this long to complete its TLS handshake (one or
+/// two round trips; a silent connection gives its place back sooner).
+pub const PEER_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a paired connection may sit idle between messages.
 pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -65,26 +70,36 @@ impl PeerListener {
         shutdown: CancellationToken,
         daemon: Option<Arc<crate::daemon::Daemon>>,
     ) {
-        let slots = Arc::new(Semaphore::new(MAX_PEER_CONNECTIONS));
+        let sessions = Arc::new(Semaphore::new(MAX_PEER_CONNECTIONS));
+        let handshakes = Handshakes::new(MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS);
         let mut conns = JoinSet::new();
         loop {
-            let permit = tokio::select! {
-                () = shutdown.cancelled() => break,
-                p = slots.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, addr)) => {
+                        // Never a wait here: the loop keeps accepting.
+                        let Some(place) = handshakes.admit(addr.ip()) else {
+                            self.tls.refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(peer_addr = %addr, "closing connection: its address has its share of handshakes");
+                            continue;
+                        };
                         let acceptor = self.acceptor.clone();
                         let tls = self.tls.clone();
                         let daemon = daemon.clone();
+                        let sessions = sessions.clone();
                         conns.spawn(async move {
-                            connection(acceptor, tls, tcp, addr, daemon).await;
-                            drop(permit);
+                            let handshake = tls::accept(&acceptor, tcp, addr, PEER_HANDSHAKE_TIMEOUT);
+                            let handshake = tokio::select! {
+                                r = handshake => r,
+                                () = place.dropped.cancelled() => {
+                                    tracing::debug!(peer_addr = %addr, "handshake dropped for a newer connection");
+                                    tls.refused.fetch_add(1, Ordering::Relaxed);
+                                    return;
+                                }
+                            };
+                            drop(place);
+                            connection(handshake, tls, addr, daemon, &sessions).await;
                         });
                     }
                     Err(e) => {
@@ -103,33 +118,36 @@ impl PeerListener {
     }
 }
 
-async fn connection(
-    acceptor: TlsAcceptor,
+async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    handshake: std::result::Result<(String, S), TlsError>,
     tls: PeerTls,
-    tcp: tokio::net::TcpStream,
     addr: SocketAddr,
     daemon: Option<Arc<crate::daemon::Daemon>>,
+    sessions: &Arc<Semaphore>,
 ) {
-    let (peer_id, stream) =
-        match tls::accept(&acceptor, tcp, addr, tls::DEFAULT_HANDSHAKE_TIMEOUT).await {
-            Ok(ok) => ok,
-            Err(e) => {
-                tls.refused.fetch_add(1, Ordering::Relaxed);
-                let (presented, reason) = match &e {
-                    TlsError::Handshake {
-                        presented, reason, ..
-                    } => (presented.clone(), reason.clone()),
-                    other => (None, other.to_string()),
-                };
-                tracing::warn!(
-                    peer_addr = %addr,
-                    presented_id = presented.as_deref().unwrap_or("none"),
-                    reason = %reason,
-                    "refused peer connection"
-                );
-                return;
-            }
-        };
+    let (peer_id, stream) = match handshake {
+        Ok(ok) => ok,
+        Err(e) => {
+            tls.refused.fetch_add(1, Ordering::Relaxed);
+            let (presented, reason) = match &e {
+                TlsError::Handshake {
+                    presented, reason, ..
+                } => (presented.clone(), reason.clone()),
+                other => (None, other.to_string()),
+            };
+            tracing::warn!(
+                peer_addr = %addr,
+                presented_id = presented.as_deref().unwrap_or("none"),
+                reason = %reason,
+                "refused peer connection"
+            );
+            return;
+        }
+    };
+    let Ok(_session) = sessions.clone().try_acquire_owned() else {
+        tracing::warn!(peer_addr = %addr, peer_id = %peer_id, "closing peer connection: {MAX_PEER_CONNECTIONS} peer connections are open");
+        return;
+    };
     tracing::info!(peer_addr = %addr, peer_id = %peer_id, "peer connected");
     if let Err(e) = serve_peer(stream, &peer_id, &tls.own_id, daemon).await {
         tracing::debug!(peer_addr = %addr, error = %e, "peer connection ended");
