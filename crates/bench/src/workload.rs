@@ -5,11 +5,12 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nfs3_client::nfs3_types::nfs3::Nfs3Option;
 use nfs3_client::nfs3_types::nfs3::{cookieverf3, nfs_fh3, sattr3, stable_how, writeverf3};
+use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use tandem_testkit::client::{Client, Mounted};
@@ -167,10 +168,7 @@ impl Verifier {
     }
 
     fn check(&self, v: writeverf3) -> Result<(), BenchError> {
-        let mut seen = self
-            .seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut seen = self.seen.lock();
         match *seen {
             None => {
                 *seen = Some(v);
