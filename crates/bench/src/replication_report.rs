@@ -60,8 +60,8 @@ fn num(v: Option<f64>, decimals: usize) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn mib(v: Option<u64>) -> String {
-    v.map(|x| format!("{:.2}", x as f64 / f64::from(1u32 << 20)))
+fn mib_cell(v: Option<u64>) -> String {
+    v.map(|x| format!("{:.2}", tandem_control::api::proto::mib(x)))
         .unwrap_or_else(|| "-".into())
 }
 
@@ -98,8 +98,8 @@ impl fmt::Display for ReplReport {
                 num(r.lag_p99_ms, 0),
                 num(r.lag_max_ms, 0),
                 num(r.status_lag_p99_ms, 0),
-                mib(r.changed_bytes),
-                mib(r.wire_bytes),
+                mib_cell(r.changed_bytes),
+                mib_cell(r.wire_bytes),
                 num(r.ratio(), 3),
                 num(r.seconds, 2),
                 r.goal.clone().unwrap_or_else(|| "-".into()),

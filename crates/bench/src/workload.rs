@@ -270,7 +270,6 @@ impl Session {
     /// rate in the row's unit.
     pub async fn run_row(&mut self, row: Row, rep: u32, o: &BenchOptions) -> anyhow::Result<f64> {
         let server = self.server;
-        let mib = |bytes: u64, d: Duration| bytes as f64 / (1u64 << 20) as f64 / secs(d);
         let rate = match row {
             Row::SeqWrite => {
                 // A new file every time (writing into allocated blocks is
@@ -288,7 +287,7 @@ impl Session {
                 .await?;
                 info!(server, rep, elapsed = ?d, "sequential write");
                 self.replace_file(Kind::Seq, name, fh).await?;
-                mib(o.seq_bytes, d)
+                tandem_control::api::proto::mib(o.seq_bytes) / secs(d)
             }
             Row::SeqRead => {
                 let fh = match &self.seq {
@@ -317,7 +316,7 @@ impl Session {
                 )
                 .await?;
                 info!(server, rep, elapsed = ?d, "sequential read");
-                mib(o.seq_bytes, d)
+                tandem_control::api::proto::mib(o.seq_bytes) / secs(d)
             }
             Row::RandomWrite => {
                 let name = format!("random-{rep}.bin");
