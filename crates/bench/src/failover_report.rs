@@ -152,7 +152,7 @@ mod tests {
         let text = report.to_string();
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("| row"), "{text}");
-        assert!(lines[1].starts_with("| ---"), "{text}");
+        assert!(lines[1].starts_with("|---"), "{text}");
         assert!(lines[2].contains("pass"), "{text}");
         assert!(lines[3].contains("MISS: max 3.250 ms"), "{text}");
         assert_eq!(

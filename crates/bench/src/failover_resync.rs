@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use tandem_control::api::proto::mib;
 use tandem_control::vserver::status::VserverState;
 use tandem_testkit::client::Mounted;
 use tandem_testkit::failover_sites::{FailoverSites, Replication};
@@ -26,7 +27,6 @@ pub const ROW_RATIO: &str = "resync: fetched / divergent";
 pub const ROW_TIME: &str = "resync: command to done";
 /// The goal: a resync fetches at most 1.1 x the divergent bytes.
 const RATIO_GOAL: f64 = 1.1;
-const MIB: f64 = (1 << 20) as f64;
 
 /// What one resync measured.
 struct Run {
@@ -49,8 +49,8 @@ pub async fn measure(
         let run_dir = dir.join(format!("resync-{n}"));
         match one_run(opts, run_dir.clone()).await {
             Ok(r) => {
-                divergent.samples.push(r.divergent_bytes as f64 / MIB);
-                fetched.samples.push(r.fetched_bytes as f64 / MIB);
+                divergent.samples.push(mib(r.divergent_bytes));
+                fetched.samples.push(mib(r.fetched_bytes));
                 ratio
                     .samples
                     .push(r.fetched_bytes as f64 / r.divergent_bytes.max(1) as f64);

@@ -14,11 +14,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nfs3_client::nfs3_types::nfs3::{nfs_fh3, stable_how};
+use parking_lot::Mutex;
 use tandem_testkit::client::Client;
 use tokio::task::JoinSet;
 
@@ -163,7 +163,7 @@ pub async fn run(
     let seen = sampler.await.context("the sampler task failed")??;
     let converged = finish?;
     let replicated_time = converged.saturating_duration_since(start.into_std());
-    let replies = std::mem::take(&mut *plan.replies.lock().unwrap_or_else(|e| e.into_inner()));
+    let replies = std::mem::take(&mut *plan.replies.lock());
     let mut status_lag_ms: Vec<f64> = seen
         .iter()
         .filter(|s| s.0 <= writers_end)
@@ -212,10 +212,7 @@ async fn write_loop(
         c.write_all(fh, offset, data, stable_how::UNSTABLE).await?;
         let replied = Instant::now();
         let bound = probe.sample().await?.last_lsn;
-        plan.replies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((replied, bound));
+        plan.replies.lock().push((replied, bound));
         written += WRITE_BYTES as u64;
         if (k + 1).is_multiple_of(plan.writes_per_commit) {
             c.commit(fh).await?;

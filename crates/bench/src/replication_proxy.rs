@@ -5,10 +5,11 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -101,10 +102,7 @@ impl CountingProxy {
 
     /// Connections relayed to the replica so far, and when the last began.
     pub fn sessions(&self) -> (u64, Option<Instant>) {
-        let at = match self.counters.last_session.lock() {
-            Ok(g) => *g,
-            Err(p) => *p.into_inner(),
-        };
+        let at = *self.counters.last_session.lock();
         (self.counters.sessions.load(Ordering::Relaxed), at)
     }
 }
@@ -126,10 +124,7 @@ async fn relay(inbound: TcpStream, upstream: SocketAddr, counters: Arc<Counters>
         }
     };
     counters.sessions.fetch_add(1, Ordering::Relaxed);
-    match counters.last_session.lock() {
-        Ok(mut g) => *g = Some(Instant::now()),
-        Err(p) => *p.into_inner() = Some(Instant::now()),
-    }
+    *counters.last_session.lock() = Some(Instant::now());
     let _ = inbound.set_nodelay(true);
     let _ = outbound.set_nodelay(true);
     let (ir, iw) = inbound.into_split();

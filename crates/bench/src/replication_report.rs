@@ -60,8 +60,8 @@ fn num(v: Option<f64>, decimals: usize) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn mib(v: Option<u64>) -> String {
-    v.map(|x| format!("{:.2}", x as f64 / f64::from(1u32 << 20)))
+fn mib_cell(v: Option<u64>) -> String {
+    v.map(|x| format!("{:.2}", tandem_control::api::proto::mib(x)))
         .unwrap_or_else(|| "-".into())
 }
 
@@ -98,8 +98,8 @@ impl fmt::Display for ReplReport {
                 num(r.lag_p99_ms, 0),
                 num(r.lag_max_ms, 0),
                 num(r.status_lag_p99_ms, 0),
-                mib(r.changed_bytes),
-                mib(r.wire_bytes),
+                mib_cell(r.changed_bytes),
+                mib_cell(r.wire_bytes),
                 num(r.ratio(), 3),
                 num(r.seconds, 2),
                 r.goal.clone().unwrap_or_else(|| "-".into()),
@@ -138,47 +138,75 @@ pub(crate) fn write_notes(
 }
 
 /// A Markdown table of `cells` (the first line is the heading): text
-/// columns (`is_text`) left-aligned, numbers right-aligned.
+/// columns (`is_text`) left-aligned, numbers right-aligned (and marked so
+/// in the line under the heading).
 pub(crate) fn write_table(
     f: &mut fmt::Formatter<'_>,
     cells: &[Vec<String>],
     is_text: impl Fn(usize) -> bool,
 ) -> fmt::Result {
-    let columns = cells.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            cells
-                .iter()
-                .map(|l| l.get(c).map_or(0, |s| s.chars().count()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for (i, line) in cells.iter().enumerate() {
-        let mut out = String::from("|");
-        for (c, cell) in line.iter().enumerate() {
-            let pad = widths[c].saturating_sub(cell.chars().count());
-            if is_text(c) {
-                out.push_str(&format!(" {cell}{} |", " ".repeat(pad)));
-            } else {
-                out.push_str(&format!(" {}{cell} |", " ".repeat(pad)));
-            }
-        }
-        writeln!(f, "{out}")?;
-        if i == 0 {
-            let mut sep = String::from("|");
-            for (c, w) in widths.iter().enumerate() {
-                let dashes = "-".repeat((*w).max(2));
-                if is_text(c) {
-                    sep.push_str(&format!(" {dashes} |"));
-                } else {
-                    sep.push_str(&format!(" {}: |", &dashes[1..]));
-                }
-            }
-            writeln!(f, "{sep}")?;
+    let t = aligned(cells, &is_text, |t| {
+        t.load_preset(comfy_table::presets::ASCII_MARKDOWN);
+    });
+    for (i, line) in t.lines().enumerate() {
+        if i == 1 {
+            writeln!(f, "{}", mark_right_aligned(&line, &is_text))?;
+        } else {
+            writeln!(f, "{line}")?;
         }
     }
     Ok(())
+}
+
+/// A plain table of `cells` (the first line is the heading, ruled off
+/// with dashes): columns two spaces apart, text columns (`is_text`)
+/// left-aligned, numbers right-aligned; lines end at their last character.
+pub(crate) fn plain_table(cells: Vec<Vec<String>>, is_text: impl Fn(usize) -> bool) -> String {
+    let mut t = aligned(&cells, &is_text, |t| {
+        t.load_preset(comfy_table::presets::NOTHING);
+        t.set_style(comfy_table::TableComponent::HeaderLines, '-');
+    });
+    let last = t.column_iter().count().saturating_sub(1);
+    for (c, col) in t.column_iter_mut().enumerate() {
+        col.set_padding((0, if c < last { 2 } else { 0 }));
+    }
+    t.trim_fmt()
+}
+
+fn aligned(
+    cells: &[Vec<String>],
+    is_text: impl Fn(usize) -> bool,
+    style: impl FnOnce(&mut comfy_table::Table),
+) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    style(&mut t);
+    let mut lines = cells.iter();
+    if let Some(head) = lines.next() {
+        t.set_header(head.clone());
+    }
+    t.add_rows(lines.cloned());
+    for (c, col) in t.column_iter_mut().enumerate() {
+        if !is_text(c) {
+            col.set_cell_alignment(comfy_table::CellAlignment::Right);
+        }
+    }
+    t
+}
+
+/// Ends the dashes of each right-aligned column's heading rule with `:`,
+/// Markdown's mark for a right-aligned column.
+fn mark_right_aligned(rule: &str, is_text: impl Fn(usize) -> bool) -> String {
+    let parts: Vec<&str> = rule.split('|').collect();
+    let last = parts.len().saturating_sub(1);
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| match part.strip_suffix('-') {
+            Some(rest) if i > 0 && i < last && !is_text(i - 1) => format!("{rest}:"),
+            _ => (*part).to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 #[cfg(test)]
@@ -201,7 +229,11 @@ mod tests {
         let text = report.to_string();
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("| row"), "{text}");
-        assert!(lines[1].starts_with("| ---"), "{text}");
+        assert!(lines[1].starts_with("|---"), "{text}");
+        assert!(
+            lines[1].contains(":|"),
+            "numbers are marked right-aligned: {text}"
+        );
         assert!(
             lines[2].contains("2.000") && lines[2].contains("MISS: 2.000"),
             "{text}"

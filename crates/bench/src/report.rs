@@ -5,6 +5,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::options::ServerKind;
+use crate::replication_report::plain_table;
 
 /// One workload row: each server's rate and Tandem's ratio to Ganesha.
 #[derive(Debug, Clone, Serialize)]
@@ -95,28 +96,7 @@ impl fmt::Display for BenchReport {
             }
             cells.push(line);
         }
-        let columns = cells[0].len();
-        let widths: Vec<usize> = (0..columns)
-            .map(|c| cells.iter().map(|l| l[c].len()).max().unwrap_or(0))
-            .collect();
-        for (i, line) in cells.iter().enumerate() {
-            let mut out = String::new();
-            for (c, cell) in line.iter().enumerate() {
-                if c > 0 {
-                    out.push_str("  ");
-                }
-                if c < 2 {
-                    out.push_str(&format!("{cell:<w$}", w = widths[c]));
-                } else {
-                    out.push_str(&format!("{cell:>w$}", w = widths[c]));
-                }
-            }
-            writeln!(f, "{}", out.trim_end())?;
-            if i == 0 {
-                let total = widths.iter().sum::<usize>() + 2 * (columns - 1);
-                writeln!(f, "{}", "-".repeat(total))?;
-            }
-        }
+        writeln!(f, "{}", plain_table(cells, |c| c < 2))?;
         if self
             .rows
             .iter()
@@ -174,6 +154,15 @@ mod tests {
         let text = report.to_string();
         assert!(text.contains("Tandem/Ganesha"), "{text}");
         assert!(text.contains("1.50"), "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        let heading = lines.iter().position(|l| l.starts_with("workload"));
+        let rule = heading.and_then(|i| lines.get(i + 1));
+        assert!(
+            rule.is_some_and(
+                |r| r.chars().all(|c| c == '-') && Some(r.len()) == heading.map(|i| lines[i].len())
+            ),
+            "the heading is ruled off to its width: {text}"
+        );
         assert_eq!(report.min_ratio(), Some(1.5));
     }
 

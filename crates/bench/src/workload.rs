@@ -5,11 +5,12 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nfs3_client::nfs3_types::nfs3::Nfs3Option;
 use nfs3_client::nfs3_types::nfs3::{cookieverf3, nfs_fh3, sattr3, stable_how, writeverf3};
+use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use tandem_testkit::client::{Client, Mounted};
@@ -167,10 +168,7 @@ impl Verifier {
     }
 
     fn check(&self, v: writeverf3) -> Result<(), BenchError> {
-        let mut seen = self
-            .seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut seen = self.seen.lock();
         match *seen {
             None => {
                 *seen = Some(v);
@@ -272,7 +270,6 @@ impl Session {
     /// rate in the row's unit.
     pub async fn run_row(&mut self, row: Row, rep: u32, o: &BenchOptions) -> anyhow::Result<f64> {
         let server = self.server;
-        let mib = |bytes: u64, d: Duration| bytes as f64 / (1u64 << 20) as f64 / secs(d);
         let rate = match row {
             Row::SeqWrite => {
                 // A new file every time (writing into allocated blocks is
@@ -290,7 +287,7 @@ impl Session {
                 .await?;
                 info!(server, rep, elapsed = ?d, "sequential write");
                 self.replace_file(Kind::Seq, name, fh).await?;
-                mib(o.seq_bytes, d)
+                tandem_control::api::proto::mib(o.seq_bytes) / secs(d)
             }
             Row::SeqRead => {
                 let fh = match &self.seq {
@@ -319,7 +316,7 @@ impl Session {
                 )
                 .await?;
                 info!(server, rep, elapsed = ?d, "sequential read");
-                mib(o.seq_bytes, d)
+                tandem_control::api::proto::mib(o.seq_bytes) / secs(d)
             }
             Row::RandomWrite => {
                 let name = format!("random-{rep}.bin");

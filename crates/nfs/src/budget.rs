@@ -8,9 +8,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -81,12 +82,6 @@ pub(crate) struct InProgress {
     clock: Instant,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section here only updates counters and maps, so the
-    // data is consistent even if a holder panicked.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn ms_since(clock: Instant) -> u64 {
     u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -133,7 +128,7 @@ impl Budget {
         service: Service,
         host: IpAddr,
     ) -> Result<Ticket, Refusal> {
-        let mut hosts = lock(&self.hosts);
+        let mut hosts = self.hosts.lock();
         let share = hosts.entry(host).or_insert_with(|| HostShare {
             connections: 0,
             requests: Arc::new(Semaphore::new(self.shares.max_requests_per_host)),
@@ -142,7 +137,7 @@ impl Budget {
             return Err(Refusal::HostFull);
         }
         let table = self.table(service);
-        let mut conns = lock(&table.conns);
+        let mut conns = table.conns.lock();
         if conns.len() >= table.max {
             let victim = conns
                 .iter()
@@ -182,9 +177,9 @@ impl Budget {
 impl Drop for Ticket {
     fn drop(&mut self) {
         let budget = &self.budget;
-        let mut hosts = lock(&budget.hosts);
+        let mut hosts = budget.hosts.lock();
         // Absent when it was evicted: its place went to the newcomer.
-        lock(&budget.table(self.service).conns).remove(&self.id);
+        budget.table(self.service).conns.lock().remove(&self.id);
         if let Some(share) = hosts.get_mut(&self.host) {
             share.connections = share.connections.saturating_sub(1);
             if share.connections == 0 {
@@ -310,7 +305,7 @@ mod tests {
         // An evicted connection ending gives back nothing it no longer held.
         drop(second);
         drop(first);
-        assert_eq!(lock(&b.nfs.conns).len(), 2);
+        assert_eq!(b.nfs.conns.lock().len(), 2);
     }
 
     #[tokio::test(start_paused = true)]

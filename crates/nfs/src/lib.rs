@@ -41,6 +41,14 @@ const RPC_HEADROOM_BYTES: usize = 4096;
 /// Smallest WRITE size we would still advertise.
 const MIN_WRITE_BYTES: usize = 4096;
 
+/// The standard ports; a site serves PORTMAP on its port only when asked
+/// (binding 111 needs root).
+pub const DEFAULT_NFS_PORT: u16 = 2049;
+pub const DEFAULT_MOUNT_PORT: u16 = 20048;
+pub const DEFAULT_PORTMAP_PORT: u16 = 111;
+
+/// One service's settings. Its defaults are a site's too (control's
+/// site.toml `[nfs]` starts from them).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub nfs_port: u16,
@@ -98,12 +106,13 @@ impl Default for Shares {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            nfs_port: 2049,
-            mount_port: 20048,
+            nfs_port: DEFAULT_NFS_PORT,
+            mount_port: DEFAULT_MOUNT_PORT,
             portmap_port: None,
-            max_connections: 256,
+            max_connections: 1024,
+            // A 1 MiB WRITE plus RPC and NFS headers.
             max_record_bytes: (1 << 20) + (64 << 10),
-            max_requests_per_connection: 64,
+            max_requests_per_connection: 128,
             max_requests_total: 256,
             nlm: NlmConfig::default(),
             shares: Shares::default(),
@@ -111,8 +120,9 @@ impl Default for ServerConfig {
     }
 }
 
-/// The ports actually bound on one address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The ports actually bound on one address (also where status tells
+/// clients to reach it, so it crosses the control socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Endpoint {
     pub ip: IpAddr,
     pub nfs_port: u16,

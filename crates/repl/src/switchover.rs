@@ -17,9 +17,10 @@
 //! replica may have promoted, so it must not. `Stage` records that under a
 //! lock the daemon's timeout takes too.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tandem_store::Lsn;
 use tokio::sync::oneshot;
 
@@ -51,10 +52,7 @@ impl Default for Stage {
 
 impl Stage {
     fn with<T>(&self, f: impl FnOnce(&mut StageKind) -> T) -> T {
-        match self.0.lock() {
-            Ok(mut g) => f(&mut g),
-            Err(p) => f(&mut p.into_inner()),
-        }
+        f(&mut self.0.lock())
     }
 
     /// The session's step: true if it may send (and from now on the

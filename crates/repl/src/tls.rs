@@ -19,9 +19,10 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::io::BufReader;
 use std::net::SocketAddr;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::RwLock;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -122,13 +123,10 @@ impl AllowedIds {
     pub fn contains(&self, id: &str) -> bool {
         // A panic while holding the lock cannot leave a set half-edited
         // (insert/remove are single operations), so the data is still good.
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(id)
+        self.0.read().contains(id)
     }
     pub fn replace(&self, ids: impl IntoIterator<Item = String>) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = ids.into_iter().collect();
+        *self.0.write() = ids.into_iter().collect();
     }
 }
 

@@ -7,11 +7,13 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use crate::checkpoint;
-use crate::data::{lock, DataFiles};
+use crate::data::DataFiles;
 use crate::error::{Result, StoreError};
 use crate::journal::{self, DurableWaiter};
 use crate::pending::PendingData;
@@ -76,7 +78,7 @@ impl Checkpointer {
 
     /// Asks the background thread for a checkpoint; returns at once.
     pub(crate) fn request(&self) {
-        let mut w = lock(&self.wanted);
+        let mut w = self.wanted.lock();
         if !w.requested {
             w.requested = true;
             drop(w);
@@ -85,15 +87,15 @@ impl Checkpointer {
     }
 
     pub(crate) fn close(&self) {
-        lock(&self.wanted).closed = true;
+        self.wanted.lock().closed = true;
         self.wake.notify_all();
     }
 
     /// Takes a checkpoint now, on the calling thread.
     pub(crate) fn run(&self) -> Result<()> {
-        let _one = lock(&self.running);
+        let _one = self.running.lock();
         let state = {
-            let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+            let st = self.state.read();
             // Counted from here: what is appended during this checkpoint
             // belongs to the next one.
             self.appended_bytes.store(0, Ordering::Relaxed);
@@ -131,9 +133,9 @@ pub(crate) fn spawn(ckpt: Arc<Checkpointer>) -> Result<JoinHandle<()>> {
         .name("tandem-checkpoint".into())
         .spawn(move || loop {
             {
-                let mut w = lock(&ckpt.wanted);
+                let mut w = ckpt.wanted.lock();
                 while !w.requested && !w.closed {
-                    w = ckpt.wake.wait(w).unwrap_or_else(|e| e.into_inner());
+                    ckpt.wake.wait(&mut w);
                 }
                 if w.closed {
                     return;

@@ -7,7 +7,9 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::error::{Result, StoreError};
 use crate::types::Ino;
@@ -38,11 +40,11 @@ impl DataFiles {
     }
 
     fn cached(&self, ino: Ino) -> Option<Arc<File>> {
-        lock(&self.open).get(&ino).cloned()
+        self.open.lock().get(&ino).cloned()
     }
 
     fn remember(&self, ino: Ino, file: Arc<File>) {
-        let mut open = lock(&self.open);
+        let mut open = self.open.lock();
         if open.len() >= self.max_open_files {
             // Dropping the whole cache is crude but bounded; files that are
             // in use stay open through their Arc.
@@ -91,7 +93,7 @@ impl DataFiles {
         };
         file.write_all_at(data, offset)
             .map_err(|e| StoreError::io(self.path_of(ino), e))?;
-        lock(&self.dirty).insert(ino);
+        self.dirty.lock().insert(ino);
         Ok(())
     }
 
@@ -120,13 +122,13 @@ impl DataFiles {
         };
         file.set_len(size)
             .map_err(|e| StoreError::io(self.path_of(ino), e))?;
-        lock(&self.dirty).insert(ino);
+        self.dirty.lock().insert(ino);
         Ok(())
     }
 
     pub fn remove(&self, ino: Ino) -> Result<()> {
-        lock(&self.open).remove(&ino);
-        lock(&self.dirty).remove(&ino);
+        self.open.lock().remove(&ino);
+        self.dirty.lock().remove(&ino);
         let path = self.path_of(ino);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -142,7 +144,7 @@ impl DataFiles {
 
     /// Makes every write since the last call durable.
     pub fn sync_dirty(&self) -> Result<()> {
-        let dirty: Vec<Ino> = lock(&self.dirty).drain().collect();
+        let dirty: Vec<Ino> = self.dirty.lock().drain().collect();
         for ino in dirty {
             if let Some(file) = self.handle(ino, false)? {
                 file.sync_data()
@@ -193,10 +195,4 @@ pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(
         &[bytes],
         crate::durable::MODE_READABLE,
     )?)
-}
-
-/// A poisoned lock means a thread panicked mid-update; the data it guards
-/// is plain collections that stay structurally valid, so carry on.
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -4,10 +4,9 @@
 //! of the oldest record it lacks: what a sudden loss of this site would
 //! lose now (the RPO, in async mode).
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::Mutex;
 
-use crate::data::lock;
 use crate::store::Store;
 use crate::types::{now_unix_ms, Lsn};
 
@@ -46,7 +45,7 @@ pub struct Lag {
 
 impl LsnMarks {
     pub(crate) fn record(&self, lsn: Lsn, frame_bytes: usize) {
-        let mut m = lock(&self.inner);
+        let mut m = self.inner.lock();
         m.total_bytes += frame_bytes as u64;
         let bytes = m.total_bytes;
         m.ring.push_back(Mark {
@@ -64,7 +63,7 @@ impl LsnMarks {
         if records == 0 {
             return Lag::default();
         }
-        let m = lock(&self.inner);
+        let m = self.inner.lock();
         // The first mark past `acked`: the oldest record the replica lacks.
         let first = m.ring.partition_point(|k| k.lsn <= acked);
         let Some(oldest) = m.ring.get(first) else {

@@ -38,12 +38,13 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 
 use crate::checkpointer::Checkpointer;
-use crate::data::{lock, sync_dir};
+use crate::data::sync_dir;
 use crate::error::{Result, StoreError};
 use crate::journal;
 use crate::pending::{DataOp, DataSink};
@@ -202,20 +203,20 @@ impl Overflow {
         if !self.tracking.load(Ordering::Acquire) {
             return;
         }
-        if let Mode::Tracking { map, .. } = &mut *lock(&self.mode) {
+        if let Mode::Tracking { map, .. } = &mut *self.mode.lock() {
             map.add_op(ino, op);
         }
     }
 
     fn set(&self, mode: Mode) {
-        let mut m = lock(&self.mode);
+        let mut m = self.mode.lock();
         self.tracking
             .store(matches!(mode, Mode::Tracking { .. }), Ordering::Release);
         *m = mode;
     }
 
     pub(crate) fn is_off(&self) -> bool {
-        matches!(*lock(&self.mode), Mode::Off)
+        matches!(*self.mode.lock(), Mode::Off)
     }
 }
 
@@ -326,7 +327,7 @@ pub(crate) fn before_checkpoint(ck: &Checkpointer) -> Result<()> {
 
 fn enter(ck: &Checkpointer, floor: Lsn) -> Result<()> {
     let upto = {
-        let st = ck.state.write().unwrap_or_else(|p| p.into_inner());
+        let st = ck.state.write();
         ck.overflow.set(Mode::Tracking {
             since: floor,
             map: ChangeMap::default(),
@@ -353,7 +354,7 @@ fn enter(ck: &Checkpointer, floor: Lsn) -> Result<()> {
     if let Mode::Tracking {
         map: live,
         since: s,
-    } = &mut *lock(&ck.overflow.mode)
+    } = &mut *ck.overflow.mode.lock()
     {
         // Order does not matter: a union of ranges, and inodes removed
         // since are dropped when the catch-up clips to the state.
@@ -384,8 +385,8 @@ pub(crate) fn add_record(map: &mut ChangeMap, record: &Record) {
 /// the current LSN, which is at least the checkpoint's about to be written.
 fn persist(ck: &Checkpointer) -> Result<()> {
     let (since, covered, map) = {
-        let st = ck.state.read().unwrap_or_else(|p| p.into_inner());
-        match &*lock(&ck.overflow.mode) {
+        let st = ck.state.read();
+        match &*ck.overflow.mode.lock() {
             Mode::Tracking { since, map } => (*since, st.lsn, map.clone()),
             _ => return Ok(()),
         }
@@ -521,7 +522,7 @@ impl Store {
     /// `None` unless the store is in journal overflow.
     pub fn overflow_status(&self) -> Option<OverflowStatus> {
         let st = self.read_state();
-        match &*lock(&self.checkpointer.overflow.mode) {
+        match &*self.checkpointer.overflow.mode.lock() {
             Mode::Off => None,
             Mode::Tracking { since, map } => Some(OverflowStatus {
                 since_lsn: *since,
@@ -556,7 +557,7 @@ impl Store {
     ) -> Result<CatchupSnapshot> {
         let (state, since, ranges) = {
             let st = self.write_state();
-            let (since, ranges) = match &*lock(&self.checkpointer.overflow.mode) {
+            let (since, ranges) = match &*self.checkpointer.overflow.mode.lock() {
                 Mode::Off => {
                     return Err(StoreError::CatchupUnavailable(
                         "the store is not in journal overflow".into(),
@@ -623,7 +624,7 @@ impl Store {
         if self.checkpointer.overflow.is_off() {
             return Ok(());
         }
-        let _no_checkpoint = lock(&self.checkpointer.running);
+        let _no_checkpoint = self.checkpointer.running.lock();
         if self.checkpointer.retention_floor.load(Ordering::Relaxed) > lsn {
             tracing::warn!(
                 lsn,
@@ -674,7 +675,7 @@ impl Store {
     /// it covers from; `None` unless tracking.
     pub fn changed_since(&self) -> Option<(Lsn, u64)> {
         let st = self.read_state();
-        match &*lock(&self.checkpointer.overflow.mode) {
+        match &*self.checkpointer.overflow.mode.lock() {
             Mode::Tracking { since, map } => Some((*since, map.clipped_bytes(&st))),
             _ => None,
         }
@@ -685,7 +686,7 @@ impl Store {
         if self.checkpointer.overflow.is_off() {
             return Ok(());
         }
-        let _no_checkpoint = lock(&self.checkpointer.running);
+        let _no_checkpoint = self.checkpointer.running.lock();
         self.checkpointer.overflow.set(Mode::Off);
         remove_file(&self.dir)
     }

@@ -13,11 +13,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::Deref;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
 
 use bytes::Bytes;
 
-use crate::data::{lock, DataFiles};
+use crate::data::DataFiles;
 use crate::error::Result;
 use crate::types::{Ino, Lsn};
 
@@ -94,16 +96,13 @@ impl<P: Deref<Target = PendingData>> ApplyHold<P> {
         pending: P,
         keep_waiting: impl Fn(&PendingData) -> bool,
     ) -> std::result::Result<Self, P> {
-        let mut busy = lock(&pending.applying);
+        let mut busy = pending.applying.lock();
         while *busy {
             if !keep_waiting(&pending) {
                 drop(busy);
                 return Err(pending);
             }
-            busy = pending
-                .applying_free
-                .wait(busy)
-                .unwrap_or_else(|e| e.into_inner());
+            pending.applying_free.wait(&mut busy);
         }
         *busy = true;
         drop(busy);
@@ -123,14 +122,14 @@ impl<P: Deref<Target = PendingData>> ApplyHold<P> {
 
 impl<P: Deref<Target = PendingData>> Drop for ApplyHold<P> {
     fn drop(&mut self) {
-        *lock(&self.pending.applying) = false;
+        *self.pending.applying.lock() = false;
         self.pending.applying_free.notify_all();
     }
 }
 
 impl DataSink for PendingData {
     fn data_op(&self, lsn: Lsn, ino: Ino, op: DataOp) -> Result<()> {
-        let mut q = lock(&self.queue);
+        let mut q = self.queue.lock();
         if let DataOp::Write { data, .. } = &op {
             q.bytes += data.len() as u64;
         }
@@ -145,13 +144,13 @@ impl DataSink for PendingData {
 impl PendingData {
     /// Bytes of writes not yet in the data files.
     pub fn pending_bytes(&self) -> u64 {
-        lock(&self.queue).bytes
+        self.queue.lock().bytes
     }
 
     /// LSN of the oldest waiting change; blocks while there is none.
     /// `None` once closed and empty.
     pub fn wait_oldest(&self) -> Option<Lsn> {
-        let mut q = lock(&self.queue);
+        let mut q = self.queue.lock();
         loop {
             if let Some((lsn, _)) = q.fifo.front() {
                 return Some(*lsn);
@@ -159,16 +158,16 @@ impl PendingData {
             if q.closed {
                 return None;
             }
-            q = self.arrived.wait(q).unwrap_or_else(|e| e.into_inner());
+            self.arrived.wait(&mut q);
         }
     }
 
     pub fn close(&self) {
-        lock(&self.queue).closed = true;
+        self.queue.lock().closed = true;
         self.arrived.notify_all();
         // Wakes waiters for the hold so they see `closed`; the flag is
         // taken so the wake-up cannot slip between their check and wait.
-        let _applying = lock(&self.applying);
+        let _applying = self.applying.lock();
         self.applying_free.notify_all();
     }
 
@@ -179,7 +178,7 @@ impl PendingData {
         // A digest snapshot may be dropped only after its store (the last
         // `Arc<Store>` can go first), so the store's own threads must not
         // wait for the hold once the store is closing.
-        ApplyHold::take_while(self, |p| !lock(&p.queue).closed)
+        ApplyHold::take_while(self, |p| !p.queue.lock().closed)
             .map_err(|_| crate::error::StoreError::Closed)?
             .apply_durable(files, durable_lsn)
     }
@@ -195,7 +194,7 @@ impl PendingData {
     fn apply_held(&self, files: &DataFiles, durable_lsn: Lsn) -> Result<()> {
         loop {
             let next = {
-                let q = lock(&self.queue);
+                let q = self.queue.lock();
                 match q.fifo.front() {
                     Some(&(lsn, ino)) if lsn <= durable_lsn => q
                         .by_ino
@@ -211,7 +210,7 @@ impl PendingData {
             // Written first, forgotten second: a read in between sees the
             // change both in the file and in the overlay, which is the same.
             apply_to_files(files, ino, &op)?;
-            let mut q = lock(&self.queue);
+            let mut q = self.queue.lock();
             q.fifo.pop_front();
             if let Some(ops) = q.by_ino.get_mut(&ino) {
                 if ops.front().is_some_and(|(l, _)| *l == lsn) {
@@ -232,7 +231,7 @@ impl PendingData {
     pub fn read(&self, files: &DataFiles, ino: Ino, offset: u64, len: usize) -> Result<Vec<u8>> {
         let end = offset.saturating_add(len as u64);
         let overlay: Vec<DataOp> = {
-            let q = lock(&self.queue);
+            let q = self.queue.lock();
             q.by_ino
                 .get(&ino)
                 .map(|ops| {

@@ -11,7 +11,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::data::{lock, sync_dir};
+use crate::data::sync_dir;
 use crate::error::{Result, StoreError};
 use crate::record::Op;
 use crate::replica::ROLE_FILE;
@@ -45,8 +45,8 @@ impl Store {
         }
         // No batch runs while this does, and none starts after (it finds
         // the store no longer a replica).
-        let _one = lock(&self.replication.applying);
-        if let Some(why) = lock(&self.replication.failed).as_ref() {
+        let _one = self.replication.applying.lock();
+        if let Some(why) = self.replication.failed.lock().as_ref() {
             return Err(StoreError::Replication(format!(
                 "cannot promote: the replica stopped after a batch failed to apply: {why}"
             )));

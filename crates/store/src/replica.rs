@@ -19,11 +19,11 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+
+use parking_lot::Mutex;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::data::lock;
 use crate::error::{Result, StoreError};
 use crate::journal::segment::parse_header;
 use crate::journal::{
@@ -230,7 +230,10 @@ impl Store {
         let Some(start) = segments.iter().rposition(|s| s.first_lsn <= want) else {
             return Err(not_retained(&segments));
         };
-        let hint = lock(&self.replication.cursor)
+        let hint = self
+            .replication
+            .cursor
+            .lock()
             .clone()
             .filter(|c| c.next_lsn == want && c.segment == segments[start].path);
         let mut reader = FrameReader {
@@ -270,7 +273,7 @@ impl Store {
                 "journal does not hold durable LSN {want}"
             )));
         }
-        *lock(&self.replication.cursor) = reader.cursor;
+        *self.replication.cursor.lock() = reader.cursor;
         Ok(reader.out)
     }
 
@@ -301,7 +304,7 @@ impl Store {
                 "this store is active; it takes no replicated frames".into(),
             ));
         }
-        let _one = lock(&self.replication.applying);
+        let _one = self.replication.applying.lock();
         // Again under the lock: a promotion (promote.rs) may have ended the
         // replica while this batch waited for it.
         if !self.is_replica() {
@@ -309,12 +312,12 @@ impl Store {
                 "this store was promoted; it takes no replicated frames".into(),
             ));
         }
-        if let Some(why) = lock(&self.replication.failed).as_ref() {
+        if let Some(why) = self.replication.failed.lock().as_ref() {
             return Err(StoreError::Replication(format!(
                 "replica stopped after a batch failed to apply: {why}"
             )));
         }
-        if let Some(why) = lock(&self.data_failure).as_ref() {
+        if let Some(why) = self.data_failure.lock().as_ref() {
             return Err(StoreError::ReadOnly(format!(
                 "data files cannot be written: {why}"
             )));
@@ -347,7 +350,7 @@ impl Store {
             if let Err(e) = self.journal.append_raw(f.lsn, &f.bytes) {
                 // Part of the batch may be queued: the journal no longer
                 // matches the state, so take nothing more.
-                *lock(&self.replication.failed) = Some(e.to_string());
+                *self.replication.failed.lock() = Some(e.to_string());
                 return Err(e);
             }
         }
@@ -360,7 +363,7 @@ impl Store {
                 if let Err(e) = st.apply(frame.lsn, record, &*self.pending) {
                     let why = format!("record LSN {} does not fit the state: {e}", frame.lsn);
                     tracing::error!(error = %why, "replicated batch failed to apply; replica stops");
-                    *lock(&self.replication.failed) = Some(why.clone());
+                    *self.replication.failed.lock() = Some(why.clone());
                     return Err(StoreError::Corrupt(why));
                 }
             }

@@ -7,7 +7,8 @@
 //! and both already hold the store.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -104,10 +105,7 @@ impl Default for ReplicaSync {
 
 impl ReplicaSync {
     fn policy(&self) -> SyncPolicy {
-        match self.policy.lock() {
-            Ok(g) => *g,
-            Err(p) => *p.into_inner(),
-        }
+        *self.policy.lock()
     }
 }
 
@@ -136,10 +134,7 @@ impl Store {
     }
 
     pub fn set_replication_mode(&self, policy: SyncPolicy) {
-        match self.sync.policy.lock() {
-            Ok(mut g) => *g = policy,
-            Err(p) => *p.into_inner() = policy,
-        }
+        *self.sync.policy.lock() = policy;
         let waits = match policy.mode {
             SyncMode::Off => false,
             SyncMode::Async => policy.max_lag_ms.is_some(),

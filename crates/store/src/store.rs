@@ -4,13 +4,15 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 
 use crate::checkpoint;
 use crate::checkpointer::{self, Checkpointer};
 use crate::config::VserverConfig;
-use crate::data::{lock, sync_dir, DataFiles};
+use crate::data::{sync_dir, DataFiles};
 use crate::error::{Result, StoreError};
 use crate::journal::{self, JournalWriter, WriterOptions};
 use crate::pending::PendingData;
@@ -270,11 +272,11 @@ impl Store {
     }
 
     pub(crate) fn read_state(&self) -> RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|p| p.into_inner())
+        self.state.read()
     }
 
     pub(crate) fn write_state(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|p| p.into_inner())
+        self.state.write()
     }
 
     pub fn config(&self) -> VserverConfig {
@@ -294,7 +296,7 @@ impl Store {
     /// caller; returns its LSN.
     pub(crate) fn commit(&self, st: &mut State, req: Option<ReqId>, op: Op) -> Result<Lsn> {
         let lsn = st.lsn + 1;
-        if let Some(why) = lock(&self.data_failure).as_ref() {
+        if let Some(why) = self.data_failure.lock().as_ref() {
             return Err(StoreError::ReadOnly(format!(
                 "data files cannot be written: {why}"
             )));
@@ -384,13 +386,13 @@ impl Store {
         // data files: the digest may be dropped only after this store.
         self.pending.close();
         self.checkpointer.close();
-        if let Some(t) = lock(&self.checkpoint_thread).take() {
+        if let Some(t) = self.checkpoint_thread.lock().take() {
             if t.join().is_err() {
                 tracing::error!("checkpoint thread panicked");
             }
         }
         self.journal.close();
-        if let Some(t) = lock(&self.applier).take() {
+        if let Some(t) = self.applier.lock().take() {
             if t.join().is_err() {
                 tracing::error!("data applier thread panicked");
             }
@@ -427,7 +429,7 @@ fn spawn_applier(
                     Err(StoreError::Closed) => return,
                     Err(e) => {
                         tracing::error!(error = %e, "writing data files failed; store refuses changes");
-                        *lock(&failure) = Some(e.to_string());
+                        *failure.lock() = Some(e.to_string());
                         return;
                     }
                 }

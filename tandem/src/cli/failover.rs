@@ -15,7 +15,7 @@ use tandem_control::config::names::validate_name;
 use tandem_control::dr::failover::check::FailoverCheck;
 use tandem_control::dr::failover::report::FailoverReport;
 
-use super::output::unexpected;
+use super::output::{columns, unexpected};
 
 /// Exit code when every resource is present.
 const EXIT_READY: u8 = 0;
@@ -166,24 +166,18 @@ async fn check(data: &Path, args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 fn print_table(report: &FailoverCheck) {
-    let width = report
-        .lines
-        .iter()
-        .map(|l| l.resource.len())
-        .max()
-        .unwrap_or(0);
     say!(
         "Failover check of {} at site {}:",
         report.vserver,
         report.site
     );
-    for l in &report.lines {
-        say!(
-            "  {:<width$}  {:<11}  {}",
-            l.resource,
-            l.outcome.to_string(),
-            l.reason
-        );
+    let rows: Vec<Vec<String>> = report
+        .lines
+        .iter()
+        .map(|l| vec![l.resource.clone(), l.outcome.to_string(), l.reason.clone()])
+        .collect();
+    for line in columns(None, &rows).lines() {
+        say!("  {line}");
     }
     if report.ready {
         say!("Every resource is present.");

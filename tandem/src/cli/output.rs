@@ -67,32 +67,22 @@ pub fn unexpected(reply: &Reply) -> anyhow::Error {
     anyhow::anyhow!("unexpected answer from the daemon (is it the same tandem version?): {reply:?}")
 }
 
-/// Left-aligned columns, two spaces apart.
+/// Left-aligned columns under a heading, two spaces apart.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
+    columns(Some(header), rows)
+}
+
+/// Left-aligned columns, two spaces apart, without borders or (with no
+/// `header`) a heading; lines end at their last character.
+pub fn columns(header: Option<&[&str]>, rows: &[Vec<String>]) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING);
+    if let Some(h) = header {
+        t.set_header(h.to_vec());
     }
-    let line = |cells: Vec<&str>| {
-        let mut out = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            let w = widths.get(i).copied().unwrap_or(0);
-            if i + 1 == cells.len() {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        out.trim_end().to_string()
-    };
-    let mut out = line(header.to_vec());
-    for row in rows {
-        out.push('\n');
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    t.add_rows(rows.iter().cloned());
+    for c in t.column_iter_mut() {
+        c.set_padding((0, 2));
     }
-    out
+    t.trim_fmt()
 }

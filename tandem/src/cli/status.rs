@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use tandem_control::api::client;
-use tandem_control::api::proto::{Reply, Request};
+use tandem_control::api::proto::{mib, Reply, Request};
 use tandem_control::config::names::validate_name;
 use tandem_control::replication::ReplicationFigures;
 use tandem_control::vserver::status::{StatusReport, VserverStatus};
@@ -125,8 +125,8 @@ fn render_vserver(v: &VserverStatus) -> String {
         if let (Some(done), Some(total)) = (r.baseline_done_bytes, r.baseline_total_bytes) {
             out.push_str(&format!(
                 "  baseline: {:.1} of {:.1} MiB copied\n",
-                done as f64 / f64::from(1u32 << 20),
-                total as f64 / f64::from(1u32 << 20)
+                mib(done),
+                mib(total)
             ));
         }
         if r.to.is_some() {
@@ -188,10 +188,6 @@ fn render_vserver(v: &VserverStatus) -> String {
         out.push_str(&indent(&table(&["USER", "UID", "GID", "GROUPS"], &rows)));
     }
     out
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / f64::from(1u32 << 20)
 }
 
 /// The sender's options and throughput (active site).

@@ -11,6 +11,12 @@ use crate::replication::link::PeerCheck;
 use crate::replication::{Compress, Mode, OnLoss, ReplicationStatus};
 use crate::vserver::status::{FsStatus, StatusReport, VserverStatus};
 
+/// A byte figure in MiB (2^20 bytes): the unit the CLI and the bench
+/// reports show sizes, amounts and rates in.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1u32 << 20)
+}
+
 /// Longest response the CLI accepts (a status with a large user map).
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
 

@@ -15,9 +15,6 @@ use crate::error::{ControlError, Result};
 
 /// Port other sites reach this one on (replication, next issue).
 pub const DEFAULT_LISTEN_PORT: u16 = 7447;
-pub const DEFAULT_NFS_PORT: u16 = 2049;
-pub const DEFAULT_MOUNT_PORT: u16 = 20048;
-pub const DEFAULT_PORTMAP_PORT: u16 = 111;
 /// site.toml is small; anything bigger is not ours.
 /// How long a daemon start waits for the peer's epoch before serving a
 /// vserver anyway (site.toml `control.epoch_probe_timeout_ms`).
@@ -99,7 +96,7 @@ pub struct NfsSettings {
 }
 
 fn default_max_requests_total() -> usize {
-    256
+    tandem_nfs::ServerConfig::default().max_requests_total
 }
 fn default_max_connections_per_host() -> usize {
     tandem_nfs::Shares::default().max_connections_per_host
@@ -118,23 +115,24 @@ fn default_record_timeout_ms() -> u64 {
 }
 
 impl NfsSettings {
-    /// Portmap is on by default only for root, who alone may bind port 111.
+    /// The NFS layer's defaults (`tandem_nfs::ServerConfig`). Portmap is
+    /// on by default only for root, who alone may bind port 111.
     pub fn defaults(as_root: bool) -> Self {
+        let d = tandem_nfs::ServerConfig::default();
         NfsSettings {
-            nfs_port: DEFAULT_NFS_PORT,
-            mount_port: DEFAULT_MOUNT_PORT,
+            nfs_port: d.nfs_port,
+            mount_port: d.mount_port,
             portmap: as_root,
-            portmap_port: DEFAULT_PORTMAP_PORT,
-            max_connections: 1024,
-            // A 1 MiB WRITE plus RPC and NFS headers.
-            max_record_bytes: (1 << 20) + 64 * 1024,
-            max_requests_per_connection: 128,
-            max_requests_total: default_max_requests_total(),
-            max_connections_per_host: default_max_connections_per_host(),
-            max_other_connections: default_max_other_connections(),
-            max_requests_per_host: default_max_requests_per_host(),
-            idle_timeout_ms: default_idle_timeout_ms(),
-            record_timeout_ms: default_record_timeout_ms(),
+            portmap_port: d.portmap_port.unwrap_or(tandem_nfs::DEFAULT_PORTMAP_PORT),
+            max_connections: d.max_connections,
+            max_record_bytes: d.max_record_bytes,
+            max_requests_per_connection: d.max_requests_per_connection,
+            max_requests_total: d.max_requests_total,
+            max_connections_per_host: d.shares.max_connections_per_host,
+            max_other_connections: d.shares.max_other_connections,
+            max_requests_per_host: d.shares.max_requests_per_host,
+            idle_timeout_ms: d.shares.idle_timeout_ms,
+            record_timeout_ms: d.shares.record_timeout_ms,
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tandem_store::{AddressSpec, Store};
 use tokio_util::sync::CancellationToken;
 
-use super::{lock, Daemon};
+use super::Daemon;
 use crate::config::names::validate_name;
 use crate::dr::failover::mark as failover_mark;
 use crate::error::{ControlError, Result};
@@ -117,7 +117,7 @@ impl Daemon {
     /// Sets the stop flag of `vserver`'s incoming sessions (true: end
     /// them; false: let a new session run after a stop).
     pub(super) fn set_session_stop(&self, vserver: &str, stop: bool) {
-        let mut stops = lock(&self.session_stops);
+        let mut stops = self.session_stops.lock();
         let token = stops.entry(vserver.to_string()).or_default();
         if stop {
             token.cancel();
@@ -130,7 +130,8 @@ impl Daemon {
     /// failover promoted the vserver here. Take it after `incoming`
     /// accepted.
     pub fn session_stop(&self, vserver: &str) -> CancellationToken {
-        lock(&self.session_stops)
+        self.session_stops
+            .lock()
             .entry(vserver.to_string())
             .or_default()
             .clone()

@@ -43,21 +43,23 @@
 //! 4. `senders` (tokio): the running senders; held across `Sender::stop`.
 //! 5. `replication` (tokio): replication.toml as last written; the file
 //!    is written before the copy here changes.
-//! 6. `peers` (std): the paired sites, also read by the senders; peers.toml
-//!    is written before it changes.
-//! 7. `session_stops` (std): the token that ends a replica's incoming
-//!    session.
+//! 6. `peers` (parking_lot, blocking): the paired sites, also read by
+//!    the senders; peers.toml is written before it changes.
+//! 7. `session_stops` (parking_lot, blocking): the token that ends a
+//!    replica's incoming session.
 //!
 //! A task holding one of these may take only locks further down the
 //! list; to take one further up it first lets go. A task never holds two
-//! vservers' session locks. The two std locks are leaves: none of the
-//! daemon's locks is taken under them, and they are never held across
-//! an await (the compiler holds us to that where it matters: their
-//! guards are not `Send`, and requests and sessions run in spawned
-//! tasks). Waiting for another task counts as taking what it takes: an
-//! incoming session, holding its session lock, waits for the switchover
-//! promotion, which takes `failover_running`; that is why the promotion
-//! only tries it.
+//! vservers' session locks. The two blocking locks are leaves: none of
+//! the daemon's locks is taken under them, and they are never held
+//! across an await (the compiler holds us to that where it matters:
+//! their guards are not `Send`, and requests and sessions run in spawned
+//! tasks). They do not poison: what they guard is plain tables a
+//! panicking holder cannot leave half-changed (each change is one
+//! assignment after the file is written). Waiting for another task
+//! counts as taking what it takes: an incoming session, holding its
+//! session lock, waits for the switchover promotion, which takes
+//! `failover_running`; that is why the promotion only tries it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
@@ -106,11 +108,11 @@ pub struct Daemon {
     /// Paired sites; changes are written to peers.toml before they show
     /// here or in `peer_tls.allowed`. Shared with the senders, which look
     /// their peer up without awaiting.
-    peers: Arc<std::sync::Mutex<Vec<Peer>>>,
+    peers: Arc<parking_lot::Mutex<Vec<Peer>>>,
     /// Per replica vserver: cancelled when a failover promotes it, so its
     /// incoming session (peer_listener.rs) ends at once instead of at its
     /// next batch. Never removed (a few bytes per vserver ever replicated).
-    session_stops: std::sync::Mutex<BTreeMap<String, CancellationToken>>,
+    session_stops: parking_lot::Mutex<BTreeMap<String, CancellationToken>>,
     peer_tls: PeerTls,
     /// Set when the peer listener could not start (the site still serves
     /// its vservers; only pairing traffic is affected).
@@ -181,8 +183,8 @@ impl Daemon {
             vservers: Mutex::new(vservers),
             senders: Mutex::new(BTreeMap::new()),
             replication: Mutex::new(replication),
-            peers: Arc::new(std::sync::Mutex::new(peers)),
-            session_stops: std::sync::Mutex::new(BTreeMap::new()),
+            peers: Arc::new(parking_lot::Mutex::new(peers)),
+            session_stops: parking_lot::Mutex::new(BTreeMap::new()),
             peer_tls,
             peer_listener_error: None,
             fenced: Arc::new(tokio::sync::Notify::new()),
@@ -216,11 +218,4 @@ impl Daemon {
     pub(crate) fn peer_tls(&self) -> PeerTls {
         self.peer_tls.clone()
     }
-}
-
-/// Locks one of the daemon's std locks, which guard plain tables a
-/// panicking holder cannot leave half-changed (each change is one
-/// assignment after the file is written).
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tandem_store::{Store, SyncPolicy};
 
-use super::{lock, Daemon};
+use super::Daemon;
 use crate::config::names::validate_name;
 use crate::error::{ControlError, Result};
 use crate::replication::{self, Outgoing, ReplicationStatus, Sender};
@@ -21,7 +21,7 @@ impl Daemon {
     ) -> Sender {
         let peers = self.peers.clone();
         let lookup: replication::PeerLookup =
-            Arc::new(move |name: &str| lock(&peers).iter().find(|p| p.name == name).cloned());
+            Arc::new(move |name: &str| peers.lock().iter().find(|p| p.name == name).cloned());
         tracing::info!(vserver, to = %settings.to, mode = %settings.mode, "replication sender started");
         replication::start_sender(
             vserver.to_string(),

@@ -9,7 +9,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use tokio_util::sync::CancellationToken;
 
@@ -64,8 +66,7 @@ impl Handshakes {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Only counters and maps change under it: consistent after a panic.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.lock()
     }
 
     /// A place for a connection from `addr`, or `None` when that address

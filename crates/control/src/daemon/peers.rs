@@ -1,7 +1,7 @@
 //! Pairing: the sites this one replicates with, and the check that one
 //! answers.
 
-use super::{lock, Daemon};
+use super::Daemon;
 use crate::config::names::validate_name;
 use crate::config::peers::{self as peer, Peer, MAX_PEERS};
 use crate::error::{ControlError, Result};
@@ -10,24 +10,24 @@ use crate::replication::link::{self, PeerCheck};
 impl Daemon {
     /// The paired sites.
     pub async fn peers(&self) -> Vec<Peer> {
-        lock(&self.peers).clone()
+        self.peers.lock().clone()
     }
 
     /// The paired site called `name`.
     pub(crate) fn peer_named(&self, name: &str) -> Option<Peer> {
-        lock(&self.peers).iter().find(|p| p.name == name).cloned()
+        self.peers.lock().iter().find(|p| p.name == name).cloned()
     }
 
     /// The paired site whose certificate carries `id`.
     pub(crate) fn peer_with_id(&self, id: &str) -> Option<Peer> {
-        lock(&self.peers).iter().find(|p| p.id == id).cloned()
+        self.peers.lock().iter().find(|p| p.id == id).cloned()
     }
 
     /// Pairs a site: durable in peers.toml first, then accepted by the
     /// listener from the next handshake on.
     pub async fn add_peer(&self, peer: Peer) -> Result<Peer> {
         let peer = peer::validate_peer(&peer, &self.site.identity.id)?;
-        let mut peers = lock(&self.peers);
+        let mut peers = self.peers.lock();
         peer::check_unique(&peers, &peer)?;
         if peers.len() >= MAX_PEERS {
             return Err(ControlError::invalid(
@@ -50,7 +50,7 @@ impl Daemon {
     /// new handshakes from it are refused at once.
     pub async fn remove_peer(&self, name: &str) -> Result<Peer> {
         validate_name("peer name", name)?;
-        let mut peers = lock(&self.peers);
+        let mut peers = self.peers.lock();
         let Some(pos) = peers.iter().position(|p| p.name == name) else {
             return Err(ControlError::NoPeer(name.to_string()));
         };

@@ -8,7 +8,7 @@ use tandem_store::config::normalize_export_path;
 use tandem_store::config::{MAX_ADDRESSES, MAX_CLIENT_RULES, MAX_FILESYSTEMS, MAX_GROUPS_PER_USER};
 use tandem_store::{AddressSpec, Export, Lsn, Store, User};
 
-use super::{lock, Daemon};
+use super::Daemon;
 use crate::config::names::{validate_address, validate_export_path, validate_name};
 use crate::error::{ControlError, Result};
 use crate::vserver::status::{FsStatus, SiteStatus, StatusReport, VserverStatus};
@@ -41,7 +41,7 @@ impl Daemon {
                 listen: self.site.config.listen.clone(),
                 data_dir: self.site.paths.root.display().to_string(),
                 daemon_pid: std::process::id(),
-                peers: lock(&self.peers).len(),
+                peers: self.peers.lock().len(),
                 refused_peer_connections: self.peer_tls.refused.load(Ordering::Relaxed),
                 peer_listener_error: self.peer_listener_error.clone(),
             },

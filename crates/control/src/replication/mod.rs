@@ -22,9 +22,10 @@ pub mod verify;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tandem_repl::baseline::{self, BaselineConfig};
 use tandem_repl::peer::{Answer, Connection, Request};
@@ -402,10 +403,7 @@ async fn sample_throughput(counters: Arc<SendCounters>, samples: Arc<Mutex<VecDe
     loop {
         tick.tick().await;
         let (wire, _, acked) = counters.read();
-        let mut g = match samples.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut g = samples.lock();
         g.push_back((Instant::now(), wire, acked));
         while g.len() > THROUGHPUT_WINDOW_S + 1 {
             g.pop_front();
@@ -459,10 +457,7 @@ fn session_config(
     cfg.max_bytes_per_s = settings
         .bandwidth_mbps
         .map(tandem_repl::throttle::mbps_to_bytes_per_s);
-    cfg.counters = match shared.lock() {
-        Ok(g) => g.counters.clone(),
-        Err(p) => p.into_inner().counters.clone(),
-    };
+    cfg.counters = shared.lock().counters.clone();
     cfg
 }
 
@@ -494,10 +489,7 @@ impl Sender {
     }
 
     pub fn status(&self, store: &Store) -> ReplicationStatus {
-        let s = match self.shared.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
+        let s = self.shared.lock().clone();
         let synchronous = self.settings.mode.is_synchronous();
         let policy = store.sync_policy();
         let (degraded, degraded_replies) = store.replication_degraded();
@@ -548,10 +540,8 @@ impl Sender {
 
     fn figures(&self, s: &SenderState, lag_ms: u64, degraded: bool) -> ReplicationFigures {
         let (sent_wire_bytes, sent_journal_bytes, acked_journal_bytes) = s.counters.read();
-        let (wire_bytes_per_second, acked_journal_bytes_per_second) = match self.samples.lock() {
-            Ok(g) => throughput(&g),
-            Err(p) => throughput(&p.into_inner()),
-        };
+        let (wire_bytes_per_second, acked_journal_bytes_per_second) =
+            throughput(&self.samples.lock());
         let baseline = s
             .baseline
             .filter(|b| s.state == ReplicationState::Baseline && !b.finished);
@@ -670,10 +660,7 @@ fn short(text: String) -> String {
 }
 
 fn update(shared: &Mutex<SenderState>, f: impl FnOnce(&mut SenderState)) {
-    match shared.lock() {
-        Ok(mut g) => f(&mut g),
-        Err(p) => f(&mut p.into_inner()),
-    }
+    f(&mut shared.lock());
 }
 
 /// What one attempt ended with, and how the next should wait.

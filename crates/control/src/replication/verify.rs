@@ -2,9 +2,10 @@
 //! compare a digest of the vserver at both sites at one LSN
 //! (`tandem_repl::verify`), within a time limit, and reports the result.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tandem_repl::verify::{VerifyAsk, VerifyError, MAX_QUEUED_VERIFY_ASKS};
 use tandem_store::Lsn;
@@ -51,10 +52,7 @@ impl Verifier {
             vserver: vserver.to_string(),
             reason,
         };
-        let state = match self.shared.lock() {
-            Ok(g) => g.state,
-            Err(p) => p.into_inner().state,
-        };
+        let state = self.shared.lock().state;
         if state != ReplicationState::Streaming {
             return Err(unavailable(format!(
                 "cannot verify: the replica is not streaming (state {state}); see `tandem status {vserver}`"

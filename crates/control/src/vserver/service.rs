@@ -5,32 +5,14 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use tandem_nfs::VserverService;
 use tandem_store::Store;
 
 use crate::config::site::ServiceConfig;
 use crate::net::addresses::Claim;
 
-/// Where clients reach one address's services.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Endpoint {
-    pub ip: IpAddr,
-    pub nfs_port: u16,
-    pub mount_port: u16,
-    pub portmap_port: Option<u16>,
-}
-
-impl From<tandem_nfs::Endpoint> for Endpoint {
-    fn from(e: tandem_nfs::Endpoint) -> Self {
-        Endpoint {
-            ip: e.ip,
-            nfs_port: e.nfs_port,
-            mount_port: e.mount_port,
-            portmap_port: e.portmap_port,
-        }
-    }
-}
+// Where clients reach one address's services (also in status replies).
+pub use tandem_nfs::Endpoint;
 
 pub struct Service {
     inner: VserverService,
@@ -54,11 +36,7 @@ impl Service {
     }
 
     pub fn endpoints(&self) -> Vec<Endpoint> {
-        self.inner
-            .endpoints()
-            .into_iter()
-            .map(Endpoint::from)
-            .collect()
+        self.inner.endpoints()
     }
 
     /// The switchover pause of this address's NFS calls.

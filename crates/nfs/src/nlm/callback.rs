@@ -7,9 +7,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tandem_store::locks::{ByteRange, LockOwner};
 use tandem_store::Ino;
 use tokio::io::AsyncWriteExt;
@@ -51,17 +52,11 @@ pub(crate) struct PendingGrants(Mutex<HashMap<Vec<u8>, (Ino, LockOwner, ByteRang
 
 impl PendingGrants {
     fn insert(&self, cookie: Vec<u8>, v: (Ino, LockOwner, ByteRange)) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(cookie, v);
+        self.0.lock().insert(cookie, v);
     }
 
     pub(crate) fn take(&self, cookie: &[u8]) -> Option<(Ino, LockOwner, ByteRange)> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(cookie)
+        self.0.lock().remove(cookie)
     }
 }
 

@@ -4,8 +4,8 @@
 //! UNLOCK must not take the lock again. In memory and bounded; after a
 //! restart or failover the calls' idempotence covers most retransmissions.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 
 use crate::dispatch::Call;
 use crate::nfs3::common::client_identity;
@@ -32,12 +32,12 @@ impl ReplyCache {
     }
 
     pub(crate) fn recall(&self, call: &Call) -> Option<Vec<u8>> {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = self.inner.lock();
         inner.0.get(&key(call)).cloned()
     }
 
     pub(crate) fn remember(&self, call: &Call, reply: Vec<u8>) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.lock();
         let (map, order) = &mut *inner;
         let k = key(call);
         if map.insert(k.clone(), reply).is_none() {

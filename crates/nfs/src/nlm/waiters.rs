@@ -10,8 +10,9 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use parking_lot::{Mutex, MutexGuard};
 use tandem_store::locks::LockOutcome;
 use tandem_store::Ino;
 use tracing::{debug, warn};
@@ -60,8 +61,8 @@ impl Waiters {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (VecDeque<Waiter>, u64)> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, (VecDeque<Waiter>, u64)> {
+        self.queue.lock()
     }
 
     pub(crate) fn add(&self, ino: Ino, args: &LockArgs, peer: IpAddr) -> Result<(), Full> {

@@ -9,13 +9,14 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
 use super::segment::{create_segment, SEGMENT_HEADER_BYTES};
-use crate::data::lock;
 use crate::error::{Result, StoreError};
 use crate::record::Record;
 use crate::types::Lsn;
@@ -141,13 +142,9 @@ impl JournalWriter {
     /// The append buffer once it has room (back-pressure); `Closed` if the
     /// journal is closed or has failed.
     fn wait_for_room(&self) -> Result<MutexGuard<'_, Pending>> {
-        let mut p = lock(&self.shared.pending);
+        let mut p = self.shared.pending.lock();
         while p.buf.len() >= self.shared.opts.max_buffered_bytes && !p.closed {
-            p = self
-                .shared
-                .has_room
-                .wait(p)
-                .unwrap_or_else(|e| e.into_inner());
+            self.shared.has_room.wait(&mut p);
         }
         if p.closed || self.durable().failed {
             return Err(StoreError::Closed);
@@ -190,7 +187,7 @@ impl JournalWriter {
         if self.durable().lsn >= lsn {
             return;
         }
-        let mut p = lock(&self.shared.pending);
+        let mut p = self.shared.pending.lock();
         if p.sync_wanted < lsn {
             p.sync_wanted = lsn;
             drop(p);
@@ -216,13 +213,9 @@ impl JournalWriter {
 
     pub fn wait_durable_blocking(&self, lsn: Lsn) -> Result<()> {
         self.want_sync(lsn);
-        let mut d = lock(&self.shared.durable_blocking);
+        let mut d = self.shared.durable_blocking.lock();
         while d.lsn < lsn && !d.failed {
-            d = self
-                .shared
-                .durable_changed
-                .wait(d)
-                .unwrap_or_else(|e| e.into_inner());
+            self.shared.durable_changed.wait(&mut d);
         }
         if d.lsn >= lsn {
             Ok(())
@@ -235,10 +228,10 @@ impl JournalWriter {
 
     /// Writes out what is queued, then stops the thread.
     pub fn close(&self) {
-        lock(&self.shared.pending).closed = true;
+        self.shared.pending.lock().closed = true;
         self.shared.has_work.notify_all();
         self.shared.has_room.notify_all();
-        if let Some(t) = lock(&self.thread).take() {
+        if let Some(t) = self.thread.lock().take() {
             if t.join().is_err() {
                 tracing::error!("journal writer thread panicked");
             }
@@ -256,7 +249,7 @@ impl DurableWaiter {
     /// Like `wait`, but asks the writer to sync (checkpoints need it).
     pub fn wait_synced(&self, lsn: Lsn) -> Result<()> {
         {
-            let mut p = lock(&self.0.pending);
+            let mut p = self.0.pending.lock();
             if p.sync_wanted < lsn {
                 p.sync_wanted = lsn;
             }
@@ -274,13 +267,9 @@ impl DurableWaiter {
 
     /// Blocks until `lsn` is durable or the journal has failed.
     pub fn wait(&self, lsn: Lsn) -> Durable {
-        let mut d = lock(&self.0.durable_blocking);
+        let mut d = self.0.durable_blocking.lock();
         while d.lsn < lsn && !d.failed {
-            d = self
-                .0
-                .durable_changed
-                .wait(d)
-                .unwrap_or_else(|e| e.into_inner());
+            self.0.durable_changed.wait(&mut d);
         }
         *d
     }
@@ -294,17 +283,17 @@ impl Drop for JournalWriter {
 
 fn flush_loop(shared: Arc<Shared>, dir: PathBuf, mut file: File, mut file_bytes: u64) {
     let mut spare = Vec::new();
-    let mut written_lsn = lock(&shared.pending).last_lsn;
+    let mut written_lsn = shared.pending.lock().last_lsn;
     let mut synced_lsn = written_lsn;
     let mut unsynced_bytes = 0u64;
     loop {
         let (mut batch, first_lsn, last_lsn, sync_wanted, closed) = {
-            let mut p = lock(&shared.pending);
+            let mut p = shared.pending.lock();
             while p.buf.is_empty()
                 && !p.closed
                 && !(p.sync_wanted > synced_lsn && written_lsn > synced_lsn)
             {
-                p = shared.has_work.wait(p).unwrap_or_else(|e| e.into_inner());
+                shared.has_work.wait(&mut p);
             }
             let batch = std::mem::replace(&mut p.buf, std::mem::take(&mut spare));
             (batch, p.first_lsn, p.last_lsn, p.sync_wanted, p.closed)
@@ -348,7 +337,7 @@ fn flush_loop(shared: Arc<Shared>, dir: PathBuf, mut file: File, mut file_bytes:
                 // A journal that cannot be written must stop taking writes:
                 // nothing after this point could be promised durable.
                 tracing::error!(error = %e, "journal write failed; store stops accepting changes");
-                lock(&shared.pending).closed = true;
+                shared.pending.lock().closed = true;
                 shared.has_room.notify_all();
                 Durable {
                     lsn: synced_lsn,
@@ -356,16 +345,16 @@ fn flush_loop(shared: Arc<Shared>, dir: PathBuf, mut file: File, mut file_bytes:
                 }
             }
         };
-        let changed = *lock(&shared.durable_blocking) != durable;
+        let changed = *shared.durable_blocking.lock() != durable;
         if changed {
             // The watch first: a caller woken by `durable_changed` must
             // already see its LSN in `durable()` (durable_lsn).
             shared.durable_tx.send_replace(durable);
-            *lock(&shared.durable_blocking) = durable;
+            *shared.durable_blocking.lock() = durable;
             shared.durable_changed.notify_all();
         }
         if durable.failed
-            || (closed && lock(&shared.pending).buf.is_empty() && synced_lsn == written_lsn)
+            || (closed && shared.pending.lock().buf.is_empty() && synced_lsn == written_lsn)
         {
             return;
         }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tandem_control::api::client;
-use tandem_control::api::proto::{Reply, Request};
+use tandem_control::api::proto::{mib, Reply, Request};
 use tandem_control::replication::{ReplicationState, ReplicationStatus};
 
 use crate::cli::output::unexpected;
@@ -19,10 +19,6 @@ use crate::cli::output::unexpected;
 const POLL_MS: u64 = 500;
 /// How often a plain progress line is printed when not on a terminal.
 const PLAIN_LINE_EVERY_MS: u64 = 5_000;
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / f64::from(1u32 << 20)
-}
 
 /// One plain line: state, baseline progress, rate and ETA when known.
 pub fn progress_line(r: &ReplicationStatus) -> String {
