@@ -1,5 +1,5 @@
 //! The guest's initramfs: busybox, the client kernel modules, the init
-//! and its job loop, and a `mount.nfs`. Built once per content (kernel,
+//! and its job loop, and the static helpers of TOOLS. Built once per content (kernel,
 //! busybox, scripts) into the cache directory, so test processes after
 //! the first only hash their inputs.
 
@@ -16,6 +16,15 @@ use crate::{cache_dir, Error, Host};
 const INIT: &str = include_str!("../guest/init.sh");
 const LOAD: &str = include_str!("../guest/load.sh");
 const MOUNT_NFS_C: &str = include_str!("../guest/mount_nfs.c");
+const RPC_STUB_C: &str = include_str!("../guest/rpc_stub.c");
+const LOCK_TOOL_C: &str = include_str!("../guest/lock_tool.c");
+/// The static helpers compiled into the image: (source name, source,
+/// installed as).
+const TOOLS: &[(&str, &str, &str)] = &[
+    ("mount_nfs.c", MOUNT_NFS_C, "sbin/mount.nfs"),
+    ("rpc_stub.c", RPC_STUB_C, "sbin/tandem-rpc"),
+    ("lock_tool.c", LOCK_TOOL_C, "bin/tandem-lock"),
+];
 
 /// Module groups, loaded by `tandem-load GROUP` in the guest: `boot` at
 /// start (the NIC and the NFSv3 client with its lock manager), `cifs`
@@ -124,7 +133,10 @@ fn build(host: &Host) -> Result<Image, Error> {
     }
 
     let mut hash = Sha256::new();
-    for part in [LAYOUT, MOUNT_NFS_C, &host.kernel_version] {
+    for part in [LAYOUT, &host.kernel_version]
+        .into_iter()
+        .chain(TOOLS.iter().map(|(_, source, _)| *source))
+    {
         hash.update(part.as_bytes());
         hash.update([0]);
     }
@@ -145,14 +157,13 @@ fn build(host: &Host) -> Result<Image, Error> {
     if !initramfs.is_file() {
         std::fs::create_dir_all(&cache).map_err(Error::io(&cache))?;
         let tmp = tempfile::tempdir_in(&cache).map_err(Error::io(&cache))?;
-        let mount_nfs = compile(host, tmp.path(), "mount_nfs.c", MOUNT_NFS_C)?;
-        entries.push((
-            "sbin/mount.nfs".into(),
-            file(
-                0o755,
-                std::fs::read(&mount_nfs).map_err(Error::io(&mount_nfs))?,
-            ),
-        ));
+        for (name, source, installed) in TOOLS {
+            let exe = compile(host, tmp.path(), name, source)?;
+            entries.push((
+                installed.to_string(),
+                file(0o755, std::fs::read(&exe).map_err(Error::io(&exe))?),
+            ));
+        }
         let out = tmp.path().join("initramfs.cpio");
         write_cpio(&entries, &out)?;
         // Renamed into place: a concurrent test process sees the whole

@@ -3,7 +3,9 @@
 //! A guest is Debian's cloud kernel booted under QEMU's TCG emulator (no
 //! KVM needed) from an initramfs built here: busybox, the kernel modules
 //! of the NFS client (and the SMB client, loaded on demand), a small
-//! `mount.nfs`, and an init that runs shell jobs sent over a serial port.
+//! `mount.nfs`, a portmapper and status monitor for the kernel's lock
+//! manager, a byte-range lock tool (`tandem-lock`), and an init that runs
+//! shell jobs sent over a serial port.
 //! It is plugged by a tap device into a bridge in a network namespace the
 //! test made, so it only ever talks to that test's hosts.
 //!

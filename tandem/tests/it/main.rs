@@ -16,6 +16,7 @@ mod failover_check;
 mod failover_crash;
 mod failover_netns;
 mod kernel_client;
+mod kernel_locks;
 mod libnfs_large;
 mod metrics;
 mod nfs_clients;

@@ -1,6 +1,8 @@
 //! Calls from the server to a client's lock manager: GRANTED for a blocked
 //! lock that became free, and the *_RES results of the _MSG calls. The
-//! client's lock manager is found through its portmapper; each attempt is
+//! client's lock manager is found through its portmapper; calls leave
+//! from the address the client called (Linux's lock manager takes a
+//! GRANTED only from the server address it locked at). Each attempt is
 //! bounded by a timeout, attempts are bounded in number, and callbacks
 //! running at once by a semaphore. A granted lock whose client refuses it
 //! or never answers is released again, so it cannot stay held forever.
@@ -14,7 +16,7 @@ use parking_lot::Mutex;
 use tandem_store::locks::{ByteRange, LockOwner};
 use tandem_store::Ino;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tracing::{debug, info, warn};
 
 use super::args::{self, Out};
@@ -60,8 +62,24 @@ impl PendingGrants {
     }
 }
 
-/// One RPC over TCP to `prog`/`vers` at `ip:port`; the result body.
+/// A connection to `ip:port` from `local` (any port): the address the
+/// client knows us by, not the one routing would pick (in a site's
+/// namespace, its own address rather than the vserver's).
+async fn connect_from(local: IpAddr, ip: IpAddr, port: u16) -> std::io::Result<TcpStream> {
+    let socket = match ip {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if local.is_ipv4() == ip.is_ipv4() && !local.is_unspecified() {
+        socket.bind((local, 0).into())?;
+    }
+    socket.connect((ip, port).into()).await
+}
+
+/// One RPC over TCP to `prog`/`vers` at `ip:port`, from `local`; the
+/// result body.
 async fn rpc(
+    local: IpAddr,
     ip: IpAddr,
     port: u16,
     (prog, vers, proc_num): (u32, u32, u32),
@@ -81,7 +99,7 @@ async fn rpc(
     let mut record = (body.0.len() as u32 | 0x8000_0000).to_be_bytes().to_vec();
     record.extend_from_slice(&body.0);
     let exchange = async {
-        let mut s = TcpStream::connect((ip, port)).await?;
+        let mut s = connect_from(local, ip, port).await?;
         s.write_all(&record).await?;
         let head = read_record_start(&mut s)
             .await
@@ -113,9 +131,11 @@ async fn rpc(
     Ok(reply[r.position()..].to_vec())
 }
 
-/// Calls the client's lock manager, found through its portmapper.
+/// Calls the client's lock manager at `ip`, found through its
+/// portmapper, from our address `local`.
 pub(crate) async fn call_client(
     shared: &Shared,
+    local: IpAddr,
     ip: IpAddr,
     proc_num: u32,
     args: &[u8],
@@ -125,7 +145,7 @@ pub(crate) async fn call_client(
     let mut q = Out::default();
     q.u32(PROGRAM).u32(VERSION).u32(IPPROTO_TCP).u32(0);
     let pm = (PMAP_PROGRAM, PMAP_VERSION, PMAP_GETPORT);
-    let reply = rpc(ip, cfg.callback_portmap_port, pm, &q.0, timeout).await?;
+    let reply = rpc(local, ip, cfg.callback_portmap_port, pm, &q.0, timeout).await?;
     let port = XdrReader::new(&reply)
         .u32()
         .map_err(|_| CallbackError::BadReply("GETPORT".into()))?;
@@ -133,19 +153,24 @@ pub(crate) async fn call_client(
         .ok()
         .filter(|p| *p != 0)
         .ok_or(CallbackError::NotRegistered)?;
-    rpc(ip, port, (PROGRAM, VERSION, proc_num), args, timeout).await
+    rpc(local, ip, port, (PROGRAM, VERSION, proc_num), args, timeout).await
 }
 
 /// Sends the result of an _MSG call as the matching _RES call; one
 /// attempt (the client resends its _MSG call if it hears nothing).
-pub(crate) fn spawn_result(shared: Arc<Shared>, ip: IpAddr, proc_num: u32, body: Vec<u8>) {
+pub(crate) fn spawn_result(
+    shared: Arc<Shared>,
+    (local, ip): (IpAddr, IpAddr),
+    proc_num: u32,
+    body: Vec<u8>,
+) {
     let Ok(permit) = shared.nlm.callbacks.clone().try_acquire_owned() else {
         warn!(%ip, proc_num, "too many callbacks running; result not sent");
         return;
     };
     tokio::spawn(async move {
         let _permit = permit;
-        if let Err(e) = call_client(&shared, ip, proc_num, &body).await {
+        if let Err(e) = call_client(&shared, local, ip, proc_num, &body).await {
             debug!(%ip, proc_num, error = %e, "result callback failed");
         }
     });
@@ -169,7 +194,7 @@ pub(crate) fn spawn_grant(shared: Arc<Shared>, w: Waiter) {
             .lock(&w.args.lock);
         let mut answer = None;
         for attempt in 1..=cfg.callback_attempts {
-            match call_client(&shared, w.peer, NLM_GRANTED, &a.0).await {
+            match call_client(&shared, w.local, w.peer, NLM_GRANTED, &a.0).await {
                 Ok(body) => {
                     answer = args::res(&mut XdrReader::new(&body)).ok().map(|(_, s)| s);
                     break;
@@ -216,4 +241,32 @@ pub(crate) async fn release_lock(
     // Spawned, not awaited: a wake-up in progress (which may be our
     // caller) holds the one-at-a-time lock.
     tokio::spawn(super::waiters::wake(shared.clone(), Some(ino)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use tokio::net::TcpListener;
+
+    /// A client whose lock manager checks the caller (Linux's) sees the
+    /// server address it locked at, even where routing would pick another
+    /// source: here 127.0.0.2 rather than 127.0.0.1.
+    #[tokio::test]
+    async fn callbacks_leave_from_the_address_the_client_called() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ours: IpAddr = Ipv4Addr::new(127, 0, 0, 2).into();
+        let client = Ipv4Addr::LOCALHOST.into();
+        let _s = connect_from(ours, client, port).await.unwrap();
+        let (_, from) = listener.accept().await.unwrap();
+        assert_eq!(from.ip(), ours);
+
+        // Without a usable local address, routing picks it.
+        for unusable in [Ipv4Addr::UNSPECIFIED.into(), "::1".parse().unwrap()] {
+            let _s = connect_from(unusable, client, port).await.unwrap();
+            let (_, from) = listener.accept().await.unwrap();
+            assert_eq!(from.ip(), client);
+        }
+    }
 }

@@ -33,7 +33,12 @@ pub(super) async fn run(shared: &Arc<Shared>, call: &Call, a: &LockArgs) -> Stat
     match blocking(shared, move |s| s.lock(ino, &owner, range, excl)).await {
         Ok(Ok(LockOutcome::Granted(lsn))) => settle(shared, lsn).await,
         Ok(Ok(LockOutcome::Denied(_))) if a.block => {
-            if shared.nlm.waiters.add(ino, a, call.peer.ip()).is_err() {
+            if shared
+                .nlm
+                .waiters
+                .add(ino, a, (call.local.ip(), call.peer.ip()))
+                .is_err()
+            {
                 return Stat::DeniedNoLocks;
             }
             // The holder may have let go between our try and the queueing.

@@ -39,6 +39,7 @@ pub(super) async fn call(shared: &Arc<Shared>, call: &Call, args: &[u8]) -> Repl
         },
     };
     let res_proc = call.proc_num + RES_OFFSET;
-    super::callback::spawn_result(shared.clone(), call.peer.ip(), res_proc, body);
+    let addrs = (call.local.ip(), call.peer.ip());
+    super::callback::spawn_result(shared.clone(), addrs, res_proc, body);
     ReplyStatus::Success(Vec::new())
 }

@@ -28,6 +28,8 @@ pub(crate) struct Waiter {
     pub(crate) args: LockArgs,
     /// Where the request came from: the callback goes to this address.
     pub(crate) peer: IpAddr,
+    /// The address it was sent to: the callback comes from it.
+    pub(crate) local: IpAddr,
 }
 
 impl Waiter {
@@ -65,7 +67,13 @@ impl Waiters {
         self.queue.lock()
     }
 
-    pub(crate) fn add(&self, ino: Ino, args: &LockArgs, peer: IpAddr) -> Result<(), Full> {
+    /// Queues a blocked request that came from `peer` to our `local`.
+    pub(crate) fn add(
+        &self,
+        ino: Ino,
+        args: &LockArgs,
+        (local, peer): (IpAddr, IpAddr),
+    ) -> Result<(), Full> {
         let mut q = self.lock();
         if q.0.iter().any(|w| w.same_request(ino, args)) {
             return Ok(());
@@ -85,6 +93,7 @@ impl Waiters {
             ino,
             args: args.clone(),
             peer,
+            local,
         });
         Ok(())
     }

@@ -57,6 +57,19 @@ pub fn start_sites(
     b_device: &str,
     before: impl FnOnce(&Net),
 ) -> Option<(Sites, String)> {
+    start_sites_with(vs_cidr, replica_cidr, b_device, false, before)
+}
+
+/// `start_sites`, with both sites serving the portmapper on port 111 if
+/// `portmap` (each site has its namespace, so the port is free there;
+/// the kernel's lock manager finds the server's only through it).
+pub fn start_sites_with(
+    vs_cidr: &str,
+    replica_cidr: &str,
+    b_device: &str,
+    portmap: bool,
+    before: impl FnOnce(&Net),
+) -> Option<(Sites, String)> {
     if !super::netns::available() {
         return None;
     }
@@ -64,6 +77,15 @@ pub fn start_sites(
     let (a, a_addr) = site("alpha", A_IP);
     let (mut b, b_addr) = site("beta", B_IP);
     share_nfs_ports(&a, &mut b);
+    if portmap {
+        for s in [&a, &b] {
+            s.edit_toml(|t| {
+                let nfs = t["nfs"].as_table_mut().expect("nfs table");
+                nfs.insert("portmap".into(), true.into());
+                nfs.insert("portmap_port".into(), 111i64.into());
+            });
+        }
+    }
     declare_front_on(&a, DEV);
     declare_front_on(&b, b_device);
     before(&net);
