@@ -76,8 +76,8 @@ pub(crate) struct Ticket {
 /// A request in progress: its permits and its mark on the connection's
 /// activity, all given back when it is dropped (its reply written).
 pub(crate) struct InProgress {
-    _host: Option<OwnedSemaphorePermit>,
-    _service: Option<OwnedSemaphorePermit>,
+    host_permit: Option<OwnedSemaphorePermit>,
+    service_permit: Option<OwnedSemaphorePermit>,
     activity: Arc<Activity>,
     clock: Instant,
 }
@@ -112,10 +112,6 @@ impl Budget {
         }
     }
 
-    pub(crate) fn idle_timeout(&self) -> Duration {
-        Duration::from_millis(self.shares.idle_timeout_ms)
-    }
-
     pub(crate) fn record_timeout(&self) -> Duration {
         Duration::from_millis(self.shares.record_timeout_ms)
     }
@@ -129,11 +125,8 @@ impl Budget {
         host: IpAddr,
     ) -> Result<Ticket, Refusal> {
         let mut hosts = self.hosts.lock();
-        let share = hosts.entry(host).or_insert_with(|| HostShare {
-            connections: 0,
-            requests: Arc::new(Semaphore::new(self.shares.max_requests_per_host)),
-        });
-        if share.connections >= self.shares.max_connections_per_host {
+        let held = hosts.get(&host).map_or(0, |share| share.connections);
+        if held >= self.shares.max_connections_per_host {
             return Err(Refusal::HostFull);
         }
         let table = self.table(service);
@@ -162,6 +155,12 @@ impl Budget {
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         conns.insert(id, activity.clone());
+        // Only an admitted connection makes a host's entry: refused hosts
+        // leave nothing behind.
+        let share = hosts.entry(host).or_insert_with(|| HostShare {
+            connections: 0,
+            requests: Arc::new(Semaphore::new(self.shares.max_requests_per_host)),
+        });
         share.connections += 1;
         Ok(Ticket {
             budget: self.clone(),
@@ -201,47 +200,44 @@ impl Ticket {
         self.activity.busy.fetch_add(1, Ordering::AcqRel);
         self.activity.touch(self.budget.clock);
         InProgress {
-            _host: None,
-            _service: None,
+            host_permit: None,
+            service_permit: None,
             activity: self.activity.clone(),
             clock: self.budget.clock,
         }
     }
 
     /// Takes the host's and then the service's request permit for a whole
-    /// record; `None` once the service is gone.
-    pub(crate) async fn permits(&self, mark: &mut InProgress) -> Option<()> {
-        let host = self.host_requests.clone().acquire_owned().await.ok()?;
-        let service = self
-            .budget
-            .request_slots
-            .clone()
-            .acquire_owned()
-            .await
-            .ok()?;
-        mark._host = Some(host);
-        mark._service = Some(service);
-        Some(())
+    /// record; false once the service is gone.
+    pub(crate) async fn permits(&self, mark: &mut InProgress) -> bool {
+        let Ok(host) = self.host_requests.clone().acquire_owned().await else {
+            return false;
+        };
+        let service = self.budget.request_slots.clone().acquire_owned().await;
+        let Ok(service) = service else {
+            return false;
+        };
+        mark.host_permit = Some(host);
+        mark.service_permit = Some(service);
+        true
     }
 
     /// Resolves once the connection has had nothing in progress and sent
     /// nothing for the idle timeout.
     pub(crate) async fn idle(&self) {
-        let timeout = self.budget.idle_timeout();
         let timeout_ms = self.budget.shares.idle_timeout_ms;
+        let a = &self.activity;
         loop {
-            let a = &self.activity;
-            let wait_ms = if a.busy.load(Ordering::Acquire) > 0 {
-                timeout_ms
+            // Busy: nothing to count yet; look again a timeout later.
+            let quiet_ms = if a.busy.load(Ordering::Acquire) > 0 {
+                0
             } else {
-                let quiet_ms =
-                    ms_since(self.budget.clock).saturating_sub(a.last_ms.load(Ordering::Acquire));
-                if quiet_ms >= timeout_ms {
-                    return;
-                }
-                timeout_ms - quiet_ms
+                ms_since(self.budget.clock).saturating_sub(a.last_ms.load(Ordering::Acquire))
             };
-            tokio::time::sleep(Duration::from_millis(wait_ms).min(timeout)).await;
+            if quiet_ms >= timeout_ms {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(timeout_ms - quiet_ms)).await;
         }
     }
 }

@@ -10,7 +10,8 @@
 //!   record it was told is durable is there afterwards. The longest gap
 //!   between two synced records is printed (not asserted).
 //!
-//! The server has no lock manager, so clients mount with `nolock`.
+//! These guests run no status monitor, so they mount with `nolock`
+//! (kernel_locks.rs covers locking).
 //! Needs root, network namespaces, QEMU and the kernel image that
 //! `.ci/run` installs: skipped without them, failed in CI.
 

@@ -65,10 +65,14 @@ fn kernel_clients_conflict_and_a_blocked_lock_is_granted() {
     assert!(lines.contains(&"try-free 0"), "{seen}");
     assert!(lines.contains(&"try-whole 1"), "{seen}");
 
-    // guest1 blocks on the range; give its request time to reach the
-    // server (an absence cannot be polled for).
+    // guest1 blocks on the range: the server has queued its request and
+    // the guest still waits.
     hold(&mut g1, "wait", "50 10", "/tmp/w");
-    run(&mut g1, "sleep 3; [ ! -e /tmp/w/locked ]");
+    wait_until(
+        || s.da.log_text().contains("blocked lock request waits"),
+        || s.logs(),
+    );
+    run(&mut g1, "[ ! -e /tmp/w/locked ]");
     let released = Instant::now();
     run(
         &mut g0,

@@ -70,7 +70,7 @@ pub fn validate_peer(peer: &Peer, own_id: &str) -> Result<Peer> {
             "peer id",
             format!(
                 "{:?} is not a site id ({} hex characters, as `tandem status` shows at the peer)",
-                truncate(&peer.id),
+                tandem_store::validate::shorten(&peer.id),
                 tls::SITE_ID_HEX_CHARS
             ),
         ));
@@ -108,10 +108,6 @@ pub fn check_unique(peers: &[Peer], new: &Peer) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(80).collect()
 }
 
 /// Reads peers.toml; a missing file is no peers. Every entry is checked as

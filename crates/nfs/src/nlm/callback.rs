@@ -27,6 +27,24 @@ use crate::rpc::record::{read_record_rest, read_record_start};
 use crate::server::Shared;
 use crate::xdr::XdrReader;
 
+/// Where a callback goes (`peer`, the client that called) and where it
+/// leaves from (`local`, the address it called).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Route {
+    pub(crate) local: IpAddr,
+    pub(crate) peer: IpAddr,
+}
+
+impl Route {
+    /// The way back to the sender of `call`.
+    pub(crate) fn back_to(call: &crate::dispatch::Call) -> Self {
+        Route {
+            local: call.local.ip(),
+            peer: call.peer.ip(),
+        }
+    }
+}
+
 const PMAP_PROGRAM: u32 = 100_000;
 const PMAP_VERSION: u32 = 2;
 const PMAP_GETPORT: u32 = 3;
@@ -131,12 +149,11 @@ async fn rpc(
     Ok(reply[r.position()..].to_vec())
 }
 
-/// Calls the client's lock manager at `ip`, found through its
-/// portmapper, from our address `local`.
+/// Calls the client's lock manager, found through its portmapper, along
+/// `route`.
 pub(crate) async fn call_client(
     shared: &Shared,
-    local: IpAddr,
-    ip: IpAddr,
+    route: Route,
     proc_num: u32,
     args: &[u8],
 ) -> Result<Vec<u8>, CallbackError> {
@@ -145,6 +162,7 @@ pub(crate) async fn call_client(
     let mut q = Out::default();
     q.u32(PROGRAM).u32(VERSION).u32(IPPROTO_TCP).u32(0);
     let pm = (PMAP_PROGRAM, PMAP_VERSION, PMAP_GETPORT);
+    let Route { local, peer: ip } = route;
     let reply = rpc(local, ip, cfg.callback_portmap_port, pm, &q.0, timeout).await?;
     let port = XdrReader::new(&reply)
         .u32()
@@ -158,19 +176,15 @@ pub(crate) async fn call_client(
 
 /// Sends the result of an _MSG call as the matching _RES call; one
 /// attempt (the client resends its _MSG call if it hears nothing).
-pub(crate) fn spawn_result(
-    shared: Arc<Shared>,
-    (local, ip): (IpAddr, IpAddr),
-    proc_num: u32,
-    body: Vec<u8>,
-) {
+pub(crate) fn spawn_result(shared: Arc<Shared>, route: Route, proc_num: u32, body: Vec<u8>) {
+    let ip = route.peer;
     let Ok(permit) = shared.nlm.callbacks.clone().try_acquire_owned() else {
         warn!(%ip, proc_num, "too many callbacks running; result not sent");
         return;
     };
     tokio::spawn(async move {
         let _permit = permit;
-        if let Err(e) = call_client(&shared, local, ip, proc_num, &body).await {
+        if let Err(e) = call_client(&shared, route, proc_num, &body).await {
             debug!(%ip, proc_num, error = %e, "result callback failed");
         }
     });
@@ -194,13 +208,13 @@ pub(crate) fn spawn_grant(shared: Arc<Shared>, w: Waiter) {
             .lock(&w.args.lock);
         let mut answer = None;
         for attempt in 1..=cfg.callback_attempts {
-            match call_client(&shared, w.local, w.peer, NLM_GRANTED, &a.0).await {
+            match call_client(&shared, w.route, NLM_GRANTED, &a.0).await {
                 Ok(body) => {
                     answer = args::res(&mut XdrReader::new(&body)).ok().map(|(_, s)| s);
                     break;
                 }
                 Err(e) => {
-                    debug!(peer = %w.peer, attempt, error = %e, "GRANTED callback failed");
+                    debug!(peer = %w.route.peer, attempt, error = %e, "GRANTED callback failed");
                     if attempt < cfg.callback_attempts {
                         tokio::time::sleep(Duration::from_millis(cfg.callback_retry_delay_ms))
                             .await;

@@ -36,7 +36,7 @@ pub(super) async fn run(shared: &Arc<Shared>, call: &Call, a: &LockArgs) -> Stat
             if shared
                 .nlm
                 .waiters
-                .add(ino, a, (call.local.ip(), call.peer.ip()))
+                .add(ino, a, super::callback::Route::back_to(call))
                 .is_err()
             {
                 return Stat::DeniedNoLocks;

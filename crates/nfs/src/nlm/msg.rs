@@ -39,7 +39,7 @@ pub(super) async fn call(shared: &Arc<Shared>, call: &Call, args: &[u8]) -> Repl
         },
     };
     let res_proc = call.proc_num + RES_OFFSET;
-    let addrs = (call.local.ip(), call.peer.ip());
-    super::callback::spawn_result(shared.clone(), addrs, res_proc, body);
+    let route = super::callback::Route::back_to(call);
+    super::callback::spawn_result(shared.clone(), route, res_proc, body);
     ReplyStatus::Success(Vec::new())
 }

@@ -8,16 +8,16 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
 use tandem_store::locks::LockOutcome;
 use tandem_store::Ino;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::args::LockArgs;
+use super::callback::Route;
 use crate::nfs3::common::blocking;
 use crate::server::Shared;
 
@@ -26,10 +26,8 @@ pub(crate) struct Waiter {
     pub(crate) id: u64,
     pub(crate) ino: Ino,
     pub(crate) args: LockArgs,
-    /// Where the request came from: the callback goes to this address.
-    pub(crate) peer: IpAddr,
-    /// The address it was sent to: the callback comes from it.
-    pub(crate) local: IpAddr,
+    /// The GRANTED callback's way back to the client.
+    pub(crate) route: Route,
 }
 
 impl Waiter {
@@ -67,13 +65,8 @@ impl Waiters {
         self.queue.lock()
     }
 
-    /// Queues a blocked request that came from `peer` to our `local`.
-    pub(crate) fn add(
-        &self,
-        ino: Ino,
-        args: &LockArgs,
-        (local, peer): (IpAddr, IpAddr),
-    ) -> Result<(), Full> {
+    /// Queues a blocked request, with the way back to its client.
+    pub(crate) fn add(&self, ino: Ino, args: &LockArgs, route: Route) -> Result<(), Full> {
         let mut q = self.lock();
         if q.0.iter().any(|w| w.same_request(ino, args)) {
             return Ok(());
@@ -92,9 +85,9 @@ impl Waiters {
             id,
             ino,
             args: args.clone(),
-            peer,
-            local,
+            route,
         });
+        info!(host = %host, "blocked lock request waits for its holder");
         Ok(())
     }
 

@@ -87,7 +87,7 @@ pub(crate) async fn serve_connection(
             // The host's and the service's request permits are taken only
             // for a whole record: a connection that sends a header and
             // stops holds nothing anyone else needs.
-            if ticket.permits(&mut mark).await.is_none() {
+            if !ticket.permits(&mut mark).await {
                 break Ok(());
             }
             let tx = tx.clone();

@@ -84,8 +84,6 @@ async fn a_client_that_never_reads_holds_only_its_hosts_share() {
             where_: dirop(&root_fh, "big"),
             how: createhow3::UNCHECKED(sattr3 {
                 mode: Nfs3Option::Some(0o644),
-                // Sparse: every READ of it is answered with a full buffer.
-                size: Nfs3Option::Some(256 << 20),
                 ..Default::default()
             }),
         })
@@ -95,6 +93,19 @@ async fn a_client_that_never_reads_holds_only_its_hosts_share() {
     let Nfs3Option::Some(fh) = made.obj else {
         panic!("CREATE returned no handle")
     };
+    // Sparse (a new file's size is set apart from CREATE): every READ of
+    // it is answered with a full buffer.
+    c.setattr(&SETATTR3args {
+        object: fh.clone(),
+        new_attributes: sattr3 {
+            size: Nfs3Option::Some(256 << 20),
+            ..Default::default()
+        },
+        guard: Nfs3Option::None,
+    })
+    .await
+    .unwrap()
+    .unwrap();
     // 64 READs of 1 MiB on one connection whose replies nobody reads: the
     // socket buffers fill and the replies wait, holding their slots.
     let mut greedy = TcpStream::connect(("127.0.0.1", srv.ep.nfs_port))
@@ -107,9 +118,16 @@ async fn a_client_that_never_reads_holds_only_its_hosts_share() {
         read.args.extend(fh.data.as_ref());
         read.args.extend(u64::from(i << 20).to_be_bytes());
         read.args.extend((1u32 << 20).to_be_bytes());
-        calls.extend(read.record());
+        calls.extend(read.record_as_root());
     }
     greedy.write_all(&calls).await.unwrap();
+    // The READs are being answered, a MiB each (so the replies fill the
+    // socket and hold their slots), before another host asks.
+    let mut marker = [0u8; 4];
+    let seen = tokio::time::timeout(DEADLINE, greedy.peek(&mut marker)).await;
+    assert!(matches!(seen, Ok(Ok(4))), "no READ reply: {seen:?}");
+    let reply_bytes = u32::from_be_bytes(marker) & 0x7fff_ffff;
+    assert!(reply_bytes > 1 << 20, "a short READ: {reply_bytes} bytes");
     // Another host is answered at once, from the slots left to it.
     let mut other = connect_from("127.0.0.2", &srv).await;
     answered(&mut other, 7).await;

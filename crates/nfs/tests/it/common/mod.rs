@@ -173,6 +173,20 @@ impl RawCall {
 
     /// One record (single fragment) with AUTH_NONE credentials.
     pub fn record(&self) -> Vec<u8> {
+        self.record_with_cred(0, &[])
+    }
+
+    /// One record with AUTH_SYS credentials of root.
+    pub fn record_as_root(&self) -> Vec<u8> {
+        let mut cred = Vec::new();
+        // stamp, machine name "t" (padded), uid 0, gid 0, no groups
+        for v in [1u32, 1, u32::from_be_bytes(*b"t\0\0\0"), 0, 0, 0] {
+            cred.extend(v.to_be_bytes());
+        }
+        self.record_with_cred(1, &cred)
+    }
+
+    fn record_with_cred(&self, flavor: u32, cred: &[u8]) -> Vec<u8> {
         let mut body = Vec::new();
         for v in [
             self.xid,
@@ -181,13 +195,14 @@ impl RawCall {
             self.prog,
             self.vers,
             self.proc_num,
-            0,
-            0,
-            0,
-            0,
+            flavor,
+            cred.len() as u32,
         ] {
             body.extend(u32::to_be_bytes(v));
         }
+        body.extend(cred);
+        // verifier: AUTH_NONE
+        body.extend([0u8; 8]);
         body.extend(&self.args);
         let mut rec = ((body.len() as u32) | 0x8000_0000).to_be_bytes().to_vec();
         rec.extend(body);
