@@ -174,6 +174,7 @@ pub fn code_of(e: &StoreError) -> u16 {
         StoreError::Fenced { .. } => code::FENCED,
         StoreError::Replication(_) | StoreError::Corrupt(_) => code::BAD_FRAME,
         StoreError::NotRetained { .. } => code::NOT_RETAINED,
+        StoreError::DiskFull(_) => code::NO_SPACE,
         _ => code::INTERNAL,
     }
 }

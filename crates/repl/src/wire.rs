@@ -179,6 +179,9 @@ pub mod code {
     pub const BUSY: u16 = 7;
     /// Anything else; the text says what.
     pub const INTERNAL: u16 = 8;
+    /// The receiver's disk has no room for the batch; nothing of it was
+    /// applied. The sender offers it again later.
+    pub const NO_SPACE: u16 = 9;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -43,6 +43,8 @@ pub(crate) struct Checkpointer {
 #[derive(Default)]
 struct Wanted {
     requested: bool,
+    /// Roll the journal first (`request_compacting`).
+    compact: bool,
     closed: bool,
 }
 
@@ -86,6 +88,13 @@ impl Checkpointer {
         }
     }
 
+    /// Asks for a checkpoint that rolls the journal first, so every
+    /// segment up to it can go (space is short: space.rs).
+    pub(crate) fn request_compacting(&self) {
+        self.wanted.lock().compact = true;
+        self.request();
+    }
+
     pub(crate) fn close(&self) {
         self.wanted.lock().closed = true;
         self.wake.notify_all();
@@ -93,14 +102,28 @@ impl Checkpointer {
 
     /// Takes a checkpoint now, on the calling thread.
     pub(crate) fn run(&self) -> Result<()> {
+        let compact = std::mem::take(&mut self.wanted.lock().compact);
+        self.run_rolling(compact)
+    }
+
+    /// A checkpoint; with `roll`, the journal starts a new segment right
+    /// after the checkpoint's LSN, so no segment straddles it.
+    fn run_rolling(&self, roll: bool) -> Result<()> {
         let _one = self.running.lock();
-        let state = {
+        let (state, roll_ticket) = {
             let st = self.state.read();
             // Counted from here: what is appended during this checkpoint
             // belongs to the next one.
             self.appended_bytes.store(0, Ordering::Relaxed);
-            st.clone()
+            // Under the lock, so no change of the active site lands between
+            // the state copied and the roll (a replica may append frames
+            // ahead of its state: its segment then goes next time).
+            let ticket = roll.then(|| self.waiter.request_roll());
+            (st.clone(), ticket)
         };
+        if let Some(ticket) = roll_ticket {
+            self.waiter.wait_rolled(ticket);
+        }
         self.waiter.wait_synced(state.lsn)?;
         self.pending.apply_durable(&self.data, state.lsn)?;
         self.data.sync_dirty()?;
@@ -142,10 +165,16 @@ pub(crate) fn spawn(ckpt: Arc<Checkpointer>) -> Result<JoinHandle<()>> {
                 }
                 w.requested = false;
             }
-            if let Err(e) = ckpt.run() {
+            match ckpt.run() {
+                Ok(()) => {}
+                // Data files that cannot be written yet (a full disk): the
+                // journal keeps them, and the next request tries again.
+                Err(e) if e.is_no_space() => {
+                    tracing::warn!(error = %e, "checkpoint put off: no room on the disk")
+                }
                 // The journal still holds everything; the next request
                 // tries again.
-                tracing::error!(error = %e, "background checkpoint failed");
+                Err(e) => tracing::error!(error = %e, "background checkpoint failed"),
             }
         })
         .map_err(|e| StoreError::io("checkpoint thread", e))

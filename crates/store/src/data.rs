@@ -20,6 +20,8 @@ pub struct DataFiles {
     open: Mutex<HashMap<Ino, Arc<File>>>,
     /// Inodes written since the last checkpoint: fsynced before the next one.
     dirty: Mutex<HashSet<Ino>>,
+    /// Tests only: a pretended full disk (space.rs).
+    faults: Option<Arc<crate::space::SpaceFaults>>,
 }
 
 impl DataFiles {
@@ -30,7 +32,14 @@ impl DataFiles {
             max_open_files: max_open_files.max(1),
             open: Mutex::new(HashMap::new()),
             dirty: Mutex::new(HashSet::new()),
+            faults: None,
         })
+    }
+
+    /// Writes fail as `faults` says (tests).
+    pub fn with_faults(mut self, faults: Option<Arc<crate::space::SpaceFaults>>) -> Self {
+        self.faults = faults;
+        self
     }
 
     pub fn path_of(&self, ino: Ino) -> PathBuf {
@@ -85,6 +94,12 @@ impl DataFiles {
     pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<()> {
         if data.is_empty() {
             return Ok(());
+        }
+        if self.faults.as_ref().is_some_and(|f| f.data_write_fails()) {
+            return Err(StoreError::io(
+                self.path_of(ino),
+                std::io::Error::from_raw_os_error(libc::ENOSPC),
+            ));
         }
         let Some(file) = self.handle(ino, true)? else {
             return Err(StoreError::Corrupt(format!(

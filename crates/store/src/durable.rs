@@ -46,10 +46,15 @@ pub fn replace_file(path: &Path, parts: &[&[u8]], mode: u32) -> Result<(), Durab
         .mode(mode)
         .open(&tmp)
         .map_err(at(&tmp))?;
-    for part in parts {
-        f.write_all(part).map_err(at(&tmp))?;
+    let written = parts
+        .iter()
+        .try_for_each(|part| f.write_all(part))
+        .and_then(|_| f.sync_all());
+    if let Err(e) = written {
+        // A half-written temporary only takes room (a full disk fails here).
+        let _ = std::fs::remove_file(&tmp);
+        return Err(at(&tmp)(e));
     }
-    f.sync_all().map_err(at(&tmp))?;
     std::fs::rename(&tmp, path).map_err(at(path))?;
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),

@@ -33,6 +33,11 @@ pub enum StoreError {
     FBig,
     #[error("no space left: {0}")]
     NoSpace(String),
+    /// The disk holding the store has no room for the change (space.rs);
+    /// nothing was written. Unlike `NoSpace` (a count limit), this passes
+    /// once room is freed.
+    #[error("no room on the disk: {0}")]
+    DiskFull(String),
     #[error("too many links")]
     MLink,
     #[error("not supported: {0}")]
@@ -79,6 +84,16 @@ impl StoreError {
             source,
         }
     }
+
+    /// Whether this is the file system saying it is full (ENOSPC, or a
+    /// quota's EDQUOT): a condition that passes, not a broken store.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => is_no_space_io(source),
+            StoreError::DiskFull(_) => true,
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -87,4 +102,9 @@ impl From<crate::durable::DurableError> for StoreError {
     fn from(e: crate::durable::DurableError) -> Self {
         StoreError::io(e.path, e.source)
     }
+}
+
+/// ENOSPC or EDQUOT.
+pub fn is_no_space_io(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }

@@ -31,6 +31,7 @@ pub mod replica;
 pub mod replica_sync;
 pub mod requests;
 pub mod resync;
+pub mod space;
 pub mod state;
 pub mod store;
 pub mod types;

@@ -42,7 +42,7 @@ impl DataSink for DataFiles {
     }
 }
 
-fn apply_to_files(files: &DataFiles, ino: Ino, op: &DataOp) -> Result<()> {
+pub(crate) fn apply_to_files(files: &DataFiles, ino: Ino, op: &DataOp) -> Result<()> {
     match op {
         DataOp::Write { offset, data } => files.write(ino, *offset, data),
         DataOp::SetLen(size) => files.set_len(ino, *size),
@@ -160,6 +160,15 @@ impl PendingData {
             }
             self.arrived.wait(&mut q);
         }
+    }
+
+    /// Waits up to `timeout` (or until closed); whether it is closed.
+    pub fn wait_closed(&self, timeout: std::time::Duration) -> bool {
+        let mut q = self.queue.lock();
+        if !q.closed {
+            self.arrived.wait_for(&mut q, timeout);
+        }
+        q.closed
     }
 
     pub fn close(&self) {

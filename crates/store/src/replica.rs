@@ -345,6 +345,9 @@ impl Store {
         // Only this thread changes a replica's state, so what the trial
         // finds still holds when the batch is applied for real.
         dry_run(&self.read_state(), frames, &records)?;
+        // Whole batches: one that does not fit is refused before anything
+        // is written, and the sender offers it again later.
+        let space = self.admit_batch(&records)?;
         let last_lsn = start_lsn + frames.len() as u64;
         for f in frames {
             if let Err(e) = self.journal.append_raw(f.lsn, &f.bytes) {
@@ -368,10 +371,35 @@ impl Store {
                 }
             }
         }
-        if self.journal.appended_bytes() >= self.opts.checkpoint_every_bytes {
-            self.checkpointer.request();
-        }
+        self.after_append(space);
         Ok(last_lsn)
+    }
+
+    /// Room for a replicated batch: it may use the reserve only if every
+    /// record in it frees space (the active site's removals must reach a
+    /// full replica, or it could never empty).
+    fn admit_batch(&self, records: &[Record]) -> Result<crate::space::SpaceState> {
+        let (need, cost_bytes) = {
+            let st = self.read_state();
+            records
+                .iter()
+                .fold((crate::space::Need::Frees, 0u64), |(need, cost), r| {
+                    let (n, c) = crate::space::need_of(&r.op, &st);
+                    let need = if n == crate::space::Need::Grows {
+                        n
+                    } else {
+                        need
+                    };
+                    (need, cost.saturating_add(c))
+                })
+        };
+        self.space
+            .admit(need, cost_bytes, self.outstanding_bytes())
+            .inspect_err(|_| {
+                if self.journal.appended_bytes() > 0 {
+                    self.checkpointer.request_compacting();
+                }
+            })
     }
 }
 

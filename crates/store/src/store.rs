@@ -50,6 +50,13 @@ pub struct StoreOptions {
     /// enters journal overflow (overflow.rs): segments go at checkpoints
     /// and changed ranges are tracked for a catch-up instead.
     pub journal_max_bytes: u64,
+    /// Disk room kept for changes that free space (space.rs).
+    pub reserve_bytes: u64,
+    /// Space counts as low while the room above the reserve is under this
+    /// share of the file system (1..=90).
+    pub low_percent: u8,
+    /// Tests only: a pretended disk (space.rs).
+    pub space_faults: Option<Arc<crate::space::SpaceFaults>>,
 }
 
 impl Default for StoreOptions {
@@ -62,6 +69,9 @@ impl Default for StoreOptions {
             max_open_files: 1024,
             max_unsynced_bytes: 256 << 20,
             journal_max_bytes: DEFAULT_JOURNAL_MAX_BYTES,
+            reserve_bytes: crate::space::DEFAULT_RESERVE_BYTES,
+            low_percent: crate::space::DEFAULT_LOW_PERCENT,
+            space_faults: None,
         }
     }
 }
@@ -73,9 +83,12 @@ pub struct Store {
     pub(crate) data: Arc<DataFiles>,
     /// Data changes whose records are not yet durable (see pending.rs).
     pub(crate) pending: Arc<PendingData>,
-    /// Set when the applier could not write a data file: the store then
-    /// refuses changes (the journal still holds everything).
+    /// Set when the applier could not write a data file for a reason
+    /// other than a full disk: the store then refuses changes (the journal
+    /// still holds everything).
     pub(crate) data_failure: Arc<Mutex<Option<String>>>,
+    /// Room on the disk and who may use it (space.rs).
+    pub(crate) space: Arc<crate::space::Space>,
     applier: Mutex<Option<JoinHandle<()>>>,
     pub(crate) checkpointer: Arc<Checkpointer>,
     checkpoint_thread: Mutex<Option<JoinHandle<()>>>,
@@ -153,9 +166,18 @@ impl Store {
         }
         let marked_replica = crate::replica::marked_replica(dir)?;
         let fence = crate::fence::Fence::load(dir)?;
+        let space = Arc::new(crate::space::Space::new(
+            dir,
+            opts.reserve_bytes,
+            opts.low_percent,
+            opts.space_faults.clone(),
+        )?);
         let lock = lock_dir(dir)?;
         crate::catchup::recover(dir)?;
-        let data = Arc::new(DataFiles::new(dir.join("data"), opts.max_open_files)?);
+        let data = Arc::new(
+            DataFiles::new(dir.join("data"), opts.max_open_files)?
+                .with_faults(opts.space_faults.clone()),
+        );
         let journal_dir = dir.join("journal");
         let mut state = checkpoint::read(dir)?.unwrap_or_else(State::empty);
         let checkpoint_lsn = state.lsn;
@@ -177,12 +199,18 @@ impl Store {
             }
             Ok(())
         })?;
+        let pending = Arc::new(PendingData::default());
+        let replay_sink = ReplaySink {
+            files: &data,
+            pending: &pending,
+            spilled: std::cell::Cell::new(false),
+        };
         let mut replay = |r: &journal::ScannedRecord| {
             // A replica adopts the epoch its frames carry (replica.rs); replay
             // does the same so a reopened replica equals the running one.
             state.epoch = state.epoch.max(r.epoch);
             let sink = crate::overflow::TrackingSink {
-                inner: &*data,
+                inner: &replay_sink,
                 overflow: &overflow,
             };
             state.apply(r.lsn, &r.record, &sink)
@@ -220,13 +248,13 @@ impl Store {
                 max_unsynced_bytes: opts.max_unsynced_bytes,
             },
         )?;
-        let pending = Arc::new(PendingData::default());
         let data_failure = Arc::new(Mutex::new(None));
         let applier = spawn_applier(
             journal.durable_waiter(),
             pending.clone(),
             data.clone(),
             data_failure.clone(),
+            space.clone(),
         )?;
         let state = Arc::new(RwLock::new(state));
         let checkpointer = Arc::new(Checkpointer::new(
@@ -254,6 +282,7 @@ impl Store {
             data,
             pending,
             data_failure,
+            space,
             applier: Mutex::new(Some(applier)),
             checkpointer,
             checkpoint_thread: Mutex::new(Some(checkpoint_thread)),
@@ -314,6 +343,17 @@ impl Store {
                 "this store is a replica; changes come from the active site".into(),
             ));
         }
+        let (need, cost_bytes) = crate::space::need_of(&op, st);
+        let space = self
+            .space
+            .admit(need, cost_bytes, self.outstanding_bytes())
+            .inspect_err(|e| {
+                if e.is_no_space() && self.journal.appended_bytes() > 0 {
+                    // Removals may have emptied data files whose bytes
+                    // the journal still holds: a checkpoint lets them go.
+                    self.checkpointer.request_compacting();
+                }
+            })?;
         let record = Record { req, op };
         let frame_bytes = self.journal.append(lsn, st.epoch, &record)?;
         self.lsn_marks.record(lsn, frame_bytes);
@@ -322,13 +362,34 @@ impl Store {
             overflow: &self.checkpointer.overflow,
         };
         st.apply(lsn, &record, &sink)?;
-        // Checkpoints are where overflow is checked and segments go, so
-        // they come at least twice per `journal_max_bytes`.
+        self.after_append(space);
+        Ok(lsn)
+    }
+
+    /// Bytes accepted but not yet on disk: they will take room.
+    pub(crate) fn outstanding_bytes(&self) -> u64 {
+        self.journal.buffered_bytes() + self.pending.pending_bytes()
+    }
+
+    /// Asks for a checkpoint when one is due. Checkpoints are where
+    /// overflow is checked and segments go, so they come at least twice
+    /// per `journal_max_bytes`, and every `LOW_CHECKPOINT_EVERY_BYTES`
+    /// while space is short.
+    pub(crate) fn after_append(&self, space: crate::space::SpaceState) {
         let every = (self.opts.checkpoint_every_bytes).min(self.opts.journal_max_bytes / 2);
-        if self.journal.appended_bytes() >= every {
+        let appended = self.journal.appended_bytes();
+        if space != crate::space::SpaceState::Ok
+            && appended >= crate::space::LOW_CHECKPOINT_EVERY_BYTES.min(every)
+        {
+            self.checkpointer.request_compacting();
+        } else if appended >= every {
             self.checkpointer.request();
         }
-        Ok(lsn)
+    }
+
+    /// Room on the disk now (`tandem status`, metrics).
+    pub fn space(&self) -> Result<crate::space::SpaceReport> {
+        self.space.report(self.outstanding_bytes())
     }
 
     pub(crate) fn commit_op(&self, req: Option<ReqId>, op: Op) -> Result<Lsn> {
@@ -406,16 +467,23 @@ impl Drop for Store {
     }
 }
 
+/// First and longest wait before the applier tries a data file again
+/// after a full disk refused it.
+const STALL_RETRY_MIN_MS: u64 = 50;
+const STALL_RETRY_MAX_MS: u64 = 2000;
+
 /// The thread that moves data changes to the files once durable.
 fn spawn_applier(
     waiter: journal::DurableWaiter,
     pending: Arc<PendingData>,
     data: Arc<DataFiles>,
     failure: Arc<Mutex<Option<String>>>,
+    space: Arc<crate::space::Space>,
 ) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("tandem-data".into())
         .spawn(move || {
+            let mut retry_ms = STALL_RETRY_MIN_MS;
             while let Some(oldest) = pending.wait_oldest() {
                 let durable = waiter.wait(oldest);
                 if durable.failed {
@@ -423,10 +491,24 @@ fn spawn_applier(
                     return;
                 }
                 match pending.apply_durable(&data, durable.lsn) {
-                    Ok(()) => {}
+                    Ok(()) => {
+                        retry_ms = STALL_RETRY_MIN_MS;
+                        space.set_stalled(None);
+                    }
                     // Closing while a digest holds the files: the journal
                     // keeps what is left for the next open.
                     Err(StoreError::Closed) => return,
+                    // Not a failure of the store: the change is durable in
+                    // the journal and reads see it from the queue; it is
+                    // written once there is room (admission refuses new
+                    // writes meanwhile, so the queue does not grow).
+                    Err(e) if e.is_no_space() => {
+                        space.set_stalled(Some(e.to_string()));
+                        if pending.wait_closed(std::time::Duration::from_millis(retry_ms)) {
+                            return;
+                        }
+                        retry_ms = (retry_ms * 2).min(STALL_RETRY_MAX_MS);
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "writing data files failed; store refuses changes");
                         *failure.lock() = Some(e.to_string());
@@ -436,6 +518,43 @@ fn spawn_applier(
             }
         })
         .map_err(|e| StoreError::io("data applier thread", e))
+}
+
+/// Most data `open` keeps in memory when replay finds no room to write it
+/// to the data files; past it the open fails with `DiskFull`.
+pub const REPLAY_SPILL_MAX_BYTES: u64 = 256 << 20;
+
+/// Replay's data sink: straight to the files (the records are durable),
+/// unless the disk is full; from the first change that finds no room on,
+/// every change waits in the pending queue instead (keeping their order),
+/// as if just written, and the applier writes them once there is room.
+/// So a store opens on a full disk and serves reads.
+struct ReplaySink<'a> {
+    files: &'a DataFiles,
+    pending: &'a PendingData,
+    spilled: std::cell::Cell<bool>,
+}
+
+impl crate::pending::DataSink for ReplaySink<'_> {
+    fn data_op(&self, lsn: Lsn, ino: Ino, op: crate::pending::DataOp) -> Result<()> {
+        if !self.spilled.get() {
+            match crate::pending::apply_to_files(self.files, ino, &op) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_no_space() => {
+                    tracing::warn!(lsn, error = %e, "no room to replay data into the data files; keeping the rest in memory until there is");
+                    self.spilled.set(true);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if self.pending.pending_bytes() > REPLAY_SPILL_MAX_BYTES {
+            return Err(StoreError::DiskFull(format!(
+                "replaying the journal needs more than {REPLAY_SPILL_MAX_BYTES} bytes of \
+                 data kept in memory; free space on the file system"
+            )));
+        }
+        self.pending.data_op(lsn, ino, op)
+    }
 }
 
 pub(crate) fn lock_dir(dir: &Path) -> Result<File> {

@@ -98,7 +98,9 @@ pub(crate) fn status(e: &StoreError) -> nfsstat3 {
         StoreError::Inval(_) => NFS3ERR_INVAL,
         StoreError::XDev => NFS3ERR_XDEV,
         StoreError::FBig => NFS3ERR_FBIG,
-        StoreError::NoSpace(_) | StoreError::TooManyLocks { .. } => NFS3ERR_NOSPC,
+        StoreError::NoSpace(_) | StoreError::TooManyLocks { .. } | StoreError::DiskFull(_) => {
+            NFS3ERR_NOSPC
+        }
         StoreError::MLink => NFS3ERR_MLINK,
         StoreError::NotSupp(_) => NFS3ERR_NOTSUPP,
         StoreError::NotSync => NFS3ERR_NOT_SYNC,

@@ -65,9 +65,15 @@ pub fn create_segment(dir: &Path, first_lsn: Lsn) -> Result<File> {
         .create_new(true)
         .open(&path)
         .map_err(|e| StoreError::io(&path, e))?;
-    f.write_all(&header_bytes(first_lsn))
-        .and_then(|_| f.sync_all())
-        .map_err(|e| StoreError::io(&path, e))?;
+    let written = f
+        .write_all(&header_bytes(first_lsn))
+        .and_then(|_| f.sync_all());
+    if let Err(e) = written {
+        // A headless file would read as a corrupt segment at the next open
+        // and block a retry under the same name (a full disk fails here).
+        let _ = std::fs::remove_file(&path);
+        return Err(StoreError::io(&path, e));
+    }
     crate::data::sync_dir(dir)?;
     Ok(f)
 }

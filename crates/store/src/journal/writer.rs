@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -44,6 +44,11 @@ struct Pending {
     closed: bool,
     /// Highest LSN some caller waits to see durable.
     sync_wanted: Lsn,
+    /// Where in `buf` a new segment must begin, and the LSN of the frame
+    /// there (`request_roll`).
+    roll: Option<(usize, Lsn)>,
+    /// Rolls asked for so far.
+    rolls_asked: u64,
 }
 
 struct Shared {
@@ -55,6 +60,10 @@ struct Shared {
     durable_blocking: Mutex<Durable>,
     durable_changed: Condvar,
     durable_tx: watch::Sender<Durable>,
+    /// Rolls carried out (or given up, when the writer stops), in the
+    /// numbering of `rolls_asked`.
+    rolls_done: Mutex<u64>,
+    rolled: Condvar,
     opts: WriterOptions,
 }
 
@@ -67,9 +76,18 @@ pub struct JournalWriter {
 }
 
 impl JournalWriter {
-    /// Starts writing at `next_lsn` into a fresh segment in `dir`.
+    /// Starts writing at `next_lsn` into a fresh segment in `dir`. On a
+    /// full disk the segment is created with the first frame instead, so
+    /// a store opens (and serves reads) with no room at all.
     pub fn start(dir: PathBuf, next_lsn: Lsn, opts: WriterOptions) -> Result<JournalWriter> {
-        let file = create_segment(&dir, next_lsn)?;
+        let file = match create_segment(&dir, next_lsn) {
+            Ok(f) => Some(f),
+            Err(e) if e.is_no_space() => {
+                tracing::warn!(dir = %dir.display(), error = %e, "no room for a new journal segment; it is made with the first change");
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let durable = Durable {
             lsn: next_lsn.saturating_sub(1),
             failed: false,
@@ -82,18 +100,32 @@ impl JournalWriter {
                 last_lsn: next_lsn.saturating_sub(1),
                 closed: false,
                 sync_wanted: 0,
+                roll: None,
+                rolls_asked: 0,
             }),
             has_work: Condvar::new(),
             has_room: Condvar::new(),
             durable_blocking: Mutex::new(durable),
             durable_changed: Condvar::new(),
             durable_tx,
+            rolls_done: Mutex::new(0),
+            rolled: Condvar::new(),
             opts,
         });
         let worker = shared.clone();
         let thread = std::thread::Builder::new()
             .name("tandem-journal".into())
-            .spawn(move || flush_loop(worker, dir, file, SEGMENT_HEADER_BYTES as u64))
+            .spawn(move || {
+                let segment = Segment {
+                    file,
+                    bytes: SEGMENT_HEADER_BYTES as u64,
+                    first_lsn: next_lsn,
+                };
+                flush_loop(&worker, &dir, segment);
+                // Nobody waits for a roll that will never come.
+                *worker.rolls_done.lock() = u64::MAX;
+                worker.rolled.notify_all();
+            })
             .map_err(|e| StoreError::io("journal writer thread", e))?;
         Ok(JournalWriter {
             shared,
@@ -160,6 +192,12 @@ impl JournalWriter {
 
     pub fn appended_bytes(&self) -> u64 {
         self.appended_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Bytes appended but not yet handed to the file system (they take
+    /// room on the disk once written).
+    pub fn buffered_bytes(&self) -> u64 {
+        self.shared.pending.lock().buf.len() as u64
     }
 
     /// The counter behind `appended_bytes`, for the checkpointer to reset.
@@ -265,6 +303,29 @@ impl DurableWaiter {
         }
     }
 
+    /// Asks for the frames appended from now on to start a new segment,
+    /// so every segment before can go at a checkpoint covering them;
+    /// returns a ticket for `wait_rolled`. Rolling a segment that holds
+    /// nothing yet does nothing.
+    pub fn request_roll(&self) -> u64 {
+        let mut p = self.0.pending.lock();
+        p.roll = Some((p.buf.len(), p.last_lsn + 1));
+        p.rolls_asked += 1;
+        let ticket = p.rolls_asked;
+        drop(p);
+        self.0.has_work.notify_one();
+        ticket
+    }
+
+    /// Blocks until the roll behind `ticket` (or a later one) is done, or
+    /// the writer has stopped.
+    pub fn wait_rolled(&self, ticket: u64) {
+        let mut done = self.0.rolls_done.lock();
+        while *done < ticket {
+            self.0.rolled.wait(&mut done);
+        }
+    }
+
     /// Blocks until `lsn` is durable or the journal has failed.
     pub fn wait(&self, lsn: Lsn) -> Durable {
         let mut d = self.0.durable_blocking.lock();
@@ -281,56 +342,161 @@ impl Drop for JournalWriter {
     }
 }
 
-fn flush_loop(shared: Arc<Shared>, dir: PathBuf, mut file: File, mut file_bytes: u64) {
+/// The segment being written: none between a roll that found no room
+/// and the next frame.
+struct Segment {
+    file: Option<File>,
+    bytes: u64,
+    first_lsn: Lsn,
+}
+
+/// How far the writer has got.
+struct Progress {
+    written_lsn: Lsn,
+    synced_lsn: Lsn,
+    unsynced_bytes: u64,
+}
+
+impl Progress {
+    /// Syncs what was written to `file`, if anything is unsynced.
+    fn sync(&mut self, file: &File, dir: &Path) -> Result<()> {
+        if self.written_lsn > self.synced_lsn {
+            file.sync_data().map_err(|e| StoreError::io(dir, e))?;
+            self.synced_lsn = self.written_lsn;
+            self.unsynced_bytes = 0;
+        }
+        Ok(())
+    }
+}
+
+impl Segment {
+    /// Appends frames `first_lsn..=last_lsn`, rolling past the size limit.
+    fn write(
+        &mut self,
+        frames: &[u8],
+        first_lsn: Lsn,
+        last_lsn: Lsn,
+        max_segment_bytes: u64,
+        progress: &mut Progress,
+        dir: &Path,
+    ) -> Result<()> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        if let Some(file) = &self.file {
+            if self.bytes >= max_segment_bytes {
+                // The old segment must be durable before any LSN in the
+                // new one can be reported durable.
+                progress.sync(file, dir)?;
+                self.file = None;
+            }
+        }
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => {
+                self.bytes = SEGMENT_HEADER_BYTES as u64;
+                self.first_lsn = first_lsn;
+                self.file.insert(create_segment(dir, first_lsn)?)
+            }
+        };
+        file.write_all(frames).map_err(|e| StoreError::io(dir, e))?;
+        self.bytes += frames.len() as u64;
+        progress.unsynced_bytes += frames.len() as u64;
+        progress.written_lsn = last_lsn;
+        Ok(())
+    }
+
+    /// Ends this segment so frame `next_lsn` begins the next one; made now
+    /// so a checkpoint sees the old one followed. With no room for it, it
+    /// is made with the next frame instead.
+    fn roll(&mut self, next_lsn: Lsn, progress: &mut Progress, dir: &Path) -> Result<()> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        if self.first_lsn >= next_lsn {
+            return Ok(());
+        }
+        progress.sync(file, dir)?;
+        self.file = None;
+        match create_segment(dir, next_lsn) {
+            Ok(f) => {
+                self.file = Some(f);
+                self.bytes = SEGMENT_HEADER_BYTES as u64;
+                self.first_lsn = next_lsn;
+                Ok(())
+            }
+            Err(e) if e.is_no_space() => {
+                tracing::warn!(error = %e, "no room to roll the journal now; the next frame starts the new segment");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn flush_loop(shared: &Shared, dir: &Path, mut segment: Segment) {
     let mut spare = Vec::new();
-    let mut written_lsn = shared.pending.lock().last_lsn;
-    let mut synced_lsn = written_lsn;
-    let mut unsynced_bytes = 0u64;
+    let start_lsn = shared.pending.lock().last_lsn;
+    let mut progress = Progress {
+        written_lsn: start_lsn,
+        synced_lsn: start_lsn,
+        unsynced_bytes: 0,
+    };
     loop {
-        let (mut batch, first_lsn, last_lsn, sync_wanted, closed) = {
+        let (mut batch, first_lsn, last_lsn, sync_wanted, closed, roll, roll_ticket) = {
             let mut p = shared.pending.lock();
             while p.buf.is_empty()
                 && !p.closed
-                && !(p.sync_wanted > synced_lsn && written_lsn > synced_lsn)
+                && p.roll.is_none()
+                && !(p.sync_wanted > progress.synced_lsn
+                    && progress.written_lsn > progress.synced_lsn)
             {
                 shared.has_work.wait(&mut p);
             }
             let batch = std::mem::replace(&mut p.buf, std::mem::take(&mut spare));
-            (batch, p.first_lsn, p.last_lsn, p.sync_wanted, p.closed)
+            let roll = p.roll.take();
+            (
+                batch,
+                p.first_lsn,
+                p.last_lsn,
+                p.sync_wanted,
+                p.closed,
+                roll,
+                p.rolls_asked,
+            )
         };
         shared.has_room.notify_all();
+        let max = shared.opts.max_segment_bytes;
         let result = (|| -> Result<()> {
-            if !batch.is_empty() {
-                if file_bytes >= shared.opts.max_segment_bytes {
-                    // The old segment must be durable before any LSN in
-                    // the new one can be reported durable.
-                    if written_lsn > synced_lsn {
-                        file.sync_data().map_err(|e| StoreError::io(&dir, e))?;
-                        synced_lsn = written_lsn;
-                        unsynced_bytes = 0;
-                    }
-                    file = create_segment(&dir, first_lsn)?;
-                    file_bytes = SEGMENT_HEADER_BYTES as u64;
+            match roll {
+                Some((at, next_lsn)) => {
+                    let at = at.min(batch.len());
+                    let head_last = next_lsn.saturating_sub(1);
+                    segment.write(&batch[..at], first_lsn, head_last, max, &mut progress, dir)?;
+                    segment.roll(next_lsn, &mut progress, dir)?;
+                    segment.write(&batch[at..], next_lsn, last_lsn, max, &mut progress, dir)?;
                 }
-                file.write_all(&batch)
-                    .map_err(|e| StoreError::io(&dir, e))?;
-                file_bytes += batch.len() as u64;
-                unsynced_bytes += batch.len() as u64;
-                written_lsn = last_lsn;
+                None => segment.write(&batch, first_lsn, last_lsn, max, &mut progress, dir)?,
             }
-            let must_sync = sync_wanted > synced_lsn
+            let must_sync = sync_wanted > progress.synced_lsn
                 || closed
-                || unsynced_bytes >= shared.opts.max_unsynced_bytes;
-            if must_sync && written_lsn > synced_lsn {
-                file.sync_data().map_err(|e| StoreError::io(&dir, e))?;
-                synced_lsn = written_lsn;
-                unsynced_bytes = 0;
+                || progress.unsynced_bytes >= shared.opts.max_unsynced_bytes;
+            if must_sync {
+                if let Some(file) = &segment.file {
+                    progress.sync(file, dir)?;
+                }
             }
             Ok(())
         })();
+        if roll.is_some() {
+            let mut done = shared.rolls_done.lock();
+            *done = (*done).max(roll_ticket);
+            drop(done);
+            shared.rolled.notify_all();
+        }
         let durable = match result {
             Ok(()) => Durable {
-                lsn: synced_lsn,
+                lsn: progress.synced_lsn,
                 failed: false,
             },
             Err(e) => {
@@ -340,7 +506,7 @@ fn flush_loop(shared: Arc<Shared>, dir: PathBuf, mut file: File, mut file_bytes:
                 shared.pending.lock().closed = true;
                 shared.has_room.notify_all();
                 Durable {
-                    lsn: synced_lsn,
+                    lsn: progress.synced_lsn,
                     failed: true,
                 }
             }
@@ -354,7 +520,9 @@ fn flush_loop(shared: Arc<Shared>, dir: PathBuf, mut file: File, mut file_bytes:
             shared.durable_changed.notify_all();
         }
         if durable.failed
-            || (closed && shared.pending.lock().buf.is_empty() && synced_lsn == written_lsn)
+            || (closed
+                && shared.pending.lock().buf.is_empty()
+                && progress.synced_lsn == progress.written_lsn)
         {
             return;
         }

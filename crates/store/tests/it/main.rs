@@ -18,3 +18,4 @@ mod promote;
 mod replay;
 mod replica;
 mod requests;
+mod space;

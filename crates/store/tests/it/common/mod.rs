@@ -47,6 +47,7 @@ pub fn kind(e: &StoreError) -> &'static str {
         StoreError::XDev => "XDev",
         StoreError::FBig => "FBig",
         StoreError::NoSpace(_) => "NoSpace",
+        StoreError::DiskFull(_) => "DiskFull",
         StoreError::MLink => "MLink",
         StoreError::NotSupp(_) => "NotSupp",
         StoreError::NotSync => "NotSync",
