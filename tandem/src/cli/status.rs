@@ -7,7 +7,8 @@ use tandem_control::api::client;
 use tandem_control::api::proto::{mib, Reply, Request};
 use tandem_control::config::names::validate_name;
 use tandem_control::replication::ReplicationFigures;
-use tandem_control::vserver::status::{StatusReport, VserverStatus};
+use tandem_control::vserver::status::{SpaceStatus, StatusReport, VserverStatus};
+use tandem_store::space::SpaceState;
 
 use super::output::{clients, describe_endpoint, table, unexpected};
 
@@ -102,6 +103,9 @@ fn render_vserver(v: &VserverStatus) -> String {
     for f in &v.bind_failures {
         out.push_str(&format!("  NOT serving {}: {}\n", f.address, f.error));
     }
+    if let Some(s) = &v.space {
+        out.push_str(&render_space(s));
+    }
     if let Some(r) = &v.replication {
         match (&r.to, &r.from) {
             (Some(to), _) => out.push_str(&format!(
@@ -186,6 +190,36 @@ fn render_vserver(v: &VserverStatus) -> String {
             })
             .collect();
         out.push_str(&indent(&table(&["USER", "UID", "GID", "GROUPS"], &rows)));
+    }
+    out
+}
+
+/// The disk line, with what an operator does about a full one.
+fn render_space(s: &SpaceStatus) -> String {
+    if let Some(e) = &s.error {
+        return format!("  space: unknown ({e})\n");
+    }
+    let mut out = format!(
+        "  space: {}, {:.1} MiB free of {:.1} MiB ({:.1} MiB kept for removals)\n",
+        s.state,
+        mib(s.free_bytes),
+        mib(s.total_bytes),
+        mib(s.reserve_bytes)
+    );
+    match s.state {
+        SpaceState::Ok => {}
+        SpaceState::Low => out.push_str(&format!(
+            "  WARNING: under {}% free above the reserve; writes will be refused when only the reserve is left\n",
+            s.low_percent
+        )),
+        SpaceState::Full => out.push_str(
+            "  ALERT: disk full: writes and creations get NFS3ERR_NOSPC; remove or truncate files, or grow the file system\n",
+        ),
+    }
+    if let Some(why) = &s.stalled {
+        out.push_str(&format!(
+            "  data files waiting for room (served from memory meanwhile): {why}\n"
+        ));
     }
     out
 }

@@ -63,6 +63,12 @@ struct ReplicationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SpaceStateLabels {
+    vserver: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     vserver: String,
     peer: String,
@@ -156,7 +162,11 @@ pub fn render(report: &StatusReport) -> String {
         "Replies sent without the replica's ack since the vserver opened.",
     );
     let fig = FigureFamilies::new(&mut registry);
+    let space = SpaceFamilies::new(&mut registry);
     for vs in &report.vservers {
+        if let Some(s) = &vs.space {
+            space.push(&vs.name, s);
+        }
         let labels = VserverLabels {
             vserver: vs.name.clone(),
         };
@@ -214,7 +224,7 @@ struct FigureFamilies {
 }
 
 /// States a sender can be in, one `tandem_replication_state` series each.
-const STATES: [ReplicationState; 9] = [
+const STATES: [ReplicationState; 10] = [
     ReplicationState::Connecting,
     ReplicationState::Baseline,
     ReplicationState::Streaming,
@@ -224,6 +234,7 @@ const STATES: [ReplicationState; 9] = [
     ReplicationState::Refused,
     ReplicationState::Overflow,
     ReplicationState::CatchUp,
+    ReplicationState::Stalled,
 ];
 
 impl FigureFamilies {
@@ -400,9 +411,102 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
+/// The families of a vserver's `SpaceStatus`.
+struct SpaceFamilies {
+    free: Family<VserverLabels, Whole>,
+    total: Family<VserverLabels, Whole>,
+    reserve: Family<VserverLabels, Whole>,
+    state: Family<SpaceStateLabels, Whole>,
+}
+
+impl SpaceFamilies {
+    fn new(r: &mut Registry) -> Self {
+        SpaceFamilies {
+            free: family(
+                r,
+                "tandem_vserver_space_free_bytes",
+                "Disk bytes free for the store; writes are refused once only the reserve is left.",
+            ),
+            total: family(
+                r,
+                "tandem_vserver_space_total_bytes",
+                "Size of the file system holding the store.",
+            ),
+            reserve: family(
+                r,
+                "tandem_vserver_space_reserve_bytes",
+                "Disk bytes kept for removals and truncations (store.space_reserve_bytes).",
+            ),
+            state: family(
+                r,
+                "tandem_vserver_space_state",
+                "1 for the store's space state (ok, low: a warning, full: writes refused), 0 for the others.",
+            ),
+        }
+    }
+
+    fn push(&self, vserver: &str, s: &crate::vserver::status::SpaceStatus) {
+        let labels = VserverLabels {
+            vserver: vserver.to_string(),
+        };
+        self.free.get_or_create(&labels).set(s.free_bytes);
+        self.total.get_or_create(&labels).set(s.total_bytes);
+        self.reserve.get_or_create(&labels).set(s.reserve_bytes);
+        for st in tandem_store::space::SpaceState::ALL {
+            let labels = SpaceStateLabels {
+                vserver: vserver.to_string(),
+                state: st.to_string(),
+            };
+            self.state
+                .get_or_create(&labels)
+                .set(u64::from(st == s.state));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn space_figures_and_state_are_exported() {
+        let s: crate::vserver::status::SpaceStatus = serde_json::from_value(serde_json::json!({
+            "state": "full",
+            "total_bytes": 67108864,
+            "free_bytes": 9000000,
+            "reserve_bytes": 8388608,
+            "low_percent": 10,
+        }))
+        .expect("a space status");
+        let mut registry = Registry::default();
+        SpaceFamilies::new(&mut registry).push("vs", &s);
+        let text = encoded(&registry);
+        let has = |line: &str| text.lines().any(|l| l == line);
+        assert!(
+            has(r#"tandem_vserver_space_free_bytes{vserver="vs"} 9000000"#),
+            "{text}"
+        );
+        assert!(
+            has(r#"tandem_vserver_space_total_bytes{vserver="vs"} 67108864"#),
+            "{text}"
+        );
+        assert!(
+            has(r#"tandem_vserver_space_reserve_bytes{vserver="vs"} 8388608"#),
+            "{text}"
+        );
+        assert!(
+            has(r#"tandem_vserver_space_state{vserver="vs",state="full"} 1"#),
+            "{text}"
+        );
+        assert!(
+            has(r#"tandem_vserver_space_state{vserver="vs",state="low"} 0"#),
+            "{text}"
+        );
+        assert!(
+            has(r#"tandem_vserver_space_state{vserver="vs",state="ok"} 0"#),
+            "{text}"
+        );
+    }
 
     #[test]
     fn overflow_and_catch_up_figures_are_exported() {

@@ -306,6 +306,23 @@ pub struct StoreSettings {
     /// (docs/operating.md, "Journal overflow").
     #[serde(default = "default_journal_max_bytes")]
     pub journal_max_bytes: u64,
+    /// Disk room each store keeps for removals and truncations: writes
+    /// and creations are refused (NFS3ERR_NOSPC) once only this is left
+    /// (docs/operating.md, "A full disk").
+    #[serde(default = "default_space_reserve_bytes")]
+    pub space_reserve_bytes: u64,
+    /// `tandem status` says `low` and the log warns while free space
+    /// above the reserve is under this percentage of the file system.
+    #[serde(default = "default_space_low_percent")]
+    pub space_low_percent: u8,
+}
+
+fn default_space_reserve_bytes() -> u64 {
+    tandem_store::space::DEFAULT_RESERVE_BYTES
+}
+
+fn default_space_low_percent() -> u8 {
+    tandem_store::space::DEFAULT_LOW_PERCENT
 }
 
 fn default_journal_max_bytes() -> u64 {
@@ -316,6 +333,8 @@ impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
             journal_max_bytes: default_journal_max_bytes(),
+            space_reserve_bytes: default_space_reserve_bytes(),
+            space_low_percent: default_space_low_percent(),
         }
     }
 }
@@ -333,6 +352,21 @@ impl StoreSettings {
                 "store.journal_max_bytes = {v} is outside {MIN_JOURNAL_MAX_BYTES}..={MAX_JOURNAL_MAX_BYTES}"
             ));
         }
+        use tandem_store::space::{
+            MAX_LOW_PERCENT, MAX_RESERVE_BYTES, MIN_LOW_PERCENT, MIN_RESERVE_BYTES,
+        };
+        let r = self.space_reserve_bytes;
+        if !(MIN_RESERVE_BYTES..=MAX_RESERVE_BYTES).contains(&r) {
+            return Err(format!(
+                "store.space_reserve_bytes = {r} is outside {MIN_RESERVE_BYTES}..={MAX_RESERVE_BYTES}"
+            ));
+        }
+        check_range(
+            "store.space_low_percent",
+            usize::from(self.space_low_percent),
+            usize::from(MIN_LOW_PERCENT),
+            usize::from(MAX_LOW_PERCENT),
+        )?;
         Ok(())
     }
 
@@ -344,6 +378,8 @@ impl StoreSettings {
         tandem_store::StoreOptions {
             journal_max_bytes: self.journal_max_bytes,
             max_segment_bytes: d.max_segment_bytes.min(self.journal_max_bytes / 4),
+            reserve_bytes: self.space_reserve_bytes,
+            low_percent: self.space_low_percent,
             ..d
         }
     }
@@ -678,6 +714,52 @@ mod tests {
                 err.contains("control.epoch_probe_timeout_ms"),
                 "{bad}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn space_settings_are_read_and_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        let site = Site::init(&dir, "alpha", "127.0.0.1", false).unwrap();
+        let opts = site.config.store.store_options();
+        assert_eq!(
+            opts.reserve_bytes,
+            tandem_store::space::DEFAULT_RESERVE_BYTES
+        );
+        assert_eq!(opts.low_percent, tandem_store::space::DEFAULT_LOW_PERCENT);
+        let toml_path = SitePaths::new(&dir).site_toml();
+        let text = fs::read_to_string(&toml_path).unwrap();
+        let without = text.split("[store]").next().unwrap().trim_end().to_string();
+        let with = |keys: &str| {
+            fs::write(&toml_path, format!("{without}\n\n[store]\n{keys}\n")).unwrap();
+            Site::load(&dir)
+        };
+        let loaded = with("space_reserve_bytes = 2097152\nspace_low_percent = 25").unwrap();
+        let opts = loaded.config.store.store_options();
+        assert_eq!(opts.reserve_bytes, 2 << 20);
+        assert_eq!(opts.low_percent, 25);
+        // Absent keys take the defaults (site.toml files from before them).
+        let loaded = with("journal_max_bytes = 8388608").unwrap();
+        assert_eq!(
+            loaded.config.store.space_reserve_bytes,
+            tandem_store::space::DEFAULT_RESERVE_BYTES
+        );
+        for (keys, needle) in [
+            (
+                "space_reserve_bytes = 1000",
+                "store.space_reserve_bytes = 1000",
+            ),
+            (
+                "space_reserve_bytes = 70000000000000",
+                "store.space_reserve_bytes",
+            ),
+            ("space_low_percent = 0", "store.space_low_percent = 0"),
+            ("space_low_percent = 91", "store.space_low_percent = 91"),
+            ("space_low_percent = 300", "space_low_percent"),
+        ] {
+            let err = with(keys).unwrap_err().to_string();
+            assert!(err.contains(needle), "{keys}: {err}");
         }
     }
 

@@ -1156,6 +1156,12 @@ fn classify(result: std::result::Result<(), SessionError>, peer: &Peer) -> Outco
                 error: e.to_string(),
             }
         }
+        // The replica's disk is full: worth trying again, not a refusal
+        // of this site; the replica says so in its own status and log.
+        SessionError::Peer { code: c, .. } if *c == code::NO_SPACE => Outcome::Retry {
+            state: ReplicationState::Stalled,
+            error: format!("the replica at {} has no room on its disk: {e}", peer.name),
+        },
         SessionError::Refused { code: c, .. } if *c == code::BUSY => Outcome::Retry {
             state: ReplicationState::Disconnected,
             error: e.to_string(),
@@ -1174,6 +1180,26 @@ fn classify(result: std::result::Result<(), SessionError>, peer: &Peer) -> Outco
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_replica_stalls_replication_and_is_retried() {
+        let peer = Peer {
+            name: "dr".into(),
+            addr: "127.0.0.1:1".into(),
+            id: "ab".into(),
+        };
+        let full = Err(SessionError::Peer {
+            code: code::NO_SPACE,
+            text: "no room on the disk: the change needs 5 bytes".into(),
+        });
+        match classify(full, &peer) {
+            Outcome::Retry { state, error } => {
+                assert_eq!(state, ReplicationState::Stalled);
+                assert!(error.contains("the replica at dr has no room"), "{error}");
+            }
+            Outcome::Slow { .. } => panic!("a full replica is retried with the usual backoff"),
+        }
+    }
 
     #[test]
     fn settings_round_trip_and_bad_file() {

@@ -35,6 +35,10 @@ word_enum! {
         Replica = "replica",
         /// Replica site: a baseline started and did not finish.
         BaselineUnfinished = "baseline-unfinished",
+        /// Active site: the replica refused a batch for lack of room on
+        /// its disk; nothing of it was applied, and it is offered again
+        /// (with backoff) until the replica has room.
+        Stalled = "stalled",
     }
 }
 
@@ -70,6 +74,7 @@ mod tests {
                 "receiving",
                 "replica",
                 "baseline-unfinished",
+                "stalled",
             ]
         );
         for s in ReplicationState::ALL {

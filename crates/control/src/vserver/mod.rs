@@ -837,6 +837,7 @@ fn served(
         endpoints: services.iter().flat_map(Service::endpoints).collect(),
         bind_failures: bind_failures.to_vec(),
         replication: replication.map(Box::new),
+        space: Some(crate::vserver::status::SpaceStatus::of(store)),
     }
 }
 
@@ -855,6 +856,7 @@ fn unserved(name: &str, state: VserverState, error: Option<String>) -> VserverSt
         endpoints: Vec::new(),
         bind_failures: Vec::new(),
         replication: None,
+        space: None,
     }
 }
 

@@ -90,6 +90,55 @@ pub struct VserverStatus {
     /// most vservers have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<Box<crate::replication::ReplicationStatus>>,
+    /// Room on the disk holding the store (none when it is not open here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space: Option<SpaceStatus>,
+}
+
+/// The disk under a vserver's store, as `tandem status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpaceStatus {
+    /// `ok`, `low` (under `store.space_low_percent` free above the
+    /// reserve: a warning) or `full` (writes refused, or data files
+    /// waiting for room).
+    pub state: tandem_store::space::SpaceState,
+    pub total_bytes: u64,
+    /// Free for the store now; writes stop when only `reserve_bytes` is
+    /// left, which removals and truncations may still use.
+    pub free_bytes: u64,
+    pub reserve_bytes: u64,
+    pub low_percent: u8,
+    /// Why data files are not being written, while they are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled: Option<String>,
+    /// Why the figures could not be read, if they could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl SpaceStatus {
+    pub fn of(store: &tandem_store::Store) -> SpaceStatus {
+        match store.space() {
+            Ok(r) => SpaceStatus {
+                state: r.state,
+                total_bytes: r.total_bytes,
+                free_bytes: r.free_bytes,
+                reserve_bytes: r.reserve_bytes,
+                low_percent: r.low_percent,
+                stalled: r.stalled,
+                error: None,
+            },
+            Err(e) => SpaceStatus {
+                state: tandem_store::space::SpaceState::Full,
+                total_bytes: 0,
+                free_bytes: 0,
+                reserve_bytes: 0,
+                low_percent: 0,
+                stalled: None,
+                error: Some(e.to_string()),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -153,7 +153,8 @@ pub(crate) async fn open_file(shared: &Arc<Shared>, call: &Call, fh: &[u8]) -> R
 /// The NLM status for a store refusal.
 pub(crate) fn stat_of(e: &StoreError) -> Stat {
     match e {
-        StoreError::TooManyLocks { .. } => Stat::DeniedNoLocks,
+        // No resources to record the lock: the disk or the lock table.
+        StoreError::TooManyLocks { .. } | StoreError::DiskFull(_) => Stat::DeniedNoLocks,
         StoreError::Stale | StoreError::NoEnt => Stat::StaleFh,
         // A copy that takes no changes now (a replica, a fenced or
         // switching-over store): the client retries as in a grace period.
