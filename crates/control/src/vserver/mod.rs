@@ -837,7 +837,7 @@ fn served(
         endpoints: services.iter().flat_map(Service::endpoints).collect(),
         bind_failures: bind_failures.to_vec(),
         replication: replication.map(Box::new),
-        space: Some(crate::vserver::status::SpaceStatus::of(store)),
+        space: Some(Box::new(crate::vserver::status::SpaceStatus::of(store))),
     }
 }
 

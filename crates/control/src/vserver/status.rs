@@ -90,9 +90,10 @@ pub struct VserverStatus {
     /// most vservers have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<Box<crate::replication::ReplicationStatus>>,
-    /// Room on the disk holding the store (none when it is not open here).
+    /// Room on the disk holding the store (none when it is not open here;
+    /// boxed, like `replication`, to keep the reply small).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub space: Option<SpaceStatus>,
+    pub space: Option<Box<SpaceStatus>>,
 }
 
 /// The disk under a vserver's store, as `tandem status` shows it.
