@@ -15,6 +15,7 @@ mod failover_catchup;
 mod failover_check;
 mod failover_crash;
 mod failover_netns;
+mod full_disk;
 mod kernel_client;
 mod kernel_locks;
 mod libnfs_large;

@@ -33,7 +33,9 @@ pub fn free_port() -> u16 {
 }
 
 pub struct TestSite {
-    _tmp: tempfile::TempDir,
+    /// Holds the daemons' logs (and, from `init`, the site), removed at
+    /// the end.
+    tmp: tempfile::TempDir,
     pub dir: PathBuf,
     pub nfs_port: u16,
     pub mount_port: u16,
@@ -45,10 +47,16 @@ impl TestSite {
     pub fn init(name: &str, listen: &str) -> TestSite {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("site");
+        TestSite::init_in(tmp, dir, name, listen)
+    }
+
+    /// `init` with the site in `dir` (which must not exist yet), e.g. on
+    /// a file system the test mounted; daemon logs go to `tmp`.
+    pub fn init_in(tmp: tempfile::TempDir, dir: PathBuf, name: &str, listen: &str) -> TestSite {
         let out = run(&dir, &["init", "--site", name, "--listen", listen]);
         assert_success(&out, "init");
         let site = TestSite {
-            _tmp: tmp,
+            tmp,
             dir,
             nfs_port: free_port(),
             mount_port: free_port(),
@@ -99,7 +107,7 @@ impl TestSite {
     pub fn spawn_daemon_via(&self, wrapper: &[&str]) -> Daemon {
         static RUNS: AtomicUsize = AtomicUsize::new(0);
         let n = RUNS.fetch_add(1, Ordering::Relaxed);
-        let log = self.dir.with_file_name(format!("daemon-{n}.log"));
+        let log = self.tmp.path().join(format!("daemon-{n}.log"));
         let log_file = std::fs::File::create(&log).expect("daemon log");
         let mut cmd = match wrapper.split_first() {
             Some((first, rest)) => {
