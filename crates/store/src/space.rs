@@ -25,7 +25,7 @@
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -64,7 +64,8 @@ pub enum SpaceState {
     Ok,
     /// Free space above the reserve is under `low_percent` of the disk.
     Low,
-    /// The largest write would be refused, or data files cannot be written.
+    /// The largest write (or the last change refused) would be refused, or
+    /// data files cannot be written.
     Full,
 }
 
@@ -173,6 +174,10 @@ pub(crate) struct Space {
     faults: Option<std::sync::Arc<SpaceFaults>>,
     /// The state last seen, so only changes are logged.
     last: AtomicU8,
+    /// What the last refused growth needed (0: none since one passed): the
+    /// disk stays `full` while that would still not fit, even when it was
+    /// more than the largest write (a replicated batch).
+    refused_bytes: AtomicU64,
     stalled: Mutex<Option<String>>,
 }
 
@@ -227,6 +232,7 @@ impl Space {
             low_percent,
             faults,
             last: AtomicU8::new(SpaceState::Ok as u8),
+            refused_bytes: AtomicU64::new(0),
             stalled: Mutex::new(None),
         })
     }
@@ -263,6 +269,9 @@ impl Space {
             Need::Frees => 0,
         };
         if room < cost_bytes.saturating_add(floor) {
+            if need == Need::Grows {
+                self.refused_bytes.store(cost_bytes, Ordering::Relaxed);
+            }
             self.note(SpaceState::Full, room, disk.total_bytes);
             return Err(StoreError::DiskFull(match need {
                 Need::Grows => format!(
@@ -275,6 +284,9 @@ impl Space {
                      free space on the file system or grow it"
                 ),
             }));
+        }
+        if need == Need::Grows {
+            self.refused_bytes.store(0, Ordering::Relaxed);
         }
         let state = self.state_of(room - cost_bytes, disk.total_bytes);
         self.note(state, room, disk.total_bytes);
@@ -298,7 +310,8 @@ impl Space {
     }
 
     fn state_of(&self, room: u64, total_bytes: u64) -> SpaceState {
-        let largest_write = write_cost_bytes(crate::types::MAX_IO_BYTES as u64);
+        let largest_write = write_cost_bytes(crate::types::MAX_IO_BYTES as u64)
+            .max(self.refused_bytes.load(Ordering::Relaxed));
         if self.stalled.lock().is_some() || room < self.reserve_bytes + largest_write {
             return SpaceState::Full;
         }
@@ -396,6 +409,14 @@ mod tests {
         assert_eq!(low.state, SpaceState::Low);
         assert_eq!(low.free_bytes, 12 << 20);
         assert_eq!(space(9 << 20).report(0).unwrap().state, SpaceState::Full);
+        // A refused batch larger than any write keeps it full while it
+        // would still not fit, not longer.
+        let s = space(20 << 20);
+        assert_eq!(s.report(0).unwrap().state, SpaceState::Low);
+        assert!(s.admit(Need::Grows, 16 << 20, 0).is_err());
+        assert_eq!(s.report(0).unwrap().state, SpaceState::Full);
+        assert!(s.admit(Need::Grows, 4096, 0).is_ok());
+        assert_eq!(s.report(0).unwrap().state, SpaceState::Low);
         let s = space(512 << 20);
         s.set_stalled(Some("ENOSPC".into()));
         assert_eq!(s.report(0).unwrap().state, SpaceState::Full);

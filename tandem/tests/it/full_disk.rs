@@ -19,24 +19,28 @@ use crate::common::*;
 
 const SITE_ADDR: &str = "127.77.90.1";
 const VS_ADDR: &str = "127.77.90.2";
+/// The replication test's sites, vserver and replica addresses.
+const NET: &str = "127.77.91";
 const DISK_MIB: u64 = 64;
+/// The replica's disk in the replication test, and what it grows to.
+const REPLICA_DISK_MIB: u64 = 40;
+const GROWN_DISK_MIB: u64 = 160;
 const MIB: usize = 1 << 20;
 
-/// A tmpfs of `DISK_MIB` mounted on a directory of our own, unmounted at
-/// the end.
+/// A tmpfs mounted on a directory of our own, unmounted at the end.
 struct Tmpfs {
     _parent: tempfile::TempDir,
     dir: PathBuf,
 }
 
 impl Tmpfs {
-    fn mount() -> Tmpfs {
+    fn mount(size_mib: u64) -> Tmpfs {
         let parent = tempfile::tempdir().expect("tempdir");
         let dir = parent.path().join("disk");
         std::fs::create_dir(&dir).expect("mount point");
         let out = run_with_deadline(
             Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={DISK_MIB}m"), "tmpfs"])
+                .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
                 .arg(&dir),
             DEADLINE,
         );
@@ -49,6 +53,23 @@ impl Tmpfs {
             _parent: parent,
             dir,
         }
+    }
+}
+
+impl Tmpfs {
+    /// What an operator does about a full disk: grows it.
+    fn grow(&self, size_mib: u64) {
+        let out = run_with_deadline(
+            Command::new("mount")
+                .args(["-o", &format!("remount,size={size_mib}m")])
+                .arg(&self.dir),
+            DEADLINE,
+        );
+        assert!(
+            out.status.success(),
+            "remount tmpfs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -143,7 +164,7 @@ async fn a_full_disk_refuses_writes_frees_by_removal_and_survives_restarts() {
     ) {
         return;
     }
-    let disk = Tmpfs::mount();
+    let disk = Tmpfs::mount(DISK_MIB);
     let logs = tempfile::tempdir().expect("tempdir");
     let site = TestSite::init_in(
         logs,
@@ -277,4 +298,80 @@ async fn assert_files(c: &mut Conn, names: &[String]) {
             .unwrap_or_else(|| panic!("{name} is gone"));
         assert!(got == data_of(i), "{name} changed");
     }
+}
+
+/// The DR site's disk fills while it applies replicated changes: it
+/// refuses the batch that does not fit, whole, and stays a consistent copy;
+/// the active site keeps serving and shows replication `stalled` with the
+/// replica's reason; once the replica's disk grows, replication resumes by
+/// itself and the copies match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_replica_stalls_replication_and_the_active_site_serves_on() {
+    use crate::common::replication::{
+        assert_verify_matches, pair_both, replicate_to_beta, site, vserver_status, wait_converged,
+    };
+    if !require(
+        is_root() && have_tools(&["mount", "umount"]),
+        "root and mount(8)",
+    ) {
+        return;
+    }
+    let disk = Tmpfs::mount(REPLICA_DISK_MIB);
+    let (a, a_addr) = site("alpha", &format!("{NET}.1"));
+    let b_addr = format!("{NET}.2:{}", free_port());
+    let logs = tempfile::tempdir().expect("tempdir");
+    let b = TestSite::init_in(logs, disk.dir.join("site"), "beta", &b_addr);
+    let (da, db) = (a.start_daemon(), b.start_daemon());
+    pair_both(&a, &a_addr, &b, &b_addr);
+    let vs_ip = format!("{NET}.3");
+    create_vserver_and_fs(&a, "vs", &vs_ip, "data", "/data");
+    replicate_to_beta(&a, "vs", &format!("{NET}.4"));
+    let both_logs = || format!("alpha:\n{}\nbeta:\n{}", da.log_text(), db.log_text());
+    wait_converged(&a, &b, "vs", &both_logs);
+
+    // The active site's disk is large; the replica's fills. A refusal makes
+    // the replica checkpoint and drop journal it no longer needs, which may
+    // let the next batch in: full is when a refusal leaves it full.
+    let mut c = mount(&a, &vs_ip).await;
+    let mut files = 0;
+    loop {
+        assert!(
+            files < 2 * REPLICA_DISK_MIB as usize,
+            "replication never stalled on a full replica: {}",
+            both_logs()
+        );
+        try_file(&mut c, &format!("f{files}"), &data_of(files))
+            .await
+            .unwrap_or_else(|st| panic!("the active site refused f{files}: {st:?}"));
+        files += 1;
+        let va = vserver_status(&a, "vs").expect("vserver at alpha");
+        let vb = vserver_status(&b, "vs").expect("vserver at beta");
+        if va["replication"]["state"] == "stalled" && vb["space"]["state"] == "full" {
+            let error = va["replication"]["last_error"].as_str().unwrap_or("");
+            assert!(error.contains("no room"), "{va}");
+            assert_eq!(vb["state"], "replica", "{vb}");
+            break;
+        }
+    }
+    // The active site serves on, writes included.
+    for _ in 0..3 {
+        try_file(&mut c, &format!("f{files}"), &data_of(files))
+            .await
+            .expect("a write at the active site while the replica is full");
+        files += 1;
+    }
+    assert!(
+        db.log_text().contains("no room on the disk"),
+        "the replica logs why it refuses"
+    );
+
+    // Room returns: replication resumes by itself and the copies match.
+    disk.grow(GROWN_DISK_MIB);
+    wait_converged(&a, &b, "vs", &both_logs);
+    assert_verify_matches(&a, "vs");
+    drop(c);
+    assert!(da.stop().success());
+    assert!(db.stop().success());
+    assert_fsck_clean(&b, "vs");
+    drop(b);
 }

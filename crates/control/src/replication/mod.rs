@@ -663,6 +663,40 @@ fn update(shared: &Mutex<SenderState>, f: impl FnOnce(&mut SenderState)) {
     f(&mut shared.lock());
 }
 
+/// A replica that refused a batch for lack of room closes the session
+/// right after its answer, so the next attempts often end on a broken
+/// pipe before that answer is read. Until the replica takes a batch, such
+/// endings still show `stalled` with the replica's reason.
+#[derive(Default)]
+struct Stall {
+    /// The replica's LSN when it said it was full, and what it said.
+    since: Option<(Lsn, String)>,
+}
+
+impl Stall {
+    fn seen(
+        &mut self,
+        state: ReplicationState,
+        error: String,
+        replica_lsn: Lsn,
+    ) -> (ReplicationState, String) {
+        if state == ReplicationState::Stalled {
+            self.since = Some((replica_lsn, error.clone()));
+            return (state, error);
+        }
+        match &self.since {
+            Some((lsn, why)) if *lsn == replica_lsn && state == ReplicationState::Disconnected => (
+                ReplicationState::Stalled,
+                format!("{why}; since then: {error}"),
+            ),
+            _ => {
+                self.since = None;
+                (state, error)
+            }
+        }
+    }
+}
+
 /// What one attempt ended with, and how the next should wait.
 enum Outcome {
     /// Retry with the growing backoff.
@@ -695,6 +729,7 @@ async fn run_sender(
     // Kept across attempts so a broken baseline resumes (the replica
     // resumes only the same snapshot); dropped once one is installed.
     let mut snapshot: Option<Arc<BaselineSnapshot>> = None;
+    let mut stall = Stall::default();
     loop {
         update(&shared, |s| {
             s.state = ReplicationState::Connecting;
@@ -727,6 +762,7 @@ async fn run_sender(
             Outcome::Retry { state, error } => (state, error, backoff_ms),
             Outcome::Slow { state, error } => (state, error, BACKOFF_MAX_MS),
         };
+        let (state, error) = stall.seen(state, error, shared.lock().replica_lsn);
         tracing::warn!(vserver = %vserver, to = %settings.to, %state, error = %error, retry_in_ms = wait_ms, "replication session ended");
         update(&shared, |s| {
             s.state = state;
@@ -1180,6 +1216,25 @@ fn classify(result: std::result::Result<(), SessionError>, peer: &Peer) -> Outco
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stall_outlives_broken_pipes_until_the_replica_moves() {
+        use ReplicationState::*;
+        let mut stall = Stall::default();
+        let (st, _) = stall.seen(Stalled, "no room".into(), 61);
+        assert_eq!(st, Stalled);
+        let (st, error) = stall.seen(Disconnected, "Broken pipe".into(), 61);
+        assert_eq!(st, Stalled);
+        assert!(
+            error.starts_with("no room; since then: Broken pipe"),
+            "{error}"
+        );
+        // The replica took a batch: what ends the next attempt is news.
+        let (st, error) = stall.seen(Disconnected, "Broken pipe".into(), 70);
+        assert_eq!((st, error.as_str()), (Disconnected, "Broken pipe"));
+        let (st, _) = stall.seen(Disconnected, "reset".into(), 70);
+        assert_eq!(st, Disconnected);
+    }
 
     #[test]
     fn a_full_replica_stalls_replication_and_is_retried() {
