@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_store::space::{SpaceFaults, SpaceState, DEFAULT_RESERVE_BYTES};
-use tandem_store::{Cred, Ino, OpCtx, SetAttr, Store, StoreError, StoreOptions};
+use tandem_store::{Cred, FsConfig, Ino, OpCtx, SetAttr, Store, StoreError, StoreOptions};
 
 use crate::common::{create_file, file_contents, new_store};
 
@@ -20,6 +20,15 @@ fn with_faults(faults: &Arc<SpaceFaults>) -> StoreOptions {
         space_faults: Some(faults.clone()),
         ..StoreOptions::default()
     }
+}
+
+/// A store in a fresh directory on a pretended disk (the real one until
+/// the test says otherwise).
+fn faulty_store() -> (tempfile::TempDir, Arc<SpaceFaults>, Store, FsConfig) {
+    let tmp = tempfile::tempdir().unwrap();
+    let faults = Arc::new(SpaceFaults::default());
+    let (store, fs) = new_store(tmp.path(), with_faults(&faults));
+    (tmp, faults, store, fs)
 }
 
 fn root() -> OpCtx {
@@ -45,9 +54,7 @@ fn is_disk_full<T: std::fmt::Debug>(r: Result<T, StoreError>) -> bool {
 
 #[test]
 fn changes_that_do_not_fit_are_refused_and_write_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let faults = Arc::new(SpaceFaults::default());
-    let (store, fs) = new_store(tmp.path(), with_faults(&faults));
+    let (_tmp, faults, store, fs) = faulty_store();
     let file = create_file(&store, fs.root_ino, b"f");
     // One MiB above the reserve: a small write fits, a 1 MiB one (twice
     // its size on disk) does not.
@@ -87,9 +94,7 @@ fn changes_that_do_not_fit_are_refused_and_write_nothing() {
 
 #[test]
 fn removals_and_truncations_may_use_the_reserve() {
-    let tmp = tempfile::tempdir().unwrap();
-    let faults = Arc::new(SpaceFaults::default());
-    let (store, fs) = new_store(tmp.path(), with_faults(&faults));
+    let (_tmp, faults, store, fs) = faulty_store();
     let a = create_file(&store, fs.root_ino, b"a");
     let b = create_file(&store, fs.root_ino, b"b");
     store
@@ -125,9 +130,7 @@ fn removals_and_truncations_may_use_the_reserve() {
 
 #[test]
 fn the_space_state_warns_before_writes_are_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let faults = Arc::new(SpaceFaults::default());
-    let (store, fs) = new_store(tmp.path(), with_faults(&faults));
+    let (_tmp, faults, store, fs) = faulty_store();
     let file = create_file(&store, fs.root_ino, b"f");
     // The pretended disk is 1 GiB; low is under 10% above the reserve.
     faults.set_free_bytes(Some(512 << 20));
@@ -146,9 +149,7 @@ fn the_space_state_warns_before_writes_are_refused() {
 
 #[test]
 fn a_data_file_without_room_stalls_the_applier_not_the_store() {
-    let tmp = tempfile::tempdir().unwrap();
-    let faults = Arc::new(SpaceFaults::default());
-    let (store, fs) = new_store(tmp.path(), with_faults(&faults));
+    let (tmp, faults, store, fs) = faulty_store();
     let file = create_file(&store, fs.root_ino, b"f");
     let other = create_file(&store, fs.root_ino, b"other");
     faults.set_fail_data_writes(true);
@@ -182,9 +183,7 @@ fn a_data_file_without_room_stalls_the_applier_not_the_store() {
 
 #[test]
 fn a_store_opens_and_serves_reads_when_replay_finds_no_room() {
-    let tmp = tempfile::tempdir().unwrap();
-    let faults = Arc::new(SpaceFaults::default());
-    let (store, fs) = new_store(tmp.path(), with_faults(&faults));
+    let (tmp, faults, store, fs) = faulty_store();
     let file = create_file(&store, fs.root_ino, b"f");
     write_synced(&store, file, 0, b"before the disk filled");
     store.checkpoint().expect("checkpoint");
@@ -240,9 +239,7 @@ fn a_full_replica_refuses_whole_batches_and_takes_them_later() {
 
 #[test]
 fn while_space_is_low_checkpoints_let_the_journal_shrink() {
-    let tmp = tempfile::tempdir().unwrap();
-    let faults = Arc::new(SpaceFaults::default());
-    let (store, fs) = new_store(tmp.path(), with_faults(&faults));
+    let (tmp, faults, store, fs) = faulty_store();
     let file = create_file(&store, fs.root_ino, b"f");
     faults.set_free_bytes(Some(RESERVE + (50 << 20)));
     // 12 MiB over the same 256 KiB: without checkpoints the journal would
